@@ -1,0 +1,271 @@
+//! kann-conformance runs ONNX backend test folders (`<dir>/<test>/model.onnx`
+//! plus `test_data_set_<i>/{input,output}_<j>.pb`) through the importer and the
+//! reference interpreter and judges each: pass, fail (with the largest error)
+//! or skip (naming the unsupported op, attribute or dtype). Tolerances are the
+//! ONNX backend runner's: `|got - want| <= atol + rtol * |want|`, rtol 1e-3,
+//! atol 1e-7 unless the folder's `tolerance.json` says otherwise; integers and
+//! bools must match exactly.
+
+use kann_onnx::{ImportError, ImportOptions};
+use kann_tensor::{DType, Tensor};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The verdict on one test folder.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Outcome {
+    Pass { max_abs_err: f64 },
+    Fail { reason: String },
+    Skip { cause: String },
+}
+
+/// One test's name and verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestResult {
+    pub name: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// Tolerances of the comparison.
+#[derive(Debug, Clone, Copy)]
+pub struct Tolerance {
+    pub rtol: f64,
+    pub atol: f64,
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Tolerance { rtol: 1e-3, atol: 1e-7 }
+    }
+}
+
+/// Test folders under `dir`: every directory holding a `model.onnx`, sorted,
+/// found up to two levels down (so both `node/` and the data root work).
+pub fn discover(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    walk(dir, 0, &mut found)?;
+    found.sort();
+    Ok(found)
+}
+
+fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if dir.join("model.onnx").is_file() {
+        found.push(dir.to_path_buf());
+        return Ok(());
+    }
+    if depth >= 2 {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let p = entry?.path();
+        if p.is_dir() {
+            walk(&p, depth + 1, found)?;
+        }
+    }
+    Ok(())
+}
+
+/// The test's display name: its folder name, prefixed with the parent folder
+/// for light models (`light/resnet50`) so names stay unique across suites.
+pub fn test_name(dir: &Path) -> String {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    match dir.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()) {
+        Some(parent) if parent == "light" => format!("light/{name}"),
+        _ => name,
+    }
+}
+
+/// Runs one test folder through import + reference.
+pub fn run_test(dir: &Path) -> TestResult {
+    let name = test_name(dir);
+    let outcome = match run_inner(dir) {
+        Ok(o) => o,
+        Err(o) => o,
+    };
+    TestResult { name, outcome }
+}
+
+fn fail(reason: impl std::fmt::Display) -> Outcome {
+    Outcome::Fail { reason: reason.to_string() }
+}
+
+/// Whether an import error means "kann does not support this" (a skip)
+/// rather than "kann got it wrong" (a failure).
+pub fn is_unsupported(e: &ImportError) -> bool {
+    match e {
+        ImportError::UnsupportedOps { .. } | ImportError::UnsupportedAttribute { .. } | ImportError::UnsupportedDType { .. } | ImportError::Opset(_) => true,
+        other => {
+            let msg = other.to_string();
+            msg.contains("not supported") || msg.contains("must be a constant")
+        }
+    }
+}
+
+fn run_inner(dir: &Path) -> Result<Outcome, Outcome> {
+    let tol = read_tolerance(dir);
+    let sets = data_sets(dir).map_err(fail)?;
+    if sets.is_empty() {
+        return Err(fail("no test_data_set_* folder"));
+    }
+    let mut worst = 0.0f64;
+    for set in sets {
+        let inputs = read_numbered(&set, "input")?;
+        let expected = read_numbered(&set, "output")?;
+        let model = kann_onnx::read_model(&dir.join("model.onnx")).map_err(fail)?;
+        let opts = bind_inputs(&model, &inputs);
+        let imported = match kann_onnx::import_model(&model, Some(dir), &opts, Some(&kann_reference::Reference)) {
+            Ok(m) => m,
+            Err(e) if is_unsupported(&e) => return Ok(Outcome::Skip { cause: e.to_string() }),
+            Err(e) => return Err(fail(e)),
+        };
+        let g = &imported.graph;
+        let mut by_name: HashMap<String, Tensor> = HashMap::new();
+        for (name, t) in inputs {
+            by_name.insert(name, t);
+        }
+        let got = kann_reference::run_named(g, &by_name).map_err(fail)?;
+        if got.len() != expected.len() {
+            return Err(fail(format!("{} outputs, expected {}", got.len(), expected.len())));
+        }
+        for (i, (g_t, (ename, e_t))) in got.iter().zip(&expected).enumerate() {
+            let err = compare(g_t, e_t, tol).map_err(|r| fail(format!("output {i} '{ename}': {r}")))?;
+            worst = worst.max(err);
+        }
+    }
+    Ok(Outcome::Pass { max_abs_err: worst })
+}
+
+/// Binds test inputs: shapes for all, and values for integer, bool and tiny
+/// 1-D inputs, which in the backend tests carry parameters (shapes, axes,
+/// pads, scales) that kann needs as constants for static shapes.
+fn bind_inputs(model: &kann_onnx::proto::ModelProto, inputs: &[(String, Tensor)]) -> ImportOptions {
+    let mut opts = ImportOptions::default();
+    let graph = model.graph.as_ref();
+    let init: Vec<&str> = graph.map(|g| g.initializer.iter().map(|t| t.name.as_str()).collect()).unwrap_or_default();
+    let names: Vec<String> = graph.map(|g| g.input.iter().filter(|v| !init.contains(&v.name.as_str())).map(|v| v.name.clone()).collect()).unwrap_or_default();
+    for (i, (pb_name, t)) in inputs.iter().enumerate() {
+        let name = if !pb_name.is_empty() { pb_name.clone() } else { names.get(i).cloned().unwrap_or_default() };
+        let param_like = !t.dtype().is_float() || (t.rank() <= 1 && t.len() <= 16);
+        if param_like {
+            opts.constant_inputs.insert(name, t.clone());
+        } else {
+            opts.input_shapes.insert(name, t.dims().to_vec());
+        }
+    }
+    opts
+}
+
+/// Largest absolute error if within tolerance, else why not.
+pub fn compare(got: &Tensor, want: &Tensor, tol: Tolerance) -> Result<f64, String> {
+    if got.dtype() != want.dtype() {
+        return Err(format!("dtype {} but expected {}", got.dtype(), want.dtype()));
+    }
+    if got.dims() != want.dims() {
+        return Err(format!("shape {} but expected {}", got.shape(), want.shape()));
+    }
+    if !want.dtype().is_float() {
+        let (a, b) = (got.to_i64_vec(), want.to_i64_vec());
+        return match a.iter().zip(&b).position(|(x, y)| x != y) {
+            None => Ok(0.0),
+            Some(i) => Err(format!("element {i} is {} but expected {} ({} of {} differ)", a[i], b[i], a.iter().zip(&b).filter(|(x, y)| x != y).count(), a.len())),
+        };
+    }
+    let (a, b) = (got.to_f64_vec(), want.to_f64_vec());
+    let mut worst = 0.0f64;
+    let mut bad: Option<(usize, f64)> = None;
+    let mut n_bad = 0;
+    for (i, (&x, &y)) in a.iter().zip(&b).enumerate() {
+        if x.is_nan() && y.is_nan() || x == y {
+            continue;
+        }
+        let err = (x - y).abs();
+        let ok = err.is_finite() && err <= tol.atol + tol.rtol * y.abs();
+        if err.is_finite() {
+            worst = worst.max(err);
+        } else {
+            worst = f64::INFINITY;
+        }
+        if !ok {
+            n_bad += 1;
+            if bad.is_none_or(|(_, e)| err > e) {
+                bad = Some((i, err));
+            }
+        }
+    }
+    match bad {
+        None => Ok(worst),
+        Some((i, err)) => Err(format!("max abs error {err:.3e} at element {i} (got {}, expected {}); {n_bad} of {} elements outside rtol {} atol {}", a[i], b[i], a.len(), tol.rtol, tol.atol)),
+    }
+}
+
+fn read_tolerance(dir: &Path) -> Tolerance {
+    let mut tol = Tolerance::default();
+    if let Ok(text) = std::fs::read_to_string(dir.join("tolerance.json")) {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+            if let Some(r) = v.get("rtol").and_then(|x| x.as_f64()) {
+                tol.rtol = r;
+            }
+            if let Some(a) = v.get("atol").and_then(|x| x.as_f64()) {
+                tol.atol = a;
+            }
+        }
+    }
+    tol
+}
+
+fn data_sets(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("test_data_set_")))
+        .collect();
+    sets.sort();
+    Ok(sets)
+}
+
+/// `<prefix>_0.pb`, `<prefix>_1.pb`… in order, with their tensor names. A
+/// tensor of a dtype kann lacks makes the test a skip.
+fn read_numbered(set: &Path, prefix: &str) -> Result<Vec<(String, Tensor)>, Outcome> {
+    let mut out = Vec::new();
+    for i in 0.. {
+        let p = set.join(format!("{prefix}_{i}.pb"));
+        if !p.exists() {
+            break;
+        }
+        match kann_onnx::tensor::read_tensor_file(&p) {
+            Ok(t) => out.push(t),
+            Err(e) if is_unsupported(&e) => return Err(Outcome::Skip { cause: format!("{prefix} {i}: {e}") }),
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    Ok(out)
+}
+
+/// Summary counts.
+pub fn counts(results: &[TestResult]) -> (usize, usize, usize) {
+    let p = results.iter().filter(|r| matches!(r.outcome, Outcome::Pass { .. })).count();
+    let f = results.iter().filter(|r| matches!(r.outcome, Outcome::Fail { .. })).count();
+    (p, f, results.len() - p - f)
+}
+
+/// Reads an allow-list: one test name per line, `#` comments.
+pub fn read_allow_list(path: &Path) -> std::io::Result<Vec<String>> {
+    Ok(std::fs::read_to_string(path)?.lines().map(|l| l.split('#').next().unwrap_or("").trim().to_string()).filter(|l| !l.is_empty()).collect())
+}
+
+/// Where the fetch script puts the data: `$KANN_DATA` or `~/.cache/kann-data`, then `onnx-1.23.2`.
+pub fn default_data_dir() -> PathBuf {
+    let base = std::env::var_os("KANN_DATA").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        home.join(".cache/kann-data")
+    });
+    base.join("onnx-1.23.2")
+}
+
+/// Is this dtype compared exactly?
+pub fn exact(d: DType) -> bool {
+    !d.is_float()
+}

@@ -1,0 +1,8 @@
+use crate::EvalError;
+use kann_ir::ops::reduce::ReduceOp;
+use kann_ir::TensorInfo;
+use kann_tensor::Tensor;
+
+pub fn eval(op: &ReduceOp, _inputs: &[Option<&Tensor>], _outputs: &[TensorInfo]) -> Result<Vec<Tensor>, EvalError> {
+    match *op {}
+}

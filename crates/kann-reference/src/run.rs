@@ -1,0 +1,127 @@
+use crate::ops;
+use kann_ir::{ConstEval, Graph, NodeId, Op, TensorInfo};
+use kann_tensor::Tensor;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Evaluation errors. Ops report a reason; the runner adds the node locator.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("{0}")]
+    Op(String),
+    #[error("{node}: {reason}")]
+    Node { node: String, reason: String },
+    #[error("input '{name}': {reason}")]
+    Input { name: String, reason: String },
+}
+
+impl From<String> for EvalError {
+    fn from(s: String) -> EvalError {
+        EvalError::Op(s)
+    }
+}
+
+impl From<&str> for EvalError {
+    fn from(s: &str) -> EvalError {
+        EvalError::Op(s.to_string())
+    }
+}
+
+impl From<kann_tensor::TensorError> for EvalError {
+    fn from(e: kann_tensor::TensorError) -> EvalError {
+        EvalError::Op(e.to_string())
+    }
+}
+
+/// Evaluates one op. `outputs` are the static output types inference gave;
+/// ops build tensors of exactly those types.
+pub fn eval_op(op: &Op, inputs: &[Option<&Tensor>], outputs: &[TensorInfo]) -> Result<Vec<Tensor>, EvalError> {
+    match op {
+        Op::Elementwise(o) => ops::elementwise::eval(o, inputs, outputs),
+        Op::Nn(o) => ops::nn::eval(o, inputs, outputs),
+        Op::Movement(o) => ops::movement::eval(o, inputs, outputs),
+        Op::Reduce(o) => ops::reduce::eval(o, inputs, outputs),
+        Op::Resample(o) => ops::resample::eval(o, inputs, outputs),
+    }
+}
+
+/// The reference as a constant folder for [`kann_ir::GraphBuilder`].
+pub struct Reference;
+
+impl ConstEval for Reference {
+    fn eval(&self, op: &Op, inputs: &[Option<&Tensor>], outputs: &[TensorInfo]) -> Result<Vec<Tensor>, String> {
+        eval_op(op, inputs, outputs).map_err(|e| e.to_string())
+    }
+}
+
+/// Runs the graph on `inputs` (in [`Graph::inputs`] order) and returns the
+/// graph outputs. Input types must match the graph's exactly.
+pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, EvalError> {
+    if inputs.len() != graph.inputs.len() {
+        return Err(EvalError::Op(format!("the graph takes {} inputs, {} were given", graph.inputs.len(), inputs.len())));
+    }
+    let mut env: Vec<Option<Arc<Tensor>>> = graph.values.iter().map(|v| v.constant.clone()).collect();
+    for (&id, t) in graph.inputs.iter().zip(inputs) {
+        let v = graph.value(id);
+        let got = TensorInfo::of(t);
+        if got != v.info {
+            return Err(EvalError::Input { name: v.name.clone(), reason: format!("expected {} but got {}", v.info, got) });
+        }
+        env[id.index()] = Some(Arc::new(t.clone()));
+    }
+    let last_use = last_uses(graph);
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let here = || graph.locate(NodeId(i as u32));
+        let args: Vec<Option<&Tensor>> = node.inputs.iter().map(|i| i.and_then(|v| env[v.index()].as_deref())).collect();
+        let infos: Vec<TensorInfo> = node.outputs.iter().map(|&o| graph.value(o).info.clone()).collect();
+        let outs = eval_op(&node.op, &args, &infos).map_err(|e| EvalError::Node { node: here(), reason: e.to_string() })?;
+        if outs.len() != node.outputs.len() {
+            return Err(EvalError::Node { node: here(), reason: format!("produced {} outputs, expected {}", outs.len(), node.outputs.len()) });
+        }
+        for (t, &o) in outs.into_iter().zip(&node.outputs) {
+            let want = &graph.value(o).info;
+            if TensorInfo::of(&t) != *want {
+                return Err(EvalError::Node { node: here(), reason: format!("produced {} but inference said {}", TensorInfo::of(&t), want) });
+            }
+            env[o.index()] = Some(Arc::new(t));
+        }
+        // Free what no later node reads (graph outputs are never freed).
+        for v in node.inputs.iter().flatten() {
+            if last_use[v.index()] == Some(i) && graph.value(*v).constant.is_none() {
+                env[v.index()] = None;
+            }
+        }
+    }
+    graph
+        .outputs
+        .iter()
+        .map(|&o| env[o.index()].as_deref().cloned().ok_or_else(|| EvalError::Op(format!("output '{}' was not computed", graph.value(o).name))))
+        .collect()
+}
+
+/// Like [`run`] with inputs given by name.
+pub fn run_named(graph: &Graph, inputs: &HashMap<String, Tensor>) -> Result<Vec<Tensor>, EvalError> {
+    let ordered = graph
+        .inputs
+        .iter()
+        .map(|&id| {
+            let name = &graph.value(id).name;
+            inputs.get(name).cloned().ok_or_else(|| EvalError::Input { name: name.clone(), reason: "no value given".into() })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    run(graph, &ordered)
+}
+
+/// Index of the last node reading each value (None: never read, or a graph output).
+fn last_uses(graph: &Graph) -> Vec<Option<usize>> {
+    let mut last = vec![None; graph.values.len()];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        for v in node.inputs.iter().flatten() {
+            last[v.index()] = Some(i);
+        }
+    }
+    for o in &graph.outputs {
+        last[o.index()] = None;
+    }
+    last
+}
