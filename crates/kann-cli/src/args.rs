@@ -29,6 +29,39 @@ pub enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Compute golden outputs with the reference interpreter: reads IO_DIR/<input>.npy|.pb|.bin, writes IO_DIR/genref/<output>.npy.
+    Genref {
+        /// The ONNX model.
+        model: PathBuf,
+        /// Folder holding one file per model input.
+        io_dir: PathBuf,
+        /// Shape of an input, for raw .bin files or symbolic dimensions: NAME=D0,D1,… (repeatable).
+        #[arg(long = "input-shape", value_name = "NAME=DIMS")]
+        input_shapes: Vec<String>,
+    },
+    /// Compare two output sets (folders of .npy files, or two .npy files) tensor by tensor; B is the reference.
+    Diff {
+        a: PathBuf,
+        b: PathBuf,
+        /// Absolute tolerance.
+        #[arg(long, default_value_t = 1e-5)]
+        atol: f64,
+        /// Relative tolerance (to B).
+        #[arg(long, default_value_t = 1e-4)]
+        rtol: f64,
+        /// Also report top-K agreement along the last axis (classifiers).
+        #[arg(long = "top-k", default_value_t = 5)]
+        top_k: usize,
+    },
+    /// Convert ONNX TensorProto files (.pb) to .npy files named after each tensor.
+    Convert {
+        /// The .pb files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Output folder.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// List the ONNX operators kann imports (the source of SUPPORTED-OPS.md).
     SupportedOps {
         /// Print the Markdown table of SUPPORTED-OPS.md.

@@ -158,6 +158,7 @@ fn input_info(vi: &ValueInfoProto, opts: &ImportOptions) -> Result<TensorInfo, I
     let dtype = dtype_from_onnx(tensor_type.elem_type, &format!("input '{}'", vi.name))?;
     if let Some(shape) = opts.input_shapes.get(&vi.name) {
         Tensor::check_size(shape).map_err(|e| err(e.to_string()))?;
+        check_binding(shape, tensor_type.shape.as_ref()).map_err(err)?;
         return Ok(TensorInfo::new(dtype, Shape::from(shape.as_slice())));
     }
     let dims = tensor_type.shape.as_ref().ok_or_else(|| err("the model gives no shape; bind it with an input shape".into()))?;
@@ -174,6 +175,25 @@ fn input_info(vi: &ValueInfoProto, opts: &ImportOptions) -> Result<TensorInfo, I
     }
     Tensor::check_size(&shape).map_err(|e| err(e.to_string()))?;
     Ok(TensorInfo::new(dtype, Shape::new(shape)))
+}
+
+/// A caller's shape must agree with the model's declared rank and fixed dims.
+fn check_binding(shape: &[usize], declared: Option<&crate::proto::TensorShapeProto>) -> Result<(), String> {
+    use crate::proto::tensor_shape_proto::dimension::Value as V;
+    let Some(declared) = declared else { return Ok(()) };
+    let fixed: Vec<Option<i64>> = declared.dim.iter().map(|d| match d.value { Some(V::DimValue(v)) => Some(v), _ => None }).collect();
+    let show = || fixed.iter().map(|d| d.map_or("?".to_string(), |v| v.to_string())).collect::<Vec<_>>().join(", ");
+    if fixed.len() != shape.len() {
+        return Err(format!("shape {:?} has rank {} but the model declares [{}]", shape, shape.len(), show()));
+    }
+    for (axis, (&got, want)) in shape.iter().zip(&fixed).enumerate() {
+        if let Some(w) = want {
+            if *w != got as i64 {
+                return Err(format!("shape {:?} differs from the model's [{}] at axis {axis}", shape, show()));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Nodes in an order where every input is defined first (ONNX requires

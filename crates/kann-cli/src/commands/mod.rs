@@ -1,4 +1,7 @@
 mod conformance;
+mod convert;
+mod diff;
+mod genref;
 mod supported_ops;
 
 use crate::args::Command;
@@ -7,6 +10,9 @@ use crate::args::Command;
 pub fn dispatch(cmd: Command) -> anyhow::Result<i32> {
     match cmd {
         Command::Conformance { dir, filter, json, allow_list, quiet } => conformance::run(dir, filter, json, allow_list, quiet),
+        Command::Genref { model, io_dir, input_shapes } => genref::run(&model, &io_dir, &input_shapes),
+        Command::Diff { a, b, atol, rtol, top_k } => diff::run(&a, &b, kann_io::diff::Tolerance { atol, rtol }, top_k),
+        Command::Convert { files, output } => convert::run(&files, &output),
         Command::SupportedOps { markdown } => supported_ops::run(markdown),
     }
 }

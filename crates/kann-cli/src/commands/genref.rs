@@ -1,0 +1,105 @@
+//! `kann genref MODEL.onnx IO_DIR`: golden outputs from the reference interpreter.
+
+use anyhow::{bail, Context};
+use kann_io::tensor_set::{find_tensor_file, read_raw_frames, write_npy};
+use kann_onnx::ImportOptions;
+use kann_tensor::{npy, Shape, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+/// Parses `NAME=D0,D1,…`.
+pub fn parse_input_shape(s: &str) -> anyhow::Result<(String, Vec<usize>)> {
+    let (name, dims) = s.rsplit_once('=').with_context(|| format!("--input-shape '{s}' should look like NAME=1,3,224,224"))?;
+    let dims = dims.split(',').map(|d| d.trim().parse::<usize>().with_context(|| format!("--input-shape '{s}': '{d}' is not a dimension"))).collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((name.to_string(), dims))
+}
+
+pub fn run(model_path: &Path, io_dir: &Path, input_shapes: &[String]) -> anyhow::Result<i32> {
+    if !io_dir.is_dir() {
+        bail!("IO folder {} does not exist", io_dir.display());
+    }
+    let model = kann_onnx::read_model(model_path)?;
+    let graph = model.graph.as_ref().context("the model holds no graph")?;
+    let init: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let input_names: Vec<String> = graph.input.iter().filter(|v| !init.contains(&v.name.as_str())).map(|v| v.name.clone()).collect();
+
+    // Files that carry their own shape bind it; raw files need the model's.
+    let mut opts = ImportOptions::default();
+    for s in input_shapes {
+        let (name, dims) = parse_input_shape(s)?;
+        opts.input_shapes.insert(name, dims);
+    }
+    let mut loaded: HashMap<String, Tensor> = HashMap::new();
+    let mut raw_files = Vec::new();
+    for name in &input_names {
+        let file = find_tensor_file(io_dir, name).with_context(|| format!("input '{name}': no file {name}.npy, .pb or .bin in {}", io_dir.display()))?;
+        match file.extension().and_then(|e| e.to_str()) {
+            Some("npy") => {
+                let t = npy::read(&file).with_context(|| format!("input '{name}': cannot read {}", file.display()))?;
+                opts.input_shapes.entry(name.clone()).or_insert_with(|| t.dims().to_vec());
+                loaded.insert(name.clone(), t);
+            }
+            Some("pb") => {
+                let (_, t) = kann_onnx::tensor::read_tensor_file(&file)?;
+                opts.input_shapes.entry(name.clone()).or_insert_with(|| t.dims().to_vec());
+                loaded.insert(name.clone(), t);
+            }
+            _ => raw_files.push((name.clone(), file)),
+        }
+    }
+    let dir = model_path.parent().unwrap_or(Path::new("."));
+    let imported = kann_onnx::import_model(&model, Some(dir), &opts, Some(&kann_reference::Reference)).with_context(|| format!("cannot import {}", model_path.display()))?;
+    let g = &imported.graph;
+
+    // One frame per tensor file; raw files may hold several frames.
+    let mut frames: Vec<HashMap<String, Tensor>> = vec![loaded];
+    for (name, file) in raw_files {
+        let id = g.find_value(&name).with_context(|| format!("input '{name}' vanished during import"))?;
+        let info = &g.value(id).info;
+        let parts = read_raw_frames(&file, info.dtype, &info.shape)?;
+        if frames.len() == 1 && parts.len() > 1 {
+            frames = vec![frames[0].clone(); parts.len()];
+        }
+        if parts.len() != frames.len() {
+            bail!("input '{name}': {} holds {} frames but other inputs hold {}", file.display(), parts.len(), frames.len());
+        }
+        for (f, t) in frames.iter_mut().zip(parts) {
+            f.insert(name.clone(), t);
+        }
+    }
+
+    let start = Instant::now();
+    let mut per_output: Vec<Vec<Tensor>> = vec![Vec::new(); g.outputs.len()];
+    for f in &frames {
+        let outs = kann_reference::run_named(g, f)?;
+        for (slot, t) in per_output.iter_mut().zip(outs) {
+            slot.push(t);
+        }
+    }
+    let elapsed = start.elapsed();
+    let out_dir = io_dir.join("genref");
+    for (&id, parts) in g.outputs.iter().zip(per_output) {
+        let name = &g.value(id).name;
+        let t = stack_frames(parts)?;
+        let path = write_npy(&out_dir, name, &t)?;
+        println!("{name}: {}{} -> {}", t.dtype(), t.shape(), path.display());
+    }
+    println!("reference: {} frame(s) of {} in {:.1} ms", frames.len(), model_path.display(), elapsed.as_secs_f64() * 1e3);
+    Ok(0)
+}
+
+/// Joins per-frame outputs along the first axis (frames of batch B give k·B rows).
+fn stack_frames(parts: Vec<Tensor>) -> anyhow::Result<Tensor> {
+    if parts.len() == 1 {
+        return Ok(parts.into_iter().next().expect("one part"));
+    }
+    let first = &parts[0];
+    if first.rank() == 0 {
+        bail!("cannot stack scalar outputs of several frames");
+    }
+    let mut dims = first.dims().to_vec();
+    dims[0] *= parts.len();
+    let refs: Vec<&Tensor> = parts.iter().collect();
+    Ok(Tensor::concat_flat(first.dtype(), Shape::new(dims), &refs)?)
+}

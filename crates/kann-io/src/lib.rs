@@ -1,0 +1,11 @@
+//! kann-io owns what crosses the boundary between kann and the user's files:
+//! named tensor sets in a folder (`<name>.npy`, raw `<name>.bin`), and
+//! [`diff`], the metrics and verdict that compare outputs with a reference.
+//! Later it also owns input preparation and post-processing. It depends only
+//! on kann-tensor.
+
+pub mod diff;
+mod error;
+pub mod tensor_set;
+
+pub use error::IoError;
