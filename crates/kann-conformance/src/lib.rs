@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 pub enum Outcome {
     Pass { max_abs_err: f64 },
     Fail { reason: String },
-    Skip { cause: String },
+    Skip { cause: String, kinds: Vec<String> },
 }
 
 /// One test's name and verdict.
@@ -104,6 +104,25 @@ pub fn is_unsupported(e: &ImportError) -> bool {
     }
 }
 
+/// Short keys naming what a skip lacks, for the per-cause summary:
+/// `op Foo`, `dtype UINT16`, `Resize attribute antialias`, `opset`.
+pub fn skip_kinds(e: &ImportError) -> Vec<String> {
+    match e {
+        ImportError::UnsupportedOps { ops } => ops.iter().map(|o| format!("op {}", o.split_whitespace().next().unwrap_or(o))).collect(),
+        ImportError::UnsupportedDType { dtype, .. } => vec![format!("dtype {dtype}")],
+        ImportError::UnsupportedAttribute { node, attr, .. } => vec![format!("{} attribute {attr}", op_of(node))],
+        ImportError::Opset(_) => vec!["opset".into()],
+        ImportError::Ir(kann_ir::IrError::Infer { node, reason }) if reason.contains("must be a constant") => vec![format!("{} with a non-constant shape input", op_of(node))],
+        ImportError::Ir(kann_ir::IrError::Infer { node, .. }) | ImportError::Node { node, .. } => vec![format!("{} (unsupported case)", op_of(node))],
+        other => vec![other.to_string()],
+    }
+}
+
+/// `Conv` from a locator `node #3 "c" (Conv)`.
+fn op_of(locator: &str) -> String {
+    locator.rsplit_once('(').map(|(_, r)| r.trim_end_matches(')').to_string()).unwrap_or_else(|| locator.to_string())
+}
+
 fn run_inner(dir: &Path) -> Result<Outcome, Outcome> {
     let tol = read_tolerance(dir);
     let sets = data_sets(dir).map_err(fail)?;
@@ -118,7 +137,7 @@ fn run_inner(dir: &Path) -> Result<Outcome, Outcome> {
         let opts = bind_inputs(&model, &inputs);
         let imported = match kann_onnx::import_model(&model, Some(dir), &opts, Some(&kann_reference::Reference)) {
             Ok(m) => m,
-            Err(e) if is_unsupported(&e) => return Ok(Outcome::Skip { cause: e.to_string() }),
+            Err(e) if is_unsupported(&e) => return Ok(Outcome::Skip { cause: e.to_string(), kinds: skip_kinds(&e) }),
             Err(e) => return Err(fail(e)),
         };
         let g = &imported.graph;
@@ -237,7 +256,7 @@ fn read_numbered(set: &Path, prefix: &str) -> Result<Vec<(String, Tensor)>, Outc
         }
         match kann_onnx::tensor::read_tensor_file(&p) {
             Ok(t) => out.push(t),
-            Err(e) if is_unsupported(&e) => return Err(Outcome::Skip { cause: format!("{prefix} {i}: {e}") }),
+            Err(e) if is_unsupported(&e) => return Err(Outcome::Skip { cause: format!("{prefix} {i}: {e}"), kinds: skip_kinds(&e) }),
             Err(e) => return Err(fail(e)),
         }
     }

@@ -42,7 +42,7 @@ pub struct OpRow {
 
 /// Lowest and highest opset of the default domain kann accepts.
 pub const MIN_OPSET: i64 = 7;
-pub const MAX_OPSET: i64 = 25;
+pub const MAX_OPSET: i64 = 28;
 
 #[derive(Clone, Default)]
 pub struct Registry {

@@ -16,7 +16,7 @@ pub fn run(dir: Option<PathBuf>, filter: Option<String>, json: Option<PathBuf>, 
         let line = match &r.outcome {
             Outcome::Pass { max_abs_err } => format!("pass  {}  (max abs err {max_abs_err:.2e})", r.name),
             Outcome::Fail { reason } => format!("FAIL  {}  {reason}", r.name),
-            Outcome::Skip { cause } => format!("skip  {}  {cause}", r.name),
+            Outcome::Skip { cause, .. } => format!("skip  {}  {cause}", r.name),
         };
         if !quiet || matches!(r.outcome, Outcome::Fail { .. }) {
             println!("{line}");
@@ -53,6 +53,19 @@ pub fn run(dir: Option<PathBuf>, filter: Option<String>, json: Option<PathBuf>, 
         if missing > 0 {
             code = 1;
         }
+    }
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &results {
+        if let Outcome::Skip { kinds: k, .. } = &r.outcome {
+            for kind in k {
+                *kinds.entry(kind.as_str()).or_default() += 1;
+            }
+        }
+    }
+    if !kinds.is_empty() {
+        let mut by_count: Vec<_> = kinds.into_iter().collect();
+        by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        println!("skip causes (tests): {}", by_count.iter().map(|(k, n)| format!("{k} ({n})")).collect::<Vec<_>>().join(", "));
     }
     println!("{p} passed, {f} failed, {s} skipped");
     Ok(code)
