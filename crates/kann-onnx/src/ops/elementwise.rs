@@ -227,14 +227,16 @@ fn import_isinf(cx: &mut NodeCx) -> Result<Imported, ImportError> {
     Ok(op(ElementwiseOp::IsInf(IsInf { detect_negative, detect_positive })))
 }
 
-/// Clip < 11 holds its bounds in attributes (defaulting to the float
-/// range); they become the scalar inputs of later opsets.
+/// Clip < 11 holds its bounds in attributes (defaulting to the lowest and
+/// highest finite values of the data's type); they become the scalar
+/// inputs of later opsets.
 fn import_clip(cx: &mut NodeCx) -> Result<Imported, ImportError> {
     cx.ignore("consumed_inputs");
     if cx.opset < 11 {
         let dtype = cx.input_info(0).map(|i| i.dtype).ok_or_else(|| cx.error("missing input"))?;
-        let min = cx.attr_f("min", f32::MIN)? as f64;
-        let max = cx.attr_f("max", f32::MAX)? as f64;
+        let limit = finite_max(dtype).ok_or_else(|| cx.unsupported("(input dtype)", dtype))?;
+        let min = cx.attr_f_opt("min")?.map_or(-limit, f64::from);
+        let max = cx.attr_f_opt("max")?.map_or(limit, f64::from);
         cx.inputs.truncate(1);
         let scalar = |v: f64| Tensor::from_f64(dtype, Shape::scalar(), &[v]).map_err(|e| cx.error(e));
         let (lo, hi) = (scalar(min)?, scalar(max)?);
@@ -242,6 +244,17 @@ fn import_clip(cx: &mut NodeCx) -> Result<Imported, ImportError> {
         cx.set_const_input(2, hi, "max");
     }
     Ok(op(ElementwiseOp::Clip))
+}
+
+/// Largest finite value of a float dtype.
+fn finite_max(d: DType) -> Option<f64> {
+    match d {
+        DType::F32 => Some(f32::MAX as f64),
+        DType::F64 => Some(f64::MAX),
+        DType::F16 => Some(65504.0),
+        DType::BF16 => Some(3.389_531_389_251_535_5e38),
+        _ => None,
+    }
 }
 
 /// Reads Cast's `saturate` and `round_mode`: both only apply to float8
