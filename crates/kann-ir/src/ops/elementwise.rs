@@ -133,6 +133,8 @@ pub enum Activation {
     Shrink { bias: f64, lambd: f64 },
     /// Gaussian error linear unit, exact (erf) or with the tanh approximation.
     Gelu { tanh: bool },
+    /// `x * sigmoid(alpha * x)`.
+    Swish { alpha: f64 },
 }
 
 /// `IsInf`: which infinities map to true.
@@ -307,6 +309,7 @@ impl Activation {
             Activation::ThresholdedRelu { .. } => "ThresholdedRelu",
             Activation::Shrink { .. } => "Shrink",
             Activation::Gelu { .. } => "Gelu",
+            Activation::Swish { .. } => "Swish",
         }
     }
 

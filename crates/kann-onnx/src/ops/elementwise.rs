@@ -94,11 +94,12 @@ fn register_activations(r: &mut Registry) {
     r.add("LeakyRelu", import_leaky_relu, FLOATS, "");
     r.add("Elu", import_elu, FLOATS, "");
     r.add("Selu", import_selu, FLOATS, "");
-    r.add_range("Celu", 12, MAX_OPSET, import_celu, FLOATS, "");
+    r.add_range("Celu", 12, MAX_OPSET, import_celu, FLOATS, "alpha = 0");
     r.add("HardSigmoid", import_hard_sigmoid, FLOATS, "");
     r.add_range("ThresholdedRelu", 10, MAX_OPSET, import_thresholded_relu, FLOATS, "");
     r.add_range("Shrink", 9, MAX_OPSET, import_shrink, NUMERIC, "");
     r.add_range("Gelu", 20, MAX_OPSET, import_gelu, FLOATS, "approximate other than none/tanh");
+    r.add_range("Swish", 24, MAX_OPSET, import_swish, FLOATS, "");
     r.add("PRelu", |_| Ok(op(ElementwiseOp::PRelu)), NUMERIC, "");
     r.add("Clip", import_clip, NUMERIC, "");
 }
@@ -110,7 +111,7 @@ fn register_misc(r: &mut Registry) {
     r.add("Max", |cx| variadic(cx, VariadicKind::Max), NUMERIC, "");
     r.add("Min", |cx| variadic(cx, VariadicKind::Min), NUMERIC, "");
     r.add_range("Where", 9, MAX_OPSET, |_| Ok(op(ElementwiseOp::Where)), "all", "");
-    r.add("Cast", import_cast, "all", "`to` a type kann lacks");
+    r.add("Cast", import_cast, "all", "`to` a type kann lacks (float8, int4, string…)");
     r.add_range("CastLike", 15, MAX_OPSET, import_castlike, "all", "");
     r.add("Dropout", import_dropout, FLOATS, "training_mode = true (unless ratio is a constant 0)");
 }
@@ -212,6 +213,11 @@ fn import_gelu(cx: &mut NodeCx) -> Result<Imported, ImportError> {
         _ => return Err(cx.unsupported("approximate", format!("\"{approx}\""))),
     };
     activation(cx, Activation::Gelu { tanh })
+}
+
+fn import_swish(cx: &mut NodeCx) -> Result<Imported, ImportError> {
+    let alpha = cx.attr_f("alpha", 1.0)? as f64;
+    activation(cx, Activation::Swish { alpha })
 }
 
 fn import_isinf(cx: &mut NodeCx) -> Result<Imported, ImportError> {

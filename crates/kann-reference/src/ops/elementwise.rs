@@ -185,6 +185,7 @@ fn activation(a: &Activation, x: f64) -> f64 {
             let k = (2.0 / std::f64::consts::PI).sqrt();
             0.5 * x * (1.0 + (k * (x + 0.044_715 * x * x * x)).tanh())
         }
+        Activation::Swish { alpha } => x / (1.0 + (-alpha * x).exp()),
     }
 }
 
