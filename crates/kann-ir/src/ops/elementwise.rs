@@ -497,3 +497,47 @@ fn infer_dropout(d: &Dropout, inputs: &[Option<InferInput>]) -> InferResult {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kann_tensor::Tensor;
+
+    fn info(dtype: DType, dims: &[usize]) -> TensorInfo {
+        TensorInfo::new(dtype, Shape::from(dims))
+    }
+
+    fn given(i: &TensorInfo) -> Option<InferInput<'_>> {
+        Some(InferInput { info: i, value: None })
+    }
+
+    #[test]
+    fn pow_keeps_the_base_dtype_and_comparisons_give_bool() {
+        let (a, b) = (info(DType::I64, &[2, 3]), info(DType::F32, &[3]));
+        let pow = ElementwiseOp::Binary(Binary { kind: BinaryKind::Pow });
+        assert_eq!(pow.infer(&[given(&a), given(&b)]).unwrap(), vec![info(DType::I64, &[2, 3])]);
+        let less = ElementwiseOp::Binary(Binary { kind: BinaryKind::Less });
+        assert!(less.infer(&[given(&a), given(&b)]).is_err());
+        let c = info(DType::I64, &[1, 3]);
+        assert_eq!(less.infer(&[given(&a), given(&c)]).unwrap(), vec![info(DType::Bool, &[2, 3])]);
+    }
+
+    #[test]
+    fn prelu_slope_broadcasts_one_way_only() {
+        let (x, s) = (info(DType::F32, &[2, 3]), info(DType::F32, &[2, 1, 3]));
+        assert!(ElementwiseOp::PRelu.infer(&[given(&x), given(&s)]).is_err());
+        let s = info(DType::F32, &[3]);
+        assert_eq!(ElementwiseOp::PRelu.infer(&[given(&x), given(&s)]).unwrap(), vec![x.clone()]);
+    }
+
+    #[test]
+    fn dropout_refuses_training_and_adds_the_mask() {
+        let x = info(DType::F32, &[4]);
+        let t = info(DType::Bool, &[]);
+        let on = Tensor::from_bools(Shape::scalar(), vec![true]).unwrap();
+        let d = ElementwiseOp::Dropout(Dropout { mask: Some(DType::Bool) });
+        let err = d.infer(&[given(&x), None, Some(InferInput { info: &t, value: Some(&on) })]).unwrap_err();
+        assert!(err.contains("not supported"));
+        assert_eq!(d.infer(&[given(&x)]).unwrap(), vec![x.clone(), info(DType::Bool, &[4])]);
+    }
+}

@@ -2,7 +2,7 @@
 //! comparisons, logic, bit operations, variadic ops, casts and Dropout.
 
 use crate::node::NodeCx;
-use crate::registry::{Imported, Registry, MAX_OPSET};
+use crate::registry::{ImportFn, Imported, Registry, MAX_OPSET};
 use crate::tensor::dtype_from_onnx;
 use crate::ImportError;
 use kann_ir::ops::elementwise::{Activation, Binary, BinaryKind, Cast, Dropout, ElementwiseOp, IsInf, Unary, UnaryKind, Variadic, VariadicKind};
@@ -23,7 +23,7 @@ pub(super) fn register(r: &mut Registry) {
 fn register_unary(r: &mut Registry) {
     use UnaryKind::*;
     // (op, kind, first opset, dtypes)
-    let rows: [(&'static str, fn(&mut NodeCx) -> Result<Imported, ImportError>, i64, &'static str); 33] = [
+    let rows: [(&'static str, ImportFn, i64, &'static str); 33] = [
         ("Relu", |cx| unary(cx, Relu), 7, SIGNED),
         ("Sigmoid", |cx| unary(cx, Sigmoid), 7, FLOATS),
         ("Tanh", |cx| unary(cx, Tanh), 7, FLOATS),
@@ -65,7 +65,7 @@ fn register_unary(r: &mut Registry) {
 
 fn register_binary(r: &mut Registry) {
     use BinaryKind::*;
-    let rows: [(&'static str, fn(&mut NodeCx) -> Result<Imported, ImportError>, i64, &'static str); 16] = [
+    let rows: [(&'static str, ImportFn, i64, &'static str); 16] = [
         ("Add", |cx| binary(cx, Add), 7, NUMERIC),
         ("Sub", |cx| binary(cx, Sub), 7, NUMERIC),
         ("Mul", |cx| binary(cx, Mul), 7, NUMERIC),
