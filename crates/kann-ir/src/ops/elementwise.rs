@@ -100,9 +100,9 @@ pub enum BinaryKind {
     And,
     Or,
     Xor,
-    /// `BitShift` with `direction = LEFT` (unsigned integers).
+    /// `BitShift` with `direction = LEFT` (bits past the top, or the sign bit, are dropped).
     ShiftLeft,
-    /// `BitShift` with `direction = RIGHT` (unsigned integers).
+    /// `BitShift` with `direction = RIGHT` (arithmetic for signed types).
     ShiftRight,
     BitwiseAnd,
     BitwiseOr,
@@ -277,7 +277,7 @@ impl BinaryKind {
             Pow => POW_BASE,
             Equal => ALL,
             And | Or | Xor => BOOL,
-            ShiftLeft | ShiftRight => &[DType::U8],
+            ShiftLeft | ShiftRight => &[DType::U8, DType::I8, DType::I32, DType::I64],
             BitwiseAnd | BitwiseOr | BitwiseXor => INTS,
         }
     }

@@ -152,7 +152,7 @@ pub fn check_dtype(info: &TensorInfo, allowed: &[DType], what: &str) -> Result<(
         Ok(())
     } else {
         let names: Vec<_> = allowed.iter().map(|d| d.name()).collect();
-        Err(format!("{what} has dtype {} but only {} are supported", info.dtype, names.join(", ")))
+        Err(format!("{what} has dtype {}, which is not supported here (only {})", info.dtype, names.join(", ")))
     }
 }
 

@@ -87,7 +87,7 @@ fn register_binary(r: &mut Registry) {
         r.add_range(op, since, MAX_OPSET, f, dtypes, "");
     }
     r.add_range("Mod", 10, MAX_OPSET, import_mod, NUMERIC, "");
-    r.add_range("BitShift", 11, MAX_OPSET, import_bitshift, "u8", "");
+    r.add_range("BitShift", 11, MAX_OPSET, import_bitshift, "u8 i8 i32 i64", "");
 }
 
 fn register_activations(r: &mut Registry) {

@@ -239,7 +239,8 @@ fn binary_int(kind: BinaryKind, a: i64, b: i64, width: i64) -> Result<i64, EvalE
         Fmod => a.wrapping_rem(b),
         ShiftLeft if !(0..width).contains(&b) => 0,
         ShiftLeft => a << b,
-        ShiftRight if !(0..width).contains(&b) => 0,
+        // Out-of-range shifts leave only the sign extension (BitShift-28).
+        ShiftRight if !(0..width).contains(&b) => if a < 0 { -1 } else { 0 },
         ShiftRight => a >> b,
         BitwiseAnd => a & b,
         BitwiseOr => a | b,
