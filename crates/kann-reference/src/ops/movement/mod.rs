@@ -1,0 +1,147 @@
+//! Data-movement ops. Each one computes, for every output element, the flat
+//! index of the input element it copies, and builds the result with
+//! [`Tensor::gather_flat`], so one code path serves every dtype. Elements
+//! that come from no input (padding, zeroed triangles) take a fill value
+//! appended after the input's data.
+
+mod indexing;
+mod layout;
+mod slicing;
+
+use crate::util::strides;
+use crate::EvalError;
+use kann_ir::ops::movement::{range_len, shape_range, MovementOp};
+use kann_ir::TensorInfo;
+use kann_tensor::{DType, Shape, Tensor};
+
+pub fn eval(op: &MovementOp, inputs: &[Option<&Tensor>], outputs: &[TensorInfo]) -> Result<Vec<Tensor>, EvalError> {
+    let out = outputs.first().ok_or("no output type")?;
+    let t = match op {
+        MovementOp::Reshape { .. } | MovementOp::Flatten { .. } | MovementOp::Squeeze | MovementOp::Unsqueeze => input(inputs, 0)?.clone().reshape(out.shape.clone())?,
+        MovementOp::Transpose { perm } => layout::transpose(input(inputs, 0)?, perm.as_deref(), out)?,
+        MovementOp::Expand => layout::expand(input(inputs, 0)?, out)?,
+        MovementOp::Tile => layout::tile(input(inputs, 0)?, out)?,
+        MovementOp::DepthToSpace { blocksize, mode } => layout::depth_to_space(input(inputs, 0)?, *blocksize, *mode, out)?,
+        MovementOp::SpaceToDepth { blocksize, mode } => layout::space_to_depth(input(inputs, 0)?, *blocksize, *mode, out)?,
+        MovementOp::Concat { axis } => slicing::concat(inputs, *axis, out)?,
+        MovementOp::Split { axis, uneven, .. } => return slicing::split(inputs, *axis, *uneven, outputs),
+        MovementOp::Slice => slicing::slice(inputs, out)?,
+        MovementOp::Pad { mode } => slicing::pad(inputs, *mode, out)?,
+        MovementOp::CenterCropPad { axes } => slicing::center_crop_pad(inputs, axes.as_deref(), out)?,
+        MovementOp::Compress { axis } => slicing::compress(inputs, *axis, out)?,
+        MovementOp::ReverseSequence { batch_axis, time_axis } => slicing::reverse_sequence(inputs, *batch_axis, *time_axis, out)?,
+        MovementOp::Trilu { upper } => slicing::trilu(inputs, *upper, out)?,
+        MovementOp::Gather { axis } => indexing::gather(inputs, *axis, out)?,
+        MovementOp::GatherElements { axis } => indexing::gather_elements(inputs, *axis, out)?,
+        MovementOp::GatherNd { batch_dims } => indexing::gather_nd(inputs, *batch_dims, out)?,
+        MovementOp::ScatterNd { reduction } => indexing::scatter_nd(inputs, *reduction, out)?,
+        MovementOp::ScatterElements { axis, reduction } => indexing::scatter_elements(inputs, *axis, *reduction, out)?,
+        MovementOp::OneHot { axis } => indexing::one_hot(inputs, *axis, out)?,
+        MovementOp::Shape { start, end } => shape(input(inputs, 0)?, *start, *end, out)?,
+        MovementOp::Size => Tensor::scalar_i64(input(inputs, 0)?.len() as i64),
+        MovementOp::ConstantOfShape { value } => value.gather_flat(out.shape.clone(), &vec![0; out.numel()])?,
+        MovementOp::Range => range(inputs, out)?,
+        MovementOp::EyeLike { k, .. } => eye_like(*k, out)?,
+    };
+    Ok(vec![t])
+}
+
+/// Input `i`, which must be present.
+fn input<'a>(inputs: &[Option<&'a Tensor>], i: usize) -> Result<&'a Tensor, EvalError> {
+    inputs.get(i).copied().flatten().ok_or_else(|| EvalError::Op(format!("missing input #{i}")))
+}
+
+/// Integer values of optional input `i`.
+fn opt_i64s(inputs: &[Option<&Tensor>], i: usize) -> Option<Vec<i64>> {
+    inputs.get(i).copied().flatten().map(Tensor::to_i64_vec)
+}
+
+/// Calls `f` with every multi-index of `shape`, in row-major order.
+fn for_each_index(shape: &[usize], mut f: impl FnMut(&[usize])) {
+    if shape.contains(&0) {
+        return;
+    }
+    let mut idx = vec![0usize; shape.len()];
+    loop {
+        f(&idx);
+        let mut d = shape.len();
+        loop {
+            if d == 0 {
+                return;
+            }
+            d -= 1;
+            idx[d] += 1;
+            if idx[d] < shape[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+/// `x` gathered so that output element `o` copies the input element at
+/// the multi-index `source` writes; where `source` returns false the
+/// element is `fill` (a one-element tensor) instead.
+fn remap_fill(x: &Tensor, out: &TensorInfo, fill: &Tensor, mut source: impl FnMut(&[usize], &mut [usize]) -> bool) -> Result<Tensor, EvalError> {
+    let st = strides(x.dims());
+    let sentinel = x.len();
+    let mut src = vec![0usize; x.rank()];
+    let mut index = Vec::with_capacity(out.numel());
+    let mut filled = false;
+    for_each_index(out.shape.dims(), |o| {
+        if source(o, &mut src) {
+            index.push(src.iter().zip(&st).map(|(a, b)| a * b).sum());
+        } else {
+            filled = true;
+            index.push(sentinel);
+        }
+    });
+    if !filled {
+        return Ok(x.gather_flat(out.shape.clone(), &index)?);
+    }
+    let fill = fill.cast(x.dtype());
+    let joined = Tensor::concat_flat(x.dtype(), Shape::from([x.len() + fill.len()]), &[x, &fill])?;
+    Ok(joined.gather_flat(out.shape.clone(), &index)?)
+}
+
+/// [`remap_fill`] where every output element has a source.
+fn remap(x: &Tensor, out: &TensorInfo, mut source: impl FnMut(&[usize], &mut [usize])) -> Result<Tensor, EvalError> {
+    remap_fill(x, out, &zero(x.dtype()), |o, src| {
+        source(o, src);
+        true
+    })
+}
+
+/// A one-element zero of `dtype`.
+fn zero(dtype: DType) -> Tensor {
+    Tensor::zeros(dtype, Shape::from([1]))
+}
+
+fn shape(x: &Tensor, start: i64, end: Option<i64>, out: &TensorInfo) -> Result<Tensor, EvalError> {
+    let (s, e) = shape_range(x.rank(), start, end);
+    let dims: Vec<i64> = x.dims()[s..e].iter().map(|&d| d as i64).collect();
+    Ok(Tensor::from_i64_values(out.dtype, out.shape.clone(), &dims)?)
+}
+
+fn range(inputs: &[Option<&Tensor>], out: &TensorInfo) -> Result<Tensor, EvalError> {
+    let n = out.numel();
+    let first = |i: usize| -> Result<Tensor, EvalError> { Ok(input(inputs, i)?.clone()) };
+    let (s, l, d) = (first(0)?, first(1)?, first(2)?);
+    if out.dtype.is_int() {
+        let (s, d) = (s.to_i64_vec()[0], d.to_i64_vec()[0]);
+        let v: Vec<i64> = (0..n as i64).map(|i| s.wrapping_add(i.wrapping_mul(d))).collect();
+        return Ok(Tensor::from_i64_values(out.dtype, out.shape.clone(), &v)?);
+    }
+    let (s, l, d) = (s.to_f64_vec()[0], l.to_f64_vec()[0], d.to_f64_vec()[0]);
+    if range_len(s, l, d)? != n {
+        return Err(EvalError::Op(format!("Range({s}, {l}, {d}) does not have the inferred length {n}")));
+    }
+    let v: Vec<f64> = (0..n).map(|i| s + i as f64 * d).collect();
+    Ok(Tensor::from_f64(out.dtype, out.shape.clone(), &v)?)
+}
+
+fn eye_like(k: i64, out: &TensorInfo) -> Result<Tensor, EvalError> {
+    let cols = out.shape.dims().get(1).copied().ok_or("EyeLike needs a 2-D output")?;
+    let v: Vec<i64> = (0..out.numel()).map(|f| ((f % cols) as i64 - (f / cols) as i64 == k) as i64).collect();
+    Ok(Tensor::from_i64_values(out.dtype, out.shape.clone(), &v)?)
+}
