@@ -202,7 +202,10 @@ fn trilu(cx: &mut NodeCx) -> Result<Imported, ImportError> {
 
 fn eye_like(cx: &mut NodeCx) -> Result<Imported, ImportError> {
     let dtype: Option<DType> = match cx.attr_i_opt("dtype")? {
-        Some(code) => Some(dtype_from_onnx(code as i32, "EyeLike 'dtype'")?),
+        Some(code) => {
+            let code = i32::try_from(code).map_err(|_| cx.unsupported("dtype", code))?;
+            Some(dtype_from_onnx(code, "EyeLike 'dtype'")?)
+        }
         None => None,
     };
     Ok(movement(MovementOp::EyeLike { dtype, k: cx.attr_i("k", 0)? }))

@@ -180,8 +180,12 @@ pub fn center_crop_offsets(dims: &[usize], shape: &[i64], axes: Option<&[i64]>) 
     }
     let mut out = dims.to_vec();
     let mut offsets = vec![0; dims.len()];
+    let mut seen = vec![false; dims.len()];
     for (&a, &s) in axes.iter().zip(shape) {
         let a = norm_axis(a, dims.len())?;
+        if std::mem::replace(&mut seen[a], true) {
+            return Err(format!("axis {a} appears twice in axes"));
+        }
         let target = to_dim(s, "shape entry")?;
         let d = dims[a];
         offsets[a] = if d >= target { ((d - target) / 2) as i64 } else { -(((target - d) / 2) as i64) };

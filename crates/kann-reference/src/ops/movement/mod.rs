@@ -145,3 +145,132 @@ fn eye_like(k: i64, out: &TensorInfo) -> Result<Tensor, EvalError> {
     let v: Vec<i64> = (0..out.numel()).map(|f| ((f % cols) as i64 - (f / cols) as i64 == k) as i64).collect();
     Ok(Tensor::from_i64_values(out.dtype, out.shape.clone(), &v)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kann_ir::ops::movement::{BlockMode, PadMode, Reduction};
+    use kann_ir::InferInput;
+
+    /// Infers `op` on constant `inputs` and evaluates it.
+    fn run(op: MovementOp, inputs: &[Tensor]) -> Vec<Tensor> {
+        let infos: Vec<TensorInfo> = inputs.iter().map(TensorInfo::of).collect();
+        let infer: Vec<Option<InferInput>> = inputs.iter().zip(&infos).map(|(t, info)| Some(InferInput { info, value: Some(t) })).collect();
+        let outs = op.infer(&infer).unwrap();
+        let args: Vec<Option<&Tensor>> = inputs.iter().map(Some).collect();
+        let got = eval(&op, &args, &outs).unwrap();
+        for (t, o) in got.iter().zip(&outs) {
+            assert_eq!(&TensorInfo::of(t), o);
+        }
+        got
+    }
+
+    fn f32s(dims: &[usize], v: &[f32]) -> Tensor {
+        Tensor::from_f32(Shape::from(dims), v.to_vec()).unwrap()
+    }
+
+    fn iota(dims: &[usize]) -> Tensor {
+        let n: usize = dims.iter().product();
+        Tensor::from_i64(Shape::from(dims), (0..n as i64).collect()).unwrap()
+    }
+
+    fn i64s(t: &Tensor) -> Vec<i64> {
+        t.to_i64_vec()
+    }
+
+    #[test]
+    fn transpose_defaults_to_reversed_axes() {
+        let y = run(MovementOp::Transpose { perm: None }, &[iota(&[2, 3])]);
+        assert_eq!(y[0].dims(), &[3, 2]);
+        assert_eq!(i64s(&y[0]), vec![0, 3, 1, 4, 2, 5]);
+    }
+
+    #[test]
+    fn reshape_copies_zero_and_infers_minus_one() {
+        let y = run(MovementOp::Reshape { allowzero: false }, &[iota(&[2, 3, 4]), Tensor::vec_i64(vec![0, -1])]);
+        assert_eq!(y[0].dims(), &[2, 12]);
+    }
+
+    #[test]
+    fn slice_with_negative_step_and_clamping() {
+        let x = iota(&[5]);
+        let y = run(MovementOp::Slice, &[x, Tensor::vec_i64(vec![100]), Tensor::vec_i64(vec![-100]), Tensor::vec_i64(vec![0]), Tensor::vec_i64(vec![-2])]);
+        assert_eq!(i64s(&y[0]), vec![4, 2, 0]);
+    }
+
+    #[test]
+    fn pad_modes() {
+        let x = iota(&[3]);
+        let pads = Tensor::vec_i64(vec![2, 2]);
+        let reflect = run(MovementOp::Pad { mode: PadMode::Reflect }, &[x.clone(), pads.clone()]);
+        assert_eq!(i64s(&reflect[0]), vec![2, 1, 0, 1, 2, 1, 0]);
+        let edge = run(MovementOp::Pad { mode: PadMode::Edge }, &[x.clone(), pads.clone()]);
+        assert_eq!(i64s(&edge[0]), vec![0, 0, 0, 1, 2, 2, 2]);
+        let wrap = run(MovementOp::Pad { mode: PadMode::Wrap }, &[x.clone(), pads.clone()]);
+        assert_eq!(i64s(&wrap[0]), vec![1, 2, 0, 1, 2, 0, 1]);
+        let constant = run(MovementOp::Pad { mode: PadMode::Constant }, &[x.clone(), Tensor::vec_i64(vec![1, -1]), Tensor::scalar_i64(9)]);
+        assert_eq!(i64s(&constant[0]), vec![9, 0, 1]);
+    }
+
+    #[test]
+    fn split_uneven_and_concat_round_trip() {
+        let y = run(MovementOp::Split { axis: 0, outputs: 3, uneven: true }, &[iota(&[7])]);
+        let sizes: Vec<usize> = y.iter().map(|t| t.len()).collect();
+        assert_eq!(sizes, vec![3, 3, 1]);
+        let back = run(MovementOp::Concat { axis: -1 }, &y);
+        assert_eq!(i64s(&back[0]), (0..7).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn gather_takes_negative_indices() {
+        let idx = Tensor::vec_i64(vec![-1, 0]);
+        let y = run(MovementOp::Gather { axis: 1 }, &[iota(&[2, 3]), idx]);
+        assert_eq!(i64s(&y[0]), vec![2, 0, 5, 3]);
+    }
+
+    #[test]
+    fn depth_to_space_dcr_and_crd_invert_space_to_depth() {
+        let x = iota(&[1, 8, 2, 3]);
+        for mode in [BlockMode::Dcr, BlockMode::Crd] {
+            let d = run(MovementOp::DepthToSpace { blocksize: 2, mode }, &[x.clone()]);
+            assert_eq!(d[0].dims(), &[1, 2, 4, 6]);
+            let s = run(MovementOp::SpaceToDepth { blocksize: 2, mode }, &[d[0].clone()]);
+            assert_eq!(s[0], x);
+        }
+        // DCR: output (c=0, h=0, w=1) comes from channel (0*2+1)*2+0 = 2.
+        let d = run(MovementOp::DepthToSpace { blocksize: 2, mode: BlockMode::Dcr }, &[x]);
+        assert_eq!(i64s(&d[0])[1], 2 * 6);
+    }
+
+    #[test]
+    fn scatter_nd_adds_duplicates() {
+        let data = f32s(&[4], &[1.0, 2.0, 3.0, 4.0]);
+        let idx = Tensor::from_i64(Shape::from([3, 1]), vec![1, 1, -1]).unwrap();
+        let upd = f32s(&[3], &[10.0, 20.0, 30.0]);
+        let y = run(MovementOp::ScatterNd { reduction: Reduction::Add }, &[data, idx, upd]);
+        assert_eq!(y[0].to_f32_vec(), vec![1.0, 32.0, 3.0, 34.0]);
+    }
+
+    #[test]
+    fn one_hot_with_negative_index() {
+        let idx = Tensor::vec_i64(vec![0, -1]);
+        let y = run(MovementOp::OneHot { axis: -1 }, &[idx, Tensor::scalar_i64(3), f32s(&[2], &[0.0, 5.0])]);
+        assert_eq!(y[0].to_f32_vec(), vec![5.0, 0.0, 0.0, 0.0, 0.0, 5.0]);
+    }
+
+    #[test]
+    fn trilu_and_eye_like() {
+        let y = run(MovementOp::Trilu { upper: false }, &[iota(&[3, 3]), Tensor::scalar_i64(-1)]);
+        assert_eq!(i64s(&y[0]), vec![0, 0, 0, 3, 0, 0, 6, 7, 0]);
+        let e = run(MovementOp::EyeLike { dtype: Some(DType::I32), k: 1 }, &[iota(&[2, 3])]);
+        assert_eq!(i64s(&e[0]), vec![0, 1, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn range_counts_like_the_spec() {
+        let y = run(MovementOp::Range, &[Tensor::scalar_i64(10), Tensor::scalar_i64(4), Tensor::scalar_i64(-3)]);
+        assert_eq!(i64s(&y[0]), vec![10, 7]);
+        let e = run(MovementOp::Range, &[Tensor::scalar_f32(1.0), Tensor::scalar_f32(0.0), Tensor::scalar_f32(1.0)]);
+        assert!(e[0].is_empty());
+    }
+}
