@@ -6,7 +6,7 @@ use crate::node::NodeCx;
 use crate::registry::{Imported, Registry, MAX_OPSET};
 use crate::tensor::dtype_from_onnx;
 use crate::ImportError;
-use kann_ir::ops::movement::{BlockMode, MovementOp, PadMode, Reduction};
+use kann_ir::ops::movement::{shape_range, BlockMode, MovementOp, PadMode, Reduction};
 use kann_ir::Op;
 use kann_tensor::{DType, Shape, Tensor};
 
@@ -23,7 +23,7 @@ pub(super) fn register(r: &mut Registry) {
     r.add("Slice", slice, ALL, "non-constant starts/ends/axes/steps");
     r.add("Gather", |cx| axis_op(cx, 0, |axis| MovementOp::Gather { axis }), ALL, "");
     r.add("Shape", shape, ALL, "");
-    r.add("Size", |_| Ok(movement(MovementOp::Size)), ALL, "");
+    r.add("Size", size, ALL, "");
     r.add_range("ConstantOfShape", 9, MAX_OPSET, constant_of_shape, ALL, "non-constant shape");
     r.add_range("Expand", 8, MAX_OPSET, |_| Ok(movement(MovementOp::Expand)), ALL, "non-constant shape");
     r.add("Tile", |_| Ok(movement(MovementOp::Tile)), ALL, "non-constant repeats");
@@ -123,9 +123,25 @@ fn slice(cx: &mut NodeCx) -> Result<Imported, ImportError> {
     Ok(movement(MovementOp::Slice))
 }
 
+/// Shape (with `start`/`end` from opset 15) and Size. Shapes are static,
+/// so both become constants: what reads them (Reshape, Expand…) then sees
+/// constant inputs.
 fn shape(cx: &mut NodeCx) -> Result<Imported, ImportError> {
     let (start, end) = if cx.opset >= 15 { (cx.attr_i("start", 0)?, cx.attr_i_opt("end")?) } else { (0, None) };
-    Ok(movement(MovementOp::Shape { start, end }))
+    match cx.input_info(0) {
+        Some(info) => {
+            let (s, e) = shape_range(info.rank(), start, end);
+            Ok(Imported::Constant(Tensor::vec_i64(info.shape.dims()[s..e].iter().map(|&d| d as i64).collect())))
+        }
+        None => Ok(movement(MovementOp::Shape { start, end })),
+    }
+}
+
+fn size(cx: &mut NodeCx) -> Result<Imported, ImportError> {
+    match cx.input_info(0) {
+        Some(info) => Ok(Imported::Constant(Tensor::scalar_i64(info.numel() as i64))),
+        None => Ok(movement(MovementOp::Size)),
+    }
 }
 
 fn constant_of_shape(cx: &mut NodeCx) -> Result<Imported, ImportError> {

@@ -31,8 +31,9 @@ pub(super) fn concat(inputs: &[Option<InferInput>], axis: i64) -> InferResult {
 }
 
 /// Sizes of Split's outputs along the axis of size `dim`: the `split`
-/// input when given, else `outputs` equal chunks (the last one smaller
-/// when `uneven`, otherwise `dim` must divide evenly).
+/// input when given, else `outputs` equal chunks. With `uneven` (opset
+/// 18's `num_outputs`) the chunks are `ceil(dim / outputs)` and the last
+/// one takes the rest; otherwise `dim` must divide evenly.
 pub fn split_sizes(dim: usize, split: Option<&[i64]>, outputs: usize, uneven: bool) -> Result<Vec<usize>, String> {
     if let Some(split) = split {
         if split.len() != outputs {
@@ -50,15 +51,13 @@ pub fn split_sizes(dim: usize, split: Option<&[i64]>, outputs: usize, uneven: bo
     if !uneven && dim % outputs != 0 {
         return Err(format!("axis size {dim} does not split into {outputs} equal parts"));
     }
+    // Chunks of ceil(dim / outputs); the last takes what is left.
     let chunk = dim.div_ceil(outputs);
-    let mut left = dim;
-    Ok((0..outputs)
-        .map(|_| {
-            let s = chunk.min(left);
-            left -= s;
-            s
-        })
-        .collect())
+    let rest = (outputs - 1).checked_mul(chunk).and_then(|used| dim.checked_sub(used));
+    let last = rest.ok_or_else(|| format!("axis size {dim} cannot be split into {outputs} chunks of {chunk} with a smaller last one"))?;
+    let mut sizes = vec![chunk; outputs - 1];
+    sizes.push(last);
+    Ok(sizes)
 }
 
 pub(super) fn split(inputs: &[Option<InferInput>], axis: i64, outputs: usize, uneven: bool) -> InferResult {
