@@ -249,3 +249,62 @@ fn compress(cx: &mut NodeCx) -> Result<Imported, ImportError> {
 fn center_crop_pad(cx: &mut NodeCx) -> Result<Imported, ImportError> {
     Ok(movement(MovementOp::CenterCropPad { axes: cx.attr_ints("axes")? }))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::proto::{attribute_type as at, data_type as dt, tensor_shape_proto::dimension::Value as Dim, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto};
+    use crate::{import_model, ImportOptions};
+
+    fn ints(name: &str, v: &[i64]) -> AttributeProto {
+        AttributeProto { name: name.into(), r#type: at::INTS, ints: v.to_vec(), ..Default::default() }
+    }
+
+    fn int(name: &str, v: i64) -> AttributeProto {
+        AttributeProto { name: name.into(), r#type: at::INT, i: v, ..Default::default() }
+    }
+
+    fn float_input(name: &str, dims: &[i64]) -> ValueInfoProto {
+        let dim = dims.iter().map(|&d| crate::proto::tensor_shape_proto::Dimension { value: Some(Dim::DimValue(d)), denotation: String::new() }).collect();
+        let t = type_proto::Tensor { elem_type: dt::FLOAT, shape: Some(TensorShapeProto { dim }) };
+        ValueInfoProto { name: name.into(), r#type: Some(TypeProto { value: Some(type_proto::Value::TensorType(t)), denotation: String::new() }), doc_string: String::new() }
+    }
+
+    /// Imports a one-node model on a float input `x` of `dims` and returns
+    /// the shapes of the node's outputs.
+    fn shapes(op: &str, opset: i64, dims: &[i64], attrs: Vec<AttributeProto>, outputs: usize) -> Result<Vec<Vec<usize>>, String> {
+        let outs: Vec<String> = (0..outputs).map(|i| format!("y{i}")).collect();
+        let node = NodeProto { input: vec!["x".into()], output: outs.clone(), op_type: op.into(), attribute: attrs, ..Default::default() };
+        let graph = GraphProto {
+            node: vec![node],
+            input: vec![float_input("x", dims)],
+            output: outs.iter().map(|o| ValueInfoProto { name: o.clone(), ..Default::default() }).collect(),
+            ..Default::default()
+        };
+        let model = ModelProto { ir_version: 7, opset_import: vec![OperatorSetIdProto { domain: String::new(), version: opset }], graph: Some(graph), ..Default::default() };
+        let m = import_model(&model, None, &ImportOptions::default(), None).map_err(|e| e.to_string())?;
+        Ok(m.graph.outputs.iter().map(|&o| m.graph.value(o).info.shape.to_vec()).collect())
+    }
+
+    #[test]
+    fn legacy_attributes_become_inputs() {
+        assert_eq!(shapes("Squeeze", 11, &[1, 3, 1], vec![ints("axes", &[-1])], 1).unwrap(), vec![vec![1, 3]]);
+        assert_eq!(shapes("Unsqueeze", 11, &[3], vec![ints("axes", &[0, 2])], 1).unwrap(), vec![vec![1, 3, 1]]);
+        assert_eq!(shapes("Split", 11, &[6, 2], vec![ints("split", &[1, 5])], 2).unwrap(), vec![vec![1, 2], vec![5, 2]]);
+        assert_eq!(shapes("Slice", 9, &[5, 4], vec![ints("starts", &[1, -3]), ints("ends", &[100, -1]), ints("axes", &[0, 1])], 1).unwrap(), vec![vec![4, 2]]);
+        assert_eq!(shapes("Pad", 10, &[2, 3], vec![ints("pads", &[1, 0, 1, -1])], 1).unwrap(), vec![vec![4, 2]]);
+    }
+
+    #[test]
+    fn split_counts_outputs() {
+        assert_eq!(shapes("Split", 13, &[6], vec![], 3).unwrap(), vec![vec![2]; 3]);
+        assert_eq!(shapes("Split", 18, &[7], vec![int("num_outputs", 3)], 3).unwrap(), vec![vec![3], vec![3], vec![1]]);
+        assert!(shapes("Split", 13, &[7], vec![], 3).is_err());
+    }
+
+    #[test]
+    fn shape_is_a_constant_and_unknown_values_are_refused() {
+        assert_eq!(shapes("Shape", 15, &[2, 3, 4], vec![int("start", -2)], 1).unwrap(), vec![vec![2]]);
+        let e = shapes("Pad", 18, &[2], vec![AttributeProto { name: "mode".into(), r#type: at::STRING, s: b"wrap".to_vec(), ..Default::default() }], 1).unwrap_err();
+        assert!(e.contains("not supported"), "{e}");
+    }
+}
