@@ -27,7 +27,7 @@ pub(super) fn register(r: &mut Registry) {
     r.add_range("ConstantOfShape", 9, MAX_OPSET, constant_of_shape, ALL, "non-constant shape");
     r.add_range("Expand", 8, MAX_OPSET, |_| Ok(movement(MovementOp::Expand)), ALL, "non-constant shape");
     r.add("Tile", |_| Ok(movement(MovementOp::Tile)), ALL, "non-constant repeats");
-    r.add("Pad", pad, ALL, "non-constant pads/axes");
+    r.add("Pad", pad, ALL, "non-constant pads/axes; mode=wrap before opset 19");
     r.add("DepthToSpace", |cx| block(cx, true), ALL, "");
     r.add("SpaceToDepth", |cx| block(cx, false), ALL, "");
     r.add_range("GatherElements", 11, MAX_OPSET, |cx| axis_op(cx, 0, |axis| MovementOp::GatherElements { axis }), ALL, "");

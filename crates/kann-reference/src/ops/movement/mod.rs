@@ -123,10 +123,18 @@ fn shape(x: &Tensor, start: i64, end: Option<i64>, out: &TensorInfo) -> Result<T
     Ok(Tensor::from_i64_values(out.dtype, out.shape.clone(), &dims)?)
 }
 
+/// The single value of input `i` (a Range scalar).
+fn scalar(inputs: &[Option<&Tensor>], i: usize) -> Result<Tensor, EvalError> {
+    let t = input(inputs, i)?;
+    if t.len() != 1 {
+        return Err(EvalError::Op(format!("input #{i} must be a scalar, found shape {}", t.shape())));
+    }
+    Ok(t.clone())
+}
+
 fn range(inputs: &[Option<&Tensor>], out: &TensorInfo) -> Result<Tensor, EvalError> {
     let n = out.numel();
-    let first = |i: usize| -> Result<Tensor, EvalError> { Ok(input(inputs, i)?.clone()) };
-    let (s, l, d) = (first(0)?, first(1)?, first(2)?);
+    let (s, l, d) = (scalar(inputs, 0)?, scalar(inputs, 1)?, scalar(inputs, 2)?);
     if out.dtype.is_int() {
         let (s, d) = (s.to_i64_vec()[0], d.to_i64_vec()[0]);
         let v: Vec<i64> = (0..n as i64).map(|i| s.wrapping_add(i.wrapping_mul(d))).collect();
@@ -232,7 +240,7 @@ mod tests {
     fn depth_to_space_dcr_and_crd_invert_space_to_depth() {
         let x = iota(&[1, 8, 2, 3]);
         for mode in [BlockMode::Dcr, BlockMode::Crd] {
-            let d = run(MovementOp::DepthToSpace { blocksize: 2, mode }, &[x.clone()]);
+            let d = run(MovementOp::DepthToSpace { blocksize: 2, mode }, std::slice::from_ref(&x));
             assert_eq!(d[0].dims(), &[1, 2, 4, 6]);
             let s = run(MovementOp::SpaceToDepth { blocksize: 2, mode }, &[d[0].clone()]);
             assert_eq!(s[0], x);
