@@ -196,7 +196,8 @@ impl Resize {
     pub fn source_coord(&self, x: usize, in_len: usize, out_len: usize, scale: f64, roi: (f64, f64)) -> f64 {
         let x = x as f64;
         let in_len_f = in_len as f64;
-        // The output length before flooring, as the spec's formulas use it.
+        // The spec's `length_resized`: the output length before flooring
+        // (`out_len` when `sizes` is given).
         let out_width = scale * in_len_f;
         match self.coord {
             CoordMode::HalfPixel => (x + 0.5) / scale - 0.5,
@@ -206,14 +207,14 @@ impl Resize {
                 offset + (x + 0.5) / scale - 0.5
             }
             CoordMode::PytorchHalfPixel => {
-                if out_len > 1 {
+                if out_width > 1.0 {
                     (x + 0.5) / scale - 0.5
                 } else {
                     0.0
                 }
             }
             CoordMode::AlignCorners => {
-                if out_len > 1 {
+                if out_width > 1.0 {
                     x * (in_len_f - 1.0) / (out_width - 1.0)
                 } else {
                     0.0
@@ -223,7 +224,7 @@ impl Resize {
             CoordMode::TfHalfPixelForNn => (x + 0.5) / scale,
             CoordMode::TfCropAndResize => {
                 let (start, end) = roi;
-                if out_len > 1 {
+                if out_width > 1.0 {
                     start * (in_len_f - 1.0) + x * (end - start) * (in_len_f - 1.0) / (out_width - 1.0)
                 } else {
                     0.5 * (start + end) * (in_len_f - 1.0)

@@ -41,6 +41,10 @@ fn resize(r: &Resize, x: &Tensor, plan: &ResizePlan, out: &TensorInfo) -> Result
             dims[a] = t.len();
         }
     }
+    if out.dtype.is_int() {
+        // Integer outputs round to nearest (ties to even) and saturate.
+        data.iter_mut().for_each(|v| *v = v.round_ties_even());
+    }
     Ok(Tensor::from_f64(out.dtype, out.shape.clone(), &data)?)
 }
 
