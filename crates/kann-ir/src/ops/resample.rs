@@ -248,6 +248,10 @@ impl Resize {
         if self.coord == CoordMode::TfCropAndResize && (x < 0.0 || x > (in_len - 1) as f64) {
             return None;
         }
+        // Far outside the input every tap clamps to an edge anyway; bounding x
+        // keeps the index arithmetic below from overflowing.
+        let limit = 8.0 * in_len as f64 + 64.0;
+        let x = x.clamp(-limit, limit);
         // x = base + ratio with ratio in (0, 1]: an integral x sits at ratio 1.
         let base = x.ceil() - 1.0;
         let ratio = x - base;

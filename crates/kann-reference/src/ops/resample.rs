@@ -1,6 +1,7 @@
 //! Resize, written from the ONNX spec: the interpolation is separable, so
 //! each resized axis is resampled in turn (in f64) with the taps the IR
 //! computes; `nearest` without extrapolation gathers elements exactly.
+//! Integer outputs of linear / cubic interpolation round to nearest.
 
 use crate::EvalError;
 use kann_ir::ops::resample::{ResampleOp, Resize, ResizeMode, ResizePlan, Taps};
