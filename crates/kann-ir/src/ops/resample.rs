@@ -313,7 +313,7 @@ impl Resize {
             ResizeMode::Nearest => &DType::ALL,
             _ => &[DType::F32, DType::F16, DType::BF16, DType::F64, DType::I8, DType::U8, DType::I32, DType::I64],
         };
-        check_dtype(x.info, allowed, "X")?;
+        supported_dtype(x.info, allowed, "X")?;
         let roi = if self.coord == CoordMode::TfCropAndResize { const_f64s(inputs, 1, "roi")? } else { None };
         let scales = const_f64s(inputs, 2, "scales")?;
         let sizes = const_i64s(inputs, 3, "sizes")?;
@@ -418,4 +418,10 @@ mod tests {
         // x=1 -> 0.25.
         assert_eq!(taps[1].as_ref().unwrap(), &vec![(0, 0.75), (1, 0.25)]);
     }
+}
+
+/// [`check_dtype`], with an error that says "not supported" (a dtype kann
+/// refuses, not a malformed model).
+fn supported_dtype(info: &TensorInfo, allowed: &[DType], what: &str) -> Result<(), String> {
+    check_dtype(info, allowed, what).map_err(|e| format!("{e} ({} is not supported)", info.dtype))
 }

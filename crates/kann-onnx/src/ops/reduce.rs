@@ -11,16 +11,16 @@ const REDUCE_DTYPES: &str = "f32 f16 bf16 f64 i32 i64";
 const MINMAX_DTYPES: &str = "f32 f16 bf16 f64 i8 u8 i32 i64 bool";
 
 pub(super) fn register(r: &mut Registry) {
-    r.add("ReduceSum", |cx| reduce(cx, ReduceKind::Sum), REDUCE_DTYPES, "");
-    r.add("ReduceMean", |cx| reduce(cx, ReduceKind::Mean), REDUCE_DTYPES, "");
-    r.add("ReduceMax", |cx| reduce(cx, ReduceKind::Max), MINMAX_DTYPES, "");
-    r.add("ReduceMin", |cx| reduce(cx, ReduceKind::Min), MINMAX_DTYPES, "");
-    r.add("ReduceProd", |cx| reduce(cx, ReduceKind::Prod), REDUCE_DTYPES, "");
-    r.add("ReduceL1", |cx| reduce(cx, ReduceKind::L1), REDUCE_DTYPES, "");
-    r.add("ReduceL2", |cx| reduce(cx, ReduceKind::L2), REDUCE_DTYPES, "");
-    r.add("ReduceLogSum", |cx| reduce(cx, ReduceKind::LogSum), REDUCE_DTYPES, "");
-    r.add("ReduceLogSumExp", |cx| reduce(cx, ReduceKind::LogSumExp), REDUCE_DTYPES, "");
-    r.add("ReduceSumSquare", |cx| reduce(cx, ReduceKind::SumSquare), REDUCE_DTYPES, "");
+    r.add("ReduceSum", |cx| reduce(cx, ReduceKind::Sum), REDUCE_DTYPES, "non-constant axes");
+    r.add("ReduceMean", |cx| reduce(cx, ReduceKind::Mean), REDUCE_DTYPES, "non-constant axes");
+    r.add("ReduceMax", |cx| reduce(cx, ReduceKind::Max), MINMAX_DTYPES, "non-constant axes");
+    r.add("ReduceMin", |cx| reduce(cx, ReduceKind::Min), MINMAX_DTYPES, "non-constant axes");
+    r.add("ReduceProd", |cx| reduce(cx, ReduceKind::Prod), REDUCE_DTYPES, "non-constant axes");
+    r.add("ReduceL1", |cx| reduce(cx, ReduceKind::L1), REDUCE_DTYPES, "non-constant axes");
+    r.add("ReduceL2", |cx| reduce(cx, ReduceKind::L2), REDUCE_DTYPES, "non-constant axes");
+    r.add("ReduceLogSum", |cx| reduce(cx, ReduceKind::LogSum), REDUCE_DTYPES, "non-constant axes");
+    r.add("ReduceLogSumExp", |cx| reduce(cx, ReduceKind::LogSumExp), REDUCE_DTYPES, "non-constant axes");
+    r.add("ReduceSumSquare", |cx| reduce(cx, ReduceKind::SumSquare), REDUCE_DTYPES, "non-constant axes");
     r.add("ArgMax", |cx| arg(cx, ArgKind::Max), "numeric", "");
     r.add("ArgMin", |cx| arg(cx, ArgKind::Min), "numeric", "");
     r.add("TopK", topk, "numeric", "K not constant");
