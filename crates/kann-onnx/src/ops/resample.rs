@@ -1,3 +1,117 @@
-use crate::registry::Registry;
+//! Resize and Upsample. Upsample (opsets 7–9) and Resize-10 become a Resize
+//! with asymmetric coordinates and floor rounding for `nearest`, their scales
+//! moved to input #2 (`X, roi, scales, sizes`).
 
-pub(super) fn register(_r: &mut Registry) {}
+use crate::node::NodeCx;
+use crate::registry::{Imported, Registry, MAX_OPSET};
+use crate::ImportError;
+use kann_ir::ops::resample::{AspectPolicy, CoordMode, NearestMode, ResampleOp, Resize, ResizeMode};
+use kann_ir::Op;
+use kann_tensor::{Shape, Tensor};
+
+pub(super) fn register(r: &mut Registry) {
+    r.add_range("Upsample", 7, 9, upsample, "all (linear: numeric)", "mode other than nearest/linear/bilinear");
+    r.add_range("Resize", 10, MAX_OPSET, resize, "all (linear/cubic: numeric)", "non-constant scales/sizes/roi");
+}
+
+/// A Resize with the legacy (Upsample / Resize-10) semantics.
+fn legacy(mode: ResizeMode) -> Resize {
+    Resize {
+        mode,
+        coord: CoordMode::Asymmetric,
+        nearest: NearestMode::Floor,
+        cubic_coeff_a: -0.75,
+        exclude_outside: false,
+        extrapolation_value: 0.0,
+        axes: None,
+        keep_aspect_ratio: AspectPolicy::Stretch,
+        antialias: false,
+    }
+}
+
+/// `mode` of Upsample and Resize-10: nearest (default) or (bi)linear.
+fn legacy_mode(cx: &NodeCx) -> Result<ResizeMode, ImportError> {
+    match cx.attr_s("mode")?.as_deref().unwrap_or("nearest") {
+        "nearest" => Ok(ResizeMode::Nearest),
+        "linear" | "bilinear" => Ok(ResizeMode::Linear),
+        other => Err(cx.unsupported("mode", other)),
+    }
+}
+
+/// Upsample-7 has a `scales` attribute; Upsample-9 a `scales` input.
+fn upsample(cx: &mut NodeCx) -> Result<Imported, ImportError> {
+    let op = legacy(legacy_mode(cx)?);
+    let x = cx.inputs.first().copied().flatten();
+    if cx.opset < 9 {
+        let scales = cx.attr_floats("scales")?.ok_or_else(|| cx.error("Upsample-7 needs the attribute 'scales'"))?;
+        cx.inputs = vec![x];
+        let t = Tensor::from_f32(Shape::from([scales.len()]), scales).map_err(|e| cx.error(e))?;
+        cx.set_const_input(2, t, "scales");
+    } else {
+        let scales = cx.inputs.get(1).copied().flatten().ok_or_else(|| cx.error("Upsample-9 needs the 'scales' input"))?;
+        cx.inputs = vec![x, None, Some(scales)];
+    }
+    Ok(Op::Resample(ResampleOp::Resize(op)).into())
+}
+
+fn resize(cx: &mut NodeCx) -> Result<Imported, ImportError> {
+    if cx.opset < 11 {
+        let op = legacy(legacy_mode(cx)?);
+        let x = cx.inputs.first().copied().flatten();
+        let scales = cx.inputs.get(1).copied().flatten().ok_or_else(|| cx.error("Resize-10 needs the 'scales' input"))?;
+        cx.inputs = vec![x, None, Some(scales)];
+        return Ok(Op::Resample(ResampleOp::Resize(op)).into());
+    }
+    let mode = match cx.attr_s("mode")?.as_deref().unwrap_or("nearest") {
+        "nearest" => ResizeMode::Nearest,
+        "linear" => ResizeMode::Linear,
+        "cubic" => ResizeMode::Cubic,
+        other => return Err(cx.unsupported("mode", other)),
+    };
+    let coord = coord_mode(cx)?;
+    let nearest = match cx.attr_s("nearest_mode")?.as_deref().unwrap_or("round_prefer_floor") {
+        "round_prefer_floor" => NearestMode::RoundPreferFloor,
+        "round_prefer_ceil" => NearestMode::RoundPreferCeil,
+        "floor" => NearestMode::Floor,
+        "ceil" => NearestMode::Ceil,
+        other => return Err(cx.unsupported("nearest_mode", other)),
+    };
+    let cubic_coeff_a = cx.attr_f("cubic_coeff_a", -0.75)? as f64;
+    let exclude_outside = cx.attr_i("exclude_outside", 0)? != 0;
+    let extrapolation_value = cx.attr_f("extrapolation_value", 0.0)? as f64;
+    let (axes, keep_aspect_ratio, antialias) = if cx.opset >= 18 { opset18_attrs(cx)? } else { (None, AspectPolicy::Stretch, false) };
+    let op = Resize { mode, coord, nearest, cubic_coeff_a, exclude_outside, extrapolation_value, axes, keep_aspect_ratio, antialias };
+    Ok(Op::Resample(ResampleOp::Resize(op)).into())
+}
+
+/// `coordinate_transformation_mode`, with the values each opset allows.
+fn coord_mode(cx: &NodeCx) -> Result<CoordMode, ImportError> {
+    let name = cx.attr_s("coordinate_transformation_mode")?.unwrap_or_else(|| "half_pixel".into());
+    Ok(match name.as_str() {
+        "half_pixel" => CoordMode::HalfPixel,
+        "half_pixel_symmetric" if cx.opset >= 19 => CoordMode::HalfPixelSymmetric,
+        "pytorch_half_pixel" => CoordMode::PytorchHalfPixel,
+        "align_corners" => CoordMode::AlignCorners,
+        "asymmetric" => CoordMode::Asymmetric,
+        "tf_half_pixel_for_nn" if cx.opset < 13 => CoordMode::TfHalfPixelForNn,
+        "tf_crop_and_resize" => CoordMode::TfCropAndResize,
+        other => return Err(cx.unsupported("coordinate_transformation_mode", format!("{other} (at opset {})", cx.opset))),
+    })
+}
+
+/// Opset 18's `axes`, `keep_aspect_ratio_policy` and `antialias`.
+fn opset18_attrs(cx: &NodeCx) -> Result<(Option<Vec<i64>>, AspectPolicy, bool), ImportError> {
+    let mut axes = cx.attr_ints("axes")?;
+    if let (Some(a), Some(info)) = (axes.as_mut(), cx.input_info(0)) {
+        let rank = info.rank() as i64;
+        a.iter_mut().filter(|v| **v < 0 && **v >= -rank).for_each(|v| *v += rank);
+    }
+    let policy = match cx.attr_s("keep_aspect_ratio_policy")?.as_deref().unwrap_or("stretch") {
+        "stretch" => AspectPolicy::Stretch,
+        "not_larger" => AspectPolicy::NotLarger,
+        "not_smaller" => AspectPolicy::NotSmaller,
+        other => return Err(cx.unsupported("keep_aspect_ratio_policy", other)),
+    };
+    let antialias = cx.attr_i("antialias", 0)? != 0;
+    Ok((axes, policy, antialias))
+}
