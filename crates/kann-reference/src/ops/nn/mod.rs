@@ -88,3 +88,6 @@ pub(crate) fn saturate(d: DType, v: f64) -> f64 {
 pub(crate) fn ceil_div(t: i64, s: i64) -> i64 {
     -((-t).div_euclid(s))
 }
+
+#[cfg(test)]
+mod tests;
