@@ -46,6 +46,10 @@ pub struct WindowPlan {
     pub out: Vec<usize>,
 }
 
+/// Largest kernel extent, stride, dilation, pad or requested extent kann
+/// accepts: keeps every index computation far from overflow.
+pub const MAX_WINDOW_VALUE: usize = 1 << 24;
+
 /// `v` if given (with `n` entries), else `n` copies of `default`.
 fn per_axis(v: &[usize], n: usize, default: usize, what: &str) -> Result<Vec<usize>, String> {
     if v.is_empty() {
@@ -53,6 +57,9 @@ fn per_axis(v: &[usize], n: usize, default: usize, what: &str) -> Result<Vec<usi
     }
     if v.len() != n {
         return Err(format!("{what} has {} values but the window has {n} spatial axes", v.len()));
+    }
+    if let Some(big) = v.iter().find(|&&x| x > MAX_WINDOW_VALUE) {
+        return Err(format!("{what} value {big} is larger than {MAX_WINDOW_VALUE}, which is not supported"));
     }
     Ok(v.to_vec())
 }
@@ -72,6 +79,7 @@ impl Window {
         if kernel.contains(&0) {
             return Err(format!("kernel shape {kernel:?} has a zero extent"));
         }
+        per_axis(kernel, kernel.len(), 1, "kernel_shape")?;
         let strides = per_axis(&self.strides, n, 1, "strides")?;
         let dilations = per_axis(&self.dilations, n, 1, "dilations")?;
         if strides.contains(&0) || dilations.contains(&0) {
@@ -144,7 +152,7 @@ impl ConvAttrs {
             return Err(format!("W has rank {} but X has rank {}", w.len(), x.len()));
         }
         let g = self.group;
-        if g == 0 || w[1] * g != x[1] || w[0] % g != 0 {
+        if g == 0 || w[1].checked_mul(g) != Some(x[1]) || w[0] % g != 0 {
             return Err(format!("X {x:?} and W {w:?} do not fit group {g} (need C = W[1] * group and M divisible by group)"));
         }
         self.window.plan(&x[2..], &w[2..])
@@ -241,7 +249,7 @@ pub fn infer_qlinear_conv(c: &ConvAttrs, inputs: &[Option<InferInput>]) -> Infer
 /// Multiply-adds of a forward convolution: each output element sums C/group × kernel products.
 pub fn conv_flops(_group: usize, w: Option<&TensorInfo>, out: u64) -> u64 {
     let per_out = w.map(|w| product(&w.shape.dims()[1..]) as u64).unwrap_or(0);
-    2 * out * per_out
+    out.saturating_mul(per_out).saturating_mul(2)
 }
 
 /// `ConvTranspose`: inputs X `[N, C, D...]`, W `[C, M/group, k...]`, optional B `[M]`.
@@ -269,6 +277,7 @@ impl ConvTranspose {
         let n = kernel.len();
         let (strides, dilations, pads) = self.window.resolve(kernel)?;
         let out_pad = per_axis(&self.output_padding, n, 0, "output_padding")?;
+        per_axis(&self.output_shape, self.output_shape.len(), 1, "output_shape")?;
         let requested: &[usize] = match self.output_shape.len() {
             0 => &[],
             l if l == n => &self.output_shape,
@@ -315,7 +324,7 @@ impl ConvTranspose {
         }
         let (xd, wd) = (x.info.shape.dims(), w.info.shape.dims());
         let plan = self.plan(xd, wd)?;
-        let m = wd[1] * self.group;
+        let m = wd[1].checked_mul(self.group).ok_or("too many output channels")?;
         if let Some(b) = optional(inputs, 2) {
             if b.info.dtype != x.info.dtype || b.info.shape.dims() != [m] {
                 return Err(format!("B must be {}[{m}], found {}", x.info.dtype, b.info));
@@ -330,7 +339,7 @@ impl ConvTranspose {
 /// Multiply-adds of a transposed convolution: each input element meets M/group × kernel weights.
 pub fn conv_transpose_flops(_group: usize, x: Option<&TensorInfo>, w: Option<&TensorInfo>) -> u64 {
     match (x, w) {
-        (Some(x), Some(w)) => 2 * x.numel() as u64 * product(&w.shape.dims()[1..]) as u64,
+        (Some(x), Some(w)) => (x.numel() as u64).saturating_mul(product(&w.shape.dims()[1..]) as u64).saturating_mul(2),
         _ => 0,
     }
 }

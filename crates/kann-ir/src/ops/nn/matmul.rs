@@ -57,7 +57,7 @@ impl Gemm {
             (Some(a), Some(b)) => self.dims(a.shape.dims(), b.shape.dims()).map(|d| d.1).unwrap_or(0),
             _ => 0,
         };
-        2 * out * k as u64 + 2 * out
+        out.saturating_mul(2 * k as u64 + 2)
     }
 }
 
@@ -154,7 +154,7 @@ pub fn infer_qlinear_matmul(inputs: &[Option<InferInput>]) -> InferResult {
 /// Multiply-adds of a (batched) matrix product.
 pub fn matmul_flops(a: Option<&TensorInfo>, out: u64) -> u64 {
     let k = a.and_then(|a| a.shape.dims().last().copied()).unwrap_or(0);
-    2 * out * k as u64
+    out.saturating_mul(2 * k as u64)
 }
 
 #[cfg(test)]

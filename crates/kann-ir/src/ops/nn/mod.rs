@@ -104,9 +104,9 @@ impl NnOp {
             NnOp::MatMul | NnOp::MatMulInteger => matmul::matmul_flops(input(0), out),
             NnOp::QLinearMatMul => matmul::matmul_flops(input(0), out),
             NnOp::Pool(p) => p.flops(out),
-            NnOp::Softmax(_) | NnOp::LayerNorm(_) | NnOp::GroupNorm(_) | NnOp::InstanceNorm(_) => 5 * out,
-            NnOp::Lrn(l) => out * (2 * l.size as u64 + 4),
-            NnOp::BatchNorm(_) | NnOp::QuantizeLinear(_) | NnOp::DequantizeLinear(_) => 2 * out,
+            NnOp::Softmax(_) | NnOp::LayerNorm(_) | NnOp::GroupNorm(_) | NnOp::InstanceNorm(_) => out.saturating_mul(5),
+            NnOp::Lrn(l) => out.saturating_mul((l.size as u64).saturating_mul(2).saturating_add(4)),
+            NnOp::BatchNorm(_) | NnOp::QuantizeLinear(_) | NnOp::DequantizeLinear(_) => out.saturating_mul(2),
             NnOp::GlobalPool(_) => input(0).map(|i| i.numel() as u64).unwrap_or(0),
         }
     }

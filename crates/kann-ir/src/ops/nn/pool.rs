@@ -89,8 +89,8 @@ impl Pool {
     }
 
     pub fn flops(&self, out: u64) -> u64 {
-        let k: usize = self.window.kernel_shape.iter().product();
-        out * k as u64
+        let k = self.window.kernel_shape.iter().fold(1u64, |a, &k| a.saturating_mul(k as u64));
+        out.saturating_mul(k)
     }
 }
 

@@ -23,9 +23,9 @@ pub fn quantize(q: &QuantizeLinear, inputs: &[Option<&Tensor>], out: &TensorInfo
     let pick = param_index(x, scale, q.axis)?;
     let (sv, zv) = (scale.to_f64_vec(), values_or(inputs, 2, 0.0));
     // The division happens in the wider of x's and the scale's float types, as numpy does.
-    let d = if x.dtype() == DType::F64 || scale.dtype() == DType::F64 {
+    let d = if x.dtype() == DType::F64 || scale.dtype() == DType::F64 || x.dtype() == DType::I32 {
         DType::F64
-    } else if x.dtype() == DType::F32 || scale.dtype() == DType::F32 || x.dtype() == DType::I32 {
+    } else if x.dtype() == DType::F32 || scale.dtype() == DType::F32 {
         DType::F32
     } else {
         scale.dtype()
