@@ -11,6 +11,9 @@ pub struct QuantizeLinear {
     pub axis: i64,
     /// The `output_dtype` attribute, when set (the zero point's dtype wins otherwise).
     pub output_dtype: Option<DType>,
+    /// Float type the division `x / y_scale` is computed in (`precision`);
+    /// `None`: the scale's type.
+    pub precision: Option<DType>,
 }
 
 /// `y = (x - x_zero_point) * x_scale`.

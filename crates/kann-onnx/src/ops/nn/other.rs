@@ -134,15 +134,20 @@ fn quantize(cx: &mut NodeCx) -> Result<Imported, ImportError> {
     block_size(cx)?;
     // `saturate` only concerns float8 outputs, which kann refuses; integers always saturate.
     cx.ignore("saturate");
-    // `precision` picks the division's float type; kann divides in f32 for f32 scales, else f64.
-    cx.ignore("precision");
     let out = output_dtype(cx)?;
     if let Some(d) = out {
         if !matches!(d, DType::U8 | DType::I8) {
             return Err(cx.unsupported("output_dtype", d));
         }
     }
-    nn(NnOp::QuantizeLinear(QuantizeLinear { axis: cx.attr_i("axis", 1)?, output_dtype: out }))
+    let precision = match cx.attr_i("precision", 0)? {
+        0 => None,
+        code => match dtype_from_onnx(code as i32, "precision") {
+            Ok(d) if d.is_float() => Some(d),
+            _ => return Err(cx.unsupported("precision", code)),
+        },
+    };
+    nn(NnOp::QuantizeLinear(QuantizeLinear { axis: cx.attr_i("axis", 1)?, output_dtype: out, precision }))
 }
 
 fn dequantize(cx: &mut NodeCx) -> Result<Imported, ImportError> {

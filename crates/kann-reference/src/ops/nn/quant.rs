@@ -5,7 +5,7 @@ use crate::EvalError;
 use kann_ir::ops::nn::quant::scale_axis;
 use kann_ir::ops::nn::{DequantizeLinear, QuantizeLinear};
 use kann_ir::TensorInfo;
-use kann_tensor::{DType, Tensor};
+use kann_tensor::Tensor;
 
 /// For each element of `x`, the index of its scale / zero point.
 fn param_index(x: &Tensor, scale: &Tensor, axis: i64) -> Result<impl Fn(usize) -> usize, EvalError> {
@@ -22,17 +22,11 @@ pub fn quantize(q: &QuantizeLinear, inputs: &[Option<&Tensor>], out: &TensorInfo
     let (x, scale) = (input(inputs, 0, "x")?, input(inputs, 1, "y_scale")?);
     let pick = param_index(x, scale, q.axis)?;
     let (sv, zv) = (scale.to_f64_vec(), values_or(inputs, 2, 0.0));
-    // The division happens in the wider of x's and the scale's float types, as numpy does.
-    let d = if x.dtype() == DType::F64 || scale.dtype() == DType::F64 || x.dtype() == DType::I32 {
-        DType::F64
-    } else if x.dtype() == DType::F32 || scale.dtype() == DType::F32 {
-        DType::F32
-    } else {
-        scale.dtype()
-    };
+    // The division is computed in the `precision` type, by default the scale's.
+    let d = q.precision.unwrap_or(scale.dtype());
     let y: Vec<f64> = x.to_f64_vec().into_iter().enumerate().map(|(i, v)| {
         let k = pick(i);
-        saturate(out.dtype, round_to(d, v / sv[k]).round_ties_even() + at(&zv, k))
+        saturate(out.dtype, round_to(d, round_to(d, v) / sv[k]).round_ties_even() + at(&zv, k))
     }).collect();
     finish(out, &y)
 }

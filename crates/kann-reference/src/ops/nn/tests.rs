@@ -200,10 +200,10 @@ fn integer_products_subtract_zero_points() {
 fn quantize_rounds_half_to_even_and_saturates() {
     let x = f64s(&[6], vec![0.5, 1.5, 2.5, -0.5, 300.0, -300.0]);
     let s = Tensor::from_f32(Shape::from([]), vec![1.0]).unwrap();
-    let y = run(&NnOp::QuantizeLinear(QuantizeLinear { axis: 1, output_dtype: None }), &[Some(&x), Some(&s), None]);
+    let y = run(&NnOp::QuantizeLinear(QuantizeLinear { axis: 1, output_dtype: None, precision: None }), &[Some(&x), Some(&s), None]);
     assert_eq!(y[0].data(), &Data::U8(vec![0, 2, 2, 0, 255, 0]));
     let z = Tensor::new(Shape::from([]), Data::I8(vec![1])).unwrap();
-    let y = run(&NnOp::QuantizeLinear(QuantizeLinear { axis: 1, output_dtype: None }), &[Some(&x), Some(&s), Some(&z)]);
+    let y = run(&NnOp::QuantizeLinear(QuantizeLinear { axis: 1, output_dtype: None, precision: None }), &[Some(&x), Some(&s), Some(&z)]);
     assert_eq!(y[0].data(), &Data::I8(vec![1, 3, 3, 1, 127, -128]));
     // Per-axis dequantisation along axis 1 of [2, 2].
     let q = Tensor::new(Shape::from([2, 2]), Data::U8(vec![1, 2, 3, 4])).unwrap();
