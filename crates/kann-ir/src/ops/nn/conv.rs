@@ -64,6 +64,9 @@ fn per_axis(v: &[usize], n: usize, default: usize, what: &str) -> Result<Vec<usi
     Ok(v.to_vec())
 }
 
+/// Strides, dilations and pads with defaults filled in.
+type Resolved = (Vec<usize>, Vec<usize>, Vec<usize>);
+
 impl Window {
     /// A window with every attribute at its default.
     pub fn new(auto_pad: AutoPad) -> Window {
@@ -71,7 +74,7 @@ impl Window {
     }
 
     /// Resolves strides, dilations and pads and checks their lengths.
-    fn resolve(&self, kernel: &[usize]) -> Result<(Vec<usize>, Vec<usize>, Vec<usize>), String> {
+    fn resolve(&self, kernel: &[usize]) -> Result<Resolved, String> {
         let n = kernel.len();
         if !self.kernel_shape.is_empty() && self.kernel_shape != kernel {
             return Err(format!("kernel_shape {:?} does not match the weight's spatial shape {kernel:?}", self.kernel_shape));

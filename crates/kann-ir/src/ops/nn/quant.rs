@@ -30,7 +30,7 @@ pub const QUANT_DTYPES: &[DType] = &[DType::U8, DType::I8];
 /// Which axis a scale applies along: `None` for a per-tensor (single value) scale.
 pub fn scale_axis(x: &[usize], scale: &[usize], axis: i64) -> Result<Option<usize>, String> {
     let n: usize = scale.iter().product();
-    if scale.len() == 0 || scale.len() == 1 && n == 1 {
+    if scale.is_empty() || scale.len() == 1 && n == 1 {
         return Ok(None);
     }
     if scale.len() > 1 {

@@ -81,7 +81,7 @@ fn naive_conv_transpose(x: &Tensor, w: &Tensor, ct: &ConvTranspose) -> Vec<f64> 
     let mut out_dims = vec![xd[0], mg * ct.group];
     out_dims.extend(&plan.out);
     let mut y = vec![0.0; out_dims.iter().product()];
-    for i in 0..xv.len() {
+    for (i, &xval) in xv.iter().enumerate() {
         let xi = unravel(i, xd);
         let g = xi[1] / cg;
         for mo in 0..mg {
@@ -97,7 +97,7 @@ fn naive_conv_transpose(x: &Tensor, w: &Tensor, ct: &ConvTranspose) -> Vec<f64> 
                 if inside {
                     let mut wi = vec![xi[1], mo];
                     wi.extend(&k);
-                    y[flat(&oi, &out_dims)] += xv[i] * wv[flat(&wi, wd)];
+                    y[flat(&oi, &out_dims)] += xval * wv[flat(&wi, wd)];
                 }
             }
         }
