@@ -34,7 +34,8 @@ pub struct LayerNorm {
 pub struct GroupNorm {
     pub num_groups: usize,
     pub epsilon: f64,
-    /// Opset 18: scale and bias hold one value per group; from 21 one per channel.
+    /// Opset 18: scale and bias hold one value per group (when they hold
+    /// `num_groups` values); from 21 always one per channel.
     pub per_group_affine: bool,
 }
 
@@ -124,7 +125,10 @@ impl GroupNorm {
         if self.num_groups == 0 || c % self.num_groups != 0 {
             return Err(format!("num_groups {} does not divide the {c} channels", self.num_groups));
         }
-        let n = if self.per_group_affine { self.num_groups } else { c };
+        // Opset 18 specifies one scale per group; per-channel scales (what
+        // opset 21 made the rule) are accepted there too.
+        let per_group = self.per_group_affine && required(inputs, 1, "scale")?.info.numel() == self.num_groups;
+        let n = if per_group { self.num_groups } else { c };
         check_vector(inputs, 1, "scale", n)?;
         check_vector(inputs, 2, "bias", n)?;
         Ok(vec![x.clone()])

@@ -7,7 +7,7 @@ use crate::ImportError;
 use kann_ir::ops::nn::{AutoPad, Conv, ConvAttrs, ConvTranspose, GlobalPool, NnOp, Pool, PoolKind, Window};
 use kann_ir::Op;
 
-const WINDOW_LIMITS: &str = "negative pads";
+const WINDOW_LIMITS: &str = "negative pads; kernel, stride, dilation or pad values > 2^24";
 
 pub(super) fn register(r: &mut Registry) {
     r.add("Conv", conv, FLOAT_TYPES, WINDOW_LIMITS);
@@ -16,10 +16,10 @@ pub(super) fn register(r: &mut Registry) {
     r.add_range("QLinearConv", 10, crate::registry::MAX_OPSET, qlinear_conv, "u8 i8 (f32 scales)", WINDOW_LIMITS);
     r.add("MaxPool", |cx| pool(cx, PoolKind::Max), "f32 f16 bf16 f64 i8 u8", WINDOW_LIMITS);
     r.add("AveragePool", |cx| pool(cx, PoolKind::Average { count_include_pad: false }), FLOAT_TYPES, WINDOW_LIMITS);
-    r.add("LpPool", |cx| pool(cx, PoolKind::Lp { p: 2.0 }), FLOAT_TYPES, WINDOW_LIMITS);
+    r.add("LpPool", |cx| pool(cx, PoolKind::Lp { p: 2.0 }), FLOAT_TYPES, "p < 1; negative pads; kernel, stride, dilation or pad values > 2^24");
     r.add("GlobalMaxPool", |cx| global_pool(cx, PoolKind::Max), FLOAT_TYPES, "");
     r.add("GlobalAveragePool", |cx| global_pool(cx, PoolKind::Average { count_include_pad: false }), FLOAT_TYPES, "");
-    r.add("GlobalLpPool", |cx| global_pool(cx, PoolKind::Lp { p: 2.0 }), FLOAT_TYPES, "");
+    r.add("GlobalLpPool", |cx| global_pool(cx, PoolKind::Lp { p: 2.0 }), FLOAT_TYPES, "p < 1");
 }
 
 fn nn(op: NnOp) -> Result<Imported, ImportError> {

@@ -80,6 +80,7 @@ pub fn group_norm(n: &GroupNorm, inputs: &[Option<&Tensor>], out: &TensorInfo) -
     let (c, plane) = (x.dims()[1], plane(x));
     let groups = n.num_groups.max(1);
     let cg = c / groups;
+    let per_group = n.per_group_affine && scale.len() == groups;
     let mut y = x.to_f64_vec();
     for (i, block) in y.chunks_mut((cg * plane).max(1)).enumerate() {
         let (mean, var) = moments(block);
@@ -87,7 +88,7 @@ pub fn group_norm(n: &GroupNorm, inputs: &[Option<&Tensor>], out: &TensorInfo) -
         let g = i % groups;
         for (j, v) in block.iter_mut().enumerate() {
             let ch = g * cg + j / plane.max(1);
-            let k = if n.per_group_affine { g } else { ch };
+            let k = if per_group { g } else { ch };
             *v = (*v - mean) * inv * at(&scale, k) + at(&bias, k);
         }
     }

@@ -262,3 +262,30 @@ fn group_norm_per_group_and_per_channel() {
     let op = NnOp::GroupNorm(GroupNorm { num_groups: 2, epsilon: 0.0, per_group_affine: false });
     assert_close(&run(&op, &[Some(&x), Some(&ones), Some(&zeros)])[0].to_f64_vec(), &[-1.0, 1.0, -2.0, 2.0]);
 }
+
+#[test]
+fn batch_and_layer_norm() {
+    let x = f64s(&[1, 2, 1, 1], vec![1.0, 2.0]);
+    let p = |v: [f64; 2]| f64s(&[2], v.to_vec());
+    let (scale, b, mean, var) = (p([2.0, 3.0]), p([0.0, 1.0]), p([0.0, 1.0]), p([1.0, 4.0]));
+    let y = run(&NnOp::BatchNorm(BatchNorm { epsilon: 0.0 }), &[Some(&x), Some(&scale), Some(&b), Some(&mean), Some(&var)]);
+    assert_eq!(y[0].to_f64_vec(), vec![2.0, 2.5]);
+
+    let x = f64s(&[2, 2], vec![1.0, 3.0, 0.0, 4.0]);
+    let ones = f64s(&[2], vec![1.0, 1.0]);
+    let op = NnOp::LayerNorm(LayerNorm { axis: -1, epsilon: 0.0, stash: DType::F32, outputs: 3 });
+    let y = run(&op, &[Some(&x), Some(&ones), None]);
+    assert_eq!(y[0].to_f64_vec(), vec![-1.0, 1.0, -1.0, 1.0]);
+    assert_eq!((y[1].dims(), y[1].dtype()), (&[2usize, 1][..], DType::F32));
+    assert_eq!(y[1].to_f64_vec(), vec![2.0, 2.0]);
+    assert_eq!(y[2].to_f64_vec(), vec![1.0, 0.5]);
+}
+
+#[test]
+fn legacy_softmax_normalises_the_flattened_tail() {
+    let x = f64s(&[1, 2, 2], vec![0.0; 4]);
+    let op = NnOp::Softmax(Softmax { kind: SoftmaxKind::LogSoftmax, axis: 1, flatten: true });
+    assert_close(&run(&op, &[Some(&x)])[0].to_f64_vec(), &[-(4.0f64.ln()); 4]);
+    let op = NnOp::Softmax(Softmax { kind: SoftmaxKind::Softmax, axis: 1, flatten: false });
+    assert_close(&run(&op, &[Some(&x)])[0].to_f64_vec(), &[0.5; 4]);
+}
