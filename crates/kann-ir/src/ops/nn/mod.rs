@@ -1,0 +1,118 @@
+//! Convolutions, matrix products, normalisations, pooling, softmax and
+//! quantisation. One sub-module per group of related ops; this module holds
+//! the family enum and dispatches to them.
+
+pub mod conv;
+pub mod matmul;
+pub mod norm;
+pub mod pool;
+pub mod quant;
+pub mod softmax;
+
+pub use conv::{AutoPad, Conv, ConvAttrs, ConvTranspose, Window, WindowPlan};
+pub use matmul::Gemm;
+pub use norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm, Lrn};
+pub use pool::{GlobalPool, Pool, PoolKind};
+pub use quant::{DequantizeLinear, QuantizeLinear};
+pub use softmax::{Softmax, SoftmaxKind};
+
+use super::{InferInput, InferResult};
+use crate::TensorInfo;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NnOp {
+    Conv(Conv),
+    ConvTranspose(ConvTranspose),
+    /// `ConvInteger`: integer convolution with zero points, i32 output.
+    ConvInteger(ConvAttrs),
+    /// `QLinearConv`: quantised convolution with scales and zero points.
+    QLinearConv(ConvAttrs),
+    Gemm(Gemm),
+    MatMul,
+    /// `MatMulInteger`: integer matrix product with zero points, i32 output.
+    MatMulInteger,
+    /// `QLinearMatMul`: quantised matrix product.
+    QLinearMatMul,
+    BatchNorm(BatchNorm),
+    InstanceNorm(InstanceNorm),
+    LayerNorm(LayerNorm),
+    GroupNorm(GroupNorm),
+    Lrn(Lrn),
+    Pool(Pool),
+    GlobalPool(GlobalPool),
+    Softmax(Softmax),
+    QuantizeLinear(QuantizeLinear),
+    DequantizeLinear(DequantizeLinear),
+}
+
+impl NnOp {
+    pub fn name(&self) -> &'static str {
+        match self {
+            NnOp::Conv(_) => "Conv",
+            NnOp::ConvTranspose(_) => "ConvTranspose",
+            NnOp::ConvInteger(_) => "ConvInteger",
+            NnOp::QLinearConv(_) => "QLinearConv",
+            NnOp::Gemm(_) => "Gemm",
+            NnOp::MatMul => "MatMul",
+            NnOp::MatMulInteger => "MatMulInteger",
+            NnOp::QLinearMatMul => "QLinearMatMul",
+            NnOp::BatchNorm(_) => "BatchNormalization",
+            NnOp::InstanceNorm(_) => "InstanceNormalization",
+            NnOp::LayerNorm(_) => "LayerNormalization",
+            NnOp::GroupNorm(_) => "GroupNormalization",
+            NnOp::Lrn(_) => "LRN",
+            NnOp::Pool(p) => p.name(),
+            NnOp::GlobalPool(p) => p.name(),
+            NnOp::Softmax(s) => s.kind.name(),
+            NnOp::QuantizeLinear(_) => "QuantizeLinear",
+            NnOp::DequantizeLinear(_) => "DequantizeLinear",
+        }
+    }
+
+    pub fn infer(&self, inputs: &[Option<InferInput>]) -> InferResult {
+        match self {
+            NnOp::Conv(c) => c.infer(inputs),
+            NnOp::ConvTranspose(c) => c.infer(inputs),
+            NnOp::ConvInteger(c) => conv::infer_conv_integer(c, inputs),
+            NnOp::QLinearConv(c) => conv::infer_qlinear_conv(c, inputs),
+            NnOp::Gemm(g) => g.infer(inputs),
+            NnOp::MatMul => matmul::infer_matmul(inputs),
+            NnOp::MatMulInteger => matmul::infer_matmul_integer(inputs),
+            NnOp::QLinearMatMul => matmul::infer_qlinear_matmul(inputs),
+            NnOp::BatchNorm(b) => b.infer(inputs),
+            NnOp::InstanceNorm(n) => n.infer(inputs),
+            NnOp::LayerNorm(n) => n.infer(inputs),
+            NnOp::GroupNorm(n) => n.infer(inputs),
+            NnOp::Lrn(n) => n.infer(inputs),
+            NnOp::Pool(p) => p.infer(inputs),
+            NnOp::GlobalPool(p) => p.infer(inputs),
+            NnOp::Softmax(s) => s.infer(inputs),
+            NnOp::QuantizeLinear(q) => q.infer(inputs),
+            NnOp::DequantizeLinear(q) => q.infer(inputs),
+        }
+    }
+
+    pub fn flops(&self, inputs: &[Option<&TensorInfo>], outputs: &[TensorInfo]) -> u64 {
+        let out = outputs.first().map(|o| o.numel() as u64).unwrap_or(0);
+        let input = |i: usize| inputs.get(i).copied().flatten();
+        match self {
+            NnOp::Conv(c) => conv::conv_flops(c.attrs.group, input(1), out),
+            NnOp::ConvInteger(c) => conv::conv_flops(c.group, input(1), out),
+            NnOp::QLinearConv(c) => conv::conv_flops(c.group, input(3), out),
+            NnOp::ConvTranspose(c) => conv::conv_transpose_flops(c.group, input(0), input(1)),
+            NnOp::Gemm(g) => g.flops(input(0), input(1), out),
+            NnOp::MatMul | NnOp::MatMulInteger => matmul::matmul_flops(input(0), out),
+            NnOp::QLinearMatMul => matmul::matmul_flops(input(0), out),
+            NnOp::Pool(p) => p.flops(out),
+            NnOp::Softmax(_) | NnOp::LayerNorm(_) | NnOp::GroupNorm(_) | NnOp::InstanceNorm(_) => out.saturating_mul(5),
+            NnOp::Lrn(l) => out.saturating_mul((l.size as u64).saturating_mul(2).saturating_add(4)),
+            NnOp::BatchNorm(_) | NnOp::QuantizeLinear(_) | NnOp::DequantizeLinear(_) => out.saturating_mul(2),
+            NnOp::GlobalPool(_) => input(0).map(|i| i.numel() as u64).unwrap_or(0),
+        }
+    }
+}
+
+/// Product of a list of extents.
+pub(crate) fn product(dims: &[usize]) -> usize {
+    dims.iter().product()
+}

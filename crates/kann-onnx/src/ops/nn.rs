@@ -1,3 +1,0 @@
-use crate::registry::Registry;
-
-pub(super) fn register(_r: &mut Registry) {}

@@ -1,0 +1,14 @@
+//! Import of the nn family: convolutions and pooling (`conv`), matrix
+//! products, normalisations, softmax and quantisation (`other`).
+
+mod conv;
+mod other;
+
+use crate::registry::Registry;
+
+const FLOAT_TYPES: &str = "f32 f16 bf16 f64";
+
+pub(super) fn register(r: &mut Registry) {
+    conv::register(r);
+    other::register(r);
+}
