@@ -3,8 +3,9 @@
 //! reference interpreter and judges each: pass, fail (with the largest error)
 //! or skip (naming the unsupported op, attribute or dtype). Tolerances are the
 //! ONNX backend runner's: `|got - want| <= atol + rtol * |want|`, rtol 1e-3,
-//! atol 1e-7 unless the folder's `tolerance.json` says otherwise; integers and
-//! bools must match exactly.
+//! atol 1e-7 unless the folder's `tolerance.json` says otherwise, with the
+//! relative tolerance raised to two epsilons of the format for f16 and bf16
+//! outputs; integers and bools must match exactly.
 
 use kann_onnx::{ImportError, ImportOptions};
 use kann_tensor::{DType, Tensor};
@@ -192,6 +193,15 @@ pub fn compare(got: &Tensor, want: &Tensor, tol: Tolerance) -> Result<f64, Strin
             Some(i) => Err(format!("element {i} is {} but expected {} ({} of {} differ)", a[i], b[i], a.iter().zip(&b).filter(|(x, y)| x != y).count(), a.len())),
         };
     }
+    // Half-precision outputs cannot be compared below their own rounding: the
+    // expected values went through a rounding to f16/bf16 after every op of
+    // the generating graph, kann's after each op too but from f64 results. Two
+    // units of the format's epsilon is the floor of the relative tolerance.
+    let tol = match want.dtype() {
+        DType::F16 => Tolerance { rtol: tol.rtol.max(2.0 * 2f64.powi(-10)), ..tol },
+        DType::BF16 => Tolerance { rtol: tol.rtol.max(2.0 * 2f64.powi(-7)), ..tol },
+        _ => tol,
+    };
     let (a, b) = (got.to_f64_vec(), want.to_f64_vec());
     let mut worst = 0.0f64;
     let mut bad: Option<(usize, f64)> = None;
