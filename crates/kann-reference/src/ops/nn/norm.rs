@@ -67,7 +67,7 @@ pub fn layer_norm(n: &LayerNorm, inputs: &[Option<&Tensor>], outputs: &[TensorIn
         means.push(mean);
         inv_stds.push(inv);
     }
-    let mut result = vec![finish(&outputs[0], &y)?];
+    let mut result = vec![finish(outputs.first().ok_or("no output type")?, &y)?];
     for (o, v) in outputs.iter().skip(1).zip([means, inv_stds]) {
         result.push(finish(o, &v)?);
     }
