@@ -11,7 +11,7 @@ pub mod softmax;
 
 pub use conv::{AutoPad, Conv, ConvAttrs, ConvTranspose, Window, WindowPlan};
 pub use matmul::Gemm;
-pub use norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm, Lrn};
+pub use norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LpNorm, Lrn, MeanVarianceNorm, RmsNorm};
 pub use pool::{GlobalPool, Pool, PoolKind};
 pub use quant::{DequantizeLinear, QuantizeLinear};
 pub use softmax::{Softmax, SoftmaxKind};
@@ -37,12 +37,17 @@ pub enum NnOp {
     InstanceNorm(InstanceNorm),
     LayerNorm(LayerNorm),
     GroupNorm(GroupNorm),
+    RmsNorm(RmsNorm),
+    LpNorm(LpNorm),
+    MeanVarianceNorm(MeanVarianceNorm),
     Lrn(Lrn),
     Pool(Pool),
     GlobalPool(GlobalPool),
     Softmax(Softmax),
     QuantizeLinear(QuantizeLinear),
     DequantizeLinear(DequantizeLinear),
+    /// `DynamicQuantizeLinear`: u8 quantisation with the scale and zero point computed from x.
+    DynamicQuantizeLinear,
 }
 
 impl NnOp {
@@ -60,12 +65,16 @@ impl NnOp {
             NnOp::InstanceNorm(_) => "InstanceNormalization",
             NnOp::LayerNorm(_) => "LayerNormalization",
             NnOp::GroupNorm(_) => "GroupNormalization",
+            NnOp::RmsNorm(_) => "RMSNormalization",
+            NnOp::LpNorm(_) => "LpNormalization",
+            NnOp::MeanVarianceNorm(_) => "MeanVarianceNormalization",
             NnOp::Lrn(_) => "LRN",
             NnOp::Pool(p) => p.name(),
             NnOp::GlobalPool(p) => p.name(),
             NnOp::Softmax(s) => s.kind.name(),
             NnOp::QuantizeLinear(_) => "QuantizeLinear",
             NnOp::DequantizeLinear(_) => "DequantizeLinear",
+            NnOp::DynamicQuantizeLinear => "DynamicQuantizeLinear",
         }
     }
 
@@ -83,12 +92,16 @@ impl NnOp {
             NnOp::InstanceNorm(n) => n.infer(inputs),
             NnOp::LayerNorm(n) => n.infer(inputs),
             NnOp::GroupNorm(n) => n.infer(inputs),
+            NnOp::RmsNorm(n) => n.infer(inputs),
+            NnOp::LpNorm(n) => n.infer(inputs),
+            NnOp::MeanVarianceNorm(n) => n.infer(inputs),
             NnOp::Lrn(n) => n.infer(inputs),
             NnOp::Pool(p) => p.infer(inputs),
             NnOp::GlobalPool(p) => p.infer(inputs),
             NnOp::Softmax(s) => s.infer(inputs),
             NnOp::QuantizeLinear(q) => q.infer(inputs),
             NnOp::DequantizeLinear(q) => q.infer(inputs),
+            NnOp::DynamicQuantizeLinear => quant::infer_dynamic_quantize(inputs),
         }
     }
 
@@ -104,8 +117,9 @@ impl NnOp {
             NnOp::MatMul | NnOp::MatMulInteger => matmul::matmul_flops(input(0), out),
             NnOp::QLinearMatMul => matmul::matmul_flops(input(0), out),
             NnOp::Pool(p) => p.flops(out),
-            NnOp::Softmax(_) | NnOp::LayerNorm(_) | NnOp::GroupNorm(_) | NnOp::InstanceNorm(_) => out.saturating_mul(5),
+            NnOp::Softmax(_) | NnOp::LayerNorm(_) | NnOp::GroupNorm(_) | NnOp::InstanceNorm(_) | NnOp::MeanVarianceNorm(_) | NnOp::DynamicQuantizeLinear => out.saturating_mul(5),
             NnOp::Lrn(l) => out.saturating_mul((l.size as u64).saturating_mul(2).saturating_add(4)),
+            NnOp::RmsNorm(_) | NnOp::LpNorm(_) => out.saturating_mul(4),
             NnOp::BatchNorm(_) | NnOp::QuantizeLinear(_) | NnOp::DequantizeLinear(_) => out.saturating_mul(2),
             NnOp::GlobalPool(_) => input(0).map(|i| i.numel() as u64).unwrap_or(0),
         }

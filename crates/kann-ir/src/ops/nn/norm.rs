@@ -144,3 +144,65 @@ impl Lrn {
         Ok(vec![x.clone()])
     }
 }
+
+/// `RMSNormalization`: X, scale; `X / sqrt(mean(X²) + epsilon) * scale`
+/// with the mean over axes `axis..`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RmsNorm {
+    pub axis: i64,
+    pub epsilon: f64,
+}
+
+/// `LpNormalization`: `x / ‖x‖_p` along one axis, p 1 or 2.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LpNorm {
+    pub axis: i64,
+    pub p: u32,
+}
+
+/// `MeanVarianceNormalization`: `(X - mean) / (std + 1e-9)` over `axes`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeanVarianceNorm {
+    /// As given (may be negative).
+    pub axes: Vec<i64>,
+}
+
+impl RmsNorm {
+    pub fn infer(&self, inputs: &[Option<InferInput>]) -> InferResult {
+        let x = float_input(inputs, 1)?;
+        norm_axis(self.axis, x.rank())?;
+        let s = required(inputs, 1, "scale")?;
+        check_dtype(s.info, FLOATS, "scale")?;
+        if broadcast(x.shape.dims(), s.info.shape.dims()).ok().as_deref() != Some(x.shape.dims()) {
+            return Err(format!("scale of shape {} does not broadcast to X {}", s.info.shape, x.shape));
+        }
+        Ok(vec![x.clone()])
+    }
+}
+
+impl LpNorm {
+    pub fn infer(&self, inputs: &[Option<InferInput>]) -> InferResult {
+        let x = float_input(inputs, 1)?;
+        norm_axis(self.axis, x.rank())?;
+        if !matches!(self.p, 1 | 2) {
+            return Err(format!("p = {} is not supported (only 1 and 2)", self.p));
+        }
+        Ok(vec![x.clone()])
+    }
+}
+
+impl MeanVarianceNorm {
+    /// The normalised axes, non-negative and sorted, for a rank-`rank` input.
+    pub fn axes(&self, rank: usize) -> Result<Vec<usize>, String> {
+        let mut axes = self.axes.iter().map(|&a| norm_axis(a, rank)).collect::<Result<Vec<_>, _>>()?;
+        axes.sort_unstable();
+        axes.dedup();
+        Ok(axes)
+    }
+
+    pub fn infer(&self, inputs: &[Option<InferInput>]) -> InferResult {
+        let x = float_input(inputs, 1)?;
+        self.axes(x.rank())?;
+        Ok(vec![x.clone()])
+    }
+}

@@ -92,3 +92,12 @@ impl DequantizeLinear {
         Ok(vec![TensorInfo::new(dtype, x.info.shape.clone())])
     }
 }
+
+/// `DynamicQuantizeLinear`: x (f32) → y (u8), y_scale (f32 scalar),
+/// y_zero_point (u8 scalar), with the range taken from x itself.
+pub fn infer_dynamic_quantize(inputs: &[Option<InferInput>]) -> InferResult {
+    let x = required(inputs, 0, "x")?;
+    check_dtype(x.info, &[DType::F32], "x")?;
+    let scalar = |d| TensorInfo::new(d, kann_tensor::Shape::scalar());
+    Ok(vec![TensorInfo::new(DType::U8, x.info.shape.clone()), scalar(DType::F32), scalar(DType::U8)])
+}

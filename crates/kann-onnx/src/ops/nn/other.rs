@@ -5,7 +5,7 @@ use crate::node::NodeCx;
 use crate::registry::{Imported, Registry, MAX_OPSET};
 use crate::tensor::dtype_from_onnx;
 use crate::ImportError;
-use kann_ir::ops::nn::{BatchNorm, DequantizeLinear, Gemm, GroupNorm, InstanceNorm, LayerNorm, Lrn, NnOp, QuantizeLinear, Softmax, SoftmaxKind};
+use kann_ir::ops::nn::{BatchNorm, DequantizeLinear, Gemm, GroupNorm, InstanceNorm, LayerNorm, LpNorm, Lrn, MeanVarianceNorm, NnOp, QuantizeLinear, RmsNorm, Softmax, SoftmaxKind};
 use kann_ir::Op;
 use kann_tensor::DType;
 
@@ -18,11 +18,15 @@ pub(super) fn register(r: &mut Registry) {
     r.add("InstanceNormalization", instance_norm, FLOAT_TYPES, "");
     r.add_range("LayerNormalization", 17, MAX_OPSET, layer_norm, FLOAT_TYPES, "");
     r.add_range("GroupNormalization", 18, MAX_OPSET, group_norm, FLOAT_TYPES, "");
+    r.add_range("RMSNormalization", 23, MAX_OPSET, rms_norm, FLOAT_TYPES, "");
+    r.add("LpNormalization", lp_norm, FLOAT_TYPES, "p other than 1 and 2");
+    r.add_range("MeanVarianceNormalization", 9, MAX_OPSET, mvn, FLOAT_TYPES, "");
     r.add("LRN", lrn, FLOAT_TYPES, "");
     r.add("Softmax", |cx| softmax(cx, SoftmaxKind::Softmax), FLOAT_TYPES, "");
     r.add("LogSoftmax", |cx| softmax(cx, SoftmaxKind::LogSoftmax), FLOAT_TYPES, "");
     r.add("Hardmax", |cx| softmax(cx, SoftmaxKind::Hardmax), FLOAT_TYPES, "");
     r.add_range("QuantizeLinear", 10, MAX_OPSET, quantize, "f32 f16 bf16 f64 i32 → u8 i8", "block_size≠0, outputs other than u8/i8 (int4, int16, float8)");
+    r.add_range("DynamicQuantizeLinear", 11, MAX_OPSET, |_| nn(NnOp::DynamicQuantizeLinear), "f32 → u8", "");
     r.add_range("DequantizeLinear", 10, MAX_OPSET, dequantize, "u8 i8 i32 → f32 f16 bf16 f64", "block_size≠0, inputs other than u8/i8/i32");
 }
 
@@ -95,6 +99,24 @@ fn group_norm(cx: &mut NodeCx) -> Result<Imported, ImportError> {
     stash_type(cx)?;
     let gn = GroupNorm { num_groups: groups as usize, epsilon: attr_f64(cx, "epsilon", 1e-5)?, per_group_affine: cx.opset < 21 };
     nn(NnOp::GroupNorm(gn))
+}
+
+fn rms_norm(cx: &mut NodeCx) -> Result<Imported, ImportError> {
+    stash_type(cx)?;
+    nn(NnOp::RmsNorm(RmsNorm { axis: cx.attr_i("axis", -1)?, epsilon: attr_f64(cx, "epsilon", 1e-5)? }))
+}
+
+fn lp_norm(cx: &mut NodeCx) -> Result<Imported, ImportError> {
+    let p = cx.attr_i("p", 2)?;
+    if !matches!(p, 1 | 2) {
+        return Err(cx.unsupported("p", p));
+    }
+    nn(NnOp::LpNorm(LpNorm { axis: cx.attr_i("axis", -1)?, p: p as u32 }))
+}
+
+fn mvn(cx: &mut NodeCx) -> Result<Imported, ImportError> {
+    let axes = cx.attr_ints("axes")?.unwrap_or_else(|| vec![0, 2, 3]);
+    nn(NnOp::MeanVarianceNorm(MeanVarianceNorm { axes }))
 }
 
 fn lrn(cx: &mut NodeCx) -> Result<Imported, ImportError> {

@@ -30,12 +30,16 @@ pub fn eval(op: &NnOp, inputs: &[Option<&Tensor>], outputs: &[TensorInfo]) -> Re
         NnOp::InstanceNorm(n) => one(norm::instance_norm(n, inputs, out)),
         NnOp::LayerNorm(n) => norm::layer_norm(n, inputs, outputs),
         NnOp::GroupNorm(n) => one(norm::group_norm(n, inputs, out)),
+        NnOp::RmsNorm(n) => one(norm::rms_norm(n, inputs, out)),
+        NnOp::LpNorm(n) => one(norm::lp_norm(n, inputs, out)),
+        NnOp::MeanVarianceNorm(n) => one(norm::mean_variance_norm(n, inputs, out)),
         NnOp::Lrn(l) => one(norm::lrn(l, inputs, out)),
         NnOp::Pool(p) => pool::pool(p, inputs, outputs),
         NnOp::GlobalPool(p) => one(pool::global_pool(p, inputs, out)),
         NnOp::Softmax(s) => one(softmax::softmax(s, inputs, out)),
         NnOp::QuantizeLinear(q) => one(quant::quantize(q, inputs, out)),
         NnOp::DequantizeLinear(q) => one(quant::dequantize(q, inputs, out)),
+        NnOp::DynamicQuantizeLinear => quant::dynamic_quantize(inputs, outputs),
     }
 }
 

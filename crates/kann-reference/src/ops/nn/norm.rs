@@ -3,7 +3,7 @@
 use super::{at, finish, input, values_or};
 use crate::util::broadcast_index;
 use crate::EvalError;
-use kann_ir::ops::nn::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm, Lrn};
+use kann_ir::ops::nn::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LpNorm, Lrn, MeanVarianceNorm, RmsNorm};
 use kann_ir::TensorInfo;
 use kann_tensor::Tensor;
 
@@ -67,7 +67,7 @@ pub fn layer_norm(n: &LayerNorm, inputs: &[Option<&Tensor>], outputs: &[TensorIn
         means.push(mean);
         inv_stds.push(inv);
     }
-    let mut result = vec![finish(&outputs[0], &y)?];
+    let mut result = vec![finish(outputs.first().ok_or("no output type")?, &y)?];
     for (o, v) in outputs.iter().skip(1).zip([means, inv_stds]) {
         result.push(finish(o, &v)?);
     }
@@ -108,5 +108,73 @@ pub fn lrn(l: &Lrn, inputs: &[Option<&Tensor>], out: &TensorInfo) -> Result<Tens
         let sq: f64 = (lo..=hi).map(|k| xv[base + k * plane + pos].powi(2)).sum();
         *v = xv[i] / (l.bias + l.alpha / l.size as f64 * sq).powf(l.beta);
     }
+    finish(out, &y)
+}
+
+/// For each element of a `dims` tensor, the index of its group when the
+/// `axes` are reduced (the flat index over the kept axes), and the group count.
+fn groups(dims: &[usize], axes: &[usize]) -> (Vec<usize>, usize) {
+    let kept: Vec<usize> = dims.iter().enumerate().map(|(a, &d)| if axes.contains(&a) { 1 } else { d }).collect();
+    let n_groups = kept.iter().product();
+    let n: usize = dims.iter().product();
+    let ids = (0..n)
+        .map(|i| {
+            let idx = crate::util::unravel(i, dims);
+            idx.iter().zip(&kept).fold(0, |f, (&i, &k)| f * k + if k == 1 { 0 } else { i })
+        })
+        .collect();
+    (ids, n_groups)
+}
+
+/// Per-group sums of `f(x)`.
+fn group_sums(x: &[f64], ids: &[usize], n_groups: usize, f: impl Fn(f64) -> f64) -> Vec<f64> {
+    let mut s = vec![0.0; n_groups];
+    for (&v, &g) in x.iter().zip(ids) {
+        s[g] += f(v);
+    }
+    s
+}
+
+pub fn rms_norm(n: &RmsNorm, inputs: &[Option<&Tensor>], out: &TensorInfo) -> Result<Tensor, EvalError> {
+    let x = input(inputs, 0, "X")?;
+    let axis = kann_ir::ops::norm_axis(n.axis, x.rank())?;
+    let row: usize = x.dims()[axis..].iter().product();
+    let scale = input(inputs, 1, "scale")?;
+    let (sv, si) = (scale.to_f64_vec(), broadcast_index(scale.dims(), x.dims()));
+    let mut y = x.to_f64_vec();
+    for (r, p) in y.chunks_mut(row.max(1)).enumerate() {
+        let inv = 1.0 / (p.iter().map(|v| v * v).sum::<f64>() / row as f64 + n.epsilon).sqrt();
+        for (j, v) in p.iter_mut().enumerate() {
+            *v *= inv * sv[si[r * row + j]];
+        }
+    }
+    finish(out, &y)
+}
+
+pub fn lp_norm(n: &LpNorm, inputs: &[Option<&Tensor>], out: &TensorInfo) -> Result<Tensor, EvalError> {
+    let x = input(inputs, 0, "input")?;
+    let axis = kann_ir::ops::norm_axis(n.axis, x.rank())?;
+    let (ids, ng) = groups(x.dims(), &[axis]);
+    let xv = x.to_f64_vec();
+    let norms: Vec<f64> = if n.p == 1 {
+        group_sums(&xv, &ids, ng, f64::abs)
+    } else {
+        group_sums(&xv, &ids, ng, |v| v * v).into_iter().map(f64::sqrt).collect()
+    };
+    // A zero vector stays zero (as the ONNX reference has it), not NaN.
+    let y: Vec<f64> = xv.iter().zip(&ids).map(|(v, &g)| if norms[g] == 0.0 { 0.0 } else { v / norms[g] }).collect();
+    finish(out, &y)
+}
+
+pub fn mean_variance_norm(n: &MeanVarianceNorm, inputs: &[Option<&Tensor>], out: &TensorInfo) -> Result<Tensor, EvalError> {
+    let x = input(inputs, 0, "X")?;
+    let axes = n.axes(x.rank())?;
+    let (ids, ng) = groups(x.dims(), &axes);
+    let count = (x.len() / ng.max(1)).max(1) as f64;
+    let xv = x.to_f64_vec();
+    let mean: Vec<f64> = group_sums(&xv, &ids, ng, |v| v).into_iter().map(|s| s / count).collect();
+    let mean_sq: Vec<f64> = group_sums(&xv, &ids, ng, |v| v * v).into_iter().map(|s| s / count).collect();
+    // The ONNX function: (X - E[X]) / (sqrt(E[X²] - E[X]²) + 1e-9).
+    let y: Vec<f64> = xv.iter().zip(&ids).map(|(v, &g)| (v - mean[g]) / ((mean_sq[g] - mean[g] * mean[g]).max(0.0).sqrt() + 1e-9)).collect();
     finish(out, &y)
 }

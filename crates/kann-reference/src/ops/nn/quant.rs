@@ -41,3 +41,16 @@ pub fn dequantize(q: &DequantizeLinear, inputs: &[Option<&Tensor>], out: &Tensor
     }).collect();
     finish(out, &y)
 }
+
+/// `DynamicQuantizeLinear`, in f32 like the ONNX reference: the range
+/// `[min(0, min x), max(0, max x)]` maps onto `[0, 255]`.
+pub fn dynamic_quantize(inputs: &[Option<&Tensor>], outputs: &[TensorInfo]) -> Result<Vec<Tensor>, EvalError> {
+    let x = input(inputs, 0, "x")?.to_f32_vec();
+    let max = x.iter().copied().fold(0.0f32, f32::max);
+    let min = x.iter().copied().fold(0.0f32, f32::min);
+    let scale = if max == min { 1.0 } else { max - min } / 255.0f32;
+    let zp = (-min / scale).clamp(0.0, 255.0).round_ties_even();
+    let y: Vec<f64> = x.iter().map(|&v| ((v / scale).round_ties_even() + zp).clamp(0.0, 255.0) as f64).collect();
+    let [yi, si, zi] = [0, 1, 2].map(|i| outputs.get(i).ok_or("DynamicQuantizeLinear has three outputs"));
+    Ok(vec![finish(yi?, &y)?, finish(si?, &[scale as f64])?, finish(zi?, &[zp as f64])?])
+}
