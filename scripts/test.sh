@@ -7,4 +7,4 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kann-target}"
 bash scripts/fetch-onnx-data.sh >/dev/null
 # The allow-list test refuses to skip once the data are known to be there.
 export KANN_REQUIRE_DATA=1
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"
