@@ -20,7 +20,7 @@ pub use half::{bf16, f16};
 pub use shape::Shape;
 pub use tensor::{Data, Tensor};
 
-/// Largest number of elements a single tensor may hold (2^34, i.e. 64 GiB of
-/// f32). Anything above is refused before allocation: such sizes only come
-/// from corrupt or hostile files.
-pub const MAX_ELEMENTS: usize = 1 << 34;
+/// Largest number of elements a single tensor may hold (2^32, i.e. 16 GiB of
+/// f32, far beyond any vision network's tensors). Anything above is refused
+/// before allocation: such sizes only come from corrupt or hostile files.
+pub const MAX_ELEMENTS: usize = 1 << 32;
