@@ -253,6 +253,31 @@ fn center_crop_pad(cx: &mut NodeCx) -> Result<Imported, ImportError> {
     Ok(movement(MovementOp::CenterCropPad { axes: cx.attr_ints("axes")? }))
 }
 
+fn col2im(cx: &mut NodeCx) -> Result<Imported, ImportError> {
+    let dilations = cx.attr_ints("dilations")?;
+    let pads = cx.attr_ints("pads")?;
+    let strides = cx.attr_ints("strides")?;
+    Ok(movement(MovementOp::Col2Im { dilations, pads, strides }))
+}
+
+/// TensorScatter-24: `axis` (default -2) and `mode` linear / circular.
+fn tensor_scatter(cx: &mut NodeCx) -> Result<Imported, ImportError> {
+    let axis = cx.attr_i("axis", -2)?;
+    let circular = match cx.attr_s("mode")?.as_deref().unwrap_or("linear") {
+        "linear" => false,
+        "circular" => true,
+        other => return Err(cx.unsupported("mode", other)),
+    };
+    Ok(movement(MovementOp::TensorScatter { axis, circular }))
+}
+
+/// Unique: optional `axis` (flattened input without it), `sorted` (default 1).
+fn unique(cx: &mut NodeCx) -> Result<Imported, ImportError> {
+    let axis = cx.attr_i_opt("axis")?;
+    let sorted = cx.attr_i("sorted", 1)? != 0;
+    Ok(movement(MovementOp::Unique { axis, sorted }))
+}
+
 #[cfg(test)]
 mod tests {
     use crate::proto::{attribute_type as at, data_type as dt, tensor_shape_proto::dimension::Value as Dim, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto};
@@ -310,29 +335,4 @@ mod tests {
         let e = shapes("Pad", 18, &[2], vec![AttributeProto { name: "mode".into(), r#type: at::STRING, s: b"wrap".to_vec(), ..Default::default() }], 1).unwrap_err();
         assert!(e.contains("not supported"), "{e}");
     }
-}
-
-fn col2im(cx: &mut NodeCx) -> Result<Imported, ImportError> {
-    let dilations = cx.attr_ints("dilations")?;
-    let pads = cx.attr_ints("pads")?;
-    let strides = cx.attr_ints("strides")?;
-    Ok(movement(MovementOp::Col2Im { dilations, pads, strides }))
-}
-
-/// TensorScatter-24: `axis` (default -2) and `mode` linear / circular.
-fn tensor_scatter(cx: &mut NodeCx) -> Result<Imported, ImportError> {
-    let axis = cx.attr_i("axis", -2)?;
-    let circular = match cx.attr_s("mode")?.as_deref().unwrap_or("linear") {
-        "linear" => false,
-        "circular" => true,
-        other => return Err(cx.unsupported("mode", other)),
-    };
-    Ok(movement(MovementOp::TensorScatter { axis, circular }))
-}
-
-/// Unique: optional `axis` (flattened input without it), `sorted` (default 1).
-fn unique(cx: &mut NodeCx) -> Result<Imported, ImportError> {
-    let axis = cx.attr_i_opt("axis")?;
-    let sorted = cx.attr_i("sorted", 1)? != 0;
-    Ok(movement(MovementOp::Unique { axis, sorted }))
 }

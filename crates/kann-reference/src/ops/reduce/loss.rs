@@ -80,4 +80,15 @@ mod tests {
         // (4 * 2 + 6 * 2) / (2 + 2)
         assert_eq!(y[0].to_f64_vec(), vec![5.0]);
     }
+
+    #[test]
+    fn softmax_cross_entropy_of_equal_scores_is_ln_c() {
+        let x = Tensor::from_f32(Shape::from([1, 2]), vec![3., 3.]).unwrap();
+        let t = Tensor::vec_i64(vec![1]);
+        let l = Loss { kind: LossKind::SoftmaxCrossEntropy, reduction: LossReduction::None, ignore_index: None };
+        let outs = [TensorInfo::new(DType::F64, Shape::from([1])), TensorInfo::new(DType::F64, Shape::from([1, 2]))];
+        let y = loss(&l, &x, &t, None, &outs).unwrap();
+        assert!((y[0].to_f64_vec()[0] - 2f64.ln()).abs() < 1e-12);
+        assert!((y[1].to_f64_vec()[0] + 2f64.ln()).abs() < 1e-12);
+    }
 }
