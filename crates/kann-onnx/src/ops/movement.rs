@@ -41,6 +41,9 @@ pub(super) fn register(r: &mut Registry) {
     r.add_range("EyeLike", 9, MAX_OPSET, eye_like, ALL, "");
     r.add_range("ReverseSequence", 10, MAX_OPSET, reverse_sequence, ALL, "");
     r.add_range("Compress", 9, MAX_OPSET, compress, ALL, "non-constant condition");
+    r.add_range("Col2Im", 18, MAX_OPSET, col2im, "f32 f16 bf16 f64 i8 u8 i32 i64", "non-constant image_shape/block_shape");
+    r.add_range("TensorScatter", 24, MAX_OPSET, tensor_scatter, ALL, "");
+    r.add_range("Unique", 11, MAX_OPSET, unique, ALL, "non-constant input");
     r.add_range("CenterCropPad", 18, MAX_OPSET, center_crop_pad, ALL, "non-constant shape");
 }
 
@@ -248,6 +251,31 @@ fn compress(cx: &mut NodeCx) -> Result<Imported, ImportError> {
 
 fn center_crop_pad(cx: &mut NodeCx) -> Result<Imported, ImportError> {
     Ok(movement(MovementOp::CenterCropPad { axes: cx.attr_ints("axes")? }))
+}
+
+fn col2im(cx: &mut NodeCx) -> Result<Imported, ImportError> {
+    let dilations = cx.attr_ints("dilations")?;
+    let pads = cx.attr_ints("pads")?;
+    let strides = cx.attr_ints("strides")?;
+    Ok(movement(MovementOp::Col2Im { dilations, pads, strides }))
+}
+
+/// TensorScatter-24: `axis` (default -2) and `mode` linear / circular.
+fn tensor_scatter(cx: &mut NodeCx) -> Result<Imported, ImportError> {
+    let axis = cx.attr_i("axis", -2)?;
+    let circular = match cx.attr_s("mode")?.as_deref().unwrap_or("linear") {
+        "linear" => false,
+        "circular" => true,
+        other => return Err(cx.unsupported("mode", other)),
+    };
+    Ok(movement(MovementOp::TensorScatter { axis, circular }))
+}
+
+/// Unique: optional `axis` (flattened input without it), `sorted` (default 1).
+fn unique(cx: &mut NodeCx) -> Result<Imported, ImportError> {
+    let axis = cx.attr_i_opt("axis")?;
+    let sorted = cx.attr_i("sorted", 1)? != 0;
+    Ok(movement(MovementOp::Unique { axis, sorted }))
 }
 
 #[cfg(test)]

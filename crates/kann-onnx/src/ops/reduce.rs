@@ -3,7 +3,7 @@
 use crate::node::NodeCx;
 use crate::registry::{Imported, Registry};
 use crate::ImportError;
-use kann_ir::ops::reduce::{ArgKind, ArgReduce, CumSum, Reduce, ReduceKind, ReduceOp, TopK};
+use kann_ir::ops::reduce::{ArgKind, ArgReduce, CumSum, Loss, LossKind, LossReduction, Reduce, ReduceKind, ReduceOp, TopK};
 use kann_ir::Op;
 use kann_tensor::Tensor;
 
@@ -25,6 +25,9 @@ pub(super) fn register(r: &mut Registry) {
     r.add("ArgMin", |cx| arg(cx, ArgKind::Min), "numeric", "");
     r.add("TopK", topk, "numeric", "K not constant");
     r.add_range("CumSum", 11, crate::registry::MAX_OPSET, cumsum, "f32 f16 bf16 f64 i32 i64", "");
+    r.add_range("CumProd", 26, crate::registry::MAX_OPSET, cumprod, "f32 f16 bf16 f64 i32 i64", "");
+    r.add_range("NegativeLogLikelihoodLoss", 12, crate::registry::MAX_OPSET, |cx| loss(cx, LossKind::NegativeLogLikelihood), "f32 f16 bf16 f64", "");
+    r.add_range("SoftmaxCrossEntropyLoss", 12, crate::registry::MAX_OPSET, |cx| loss(cx, LossKind::SoftmaxCrossEntropy), "f32 f16 bf16 f64", "");
     r.add_range("NonZero", 9, crate::registry::MAX_OPSET, nonzero, "all", "non-constant input");
 }
 
@@ -75,10 +78,32 @@ fn topk(cx: &mut NodeCx) -> Result<Imported, ImportError> {
     Ok(Op::Reduce(ReduceOp::TopK(TopK { axis, largest, sorted })).into())
 }
 
-fn cumsum(cx: &mut NodeCx) -> Result<Imported, ImportError> {
+/// `exclusive` / `reverse` of CumSum and CumProd.
+fn cumulative(cx: &NodeCx) -> Result<CumSum, ImportError> {
     let exclusive = cx.attr_i("exclusive", 0)? != 0;
     let reverse = cx.attr_i("reverse", 0)? != 0;
-    Ok(Op::Reduce(ReduceOp::CumSum(CumSum { exclusive, reverse })).into())
+    Ok(CumSum { exclusive, reverse })
+}
+
+fn cumsum(cx: &mut NodeCx) -> Result<Imported, ImportError> {
+    Ok(Op::Reduce(ReduceOp::CumSum(cumulative(cx)?)).into())
+}
+
+fn cumprod(cx: &mut NodeCx) -> Result<Imported, ImportError> {
+    Ok(Op::Reduce(ReduceOp::CumProd(cumulative(cx)?)).into())
+}
+
+/// NegativeLogLikelihoodLoss / SoftmaxCrossEntropyLoss (the same attributes
+/// in every opset: `reduction`, default mean, and optional `ignore_index`).
+fn loss(cx: &mut NodeCx, kind: LossKind) -> Result<Imported, ImportError> {
+    let reduction = match cx.attr_s("reduction")?.as_deref().unwrap_or("mean") {
+        "none" => LossReduction::None,
+        "sum" => LossReduction::Sum,
+        "mean" => LossReduction::Mean,
+        other => return Err(cx.unsupported("reduction", other)),
+    };
+    let ignore_index = cx.attr_i_opt("ignore_index")?;
+    Ok(Op::Reduce(ReduceOp::Loss(Loss { kind, reduction, ignore_index })).into())
 }
 
 fn nonzero(_cx: &mut NodeCx) -> Result<Imported, ImportError> {

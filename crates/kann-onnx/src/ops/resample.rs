@@ -5,13 +5,15 @@
 use crate::node::NodeCx;
 use crate::registry::{Imported, Registry, MAX_OPSET};
 use crate::ImportError;
-use kann_ir::ops::resample::{AspectPolicy, CoordMode, NearestMode, ResampleOp, Resize, ResizeMode};
+use kann_ir::ops::resample::{AffineGrid, GridMode, GridPadding, GridSample, AspectPolicy, CoordMode, NearestMode, ResampleOp, Resize, ResizeMode};
 use kann_ir::Op;
 use kann_tensor::{Shape, Tensor};
 
 pub(super) fn register(r: &mut Registry) {
     r.add_range("Upsample", 7, 9, upsample, "all (linear: numeric)", "mode other than nearest/linear/bilinear");
     r.add_range("Resize", 10, MAX_OPSET, resize, "all (linear/cubic: numeric)", "non-constant scales/sizes/roi");
+    r.add_range("GridSample", 16, MAX_OPSET, grid_sample, "f32 f16 bf16 f64", "");
+    r.add_range("AffineGrid", 20, MAX_OPSET, affine_grid, "f32 f16 bf16 f64", "non-constant size");
 }
 
 /// A Resize with the legacy (Upsample / Resize-10) semantics.
@@ -114,4 +116,39 @@ fn opset18_attrs(cx: &NodeCx) -> Result<(Option<Vec<i64>>, AspectPolicy, bool), 
     };
     let antialias = cx.attr_i("antialias", 0)? != 0;
     Ok((axes, policy, antialias))
+}
+
+/// GridSample: 4-D input with modes bilinear / nearest / bicubic until
+/// opset 20, then N-D with modes linear / nearest / cubic.
+fn grid_sample(cx: &mut NodeCx) -> Result<Imported, ImportError> {
+    let modern = cx.opset >= 20;
+    let default_mode = if modern { "linear" } else { "bilinear" };
+    let mode = match cx.attr_s("mode")?.as_deref().unwrap_or(default_mode) {
+        "nearest" => GridMode::Nearest,
+        "bilinear" if !modern => GridMode::Linear,
+        "bicubic" if !modern => GridMode::Cubic,
+        "linear" if modern => GridMode::Linear,
+        "cubic" if modern => GridMode::Cubic,
+        other => return Err(cx.unsupported("mode", format!("{other} (at opset {})", cx.opset))),
+    };
+    let padding = match cx.attr_s("padding_mode")?.as_deref().unwrap_or("zeros") {
+        "zeros" => GridPadding::Zeros,
+        "border" => GridPadding::Border,
+        "reflection" => GridPadding::Reflection,
+        other => return Err(cx.unsupported("padding_mode", other)),
+    };
+    let align_corners = cx.attr_i("align_corners", 0)? != 0;
+    if !modern {
+        if let Some(info) = cx.input_info(0) {
+            if info.rank() != 4 {
+                return Err(cx.error(format!("GridSample before opset 20 takes a 4-D input, found {info}")));
+            }
+        }
+    }
+    Ok(Op::Resample(ResampleOp::GridSample(GridSample { mode, padding, align_corners })).into())
+}
+
+fn affine_grid(cx: &mut NodeCx) -> Result<Imported, ImportError> {
+    let align_corners = cx.attr_i("align_corners", 0)? != 0;
+    Ok(Op::Resample(ResampleOp::AffineGrid(AffineGrid { align_corners })).into())
 }

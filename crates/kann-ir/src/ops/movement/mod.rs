@@ -6,11 +6,13 @@
 //! (`slice_plan`, `pad_plan`, `split_sizes`…) are public so the reference
 //! evaluates exactly the geometry inference promised.
 
+mod col2im;
 mod generate;
 mod indexing;
 mod layout;
 mod slicing;
 
+pub use col2im::{col2im_geometry, tensor_scatter_axis, unique_plan, Col2ImGeometry, UniquePlan};
 pub use generate::{range_len, shape_range};
 pub use indexing::{gather_nd_geometry, GatherNdGeometry};
 pub use layout::{reshape_dims, transpose_perm};
@@ -116,6 +118,15 @@ pub enum MovementOp {
     Compress { axis: Option<i64> },
     /// Inputs: data, shape (of the `axes`, default all).
     CenterCropPad { axes: Option<Vec<i64>> },
+    /// Inputs: input (N, C·∏block, L), image_shape, block_shape (constants).
+    /// Sums the blocks back into the image; omitted attributes default to
+    /// dilations 1, pads 0, strides 1.
+    Col2Im { dilations: Option<Vec<i64>>, pads: Option<Vec<i64>>, strides: Option<Vec<i64>> },
+    /// Inputs: past_cache, update, optional write_indices (per batch).
+    /// `circular` wraps write positions around the axis.
+    TensorScatter { axis: i64, circular: bool },
+    /// Input: X (a constant). Outputs: Y, indices, inverse_indices, counts.
+    Unique { axis: Option<i64>, sorted: bool },
 }
 
 impl MovementOp {
@@ -149,6 +160,9 @@ impl MovementOp {
             MovementOp::ReverseSequence { .. } => "ReverseSequence",
             MovementOp::Compress { .. } => "Compress",
             MovementOp::CenterCropPad { .. } => "CenterCropPad",
+            MovementOp::Col2Im { .. } => "Col2Im",
+            MovementOp::TensorScatter { .. } => "TensorScatter",
+            MovementOp::Unique { .. } => "Unique",
         }
     }
 
@@ -182,6 +196,9 @@ impl MovementOp {
             MovementOp::ConstantOfShape { value } => generate::constant_of_shape(inputs, value),
             MovementOp::Range => generate::range(inputs),
             MovementOp::EyeLike { dtype, .. } => generate::eye_like(inputs, *dtype),
+            MovementOp::Col2Im { dilations, pads, strides } => col2im::col2im(inputs, dilations.as_deref(), pads.as_deref(), strides.as_deref()),
+            MovementOp::TensorScatter { axis, .. } => col2im::tensor_scatter(inputs, *axis),
+            MovementOp::Unique { axis, sorted } => col2im::unique(inputs, *axis, *sorted),
         }
     }
 

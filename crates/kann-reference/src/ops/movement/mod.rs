@@ -4,6 +4,7 @@
 //! that come from no input (padding, zeroed triangles) take a fill value
 //! appended after the input's data.
 
+mod col2im;
 mod indexing;
 mod layout;
 mod slicing;
@@ -42,6 +43,9 @@ pub fn eval(op: &MovementOp, inputs: &[Option<&Tensor>], outputs: &[TensorInfo])
         MovementOp::ConstantOfShape { value } => value.gather_flat(out.shape.clone(), &vec![0; out.numel()])?,
         MovementOp::Range => range(inputs, out)?,
         MovementOp::EyeLike { k, .. } => eye_like(*k, out)?,
+        MovementOp::Col2Im { dilations, pads, strides } => col2im::col2im(inputs, dilations.as_deref(), pads.as_deref(), strides.as_deref(), out)?,
+        MovementOp::TensorScatter { axis, circular } => col2im::tensor_scatter(inputs, *axis, *circular, out)?,
+        MovementOp::Unique { axis, sorted } => return col2im::unique(inputs, *axis, *sorted, outputs),
     };
     Ok(vec![t])
 }

@@ -7,6 +7,9 @@
 //! interpolation taps) lives here so that every back-end computes the same
 //! thing as the reference.
 
+mod grid;
+pub use grid::{affine_base, AffineGrid, GridMode, GridPadding, GridSample, GridTap};
+
 use super::{check_dtype, const_f64s, const_i64s, norm_axis, optional, required, InferInput, InferResult};
 use crate::TensorInfo;
 use kann_tensor::{DType, Shape};
@@ -14,6 +17,10 @@ use kann_tensor::{DType, Shape};
 #[derive(Debug, Clone, PartialEq)]
 pub enum ResampleOp {
     Resize(Resize),
+    /// Inputs: X, grid.
+    GridSample(GridSample),
+    /// Inputs: theta, size (a constant).
+    AffineGrid(AffineGrid),
 }
 
 /// Interpolation kernel.
@@ -352,19 +359,28 @@ impl ResampleOp {
     pub fn name(&self) -> &'static str {
         match self {
             ResampleOp::Resize(_) => "Resize",
+            ResampleOp::GridSample(_) => "GridSample",
+            ResampleOp::AffineGrid(_) => "AffineGrid",
         }
     }
 
     pub fn infer(&self, inputs: &[Option<InferInput>]) -> InferResult {
         match self {
             ResampleOp::Resize(r) => r.infer(inputs),
+            ResampleOp::GridSample(g) => g.infer(inputs),
+            ResampleOp::AffineGrid(a) => a.infer(inputs),
         }
     }
 
     /// Two operations per tap: 1 tap per resized axis for nearest, 2 for
     /// linear, 4 for cubic (antialiasing widens the kernel; not counted).
     pub fn flops(&self, inputs: &[Option<&TensorInfo>], outputs: &[TensorInfo]) -> u64 {
-        let ResampleOp::Resize(r) = self;
+        let r = match self {
+            ResampleOp::Resize(r) => r,
+            ResampleOp::GridSample(g) => return g.flops(outputs),
+            // One multiply-add per coordinate and affine coefficient.
+            ResampleOp::AffineGrid(_) => return outputs.first().map_or(0, |y| 2 * (y.rank() as u64) * y.numel() as u64),
+        };
         let (Some(Some(x)), Some(y)) = (inputs.first(), outputs.first()) else { return 0 };
         let resized = x.shape.iter().zip(y.shape.iter()).filter(|(a, b)| a != b).count() as u32;
         let taps: u64 = match r.mode {

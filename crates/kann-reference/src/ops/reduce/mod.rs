@@ -2,6 +2,8 @@
 //! ONNX spec. Floats accumulate in f64; integer sums and products in i64
 //! with wrapping (numpy's behaviour), converted once to the output dtype.
 
+mod loss;
+
 use crate::util::strides;
 use crate::EvalError;
 use kann_ir::ops::reduce::{cumsum_axis, ArgKind, ArgReduce, CumSum, Reduce, ReduceKind, ReduceOp, TopK};
@@ -17,7 +19,9 @@ pub fn eval(op: &ReduceOp, inputs: &[Option<&Tensor>], outputs: &[TensorInfo]) -
         ReduceOp::Reduce(r) => Ok(vec![reduce(r, x, inputs.get(1).copied().flatten(), out)?]),
         ReduceOp::Arg(a) => Ok(vec![arg(a, x, out)?]),
         ReduceOp::TopK(t) => topk(t, x, inputs.get(1).copied().flatten().ok_or("missing input K")?, outputs),
-        ReduceOp::CumSum(c) => Ok(vec![cumsum(c, x, inputs.get(1).copied().flatten().ok_or("missing input axis")?, out)?]),
+        ReduceOp::CumSum(c) => Ok(vec![cumulative(c, false, x, inputs.get(1).copied().flatten().ok_or("missing input axis")?, out)?]),
+        ReduceOp::CumProd(c) => Ok(vec![cumulative(c, true, x, inputs.get(1).copied().flatten().ok_or("missing input axis")?, out)?]),
+        ReduceOp::Loss(l) => loss::loss(l, x, inputs.get(1).copied().flatten().ok_or("missing input target")?, inputs.get(2).copied().flatten(), outputs),
         ReduceOp::NonZero => Ok(vec![nonzero(x, out)?]),
     }
 }
@@ -248,49 +252,43 @@ fn topk(t: &TopK, x: &Tensor, k: &Tensor, outputs: &[TensorInfo]) -> Result<Vec<
     Ok(vec![values, Tensor::from_i64(iinfo.shape.clone(), indices)?])
 }
 
-fn cumsum(c: &CumSum, x: &Tensor, axis: &Tensor, out: &TensorInfo) -> Result<Tensor, EvalError> {
+/// Cumulative sum (or product, with `product`) along the axis input.
+fn cumulative(c: &CumSum, product: bool, x: &Tensor, axis: &Tensor, out: &TensorInfo) -> Result<Tensor, EvalError> {
     let axis = cumsum_axis(&axis.to_i64_vec(), x.rank())?;
     let (outer, len, inner) = split_at_axis(x.dims(), axis);
-    // Positions along the axis in the order the sum runs.
+    // Positions along the axis in the order the scan runs.
     let order: Vec<usize> = if c.reverse { (0..len).rev().collect() } else { (0..len).collect() };
     if x.dtype().is_int() {
-        let v = x.to_i64_vec();
-        let mut r = vec![0i64; v.len()];
-        for o in 0..outer {
-            for i in 0..inner {
-                let mut acc = 0i64;
-                for &j in &order {
-                    let p = (o * len + j) * inner + i;
-                    if c.exclusive {
-                        r[p] = acc;
-                        acc = acc.wrapping_add(v[p]);
-                    } else {
-                        acc = acc.wrapping_add(v[p]);
-                        r[p] = acc;
-                    }
-                }
-            }
-        }
+        let step = |a: i64, v: i64| if product { a.wrapping_mul(v) } else { a.wrapping_add(v) };
+        let r = scan(&x.to_i64_vec(), outer, len, inner, &order, c.exclusive, i64::from(product), step);
         return Ok(Tensor::from_i64_values(out.dtype, out.shape.clone(), &r)?);
     }
-    let v = x.to_f64_vec();
-    let mut r = vec![0f64; v.len()];
+    let step = |a: f64, v: f64| if product { a * v } else { a + v };
+    let r = scan(&x.to_f64_vec(), outer, len, inner, &order, c.exclusive, if product { 1.0 } else { 0.0 }, step);
+    Ok(Tensor::from_f64(out.dtype, out.shape.clone(), &r)?)
+}
+
+/// Inclusive (or exclusive) scan with `step` from `init` of every
+/// `(outer, ·, inner)` line, visiting the axis positions in `order`.
+#[allow(clippy::too_many_arguments)]
+fn scan<T: Copy>(v: &[T], outer: usize, len: usize, inner: usize, order: &[usize], exclusive: bool, init: T, step: impl Fn(T, T) -> T) -> Vec<T> {
+    let mut r = v.to_vec();
     for o in 0..outer {
         for i in 0..inner {
-            let mut acc = 0f64;
-            for &j in &order {
+            let mut acc = init;
+            for &j in order {
                 let p = (o * len + j) * inner + i;
-                if c.exclusive {
+                if exclusive {
                     r[p] = acc;
-                    acc += v[p];
+                    acc = step(acc, v[p]);
                 } else {
-                    acc += v[p];
+                    acc = step(acc, v[p]);
                     r[p] = acc;
                 }
             }
         }
     }
-    Ok(Tensor::from_f64(out.dtype, out.shape.clone(), &r)?)
+    r
 }
 
 /// Indices of the non-zero elements, one row per axis, in row-major order.
@@ -376,8 +374,16 @@ mod tests {
     fn cumsum_exclusive_reverse() {
         let x = t(&[4], &[1., 2., 3., 4.]);
         let c = CumSum { exclusive: true, reverse: true };
-        let y = cumsum(&c, &x, &Tensor::scalar_i64(0), &info(DType::F32, &[4])).unwrap();
+        let y = cumulative(&c, false, &x, &Tensor::scalar_i64(0), &info(DType::F32, &[4])).unwrap();
         assert_eq!(y.as_f32().unwrap(), &[9., 7., 4., 0.]);
+    }
+
+    #[test]
+    fn cumprod_exclusive() {
+        let x = t(&[4], &[1., 2., 3., 4.]);
+        let c = CumSum { exclusive: true, reverse: false };
+        let y = cumulative(&c, true, &x, &Tensor::scalar_i64(0), &info(DType::F32, &[4])).unwrap();
+        assert_eq!(y.as_f32().unwrap(), &[1., 1., 2., 6.]);
     }
 
     #[test]

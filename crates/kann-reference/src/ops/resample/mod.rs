@@ -8,11 +8,17 @@ use kann_ir::ops::resample::{ResampleOp, Resize, ResizeMode, ResizePlan, Taps};
 use kann_ir::TensorInfo;
 use kann_tensor::Tensor;
 
+mod grid;
+
 pub fn eval(op: &ResampleOp, inputs: &[Option<&Tensor>], outputs: &[TensorInfo]) -> Result<Vec<Tensor>, EvalError> {
-    let ResampleOp::Resize(r) = op;
-    let x = inputs.first().copied().flatten().ok_or("missing input X")?;
+    let x = inputs.first().copied().flatten().ok_or("missing input #0")?;
     let out = outputs.first().ok_or("missing output type")?;
     let input = |i: usize| inputs.get(i).copied().flatten();
+    let r = match op {
+        ResampleOp::Resize(r) => r,
+        ResampleOp::GridSample(g) => return Ok(vec![grid::grid_sample(g, x, input(1).ok_or("missing input grid")?, out)?]),
+        ResampleOp::AffineGrid(a) => return Ok(vec![grid::affine_grid(a, x, input(1).ok_or("missing input size")?, out)?]),
+    };
     let plan = r.plan(x.dims(), input(1).map(|t| t.to_f64_vec()), input(2).map(|t| t.to_f64_vec()), input(3).map(|t| t.to_i64_vec()))?;
     if plan.out_dims != out.shape.dims() {
         return Err(format!("resize gives shape {:?} but inference said {}", plan.out_dims, out.shape).into());

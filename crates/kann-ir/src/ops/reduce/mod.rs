@@ -4,6 +4,9 @@
 //! `axes` attribute into a constant input); TopK takes K as input #1 and
 //! CumSum its axis as input #1.
 
+mod loss;
+pub use loss::{Loss, LossKind, LossReduction};
+
 use super::{check_dtype, const_i64s, norm_axis, required, InferInput, InferResult, NUMERIC};
 use crate::TensorInfo;
 use kann_tensor::{DType, Shape};
@@ -16,6 +19,11 @@ pub enum ReduceOp {
     Arg(ArgReduce),
     TopK(TopK),
     CumSum(CumSum),
+    /// Cumulative product along the axis given by input #1 (`exclusive`
+    /// starts from 1).
+    CumProd(CumSum),
+    /// NegativeLogLikelihoodLoss / SoftmaxCrossEntropyLoss.
+    Loss(Loss),
     /// NonZero: its output shape depends on the data, so only constant inputs are accepted.
     NonZero,
 }
@@ -201,7 +209,7 @@ impl TopK {
 pub fn cumsum_axis(axis: &[i64], rank: usize) -> Result<usize, String> {
     match axis {
         &[a] => norm_axis(a, rank),
-        _ => Err(format!("CumSum's axis must hold exactly one value, found {}", axis.len())),
+        _ => Err(format!("the cumulative op's axis must hold exactly one value, found {}", axis.len())),
     }
 }
 
@@ -211,7 +219,7 @@ impl CumSum {
         supported_dtype(x.info, &[DType::F32, DType::F16, DType::BF16, DType::F64, DType::I32, DType::I64], "x")?;
         let a = required(inputs, 1, "axis")?;
         if !a.info.dtype.is_int() || a.info.numel() != 1 {
-            return Err(format!("CumSum's axis must be one integer, found {}", a.info));
+            return Err(format!("the cumulative op's axis must be one integer, found {}", a.info));
         }
         // The axis does not change the output type; check it when known.
         if let Some(axis) = const_i64s(inputs, 1, "axis").ok().flatten() {
@@ -237,6 +245,8 @@ impl ReduceOp {
             ReduceOp::Arg(a) => a.kind.name(),
             ReduceOp::TopK(_) => "TopK",
             ReduceOp::CumSum(_) => "CumSum",
+            ReduceOp::CumProd(_) => "CumProd",
+            ReduceOp::Loss(l) => l.name(),
             ReduceOp::NonZero => "NonZero",
         }
     }
@@ -246,7 +256,8 @@ impl ReduceOp {
             ReduceOp::Reduce(r) => r.infer(inputs),
             ReduceOp::Arg(a) => a.infer(inputs),
             ReduceOp::TopK(t) => t.infer(inputs),
-            ReduceOp::CumSum(c) => c.infer(inputs),
+            ReduceOp::CumSum(c) | ReduceOp::CumProd(c) => c.infer(inputs),
+            ReduceOp::Loss(l) => l.infer(inputs),
             ReduceOp::NonZero => infer_nonzero(inputs),
         }
     }
@@ -260,6 +271,8 @@ impl ReduceOp {
                 ReduceKind::L2 | ReduceKind::SumSquare | ReduceKind::LogSumExp => 2 * n,
                 _ => n,
             },
+            // Log-softmax costs about 4 operations per score, the gather 1.
+            ReduceOp::Loss(l) if l.kind == LossKind::SoftmaxCrossEntropy => 4 * n,
             _ => n,
         }
     }
