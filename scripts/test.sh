@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite: fetch the ONNX conformance data (cached), then run
-# every test of the workspace, the conformance allow-list included.
+# The whole test suite: fetch the ONNX conformance data and make the
+# random-weight models (both cached under ~/.cache/kann-data), then run every
+# test of the workspace, the conformance allow-list included.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kann-target}"
 bash scripts/fetch-onnx-data.sh >/dev/null
+# Random-weight versions of the light models, with ONNX Runtime's outputs.
+bash scripts/make-random-models.sh >/dev/null
 # The allow-list test refuses to skip once the data are known to be there.
 export KANN_REQUIRE_DATA=1
 cargo test --workspace --locked --no-fail-fast "$@"
