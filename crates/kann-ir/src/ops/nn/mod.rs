@@ -2,6 +2,7 @@
 //! quantisation. One sub-module per group of related ops; this module holds
 //! the family enum and dispatches to them.
 
+pub mod attention;
 pub mod conv;
 pub mod matmul;
 pub mod norm;
@@ -9,6 +10,7 @@ pub mod pool;
 pub mod quant;
 pub mod softmax;
 
+pub use attention::{Attention, AttentionDims};
 pub use conv::{AutoPad, Conv, ConvAttrs, ConvTranspose, Window, WindowPlan};
 pub use matmul::Gemm;
 pub use norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LpNorm, Lrn, MeanVarianceNorm, RmsNorm};
@@ -48,6 +50,7 @@ pub enum NnOp {
     DequantizeLinear(DequantizeLinear),
     /// `DynamicQuantizeLinear`: u8 quantisation with the scale and zero point computed from x.
     DynamicQuantizeLinear,
+    Attention(Attention),
 }
 
 impl NnOp {
@@ -75,6 +78,7 @@ impl NnOp {
             NnOp::QuantizeLinear(_) => "QuantizeLinear",
             NnOp::DequantizeLinear(_) => "DequantizeLinear",
             NnOp::DynamicQuantizeLinear => "DynamicQuantizeLinear",
+            NnOp::Attention(_) => "Attention",
         }
     }
 
@@ -102,6 +106,7 @@ impl NnOp {
             NnOp::QuantizeLinear(q) => q.infer(inputs),
             NnOp::DequantizeLinear(q) => q.infer(inputs),
             NnOp::DynamicQuantizeLinear => quant::infer_dynamic_quantize(inputs),
+            NnOp::Attention(a) => a.infer(inputs),
         }
     }
 
@@ -122,6 +127,7 @@ impl NnOp {
             NnOp::RmsNorm(_) | NnOp::LpNorm(_) => out.saturating_mul(4),
             NnOp::BatchNorm(_) | NnOp::QuantizeLinear(_) | NnOp::DequantizeLinear(_) => out.saturating_mul(2),
             NnOp::GlobalPool(_) => input(0).map(|i| i.numel() as u64).unwrap_or(0),
+            NnOp::Attention(a) => a.flops(input(0), input(1), input(2), input(4)),
         }
     }
 }

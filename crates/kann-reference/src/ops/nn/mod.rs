@@ -2,6 +2,7 @@
 //! integer ops), converted once to the output dtype. The convolution and
 //! matrix-product loop nests are ordered so full-size CNNs run in seconds.
 
+mod attention;
 mod conv;
 mod matmul;
 mod norm;
@@ -40,6 +41,7 @@ pub fn eval(op: &NnOp, inputs: &[Option<&Tensor>], outputs: &[TensorInfo]) -> Re
         NnOp::QuantizeLinear(q) => one(quant::quantize(q, inputs, out)),
         NnOp::DequantizeLinear(q) => one(quant::dequantize(q, inputs, out)),
         NnOp::DynamicQuantizeLinear => quant::dynamic_quantize(inputs, outputs),
+        NnOp::Attention(a) => attention::attention(a, inputs, outputs),
     }
 }
 
