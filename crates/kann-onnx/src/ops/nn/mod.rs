@@ -3,6 +3,7 @@
 
 mod attention;
 mod conv;
+mod extra;
 mod other;
 
 use crate::registry::Registry;
@@ -12,5 +13,6 @@ const FLOAT_TYPES: &str = "f32 f16 bf16 f64";
 pub(super) fn register(r: &mut Registry) {
     attention::register(r);
     conv::register(r);
+    extra::register(r);
     other::register(r);
 }

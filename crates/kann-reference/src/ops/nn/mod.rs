@@ -4,6 +4,8 @@
 
 mod attention;
 mod conv;
+mod einsum;
+mod extra;
 mod matmul;
 mod norm;
 mod pool;
@@ -42,6 +44,13 @@ pub fn eval(op: &NnOp, inputs: &[Option<&Tensor>], outputs: &[TensorInfo]) -> Re
         NnOp::DequantizeLinear(q) => one(quant::dequantize(q, inputs, out)),
         NnOp::DynamicQuantizeLinear => quant::dynamic_quantize(inputs, outputs),
         NnOp::Attention(a) => attention::attention(a, inputs, outputs),
+        NnOp::RotaryEmbedding(r) => one(extra::rotary(r, inputs, out)),
+        NnOp::Einsum(e) => one(einsum::einsum(e, inputs, out)),
+        NnOp::MaxUnpool(m) => one(extra::max_unpool(m, inputs, out)),
+        NnOp::RoiAlign(r) => one(extra::roi_align(r, inputs, out)),
+        NnOp::DeformConv(d) => one(extra::deform_conv(d, inputs, out)),
+        NnOp::BatchNormTraining(b) => extra::batch_norm_training(b, inputs, outputs),
+        NnOp::Det => one(extra::det(inputs, out)),
     }
 }
 
