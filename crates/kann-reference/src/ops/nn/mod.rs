@@ -106,3 +106,5 @@ pub(crate) fn ceil_div(t: i64, s: i64) -> i64 {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_extra;
