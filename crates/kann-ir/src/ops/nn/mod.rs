@@ -2,13 +2,19 @@
 //! quantisation. One sub-module per group of related ops; this module holds
 //! the family enum and dispatches to them.
 
+pub mod attention;
 pub mod conv;
+pub mod einsum;
+pub mod extra;
 pub mod matmul;
 pub mod norm;
 pub mod pool;
 pub mod quant;
 pub mod softmax;
 
+pub use attention::{Attention, AttentionDims};
+pub use einsum::{Einsum, EinsumPlan};
+pub use extra::{BatchNormTraining, DeformConv, MaxUnpool, RoiAlign, RotaryDims, RotaryEmbedding};
 pub use conv::{AutoPad, Conv, ConvAttrs, ConvTranspose, Window, WindowPlan};
 pub use matmul::Gemm;
 pub use norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LpNorm, Lrn, MeanVarianceNorm, RmsNorm};
@@ -48,6 +54,15 @@ pub enum NnOp {
     DequantizeLinear(DequantizeLinear),
     /// `DynamicQuantizeLinear`: u8 quantisation with the scale and zero point computed from x.
     DynamicQuantizeLinear,
+    Attention(Attention),
+    RotaryEmbedding(RotaryEmbedding),
+    Einsum(Einsum),
+    MaxUnpool(MaxUnpool),
+    RoiAlign(RoiAlign),
+    DeformConv(DeformConv),
+    BatchNormTraining(BatchNormTraining),
+    /// `Det`: determinants of square matrices.
+    Det,
 }
 
 impl NnOp {
@@ -75,6 +90,14 @@ impl NnOp {
             NnOp::QuantizeLinear(_) => "QuantizeLinear",
             NnOp::DequantizeLinear(_) => "DequantizeLinear",
             NnOp::DynamicQuantizeLinear => "DynamicQuantizeLinear",
+            NnOp::Attention(_) => "Attention",
+            NnOp::RotaryEmbedding(_) => "RotaryEmbedding",
+            NnOp::Einsum(_) => "Einsum",
+            NnOp::MaxUnpool(_) => "MaxUnpool",
+            NnOp::RoiAlign(_) => "RoiAlign",
+            NnOp::DeformConv(_) => "DeformConv",
+            NnOp::BatchNormTraining(_) => "BatchNormalization",
+            NnOp::Det => "Det",
         }
     }
 
@@ -102,6 +125,14 @@ impl NnOp {
             NnOp::QuantizeLinear(q) => q.infer(inputs),
             NnOp::DequantizeLinear(q) => q.infer(inputs),
             NnOp::DynamicQuantizeLinear => quant::infer_dynamic_quantize(inputs),
+            NnOp::Attention(a) => a.infer(inputs),
+            NnOp::RotaryEmbedding(r) => r.infer(inputs),
+            NnOp::Einsum(e) => e.infer(inputs),
+            NnOp::MaxUnpool(m) => m.infer(inputs),
+            NnOp::RoiAlign(r) => r.infer(inputs),
+            NnOp::DeformConv(d) => d.infer(inputs),
+            NnOp::BatchNormTraining(b) => b.infer(inputs),
+            NnOp::Det => extra::infer_det(inputs),
         }
     }
 
@@ -122,8 +153,27 @@ impl NnOp {
             NnOp::RmsNorm(_) | NnOp::LpNorm(_) => out.saturating_mul(4),
             NnOp::BatchNorm(_) | NnOp::QuantizeLinear(_) | NnOp::DequantizeLinear(_) => out.saturating_mul(2),
             NnOp::GlobalPool(_) => input(0).map(|i| i.numel() as u64).unwrap_or(0),
+            NnOp::Attention(a) => a.flops(input(0), input(1), input(2), input(4)),
+            NnOp::RotaryEmbedding(_) | NnOp::MaxUnpool(_) => out.saturating_mul(3),
+            NnOp::BatchNormTraining(_) => input(0).map(|i| i.numel() as u64).unwrap_or(0).saturating_mul(6),
+            NnOp::Einsum(e) => einsum_flops(e, inputs),
+            NnOp::RoiAlign(r) => out.saturating_mul(8 * (r.sampling_ratio.max(2) as u64).pow(2)),
+            NnOp::DeformConv(d) => conv::conv_flops(d.attrs.group, input(1), out).saturating_mul(3),
+            NnOp::Det => input(0).map(|i| { let n = *i.shape.dims().last().unwrap_or(&0) as u64; (i.numel() as u64).saturating_mul(n) }).unwrap_or(0),
         }
     }
+}
+
+/// Two operations per input for every combination of the equation's labels.
+fn einsum_flops(e: &Einsum, inputs: &[Option<&TensorInfo>]) -> u64 {
+    let shapes: Option<Vec<&[usize]>> = inputs.iter().map(|i| i.map(|i| i.shape.dims())).collect();
+    let Some(shapes) = shapes else { return 0 };
+    let Ok(plan) = e.plan(&shapes) else { return 0 };
+    let mut used: Vec<usize> = plan.inputs.iter().flatten().copied().collect();
+    used.sort_unstable();
+    used.dedup();
+    let combos = used.iter().fold(1u64, |a, &l| a.saturating_mul(plan.sizes[l] as u64));
+    combos.saturating_mul(2 * inputs.len() as u64)
 }
 
 /// Product of a list of extents.

@@ -27,7 +27,7 @@ fn nn(op: NnOp) -> Result<Imported, ImportError> {
 }
 
 /// A list attribute of non-negative (or, with `positive`, positive) ints.
-fn sizes(cx: &NodeCx, name: &str, positive: bool) -> Result<Vec<usize>, ImportError> {
+pub(super) fn sizes(cx: &NodeCx, name: &str, positive: bool) -> Result<Vec<usize>, ImportError> {
     let v = cx.attr_ints(name)?.unwrap_or_default();
     let min = if positive { 1 } else { 0 };
     if let Some(bad) = v.iter().find(|&&x| x < min) {
@@ -37,7 +37,7 @@ fn sizes(cx: &NodeCx, name: &str, positive: bool) -> Result<Vec<usize>, ImportEr
 }
 
 /// The window attributes; `ceil_mode` only for pools.
-fn window(cx: &NodeCx, pooling: bool) -> Result<Window, ImportError> {
+pub(super) fn window(cx: &NodeCx, pooling: bool) -> Result<Window, ImportError> {
     let auto_pad = match cx.attr_s("auto_pad")?.as_deref() {
         None | Some("") | Some("NOTSET") => AutoPad::NotSet,
         Some("SAME_UPPER") => AutoPad::SameUpper,
@@ -55,7 +55,7 @@ fn window(cx: &NodeCx, pooling: bool) -> Result<Window, ImportError> {
     })
 }
 
-fn group(cx: &NodeCx) -> Result<usize, ImportError> {
+pub(super) fn group(cx: &NodeCx) -> Result<usize, ImportError> {
     let g = cx.attr_i("group", 1)?;
     if g < 1 {
         return Err(cx.error(format!("group must be positive, found {g}")));

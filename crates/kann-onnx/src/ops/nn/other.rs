@@ -5,7 +5,7 @@ use crate::node::NodeCx;
 use crate::registry::{Imported, Registry, MAX_OPSET};
 use crate::tensor::dtype_from_onnx;
 use crate::ImportError;
-use kann_ir::ops::nn::{BatchNorm, DequantizeLinear, Gemm, GroupNorm, InstanceNorm, LayerNorm, LpNorm, Lrn, MeanVarianceNorm, NnOp, QuantizeLinear, RmsNorm, Softmax, SoftmaxKind};
+use kann_ir::ops::nn::{BatchNorm, BatchNormTraining, DequantizeLinear, Gemm, GroupNorm, InstanceNorm, LayerNorm, LpNorm, Lrn, MeanVarianceNorm, NnOp, QuantizeLinear, RmsNorm, Softmax, SoftmaxKind};
 use kann_ir::Op;
 use kann_tensor::DType;
 
@@ -14,7 +14,7 @@ pub(super) fn register(r: &mut Registry) {
     r.add("MatMul", |_| nn(NnOp::MatMul), "f32 f16 bf16 f64 i32 i64", "");
     r.add_range("MatMulInteger", 10, MAX_OPSET, |_| nn(NnOp::MatMulInteger), "u8 i8 → i32", "");
     r.add_range("QLinearMatMul", 10, MAX_OPSET, |_| nn(NnOp::QLinearMatMul), "u8 i8 (float scales)", "");
-    r.add("BatchNormalization", batch_norm, FLOAT_TYPES, "training_mode=1, spatial=0, is_test=0, training outputs");
+    r.add("BatchNormalization", batch_norm, FLOAT_TYPES, "spatial=0, is_test=0, saved_mean/saved_var outputs (opsets < 14)");
     r.add("InstanceNormalization", instance_norm, FLOAT_TYPES, "");
     r.add_range("LayerNormalization", 17, MAX_OPSET, layer_norm, FLOAT_TYPES, "");
     r.add_range("GroupNormalization", 18, MAX_OPSET, group_norm, FLOAT_TYPES, "");
@@ -47,11 +47,7 @@ fn gemm(cx: &mut NodeCx) -> Result<Imported, ImportError> {
 }
 
 fn batch_norm(cx: &mut NodeCx) -> Result<Imported, ImportError> {
-    cx.ignore("momentum");
     cx.ignore("consumed_inputs");
-    if cx.attr_i("training_mode", 0)? != 0 {
-        return Err(cx.unsupported("training_mode", 1));
-    }
     if let Some(0) = cx.attr_i_opt("is_test")? {
         return Err(cx.unsupported("is_test", 0));
     }
@@ -59,13 +55,23 @@ fn batch_norm(cx: &mut NodeCx) -> Result<Imported, ImportError> {
     if spatial != 1 {
         return Err(cx.unsupported("spatial", spatial));
     }
-    if cx.node.output.iter().skip(1).any(|o| !o.is_empty()) {
-        return Err(cx.unsupported("outputs", "running/saved mean and variance (training outputs)"));
+    let named = cx.node.output.iter().rposition(|o| !o.is_empty()).map_or(1, |i| i + 1);
+    // From opset 14 the `training_mode` attribute selects training; before,
+    // naming the statistics outputs did.
+    let training = if cx.opset >= 14 { cx.attr_i("training_mode", 0)? != 0 } else { named > 1 };
+    let epsilon = attr_f64(cx, "epsilon", 1e-5)?;
+    if !training {
+        cx.ignore("momentum");
+        if named > 1 {
+            return Err(cx.error("the running mean and variance outputs need training_mode=1"));
+        }
+        return nn(NnOp::BatchNorm(BatchNorm { epsilon }));
     }
-    if cx.n_outputs() > 1 {
-        return Err(cx.unsupported("outputs", format!("{} outputs (training form)", cx.n_outputs())));
+    if cx.n_outputs() > 3 {
+        return Err(cx.unsupported("outputs", "saved_mean/saved_var (training outputs of opsets < 14)"));
     }
-    nn(NnOp::BatchNorm(BatchNorm { epsilon: attr_f64(cx, "epsilon", 1e-5)? }))
+    let momentum = attr_f64(cx, "momentum", 0.9)?;
+    nn(NnOp::BatchNormTraining(BatchNormTraining { epsilon, momentum, outputs: cx.n_outputs() }))
 }
 
 fn instance_norm(cx: &mut NodeCx) -> Result<Imported, ImportError> {

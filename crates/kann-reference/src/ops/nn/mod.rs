@@ -2,7 +2,10 @@
 //! integer ops), converted once to the output dtype. The convolution and
 //! matrix-product loop nests are ordered so full-size CNNs run in seconds.
 
+mod attention;
 mod conv;
+mod einsum;
+mod extra;
 mod matmul;
 mod norm;
 mod pool;
@@ -40,6 +43,14 @@ pub fn eval(op: &NnOp, inputs: &[Option<&Tensor>], outputs: &[TensorInfo]) -> Re
         NnOp::QuantizeLinear(q) => one(quant::quantize(q, inputs, out)),
         NnOp::DequantizeLinear(q) => one(quant::dequantize(q, inputs, out)),
         NnOp::DynamicQuantizeLinear => quant::dynamic_quantize(inputs, outputs),
+        NnOp::Attention(a) => attention::attention(a, inputs, outputs),
+        NnOp::RotaryEmbedding(r) => one(extra::rotary(r, inputs, out)),
+        NnOp::Einsum(e) => one(einsum::einsum(e, inputs, out)),
+        NnOp::MaxUnpool(m) => one(extra::max_unpool(m, inputs, out)),
+        NnOp::RoiAlign(r) => one(extra::roi_align(r, inputs, out)),
+        NnOp::DeformConv(d) => one(extra::deform_conv(d, inputs, out)),
+        NnOp::BatchNormTraining(b) => extra::batch_norm_training(b, inputs, outputs),
+        NnOp::Det => one(extra::det(inputs, out)),
     }
 }
 
@@ -95,3 +106,5 @@ pub(crate) fn ceil_div(t: i64, s: i64) -> i64 {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_extra;
