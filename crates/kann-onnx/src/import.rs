@@ -59,8 +59,8 @@ pub fn import_file(path: &Path, opts: &ImportOptions, eval: Option<&dyn ConstEva
 /// Imports a decoded model. `eval` folds constant subgraphs (shape
 /// computations) so that every shape is static.
 pub fn import_model(model: &ModelProto, base_dir: Option<&Path>, opts: &ImportOptions, eval: Option<&dyn ConstEval>) -> Result<Model, ImportError> {
-    let opset = default_opset(model)?;
     let graph = model.graph.as_ref().ok_or_else(|| ImportError::Graph("the model holds no graph".into()))?;
+    let opset = default_opset(model, graph)?;
     let registry = Registry::standard();
     let domains = opset_map(model);
     check_ops(graph, &registry, &domains)?;
@@ -102,13 +102,15 @@ pub fn import_model(model: &ModelProto, base_dir: Option<&Path>, opts: &ImportOp
     Ok(Model { graph: b.finish()?, opset, ir_version: model.ir_version, producer: model.producer_name.clone(), onnx_nodes: graph.node.len() })
 }
 
-fn default_opset(model: &ModelProto) -> Result<i64, ImportError> {
-    let v = model
-        .opset_import
-        .iter()
-        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-        .map(|o| o.version)
-        .ok_or_else(|| ImportError::Opset("the model imports no version of the default ONNX domain".into()))?;
+/// The default domain's opset. A model made only of other domains' ops
+/// (`ai.onnx.ml`…) gets 0, so that the op check names those ops.
+fn default_opset(model: &ModelProto, graph: &GraphProto) -> Result<i64, ImportError> {
+    let found = model.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map(|o| o.version);
+    let v = match found {
+        Some(v) => v,
+        None if graph.node.iter().all(|n| !n.domain.is_empty() && n.domain != "ai.onnx") => return Ok(0),
+        None => return Err(ImportError::Opset("the model uses default-domain ops but imports no version of the default ONNX domain".into())),
+    };
     if !(MIN_OPSET..=MAX_OPSET).contains(&v) {
         return Err(ImportError::Opset(format!("opset {v} is outside the supported range {MIN_OPSET}–{MAX_OPSET}")));
     }
