@@ -18,17 +18,7 @@ pub(super) fn register(r: &mut Registry) {
 
 /// A Resize with the legacy (Upsample / Resize-10) semantics.
 fn legacy(mode: ResizeMode) -> Resize {
-    Resize {
-        mode,
-        coord: CoordMode::Asymmetric,
-        nearest: NearestMode::Floor,
-        cubic_coeff_a: -0.75,
-        exclude_outside: false,
-        extrapolation_value: 0.0,
-        axes: None,
-        keep_aspect_ratio: AspectPolicy::Stretch,
-        antialias: false,
-    }
+    Resize { nearest: NearestMode::Floor, ..Resize::new(mode, CoordMode::Asymmetric) }
 }
 
 /// `mode` of Upsample and Resize-10: nearest (default) or (bi)linear.

@@ -100,6 +100,21 @@ fn non_empty<T>(v: Option<Vec<T>>) -> Option<Vec<T>> {
 }
 
 impl Resize {
+    /// A resize with the ONNX defaults for everything but `mode` and `coord`.
+    pub fn new(mode: ResizeMode, coord: CoordMode) -> Resize {
+        Resize {
+            mode,
+            coord,
+            nearest: NearestMode::RoundPreferFloor,
+            cubic_coeff_a: -0.75,
+            exclude_outside: false,
+            extrapolation_value: 0.0,
+            axes: None,
+            keep_aspect_ratio: AspectPolicy::Stretch,
+            antialias: false,
+        }
+    }
+
     /// The resized axes, normalised and checked.
     fn axes(&self, rank: usize) -> Result<Vec<usize>, String> {
         let Some(axes) = &self.axes else { return Ok((0..rank).collect()) };
@@ -397,17 +412,7 @@ mod tests {
     use super::*;
 
     fn resize(mode: ResizeMode, coord: CoordMode) -> Resize {
-        Resize {
-            mode,
-            coord,
-            nearest: NearestMode::RoundPreferFloor,
-            cubic_coeff_a: -0.75,
-            exclude_outside: false,
-            extrapolation_value: 0.0,
-            axes: None,
-            keep_aspect_ratio: AspectPolicy::Stretch,
-            antialias: false,
-        }
+        Resize::new(mode, coord)
     }
 
     #[test]

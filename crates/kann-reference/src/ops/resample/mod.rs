@@ -107,21 +107,11 @@ fn resample_axis(data: &[f64], dims: &[usize], a: usize, taps: &[Taps], extrapol
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kann_ir::ops::resample::{AspectPolicy, CoordMode, NearestMode};
+    use kann_ir::ops::resample::{CoordMode, NearestMode};
     use kann_tensor::{DType, Shape};
 
     fn op(mode: ResizeMode, coord: CoordMode) -> ResampleOp {
-        ResampleOp::Resize(Resize {
-            mode,
-            coord,
-            nearest: NearestMode::Floor,
-            cubic_coeff_a: -0.75,
-            exclude_outside: false,
-            extrapolation_value: 0.0,
-            axes: None,
-            keep_aspect_ratio: AspectPolicy::Stretch,
-            antialias: false,
-        })
+        ResampleOp::Resize(Resize { nearest: NearestMode::Floor, ..Resize::new(mode, coord) })
     }
 
     fn run(op: &ResampleOp, x: &Tensor, scales: &[f32], out: &[usize]) -> Vec<f32> {
