@@ -28,6 +28,8 @@ pub enum ElementwiseOp {
     Cast(Cast),
     /// `CastLike(input, target_type)`: casts to the second input's dtype.
     CastLike,
+    /// `SwiGLU(A, B) = A·sigmoid(alpha·A)·B`, A and B of one shape (no broadcasting).
+    SwiGlu { alpha: f64 },
     /// `Dropout` in inference mode: the identity, with an optional all-true mask.
     Dropout(Dropout),
 }
@@ -352,6 +354,7 @@ impl ElementwiseOp {
             ElementwiseOp::PRelu => "PRelu",
             ElementwiseOp::Cast(_) => "Cast",
             ElementwiseOp::CastLike => "CastLike",
+            ElementwiseOp::SwiGlu { .. } => "SwiGLU",
             ElementwiseOp::Dropout(_) => "Dropout",
         }
     }
@@ -388,6 +391,15 @@ impl ElementwiseOp {
                 Ok(vec![TensorInfo::new(t.info.dtype, x.info.shape.clone())])
             }
             ElementwiseOp::Dropout(d) => infer_dropout(d, inputs),
+            ElementwiseOp::SwiGlu { .. } => {
+                let a = required(inputs, 0, "A")?;
+                let b = required(inputs, 1, "B")?;
+                check_dtype(a.info, FLOATS, "A")?;
+                if a.info != b.info {
+                    return Err(format!("A is {} but B is {}: SwiGLU needs equal types and shapes", a.info, b.info));
+                }
+                Ok(vec![a.info.clone()])
+            }
         }
     }
 

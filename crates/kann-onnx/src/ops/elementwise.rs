@@ -100,6 +100,7 @@ fn register_activations(r: &mut Registry) {
     r.add_range("Shrink", 9, MAX_OPSET, import_shrink, NUMERIC, "");
     r.add_range("Gelu", 20, MAX_OPSET, import_gelu, FLOATS, "approximate other than none/tanh");
     r.add_range("Swish", 24, MAX_OPSET, import_swish, FLOATS, "");
+    r.add_range("SwiGLU", 28, MAX_OPSET, import_swiglu, FLOATS, "");
     r.add("PRelu", |_| Ok(op(ElementwiseOp::PRelu)), NUMERIC, "");
     r.add("Clip", import_clip, NUMERIC, "");
 }
@@ -203,6 +204,11 @@ fn import_shrink(cx: &mut NodeCx) -> Result<Imported, ImportError> {
     let bias = cx.attr_f("bias", 0.0)? as f64;
     let lambd = cx.attr_f("lambd", 0.5)? as f64;
     activation(cx, Activation::Shrink { bias, lambd })
+}
+
+fn import_swiglu(cx: &mut NodeCx) -> Result<Imported, ImportError> {
+    let alpha = cx.attr_f("alpha", 1.0)? as f64;
+    Ok(Op::Elementwise(ElementwiseOp::SwiGlu { alpha }).into())
 }
 
 fn import_gelu(cx: &mut NodeCx) -> Result<Imported, ImportError> {

@@ -20,6 +20,11 @@ pub fn eval(op: &ElementwiseOp, inputs: &[Option<&Tensor>], outputs: &[TensorInf
         ElementwiseOp::Clip => clip(x, inputs.get(1).copied().flatten(), inputs.get(2).copied().flatten(), out)?,
         ElementwiseOp::PRelu => prelu(x, input(inputs, 1)?, out)?,
         ElementwiseOp::Cast(_) | ElementwiseOp::CastLike => x.cast(out.dtype),
+        ElementwiseOp::SwiGlu { alpha } => {
+            let (a, b) = (x.to_f64_vec(), input(inputs, 1)?.to_f64_vec());
+            let y: Vec<f64> = a.iter().zip(&b).map(|(&a, &b)| a / (1.0 + (-alpha * a).exp()) * b).collect();
+            Tensor::from_f64(out.dtype, out.shape.clone(), &y)?
+        }
         ElementwiseOp::Dropout(d) => {
             let mut outs = vec![x.clone()];
             if let Some(m) = d.mask {
