@@ -3,7 +3,10 @@
 //! plus kann's `preprocessing` / `postprocessing` blocks; the generate options
 //! ([`GenerateOptions`], [`Arch`]); and the shapes as written
 //! ([`TensorShape`], with the rule that reads the zoo's `[H, B, W, C]`). It
-//! depends only on kann-tensor (for [`DType`]) and never reads the model.
+//! depends only on kann-tensor (for [`DType`]) and must not depend on kann-ir,
+//! kann-onnx or anything that reads a model: it checks that the model file
+//! exists, and leaves binding names and shapes to the importer
+//! ([`TensorShape::bind`] is the helper for that).
 //!
 //! Loading reports problems the way a user can act on them: unknown keys are
 //! warnings naming the key path, with a "did you mean" hint for typos
@@ -15,8 +18,9 @@
 //!
 //! **YAML crate.** `serde_yaml` is deprecated. The file is parsed by
 //! [`saphyr-parser`](https://docs.rs/saphyr-parser), the YAML 1.2 parser of
-//! the maintained saphyr project (the successor of yaml-rust / yaml-rust2,
-//! same maintainers), into a small tree of our own with the position of every
+//! the maintained saphyr project (the line of yaml-rust → yaml-rust2 →
+//! saphyr; `cargo info` shows 0.3.4, MSRV 1.85 like ours, MIT/Apache-2.0),
+//! into a small tree of our own with the position of every
 //! key and value; scalars resolve through `saphyr::Scalar` (YAML 1.2 core
 //! schema). The serde forks (`serde_yaml_ng`, `serde_norway`) were passed
 //! over: serde derive rejects or silently drops unknown keys rather than
