@@ -18,25 +18,25 @@ pub fn checksum(bytes: &[u8]) -> u64 {
 pub fn xxh64(bytes: &[u8], seed: u64) -> u64 {
     let mut rest = bytes;
     let mut h = if bytes.len() >= 32 {
-        let mut v = [
-            seed.wrapping_add(P1).wrapping_add(P2),
-            seed.wrapping_add(P2),
-            seed,
-            seed.wrapping_sub(P1),
-        ];
+        let mut v1 = seed.wrapping_add(P1).wrapping_add(P2);
+        let mut v2 = seed.wrapping_add(P2);
+        let mut v3 = seed;
+        let mut v4 = seed.wrapping_sub(P1);
         let mut stripes = rest.chunks_exact(32);
         for stripe in &mut stripes {
-            for (acc, lane) in v.iter_mut().zip(stripe.chunks_exact(8)) {
-                *acc = round(*acc, read_u64(lane));
-            }
+            // Four independent lanes: written out so they stay in registers.
+            v1 = round(v1, read_u64(&stripe[0..8]));
+            v2 = round(v2, read_u64(&stripe[8..16]));
+            v3 = round(v3, read_u64(&stripe[16..24]));
+            v4 = round(v4, read_u64(&stripe[24..32]));
         }
         rest = stripes.remainder();
-        let mut h = v[0]
+        let mut h = v1
             .rotate_left(1)
-            .wrapping_add(v[1].rotate_left(7))
-            .wrapping_add(v[2].rotate_left(12))
-            .wrapping_add(v[3].rotate_left(18));
-        for acc in v {
+            .wrapping_add(v2.rotate_left(7))
+            .wrapping_add(v3.rotate_left(12))
+            .wrapping_add(v4.rotate_left(18));
+        for acc in [v1, v2, v3, v4] {
             h = merge_round(h, acc);
         }
         h
