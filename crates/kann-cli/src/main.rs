@@ -4,10 +4,20 @@
 mod args;
 mod commands;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
+
+/// `kann --version`: the versions a KaNN user expects to see side by side.
+fn version() -> String {
+    let v = env!("CARGO_PKG_VERSION");
+    format!("{v} (compiler {v}, runtime {v}, artifact format {}.{})", kann_artifact::FORMAT_MAJOR, kann_artifact::FORMAT_MINOR)
+}
 
 fn main() {
-    let cli = args::Cli::parse();
+    let matches = args::Cli::command().version(version()).get_matches();
+    let cli = match args::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match commands::dispatch(cli.command) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

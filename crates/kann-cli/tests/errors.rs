@@ -119,3 +119,10 @@ fn diff_of_different_sets_is_an_error() {
     let (code, _, err) = kann(&["diff", d.join("a").to_str().unwrap(), d.join("b").to_str().unwrap()]);
     assert_one_error_line(code, &err, "different tensors");
 }
+
+#[test]
+fn version_names_the_artifact_format() {
+    let (code, out, _) = kann(&["--version"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("artifact format 1."), "{out}");
+}
