@@ -5,7 +5,7 @@
 //! takes the log-softmax over axis 1 first and also yields it as a second
 //! output (`log_prob`).
 
-use super::supported_dtype;
+use crate::ops::check_dtype;
 use crate::ops::{optional, required, InferInput, InferResult, FLOATS};
 use crate::TensorInfo;
 use kann_tensor::{DType, Shape};
@@ -48,8 +48,8 @@ impl Loss {
     pub(super) fn infer(&self, inputs: &[Option<InferInput>]) -> InferResult {
         let x = required(inputs, 0, "input")?;
         let t = required(inputs, 1, "target")?;
-        supported_dtype(x.info, FLOATS, "input")?;
-        supported_dtype(t.info, &[DType::I32, DType::I64], "target")?;
+        check_dtype(x.info, FLOATS, "input")?;
+        check_dtype(t.info, &[DType::I32, DType::I64], "target")?;
         let xd = x.info.shape.dims();
         if xd.len() < 2 {
             return Err(format!("{} needs an input of rank 2 or more (N, C, …), found {}", self.name(), x.info));
@@ -60,7 +60,7 @@ impl Loss {
             return Err(format!("{}: target must have shape {want:?} for input {}, found {}", self.name(), x.info, t.info));
         }
         if let Some(w) = optional(inputs, 2) {
-            supported_dtype(w.info, FLOATS, "weight")?;
+            check_dtype(w.info, FLOATS, "weight")?;
             if w.info.shape.dims() != [xd[1]] {
                 return Err(format!("{}: weight must have shape [{}], found {}", self.name(), xd[1], w.info));
             }

@@ -138,7 +138,7 @@ impl Reduce {
 
     fn infer(&self, inputs: &[Option<InferInput>]) -> InferResult {
         let x = required(inputs, 0, "data")?;
-        supported_dtype(x.info, self.kind.dtypes(), "data")?;
+        check_dtype(x.info, self.kind.dtypes(), "data")?;
         let axes = const_i64s(inputs, 1, "axes")?;
         let reduced = self.reduced_axes(x.info.rank(), axes.as_deref())?;
         let mut dims = Vec::new();
@@ -156,7 +156,7 @@ impl Reduce {
 impl ArgReduce {
     fn infer(&self, inputs: &[Option<InferInput>]) -> InferResult {
         let x = required(inputs, 0, "data")?;
-        supported_dtype(x.info, NUMERIC, "data")?;
+        check_dtype(x.info, NUMERIC, "data")?;
         let axis = norm_axis(self.axis, x.info.rank())?;
         if x.info.shape[axis] == 0 {
             return Err(format!("{} over axis {axis} of size 0 has no answer", self.kind.name()));
@@ -194,7 +194,7 @@ impl TopK {
 
     fn infer(&self, inputs: &[Option<InferInput>]) -> InferResult {
         let x = required(inputs, 0, "X")?;
-        supported_dtype(x.info, NUMERIC, "X")?;
+        check_dtype(x.info, NUMERIC, "X")?;
         required(inputs, 1, "K")?;
         let axis = norm_axis(self.axis, x.info.rank())?;
         let k = const_i64s(inputs, 1, "K")?.unwrap_or_default();
@@ -216,7 +216,7 @@ pub fn cumsum_axis(axis: &[i64], rank: usize) -> Result<usize, String> {
 impl CumSum {
     fn infer(&self, inputs: &[Option<InferInput>]) -> InferResult {
         let x = required(inputs, 0, "x")?;
-        supported_dtype(x.info, &[DType::F32, DType::F16, DType::BF16, DType::F64, DType::I32, DType::I64], "x")?;
+        check_dtype(x.info, &[DType::F32, DType::F16, DType::BF16, DType::F64, DType::I32, DType::I64], "x")?;
         let a = required(inputs, 1, "axis")?;
         if !a.info.dtype.is_int() || a.info.numel() != 1 {
             return Err(format!("the cumulative op's axis must be one integer, found {}", a.info));
@@ -278,8 +278,3 @@ impl ReduceOp {
     }
 }
 
-/// [`check_dtype`], with an error that says "not supported" (a dtype kann
-/// refuses, not a malformed model).
-fn supported_dtype(info: &TensorInfo, allowed: &[DType], what: &str) -> Result<(), String> {
-    check_dtype(info, allowed, what).map_err(|e| format!("{e} ({} is not supported)", info.dtype))
-}

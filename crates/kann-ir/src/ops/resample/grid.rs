@@ -6,7 +6,8 @@
 //! (denormalisation, padding, taps) lives here so that every back-end
 //! samples exactly like the reference.
 
-use super::{supported_dtype, InferInput, InferResult};
+use super::{InferInput, InferResult};
+use crate::ops::check_dtype;
 use crate::ops::{const_i64s, required, FLOATS};
 use crate::TensorInfo;
 use kann_tensor::Shape;
@@ -141,8 +142,8 @@ impl GridSample {
     pub(super) fn infer(&self, inputs: &[Option<InferInput>]) -> InferResult {
         let x = required(inputs, 0, "X")?;
         let grid = required(inputs, 1, "grid")?;
-        supported_dtype(x.info, FLOATS, "X")?;
-        supported_dtype(grid.info, FLOATS, "grid")?;
+        check_dtype(x.info, FLOATS, "X")?;
+        check_dtype(grid.info, FLOATS, "grid")?;
         let (xd, gd) = (x.info.shape.dims(), grid.info.shape.dims());
         if xd.len() < 3 {
             return Err(format!("GridSample needs X of rank 3 or more (N, C, spatial…), found {}", x.info));
@@ -199,7 +200,7 @@ impl AffineGrid {
 
     pub(super) fn infer(&self, inputs: &[Option<InferInput>]) -> InferResult {
         let theta = required(inputs, 0, "theta")?;
-        supported_dtype(theta.info, FLOATS, "theta")?;
+        check_dtype(theta.info, FLOATS, "theta")?;
         required(inputs, 1, "size")?;
         let size = const_i64s(inputs, 1, "size")?.unwrap_or_default();
         let td = theta.info.shape.dims();

@@ -335,7 +335,7 @@ impl Resize {
             ResizeMode::Nearest => &DType::ALL,
             _ => &[DType::F32, DType::F16, DType::BF16, DType::F64, DType::I8, DType::U8, DType::I32, DType::I64],
         };
-        supported_dtype(x.info, allowed, "X")?;
+        check_dtype(x.info, allowed, "X")?;
         let roi = if self.coord == CoordMode::TfCropAndResize { const_f64s(inputs, 1, "roi")? } else { None };
         let scales = const_f64s(inputs, 2, "scales")?;
         let sizes = const_i64s(inputs, 3, "sizes")?;
@@ -441,8 +441,3 @@ mod tests {
     }
 }
 
-/// [`check_dtype`], with an error that says "not supported" (a dtype kann
-/// refuses, not a malformed model).
-fn supported_dtype(info: &TensorInfo, allowed: &[DType], what: &str) -> Result<(), String> {
-    check_dtype(info, allowed, what).map_err(|e| format!("{e} ({} is not supported)", info.dtype))
-}
