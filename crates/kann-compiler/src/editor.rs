@@ -322,3 +322,75 @@ fn compact(g: &mut Graph, removed: &[bool]) {
     g.inputs = g.inputs.iter().map(|&v| map_v(v)).collect();
     g.outputs = g.outputs.iter().map(|&v| map_v(v)).collect();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::passes::testutil::*;
+
+    #[test]
+    fn compact_renumbers_and_keeps_inputs_outputs_and_order() {
+        let mut b = builder();
+        let x = b.input("x", &[2]);
+        let a = b.unary("a", UnaryKind::Relu, x);
+        let n = b.unary("n", UnaryKind::Neg, a);
+        let e = b.unary("e", UnaryKind::Exp, n);
+        b.output(e);
+        let mut g = b.finish();
+        let mut ed = Editor::new(&mut g);
+        let (na, nn) = (NodeId(0), NodeId(1));
+        assert_eq!(ed.users(a), [nn]);
+        ed.replace_uses(n, a).unwrap();
+        assert!(ed.users(n).is_empty());
+        assert_eq!(ed.users(a), [nn, NodeId(2)]);
+        ed.remove_node(nn).unwrap();
+        let err = ed.remove_node(na).unwrap_err();
+        assert_eq!(err.to_string(), "node #0 \"a\" (Relu): invalid edit: cannot remove it: output 'a' is still used");
+        let c = ed.add_constant("unused", kann_tensor::Tensor::scalar_f32(1.0));
+        assert_eq!(c, ValueId(4));
+        ed.finish().unwrap();
+        assert_eq!(op_names(&g), ["Relu", "Exp"]);
+        assert_eq!(g.values.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["x", "a", "e"]);
+        assert_eq!(g.nodes[1].inputs, [Some(ValueId(1))]);
+        assert_eq!(g.value(ValueId(2)).producer, Some(NodeId(1)));
+        assert_eq!((g.inputs.clone(), g.outputs.clone()), (vec![ValueId(0)], vec![ValueId(2)]));
+    }
+
+    #[test]
+    fn replacing_a_graph_output_moves_its_name_and_refuses_inputs() {
+        let mut b = builder();
+        let x = b.input("x", &[2]);
+        let a = b.unary("a", UnaryKind::Relu, x);
+        let y = b.unary("y", UnaryKind::Identity, a);
+        let z = b.binary("z", BinaryKind::Add, y, y);
+        b.output(y);
+        b.output(z);
+        let mut g = b.finish();
+        let mut ed = Editor::new(&mut g);
+        assert!(!ed.can_replace(y, x), "a graph input cannot become an output under another name");
+        assert!(ed.replace_uses(y, x).is_err());
+        assert_eq!(ed.users(y).len(), 2, "a node reading twice is counted twice");
+        ed.replace_uses(y, a).unwrap();
+        assert_eq!(ed.users(a).len(), 3);
+        ed.remove_node(NodeId(1)).unwrap();
+        ed.finish().unwrap();
+        assert_eq!(op_names(&g), ["Relu", "Add"]);
+        assert_eq!(g.value(g.outputs[0]).name, "y");
+        assert_eq!(g.nodes[1].inputs, [Some(g.outputs[0]), Some(g.outputs[0])]);
+    }
+
+    #[test]
+    fn check_node_catches_a_rewrite_that_changes_types() {
+        let mut b = builder();
+        let x = b.input("x", &[2, 3]);
+        let r = b.unary("r", UnaryKind::Relu, x);
+        let shape = b.constant_i64("shape", vec![3, 2]);
+        let _ = r;
+        let mut g = b.finish();
+        let mut ed = Editor::new(&mut g);
+        ed.set_op(NodeId(0), kann_ir::Op::Movement(kann_ir::ops::movement::MovementOp::Reshape { allowzero: false }));
+        ed.set_input(NodeId(0), 1, Some(shape));
+        let err = ed.check_node(NodeId(0)).unwrap_err();
+        assert!(err.to_string().contains("infers [f32[3, 2]] but its outputs are [f32[2, 3]]"), "{err}");
+    }
+}

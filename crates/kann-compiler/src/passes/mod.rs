@@ -215,3 +215,82 @@ pub(crate) fn edit<T>(g: &mut Graph, f: impl FnOnce(&mut Editor) -> Result<T, Co
 
 #[cfg(test)]
 pub(crate) mod testutil;
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+    use kann_ir::ops::movement::MovementOp;
+    use kann_ir::Op;
+
+    /// Conv → Identity → BN → Mul(2·k) → Relu → Flatten → Reshape, with a
+    /// dead branch: every pass has something to do.
+    fn graph() -> Graph {
+        let mut b = builder();
+        let x = b.input("x", &[1, 2, 4, 4]);
+        let c = b.conv("conv", x, 2, 3, 3, true);
+        let i = b.unary("id", UnaryKind::Identity, c);
+        let n = b.batch_norm("bn", i, 3);
+        let k = b.random("k", &[3, 1, 1]);
+        let two = b.constant("two", &[], vec![2.0]);
+        let k2 = b.binary("k2", BinaryKind::Mul, k, two);
+        let m = b.binary("m", BinaryKind::Mul, n, k2);
+        let r = b.unary("relu", UnaryKind::Relu, m);
+        let _dead = b.unary("dead", UnaryKind::Exp, r);
+        let f = b.node("flat", Op::Movement(MovementOp::Flatten { axis: 1 }), &[Some(r)])[0];
+        let shape = b.constant_i64("shape", vec![4, 12]);
+        let y = b.node("y", Op::Movement(MovementOp::Reshape { allowzero: false }), &[Some(f), Some(shape)])[0];
+        b.output(y);
+        b.finish()
+    }
+
+    #[test]
+    fn standard_pipeline_log_snapshot() {
+        let mut g = graph();
+        let before = g.clone();
+        let log = Pipeline::standard().run(&mut g, &mut PassCx::new(Some(&kann_reference::Reference))).unwrap();
+        assert_eq!(op_names(&g), ["Conv", "Relu", "Reshape"]);
+        assert_eq!(
+            log.to_string(),
+            "fold_constants: folded 1 constant nodes\n\
+             eliminate_dead_code: eliminated 1 dead nodes\n\
+             remove_identity: removed 1 Identity\n\
+             fold_reshape_chains: collapsed 1 reshape chains, removed 1 links\n\
+             fold_batch_norm: folded 1 BatchNormalization into Conv\n\
+             fold_affine: folded 1 Mul into Conv\n"
+        );
+        assert_same_outputs(&before, &g);
+    }
+
+    /// A pass that breaks the graph behind the editor's back.
+    struct Break;
+    impl Pass for Break {
+        fn name(&self) -> &'static str {
+            "break_graph"
+        }
+        fn run(&self, g: &mut Graph, _cx: &mut PassCx) -> Result<PassReport, CompileError> {
+            g.nodes.remove(0);
+            Ok(PassReport::new(self.name()))
+        }
+    }
+
+    #[test]
+    fn a_pass_that_breaks_the_graph_is_caught_and_named() {
+        let mut g = graph();
+        let mut cx = PassCx::new(None);
+        cx.verify_each = true;
+        let err = Pipeline::new(vec![Box::new(Break)]).run(&mut g, &mut cx).unwrap_err();
+        assert_eq!(err.to_string(), "pass break_graph: the edited graph is invalid: invalid graph: node #0 \"id\" (Identity): input 3 is used before it is defined");
+    }
+
+    #[test]
+    fn standard_order_is_documented() {
+        let names = Pipeline::standard().names();
+        assert_eq!(names, ["fold_constants", "eliminate_dead_code", "remove_identity", "fold_reshape_chains", "fold_batch_norm", "fold_affine"]);
+        let doc = include_str!("mod.rs");
+        let mut at = 0;
+        for n in names {
+            at += doc[at..].find(&format!("`{n}`")).unwrap_or_else(|| panic!("{n} is not documented in order"));
+        }
+    }
+}
