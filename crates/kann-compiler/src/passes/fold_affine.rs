@@ -142,4 +142,26 @@ mod tests {
         assert_eq!(rep.total(), 0);
         assert_eq!(op_names(&g), ["Conv", "Mul", "Conv", "Add", "Conv", "Div"]);
     }
+
+    #[test]
+    fn folds_a_row_add_and_a_column_scale_into_a_gemm() {
+        use kann_ir::ops::nn::{Gemm, NnOp};
+        let mut b = builder();
+        let x = b.input("x", &[2, 3]);
+        let w = b.random("w", &[3, 4]);
+        let y = b.node("gemm", Op::Nn(NnOp::Gemm(Gemm { alpha: 1.5, beta: 1.0, trans_a: false, trans_b: false })), &[Some(x), Some(w), None])[0];
+        let s = b.random("s", &[4]);
+        let m = b.binary("m", BinaryKind::Mul, y, s);
+        let t = b.random("t", &[1, 4]);
+        let a = b.binary("a", BinaryKind::Add, t, m);
+        let rows = b.random("rows", &[2, 1]);
+        let r = b.binary("r", BinaryKind::Add, a, rows); // per row: not a channel
+        b.output(r);
+        let mut g = b.finish();
+        let before = g.clone();
+        let rep = run_pass(&FoldAffine, &mut g);
+        assert_eq!(op_names(&g), ["Gemm", "Add"]);
+        assert_eq!(rep.to_string(), "fold_affine: folded 1 Mul into Gemm, folded 1 Add into Gemm");
+        assert_same_outputs(&before, &g);
+    }
 }
