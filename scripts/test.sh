@@ -8,6 +8,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kann-target}"
 bash scripts/fetch-onnx-data.sh >/dev/null
 # Random-weight versions of the light models, with ONNX Runtime's outputs.
 bash scripts/make-random-models.sh >/dev/null
+bash scripts/check-deps.sh
 # The allow-list test refuses to skip once the data are known to be there.
 export KANN_REQUIRE_DATA=1
 cargo test --workspace --locked --no-fail-fast "$@"
