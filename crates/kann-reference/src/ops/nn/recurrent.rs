@@ -228,3 +228,113 @@ fn y_batch_major(d: &RecurrentDims, y: &[f64]) -> Vec<f64> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::eval;
+    use kann_ir::ops::nn::*;
+    use kann_ir::InferInput;
+    use kann_tensor::{DType, Shape, Tensor};
+
+    fn run(op: Recurrent, inputs: &[Option<&Tensor>]) -> Vec<Vec<f64>> {
+        let op = NnOp::Recurrent(op);
+        let infos: Vec<_> = inputs.iter().map(|t| t.map(kann_ir::TensorInfo::of)).collect();
+        let inf: Vec<Option<InferInput>> = inputs.iter().zip(&infos).map(|(t, i)| i.as_ref().map(|info| InferInput { info, value: *t })).collect();
+        let outs = op.infer(&inf).unwrap();
+        eval(&op, inputs, &outs).unwrap().iter().map(Tensor::to_f64_vec).collect()
+    }
+
+    fn t(shape: &[usize], v: &[f64]) -> Tensor {
+        Tensor::from_f64(DType::F64, Shape::from(shape), v).unwrap()
+    }
+
+    fn close(a: &[f64], b: &[f64]) {
+        assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-12, "{a:?} vs {b:?}");
+        }
+    }
+
+    fn op(kind: RecurrentKind, direction: Direction, activations: Vec<Activation>) -> Recurrent {
+        Recurrent { kind, direction, hidden_size: Some(1), activations, clip: None, input_forget: false, linear_before_reset: false, batch_major: false }
+    }
+
+    #[test]
+    fn rnn_relu_forward_and_reverse() {
+        let x = t(&[3, 1, 1], &[1.0, -1.0, 3.0]);
+        let (w, r) = (t(&[1, 1, 1], &[2.0]), t(&[1, 1, 1], &[0.5]));
+        let fwd = run(op(RecurrentKind::Rnn, Direction::Forward, vec![Activation::Relu]), &[Some(&x), Some(&w), Some(&r)]);
+        close(&fwd[0], &[2.0, 0.0, 6.0]);
+        close(&fwd[1], &[6.0]);
+        let rev = run(op(RecurrentKind::Rnn, Direction::Reverse, vec![Activation::Relu]), &[Some(&x), Some(&w), Some(&r)]);
+        close(&rev[0], &[2.5, 1.0, 6.0]);
+        close(&rev[1], &[2.5]);
+    }
+
+    #[test]
+    fn rnn_bidirectional_batch_major_with_lengths() {
+        // Batch 2 (lengths 3 and 1), layout 1: X [batch, seq, 1].
+        let x = t(&[2, 3, 1], &[1.0, -1.0, 3.0, 4.0, 9.0, 9.0]);
+        let w = t(&[2, 1, 1], &[2.0, 2.0]);
+        let r = t(&[2, 1, 1], &[0.5, 0.5]);
+        let lens = Tensor::from_i64_values(DType::I32, Shape::from(&[2][..]), &[3, 1]).unwrap();
+        let mut o = op(RecurrentKind::Rnn, Direction::Bidirectional, vec![Activation::Relu; 2]);
+        o.batch_major = true;
+        let out = run(o, &[Some(&x), Some(&w), Some(&r), None, Some(&lens)]);
+        // Y [batch, seq, dirs, hidden].
+        close(&out[0], &[2.0, 2.5, 0.0, 1.0, 6.0, 6.0, 8.0, 8.0, 0.0, 0.0, 0.0, 0.0]);
+        // Y_h [batch, dirs, hidden].
+        close(&out[1], &[6.0, 2.5, 8.0, 8.0]);
+    }
+
+    #[test]
+    fn gru_linear_before_reset() {
+        let x = t(&[1, 1, 1], &[1.0]);
+        let w = t(&[1, 3, 1], &[0.0, 0.0, 1.0]);
+        let r = t(&[1, 3, 1], &[0.0, 0.0, 1.0]);
+        let b = t(&[1, 6], &[0.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
+        let acts = vec![Activation::Sigmoid, Activation::Tanh];
+        let plain = run(op(RecurrentKind::Gru, Direction::Forward, acts.clone()), &[Some(&x), Some(&w), Some(&r), Some(&b)]);
+        close(&plain[1], &[0.5 * 2f64.tanh()]);
+        let mut o = op(RecurrentKind::Gru, Direction::Forward, acts);
+        o.linear_before_reset = true;
+        let lbr = run(o, &[Some(&x), Some(&w), Some(&r), Some(&b)]);
+        close(&lbr[1], &[0.5 * 1.5f64.tanh()]);
+    }
+
+    #[test]
+    fn lstm_input_forget_and_peepholes() {
+        let x = t(&[1, 1, 1], &[1.0]);
+        let w = t(&[1, 4, 1], &[3f64.ln(), 0.0, 0.0, 1.0]);
+        let r = t(&[1, 4, 1], &[0.0; 4]);
+        let h0 = t(&[1, 1, 1], &[0.0]);
+        let c0 = t(&[1, 1, 1], &[2.0]);
+        let p = t(&[1, 3], &[0.0, 1.0, 0.0]);
+        let acts = vec![Activation::Sigmoid, Activation::Tanh, Activation::Tanh];
+        let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+        let ins = [Some(&x), Some(&w), Some(&r), None, None, Some(&h0), Some(&c0), Some(&p)];
+        let out = run(op(RecurrentKind::Lstm, Direction::Forward, acts.clone()), &ins);
+        let c = 0.5 * 2.0 + 0.75 * 1f64.tanh();
+        close(&out[2], &[c]);
+        close(&out[1], &[sig(c) * c.tanh()]);
+        let mut o = op(RecurrentKind::Lstm, Direction::Forward, acts);
+        o.input_forget = true;
+        let out = run(o, &ins);
+        let c = 0.25 * 2.0 + 0.75 * 1f64.tanh();
+        close(&out[2], &[c]);
+        close(&out[0], &[sig(c) * c.tanh()]);
+    }
+
+    #[test]
+    fn bad_sequence_length_is_an_error() {
+        let x = t(&[1, 1, 1], &[1.0]);
+        let w = t(&[1, 1, 1], &[1.0]);
+        let lens = Tensor::from_i64_values(DType::I32, Shape::from(&[1][..]), &[5]).unwrap();
+        let o = NnOp::Recurrent(op(RecurrentKind::Rnn, Direction::Forward, vec![Activation::Tanh]));
+        let ins = [Some(&x), Some(&w), Some(&w), None, Some(&lens)];
+        let infos: Vec<_> = ins.iter().map(|t| t.map(kann_ir::TensorInfo::of)).collect();
+        let inf: Vec<Option<InferInput>> = ins.iter().zip(&infos).map(|(t, i)| i.as_ref().map(|info| InferInput { info, value: *t })).collect();
+        let outs = o.infer(&inf).unwrap();
+        assert!(eval(&o, &ins, &outs).is_err());
+    }
+}
