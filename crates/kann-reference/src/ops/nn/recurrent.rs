@@ -2,10 +2,12 @@
 //! time, in f64.
 //!
 //! Gate order in W, R and B: GRU z, r, h; LSTM i, o, f, c; P: i, o, f.
+//! The state is rounded to the input dtype after each step, as a run in
+//! that dtype stores it.
 //! Steps past a batch row's `sequence_lens` are not computed: Y holds zeros
 //! there and Y_h / Y_c hold the state after the row's last step.
 
-use super::{finish, input};
+use super::{finish, input, round_to};
 use crate::EvalError;
 use kann_ir::ops::nn::{Activation, Direction, Recurrent, RecurrentDims, RecurrentKind};
 use kann_ir::TensorInfo;
@@ -15,6 +17,7 @@ pub fn recurrent(op: &Recurrent, inputs: &[Option<&Tensor>], outputs: &[TensorIn
     let [x, w, r] = [(0, "X"), (1, "W"), (2, "R")].map(|(i, what)| input(inputs, i, what));
     let (x, w, r) = (x?, w?, r?);
     let d = op.dims(x.dims(), w.dims(), r.dims())?;
+    let dtype = x.dtype();
     let opt = |i: usize| inputs.get(i).copied().flatten();
     let x = time_major(op, &d, x.to_f64_vec(), d.input);
     let lens = seq_lens(opt(4), &d)?;
@@ -57,6 +60,8 @@ pub fn recurrent(op: &Recurrent, inputs: &[Option<&Tensor>], outputs: &[TensorIn
                 let t = if reverse { len - 1 - step } else { step };
                 let xt = &x[(t * d.batch + bi) * gi..(t * d.batch + bi + 1) * gi];
                 cell.step(xt, &mut h, &mut c);
+                // The state is stored in the input dtype between steps.
+                h.iter_mut().chain(c.iter_mut()).for_each(|v| *v = round_to(dtype, *v));
                 let yo = ((t * d.dirs + dir) * d.batch + bi) * hs;
                 y[yo..yo + hs].copy_from_slice(&h);
             }
