@@ -83,7 +83,7 @@ pub enum Activation {
     Affine(f64, f64),
     /// `x` if `x >= 0` else `alpha * x`
     LeakyRelu(f64),
-    /// `x` if `x > alpha` else 0
+    /// `x` if `x >= alpha` else 0 (as the recurrent ops' spec writes it)
     ThresholdedRelu(f64),
     /// `alpha * tanh(beta * x)`
     ScaledTanh(f64, f64),
@@ -111,7 +111,7 @@ impl Activation {
                 }
             }
             Activation::ThresholdedRelu(a) => {
-                if x > a {
+                if x >= a {
                     x
                 } else {
                     0.0
