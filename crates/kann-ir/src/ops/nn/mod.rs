@@ -10,6 +10,7 @@ pub mod matmul;
 pub mod norm;
 pub mod pool;
 pub mod quant;
+pub mod recurrent;
 pub mod softmax;
 
 pub use attention::{Attention, AttentionDims};
@@ -21,6 +22,7 @@ pub use norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LpNorm, Lrn, MeanV
 pub use pool::{GlobalPool, Pool, PoolKind};
 pub use quant::{DequantizeLinear, QuantizeLinear};
 pub use softmax::{Softmax, SoftmaxKind};
+pub use recurrent::{Activation, Direction, Recurrent, RecurrentDims, RecurrentKind};
 
 use super::{InferInput, InferResult};
 use crate::TensorInfo;
@@ -63,6 +65,8 @@ pub enum NnOp {
     BatchNormTraining(BatchNormTraining),
     /// `Det`: determinants of square matrices.
     Det,
+    /// `RNN`, `GRU`, `LSTM`.
+    Recurrent(Recurrent),
 }
 
 impl NnOp {
@@ -98,6 +102,7 @@ impl NnOp {
             NnOp::DeformConv(_) => "DeformConv",
             NnOp::BatchNormTraining(_) => "BatchNormalization",
             NnOp::Det => "Det",
+            NnOp::Recurrent(r) => r.kind.name(),
         }
     }
 
@@ -133,6 +138,7 @@ impl NnOp {
             NnOp::DeformConv(d) => d.infer(inputs),
             NnOp::BatchNormTraining(b) => b.infer(inputs),
             NnOp::Det => extra::infer_det(inputs),
+            NnOp::Recurrent(r) => r.infer(inputs),
         }
     }
 
@@ -159,6 +165,7 @@ impl NnOp {
             NnOp::Einsum(e) => einsum_flops(e, inputs),
             NnOp::RoiAlign(r) => out.saturating_mul(8 * (r.sampling_ratio.max(2) as u64).pow(2)),
             NnOp::DeformConv(d) => conv::conv_flops(d.attrs.group, input(1), out).saturating_mul(3),
+            NnOp::Recurrent(r) => r.flops(input(0), input(1), input(2)),
             NnOp::Det => input(0).map(|i| { let n = *i.shape.dims().last().unwrap_or(&0) as u64; (i.numel() as u64).saturating_mul(n) }).unwrap_or(0),
         }
     }

@@ -5,6 +5,7 @@ mod attention;
 mod conv;
 mod extra;
 mod other;
+mod recurrent;
 
 use crate::registry::Registry;
 
@@ -15,4 +16,5 @@ pub(super) fn register(r: &mut Registry) {
     conv::register(r);
     extra::register(r);
     other::register(r);
+    recurrent::register(r);
 }

@@ -10,6 +10,7 @@ mod matmul;
 mod norm;
 mod pool;
 mod quant;
+mod recurrent;
 mod softmax;
 
 use crate::EvalError;
@@ -51,6 +52,7 @@ pub fn eval(op: &NnOp, inputs: &[Option<&Tensor>], outputs: &[TensorInfo]) -> Re
         NnOp::DeformConv(d) => one(extra::deform_conv(d, inputs, out)),
         NnOp::BatchNormTraining(b) => extra::batch_norm_training(b, inputs, outputs),
         NnOp::Det => one(extra::det(inputs, out)),
+        NnOp::Recurrent(r) => recurrent::recurrent(r, inputs, outputs),
     }
 }
 
