@@ -25,6 +25,7 @@
 
 pub mod editor;
 mod error;
+pub mod lower;
 pub mod passes;
 
 pub use editor::Editor;

@@ -42,7 +42,30 @@ pub fn eval_op(op: &Op, inputs: &[Option<&Tensor>], outputs: &[TensorInfo]) -> R
         Op::Movement(o) => ops::movement::eval(o, inputs, outputs),
         Op::Reduce(o) => ops::reduce::eval(o, inputs, outputs),
         Op::Resample(o) => ops::resample::eval(o, inputs, outputs),
+        Op::Fused(f) => eval_fused(f, inputs, outputs),
     }
+}
+
+/// A fused op is its base op, then the residual add and the activation,
+/// each rounded to the output dtype as the unfused graph would round them.
+fn eval_fused(f: &kann_ir::ops::fused::Fused, inputs: &[Option<&Tensor>], outputs: &[TensorInfo]) -> Result<Vec<Tensor>, EvalError> {
+    let base = eval_op(&f.base, f.base_slice(inputs), outputs)?;
+    let out = base.into_iter().next().ok_or("the fused base op produced no output")?;
+    let info = &outputs[0];
+    let mut v = out.to_f64_vec();
+    let round = |v: Vec<f64>| Tensor::from_f64(info.dtype, info.shape.clone(), &v).map(|t| t.to_f64_vec());
+    if f.residual {
+        let r = inputs.last().copied().flatten().ok_or("the residual input is missing")?.to_f64_vec();
+        if r.len() != v.len() {
+            return Err(EvalError::Op(format!("the residual has {} values, the output {}", r.len(), v.len())));
+        }
+        v.iter_mut().zip(&r).for_each(|(a, b)| *a += b);
+        v = round(v)?;
+    }
+    if let Some(act) = f.activation {
+        v.iter_mut().for_each(|x| *x = act.apply(*x));
+    }
+    Ok(vec![Tensor::from_f64(info.dtype, info.shape.clone(), &v)?])
 }
 
 /// The reference as a constant folder for [`kann_ir::GraphBuilder`].

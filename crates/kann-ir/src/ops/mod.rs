@@ -9,6 +9,7 @@
 //! and refuses non-constant ones, since shapes are static.
 
 pub mod elementwise;
+pub mod fused;
 pub mod movement;
 pub mod nn;
 pub mod reduce;
@@ -41,6 +42,8 @@ pub enum Op {
     Reduce(reduce::ReduceOp),
     /// Resize / Upsample.
     Resample(resample::ResampleOp),
+    /// A producer with a fused epilogue (made by compiler passes only).
+    Fused(fused::Fused),
 }
 
 impl Op {
@@ -52,6 +55,7 @@ impl Op {
             Op::Movement(o) => o.name(),
             Op::Reduce(o) => o.name(),
             Op::Resample(o) => o.name(),
+            Op::Fused(_) => "Fused",
         }
     }
 
@@ -64,6 +68,7 @@ impl Op {
             Op::Movement(o) => o.infer(inputs),
             Op::Reduce(o) => o.infer(inputs),
             Op::Resample(o) => o.infer(inputs),
+            Op::Fused(o) => o.infer(inputs),
         }
     }
 
@@ -75,6 +80,16 @@ impl Op {
             Op::Movement(_) => 0,
             Op::Reduce(o) => o.flops(inputs, outputs),
             Op::Resample(o) => o.flops(inputs, outputs),
+            Op::Fused(o) => o.flops(inputs, outputs),
+        }
+    }
+
+    /// The name logs and tables show: [`Op::name`], or `Conv+Add+Relu` for
+    /// a fused op.
+    pub fn describe(&self) -> String {
+        match self {
+            Op::Fused(f) => f.describe(),
+            other => other.name().to_string(),
         }
     }
 

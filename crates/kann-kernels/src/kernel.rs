@@ -1,0 +1,106 @@
+//! The kernel catalog: one variant per kernel, each a parameter struct in
+//! its own module implementing [`KernelImpl`]. Closed set, static dispatch.
+
+use crate::{unary, Io};
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+
+/// What every kernel provides.
+pub trait KernelImpl {
+    /// The catalog name, `<dtype>_<op>_<variant>_<isa>` (`f32_conv2d_direct_generic`).
+    fn name(&self) -> String;
+    /// The extent of the axis the compiler splits across clusters; a part is
+    /// a contiguous range of it.
+    fn work_items(&self) -> u64;
+    /// Scratch bytes a cluster needs to run `items` work items.
+    fn scratch_bytes(&self, _items: u64) -> usize {
+        0
+    }
+    /// Whether output 0 may share input 0's buffer (the memory plan then
+    /// may compute in place; the kernel sees `inputs[0].same_as(&outputs[0])`).
+    fn in_place_ok(&self) -> bool {
+        false
+    }
+    /// Checks the number of inputs and outputs the step gives it.
+    fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String>;
+    /// Runs work items `part`.
+    ///
+    /// # Safety
+    /// The buffers are valid for their lengths; no one writes an input while
+    /// this runs; parts of this step running at once are disjoint; `scratch`
+    /// holds at least `scratch_bytes(part.len())` bytes.
+    unsafe fn run(&self, io: &Io, part: Range<u64>, scratch: &mut [u8]);
+}
+
+/// Every kernel kann has.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Kernel {
+    // --- element-wise kernels (unary.rs, binary.rs) ---
+    Unary(unary::Unary),
+    // --- end of element-wise kernels ---
+
+    // --- nn kernels (conv.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
+    // --- end of nn kernels ---
+
+    // --- movement, reduce and resample kernels (movement.rs, reduce.rs, resample.rs) ---
+    // --- end of movement kernels ---
+}
+
+macro_rules! dispatch {
+    ($self:ident, $k:ident => $e:expr) => {
+        match $self {
+            // --- element-wise kernels ---
+            Kernel::Unary($k) => $e,
+            // --- end of element-wise kernels ---
+
+            // --- nn kernels ---
+            // --- end of nn kernels ---
+
+            // --- movement, reduce and resample kernels ---
+            // --- end of movement kernels ---
+        }
+    };
+}
+
+impl Kernel {
+    pub fn name(&self) -> String {
+        dispatch!(self, k => k.name())
+    }
+
+    pub fn work_items(&self) -> u64 {
+        dispatch!(self, k => k.work_items())
+    }
+
+    pub fn scratch_bytes(&self, items: u64) -> usize {
+        dispatch!(self, k => k.scratch_bytes(items))
+    }
+
+    pub fn in_place_ok(&self) -> bool {
+        dispatch!(self, k => k.in_place_ok())
+    }
+
+    pub fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String> {
+        dispatch!(self, k => k.check(n_inputs, n_outputs))
+    }
+
+    /// Runs work items `part` (see [`KernelImpl::run`]).
+    ///
+    /// # Safety
+    /// As [`KernelImpl::run`].
+    pub unsafe fn run(&self, io: &Io, part: Range<u64>, scratch: &mut [u8]) {
+        // SAFETY: forwarded contract.
+        dispatch!(self, k => unsafe { k.run(io, part, scratch) })
+    }
+}
+
+/// Checks an exact number of inputs and outputs.
+pub fn expect_io(n_inputs: usize, n_outputs: usize, want_in: Range<usize>, want_out: usize) -> Result<(), String> {
+    if !want_in.contains(&n_inputs) || n_outputs != want_out {
+        return Err(format!(
+            "expects {}..{} inputs and {want_out} outputs, got {n_inputs} and {n_outputs}",
+            want_in.start,
+            want_in.end - 1
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! kann-kernels owns what the runtime executes: the compiled [`Program`]
+//! (steps, per-cluster command lists, buffer references), the closed
+//! catalog of [`Kernel`]s with their parameters, and the kernels themselves.
+//! Every kernel here is a portable Rust twin; SIMD microkernels (issue "4 of
+//! 4") slot in as further variants chosen at generate, with the same
+//! parameter structs and the same work split.
+//!
+//! It depends on nothing of kann's: both the compiler (which builds programs
+//! and packs weights with the functions here) and the runtime (which runs
+//! them) link it, and the runtime must stay free of the IR.
+//!
+//! ## How a step runs
+//! A [`Step`] names a kernel, its input and output buffers ([`BufRef`]:
+//! arena or weights) and its `work_items`, the extent of the axis along
+//! which the compiler splits it across clusters (output channel planes,
+//! rows, elements — each kernel says which). A cluster runs one contiguous
+//! range of those items (a [`Command::Run`]). Kernels write only the part of
+//! each output that their range owns, so parts of one step never overlap.
+//!
+//! ```
+//! use kann_kernels::{Kernel, KernelImpl, Io, RawBuf, unary::{Unary, UnaryKind}};
+//! let k = Kernel::Unary(Unary { kind: UnaryKind::Relu, len: 4 });
+//! let mut x = [-1.0f32, 2.0, -3.0, 4.0];
+//! let mut y = [0.0f32; 4];
+//! let inputs = [RawBuf::from_f32(&mut x)];
+//! let outputs = [RawBuf::from_f32(&mut y)];
+//! // SAFETY: the buffers are live and distinct, one thread runs the step.
+//! unsafe { k.run(&Io { inputs: &inputs, outputs: &outputs }, 0..k.work_items(), &mut []) };
+//! assert_eq!(y, [0.0, 2.0, 0.0, 4.0]);
+//! ```
+
+pub mod buf;
+pub mod epilogue;
+pub mod kernel;
+pub mod program;
+
+// Element-wise kernels.
+pub mod binary;
+pub mod unary;
+
+// Convolution, matrix products, pooling, normalisation, softmax.
+pub mod conv;
+pub mod gemm;
+pub mod norm;
+pub mod pool;
+pub mod softmax;
+
+// Data movement, reductions, resampling.
+pub mod movement;
+pub mod reduce;
+pub mod resample;
+
+pub use buf::{Io, RawBuf};
+pub use epilogue::{Activation, Epilogue};
+pub use kernel::{Kernel, KernelImpl};
+pub use program::{BufRef, Command, ElemType, EncodedProgram, IoTensor, Program, Step, PROGRAM_VERSION};
