@@ -40,6 +40,14 @@ pub enum Kernel {
     // --- end of element-wise kernels ---
 
     // --- nn kernels (conv.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
+    Conv(crate::conv::Conv),
+    Gemm(crate::gemm::Gemm),
+    Pool(crate::pool::Pool),
+    Lrn(crate::norm::Lrn),
+    BatchNorm(crate::norm::BatchNorm),
+    InstanceNorm(crate::norm::InstanceNorm),
+    LayerNorm(crate::norm::LayerNorm),
+    Softmax(crate::softmax::Softmax),
     // --- end of nn kernels ---
 
     // --- movement, reduce and resample kernels (movement.rs, reduce.rs, resample.rs) ---
@@ -54,6 +62,14 @@ macro_rules! dispatch {
             // --- end of element-wise kernels ---
 
             // --- nn kernels ---
+            Kernel::Conv($k) => $e,
+            Kernel::Gemm($k) => $e,
+            Kernel::Pool($k) => $e,
+            Kernel::Lrn($k) => $e,
+            Kernel::BatchNorm($k) => $e,
+            Kernel::InstanceNorm($k) => $e,
+            Kernel::LayerNorm($k) => $e,
+            Kernel::Softmax($k) => $e,
             // --- end of nn kernels ---
 
             // --- movement, reduce and resample kernels ---
