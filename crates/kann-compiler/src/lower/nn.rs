@@ -1,14 +1,430 @@
-//! Lowering of the nn family.
+//! Lowering of the nn family: Conv, Gemm, MatMul, pooling (windowed and
+//! global), LRN, BatchNormalization, InstanceNormalization,
+//! LayerNormalization and Softmax/LogSoftmax/Hardmax, each to one kernel
+//! step; and the fused Conv/Gemm/MatMul (+ residual, + activation) the
+//! compiler's fusion passes make, to the same kernels with an epilogue.
+//!
+//! Shapes and attributes are read from the IR structs (their `plan`/`layout`
+//! helpers resolve auto_pad, defaults and legacy axis forms), so the kernels
+//! get fully resolved geometry.
 
-use super::{LowerCx, LowerResult};
-use kann_ir::ops::nn::NnOp;
-use kann_ir::{Node, NodeId};
+use super::{require_f32, LowerCx, LowerResult, Operand};
+use kann_ir::ops::fused::{Fused, FusedActivation};
+use kann_ir::ops::nn::matmul::plan_matmul;
+use kann_ir::ops::nn::{self as ir, NnOp};
+use kann_ir::{Node, NodeId, Op, TensorInfo, ValueId};
+use kann_kernels::conv::{pack_conv_weights, Conv};
+use kann_kernels::gemm::{matrix_strides, pack_gemm_b, Gemm};
+use kann_kernels::norm::{BatchNorm, InstanceNorm, LayerNorm, Lrn};
+use kann_kernels::pool::{Indices, Pool, PoolKind};
+use kann_kernels::softmax::{Softmax, SoftmaxKind};
+use kann_kernels::{Activation, Epilogue, Kernel};
+use kann_tensor::DType;
 
-pub(super) fn lower(_cx: &mut LowerCx, _id: NodeId, _node: &Node, op: &NnOp) -> LowerResult {
-    Err(format!("the compiler does not lower {} yet", op.name()))
+/// What a fused node adds to its base op: the residual input and the activation.
+#[derive(Clone, Copy, Default)]
+struct Extra {
+    residual: Option<ValueId>,
+    activation: Activation,
+}
+
+pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, op: &NnOp) -> LowerResult {
+    let none = Extra::default();
+    match op {
+        NnOp::Conv(c) => lower_conv(cx, id, node, &c.attrs, none),
+        NnOp::Gemm(g) => lower_gemm(cx, id, node, g, none),
+        NnOp::MatMul => lower_matmul(cx, id, node, none),
+        NnOp::Pool(p) => lower_pool(cx, id, node, p),
+        NnOp::GlobalPool(p) => lower_global_pool(cx, id, node, p),
+        NnOp::Lrn(l) => lower_lrn(cx, id, node, l),
+        NnOp::BatchNorm(b) => lower_batch_norm(cx, id, node, b),
+        NnOp::InstanceNorm(n) => lower_instance_norm(cx, id, node, n),
+        NnOp::LayerNorm(n) => lower_layer_norm(cx, id, node, n),
+        NnOp::Softmax(s) => lower_softmax(cx, id, node, s),
+        other => Err(format!("the compiler does not lower {} yet", other.name())),
+    }
 }
 
 /// A Conv/Gemm/MatMul/Add with a fused epilogue.
-pub(super) fn lower_fused(_cx: &mut LowerCx, _id: NodeId, _node: &Node, f: &kann_ir::ops::fused::Fused) -> LowerResult {
-    Err(format!("the compiler does not lower {} yet", f.describe()))
+pub(super) fn lower_fused(cx: &mut LowerCx, id: NodeId, node: &Node, f: &Fused) -> LowerResult {
+    let residual = if f.residual {
+        let r = cx.input(node, f.base_inputs)?;
+        require_f32(cx, r, "the residual")?;
+        Some(r)
+    } else {
+        None
+    };
+    let extra = Extra { residual, activation: f.activation.map_or(Activation::None, activation) };
+    match f.base.as_ref() {
+        Op::Nn(NnOp::Conv(c)) => lower_conv(cx, id, node, &c.attrs, extra),
+        Op::Nn(NnOp::Gemm(g)) => lower_gemm(cx, id, node, g, extra),
+        Op::Nn(NnOp::MatMul) => lower_matmul(cx, id, node, extra),
+        // Fused Add belongs to the element-wise lowering (wired by the integrator).
+        _ => Err(format!("the compiler does not lower fused {} yet", f.describe())),
+    }
+}
+
+/// The kernels' form of a fused activation.
+fn activation(a: FusedActivation) -> Activation {
+    match a {
+        FusedActivation::Relu => Activation::Relu,
+        FusedActivation::Clip { min, max } => Activation::Clip { min: min as f32, max: max as f32 },
+        FusedActivation::LeakyRelu { alpha } => Activation::LeakyRelu { alpha: alpha as f32 },
+        FusedActivation::Sigmoid => Activation::Sigmoid,
+        FusedActivation::HardSigmoid { alpha, beta } => Activation::HardSigmoid { alpha: alpha as f32, beta: beta as f32 },
+        FusedActivation::HardSwish => Activation::HardSwish,
+        FusedActivation::Silu => Activation::Silu,
+        FusedActivation::Tanh => Activation::Tanh,
+    }
+}
+
+/// The node's floating-point operations, as its op counts them.
+fn flops(cx: &LowerCx, node: &Node) -> u64 {
+    let ins: Vec<Option<&TensorInfo>> = node.inputs.iter().map(|i| i.map(|v| cx.info(v))).collect();
+    let outs: Vec<TensorInfo> = node.outputs.iter().map(|&v| cx.info(v).clone()).collect();
+    node.op.flops(&ins, &outs)
+}
+
+fn dims_u64(d: &[usize]) -> Vec<u64> {
+    d.iter().map(|&v| v as u64).collect()
+}
+
+/// Output 0 of a node.
+fn output(node: &Node, i: usize) -> Result<ValueId, String> {
+    node.outputs.get(i).copied().ok_or_else(|| format!("output #{i} is missing"))
+}
+
+/// A value's f32 data if it is a constant.
+fn constant_f32<'g>(cx: &LowerCx<'g>, v: ValueId) -> Result<Option<&'g [f32]>, String> {
+    cx.constant(v).map(|t| t.as_f32().map_err(|e| e.to_string())).transpose()
+}
+
+/// Pads a window plan's (non-negative) forward padding.
+fn pads_u64(p: &[i64]) -> Result<Vec<u64>, String> {
+    p.iter().map(|&v| u64::try_from(v).map_err(|_| format!("negative padding {v} is not supported"))).collect()
+}
+
+/// Appends the residual operand (when fused) and returns the epilogue.
+fn epilogue(inputs: &mut Vec<Operand>, bias: bool, extra: Extra) -> Epilogue {
+    if let Some(r) = extra.residual {
+        inputs.push(Operand::Value(r));
+    }
+    Epilogue { bias, residual: extra.residual.is_some(), activation: extra.activation }
+}
+
+fn lower_conv(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAttrs, extra: Extra) -> LowerResult {
+    let (x, w) = (cx.input(node, 0)?, cx.input(node, 1)?);
+    let b = cx.optional_input(node, 2);
+    require_f32(cx, x, "X")?;
+    require_f32(cx, w, "W")?;
+    let (xd, wd) = (cx.info(x).shape.dims(), cx.info(w).shape.dims());
+    let plan = attrs.plan(xd, wd)?;
+    // The portable kernel reads W in the ONNX layout: a computed W works too.
+    let w_op = match constant_f32(cx, w)? {
+        Some(wv) => cx.weights_f32(&pack_conv_weights(wv)),
+        None => Operand::Value(w),
+    };
+    let mut inputs = vec![Operand::Value(x), w_op];
+    if let Some(b) = b {
+        require_f32(cx, b, "B")?;
+        inputs.push(Operand::Value(b));
+    }
+    let kernel = Conv {
+        batch: xd[0] as u64,
+        in_channels: xd[1] as u64,
+        out_channels: wd[0] as u64,
+        group: attrs.group as u64,
+        input: dims_u64(&xd[2..]),
+        kernel: dims_u64(&plan.kernel),
+        strides: dims_u64(&plan.strides),
+        dilations: dims_u64(&plan.dilations),
+        pad_begin: pads_u64(&plan.pad_begin)?,
+        output: dims_u64(&plan.out),
+        epilogue: epilogue(&mut inputs, b.is_some(), extra),
+    };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::Conv(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+/// Output columns per work item: whole rows when there are many rows,
+/// otherwise blocks giving about 64 items so batch-1 layers split well.
+fn col_block(rows: u64, n: u64) -> u64 {
+    let blocks_per_row = 64u64.div_ceil(rows.max(1));
+    n.div_ceil(blocks_per_row).max(1)
+}
+
+fn lower_gemm(cx: &mut LowerCx, id: NodeId, node: &Node, g: &ir::Gemm, extra: Extra) -> LowerResult {
+    let (a, b) = (cx.input(node, 0)?, cx.input(node, 1)?);
+    let c = cx.optional_input(node, 2);
+    require_f32(cx, a, "A")?;
+    require_f32(cx, b, "B")?;
+    let (m, k, n) = g.dims(cx.info(a).shape.dims(), cx.info(b).shape.dims())?;
+    let (m, k, n) = (m as u64, k as u64, n as u64);
+    let (b_op, b_strides) = match constant_f32(cx, b)? {
+        Some(bv) => (cx.weights_f32(&pack_gemm_b(bv, k as usize, n as usize, g.trans_b)), [n, 1]),
+        None => (Operand::Value(b), matrix_strides(k, n, g.trans_b)),
+    };
+    let mut inputs = vec![Operand::Value(a), b_op];
+    let mut c_strides = [0, 0];
+    if let Some(c) = c {
+        require_f32(cx, c, "C")?;
+        c_strides = broadcast_strides(cx.info(c).shape.dims())?;
+        inputs.push(Operand::Value(c));
+    }
+    let kernel = Gemm {
+        batch: vec![],
+        a_batch_strides: vec![],
+        b_batch_strides: vec![],
+        m,
+        k,
+        n,
+        a_strides: matrix_strides(m, k, g.trans_a),
+        b_strides,
+        alpha: g.alpha as f32,
+        beta: g.beta as f32,
+        c_strides,
+        col_block: col_block(m, n),
+        epilogue: epilogue(&mut inputs, c.is_some(), extra),
+    };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::Gemm(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+/// Strides of Gemm's C (rank <= 2) broadcast to `[M, N]`: 0 on unit axes.
+fn broadcast_strides(cd: &[usize]) -> Result<[u64; 2], String> {
+    let unit_or = |d: usize, s: u64| if d == 1 { 0 } else { s };
+    match *cd {
+        [] => Ok([0, 0]),
+        [nn] => Ok([0, unit_or(nn, 1)]),
+        [mm, nn] => Ok([unit_or(mm, nn as u64), unit_or(nn, 1)]),
+        _ => Err(format!("C of shape {cd:?} must have rank <= 2")),
+    }
+}
+
+/// Contiguous element strides of an operand's batch axes (right-aligned
+/// into `batch`), 0 where the operand is broadcast.
+fn batch_strides(own: &[usize], batch: &[usize], matrix: usize) -> Vec<u64> {
+    let mut s = vec![0u64; batch.len()];
+    let mut stride = matrix as u64;
+    for a in (0..own.len()).rev() {
+        let ba = a + batch.len() - own.len();
+        s[ba] = if own[a] == 1 { 0 } else { stride };
+        stride *= own[a] as u64;
+    }
+    s
+}
+
+fn lower_matmul(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra) -> LowerResult {
+    let (a, b) = (cx.input(node, 0)?, cx.input(node, 1)?);
+    require_f32(cx, a, "A")?;
+    require_f32(cx, b, "B")?;
+    let (ad, bd) = (cx.info(a).shape.dims(), cx.info(b).shape.dims());
+    let p = plan_matmul(ad, bd)?;
+    let (m, k, n) = (p.m as u64, p.k as u64, p.n as u64);
+    // A 1-D B is a column [K, 1]: row stride 1.
+    let b_strides = if bd.len() == 1 { [1, 1] } else { [n, 1] };
+    let mut inputs = vec![Operand::Value(a), Operand::Value(b)];
+    let rows = p.batch.iter().product::<usize>() as u64 * m;
+    let kernel = Gemm {
+        batch: dims_u64(&p.batch),
+        a_batch_strides: batch_strides(&p.a_batch, &p.batch, p.m * p.k),
+        b_batch_strides: batch_strides(&p.b_batch, &p.batch, p.k * p.n),
+        m,
+        k,
+        n,
+        a_strides: [k, 1],
+        b_strides,
+        alpha: 1.0,
+        beta: 0.0,
+        c_strides: [0, 0],
+        col_block: col_block(rows, n),
+        epilogue: epilogue(&mut inputs, false, extra),
+    };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::Gemm(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+fn pool_kind(k: ir::PoolKind) -> PoolKind {
+    match k {
+        ir::PoolKind::Max => PoolKind::Max,
+        ir::PoolKind::Average { count_include_pad } => PoolKind::Average { count_include_pad },
+        ir::PoolKind::Lp { p } => PoolKind::Lp { p: p as f32 },
+    }
+}
+
+fn lower_pool(cx: &mut LowerCx, id: NodeId, node: &Node, p: &ir::Pool) -> LowerResult {
+    let x = cx.input(node, 0)?;
+    require_f32(cx, x, "X")?;
+    let xd = cx.info(x).shape.dims();
+    let plan = p.plan(xd)?;
+    let kernel = Pool {
+        kind: pool_kind(p.kind),
+        planes: (xd[0] * xd[1]) as u64,
+        input: dims_u64(&xd[2..]),
+        kernel: dims_u64(&plan.kernel),
+        strides: dims_u64(&plan.strides),
+        dilations: dims_u64(&plan.dilations),
+        pad_begin: pads_u64(&plan.pad_begin)?,
+        pad_end: pads_u64(&plan.pad_end)?,
+        output: dims_u64(&plan.out),
+        indices: p.with_indices.then_some(if p.column_major_indices { Indices::ColumnMajor } else { Indices::RowMajor }),
+    };
+    let mut outputs = vec![Operand::Value(output(node, 0)?)];
+    if p.with_indices {
+        let ind = output(node, 1)?;
+        if cx.info(ind).dtype != DType::I64 {
+            return Err(format!("Indices has dtype {}; expected i64", cx.info(ind).dtype));
+        }
+        outputs.push(Operand::Value(ind));
+    }
+    cx.push(id, Kernel::Pool(kernel), vec![Operand::Value(x)], outputs, flops(cx, node));
+    Ok(())
+}
+
+fn lower_global_pool(cx: &mut LowerCx, id: NodeId, node: &Node, p: &ir::GlobalPool) -> LowerResult {
+    let x = cx.input(node, 0)?;
+    require_f32(cx, x, "X")?;
+    let xd = cx.info(x).shape.dims();
+    if xd.len() < 3 {
+        return Err(format!("X must have rank >= 3, found {xd:?}"));
+    }
+    let kernel = Pool::global(pool_kind(p.kind), (xd[0] * xd[1]) as u64, &dims_u64(&xd[2..]));
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::Pool(kernel), vec![Operand::Value(x)], vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+/// `(N, C, plane)` of an `[N, C, ...]` input.
+fn channel_planes(cx: &LowerCx, x: ValueId) -> Result<(u64, u64, u64), String> {
+    let d = cx.info(x).shape.dims();
+    if d.len() < 2 {
+        return Err(format!("X must have rank >= 2, found {d:?}"));
+    }
+    Ok((d[0] as u64, d[1] as u64, d[2..].iter().product::<usize>() as u64))
+}
+
+fn lower_lrn(cx: &mut LowerCx, id: NodeId, node: &Node, l: &ir::Lrn) -> LowerResult {
+    let x = cx.input(node, 0)?;
+    require_f32(cx, x, "X")?;
+    let (batch, channels, plane) = channel_planes(cx, x)?;
+    let kernel = Lrn { batch, channels, plane, size: l.size as u64, alpha: l.alpha as f32, beta: l.beta as f32, bias: l.bias as f32 };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::Lrn(kernel), vec![Operand::Value(x)], vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+/// Input values `range` of a node, each required and f32.
+fn f32_inputs(cx: &LowerCx, node: &Node, names: &[&str]) -> Result<Vec<Operand>, String> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let v = cx.input(node, i)?;
+            require_f32(cx, v, name)?;
+            Ok(Operand::Value(v))
+        })
+        .collect()
+}
+
+fn lower_batch_norm(cx: &mut LowerCx, id: NodeId, node: &Node, b: &ir::BatchNorm) -> LowerResult {
+    let inputs = f32_inputs(cx, node, &["X", "scale", "B", "input_mean", "input_var"])?;
+    let (batch, channels, plane) = channel_planes(cx, cx.input(node, 0)?)?;
+    if node.outputs.len() != 1 {
+        return Err("BatchNormalization with running statistics outputs is not supported".into());
+    }
+    let kernel = BatchNorm { batch, channels, plane, epsilon: b.epsilon as f32 };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::BatchNorm(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+fn lower_instance_norm(cx: &mut LowerCx, id: NodeId, node: &Node, n: &ir::InstanceNorm) -> LowerResult {
+    let inputs = f32_inputs(cx, node, &["input", "scale", "B"])?;
+    let (batch, channels, plane) = channel_planes(cx, cx.input(node, 0)?)?;
+    let kernel = InstanceNorm { batch, channels, plane, epsilon: n.epsilon as f32 };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::InstanceNorm(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+/// A LayerNorm parameter as one value per element of a normalised row:
+/// used as is when it already has that layout, expanded when constant,
+/// refused when it varies across rows.
+fn row_param(cx: &mut LowerCx, v: ValueId, x_dims: &[usize], axis: usize, what: &str) -> Result<Operand, String> {
+    require_f32(cx, v, what)?;
+    let pd = cx.info(v).shape.dims();
+    let rank = x_dims.len();
+    // Right-aligned onto X; every axis before `axis` must be a unit axis.
+    let lead = rank - pd.len().min(rank);
+    if (lead..axis).any(|a| pd[a - lead] != 1) {
+        return Err(format!("{what} of shape {pd:?} varies across normalised rows, which is not supported"));
+    }
+    let trailing = &x_dims[axis..];
+    let row: usize = trailing.iter().product();
+    if cx.info(v).numel() == row {
+        return Ok(Operand::Value(v));
+    }
+    let Some(vals) = constant_f32(cx, v)? else {
+        return Err(format!("{what} of shape {pd:?} broadcasts within a row and is not constant, which is not supported"));
+    };
+    // Expand: element j of the row reads the parameter at its broadcast index.
+    let own: Vec<usize> = (axis..rank).map(|a| if a >= lead { pd[a - lead] } else { 1 }).collect();
+    let expanded: Vec<f32> = (0..row)
+        .map(|j| {
+            let (mut rest, mut flat, mut stride) = (j, 0, 1);
+            for t in (0..trailing.len()).rev() {
+                let i = rest % trailing[t];
+                rest /= trailing[t];
+                if own[t] != 1 {
+                    flat += i * stride;
+                }
+                stride *= own[t];
+            }
+            vals[flat]
+        })
+        .collect();
+    Ok(cx.weights_f32(&expanded))
+}
+
+fn lower_layer_norm(cx: &mut LowerCx, id: NodeId, node: &Node, n: &ir::LayerNorm) -> LowerResult {
+    let x = cx.input(node, 0)?;
+    require_f32(cx, x, "X")?;
+    let xd = cx.info(x).shape.dims();
+    let axis = n.first_axis(xd.len())?;
+    if n.outputs > 1 && n.stash != DType::F32 {
+        return Err(format!("Mean/InvStdDev of dtype {} are not supported (f32 only)", n.stash));
+    }
+    let mut inputs = vec![Operand::Value(x), row_param(cx, cx.input(node, 1)?, xd, axis, "Scale")?];
+    let bias = cx.optional_input(node, 2);
+    if let Some(b) = bias {
+        inputs.push(row_param(cx, b, xd, axis, "B")?);
+    }
+    let kernel = LayerNorm {
+        rows: xd[..axis].iter().product::<usize>() as u64,
+        row: xd[axis..].iter().product::<usize>() as u64,
+        epsilon: n.epsilon as f32,
+        has_bias: bias.is_some(),
+        outputs: n.outputs as u8,
+    };
+    let outputs = (0..n.outputs).map(|i| output(node, i).map(Operand::Value)).collect::<Result<Vec<_>, _>>()?;
+    cx.push(id, Kernel::LayerNorm(kernel), inputs, outputs, flops(cx, node));
+    Ok(())
+}
+
+fn lower_softmax(cx: &mut LowerCx, id: NodeId, node: &Node, s: &ir::Softmax) -> LowerResult {
+    let x = cx.input(node, 0)?;
+    require_f32(cx, x, "input")?;
+    let (outer, len, inner) = s.layout(cx.info(x).shape.dims())?;
+    let kind = match s.kind {
+        ir::SoftmaxKind::Softmax => SoftmaxKind::Softmax,
+        ir::SoftmaxKind::LogSoftmax => SoftmaxKind::LogSoftmax,
+        ir::SoftmaxKind::Hardmax => SoftmaxKind::Hardmax,
+    };
+    let kernel = Softmax { kind, outer: outer as u64, len: len as u64, inner: inner as u64 };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::Softmax(kernel), vec![Operand::Value(x)], vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
 }
