@@ -428,3 +428,240 @@ fn lower_softmax(cx: &mut LowerCx, id: NodeId, node: &Node, s: &ir::Softmax) -> 
     cx.push(id, Kernel::Softmax(kernel), vec![Operand::Value(x)], vec![Operand::Value(y)], flops(cx, node));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Compiled vs reference on random small shapes, on 1 and 3 clusters.
+
+    use crate::testing::{check_against_reference, Rng};
+    use kann_ir::ops::fused::{Fused, FusedActivation};
+    use kann_ir::ops::nn::{self as ir, NnOp};
+    use kann_ir::{Graph, GraphBuilder, Op, TensorInfo};
+    use kann_tensor::{DType, Shape, Tensor};
+
+    /// An operand of the graph under test: a graph input or a random constant.
+    enum Arg {
+        Input(Vec<usize>),
+        Const(Vec<usize>),
+        Absent,
+    }
+
+    /// A graph of one node `op` over `args`, with `n_out` outputs.
+    fn one_node(op: Op, args: Vec<Arg>, n_out: usize, rng: &mut Rng) -> Graph {
+        let mut b = GraphBuilder::new("t", None);
+        let mut ins = vec![];
+        for (i, a) in args.into_iter().enumerate() {
+            ins.push(match a {
+                Arg::Input(d) => Some(b.add_input(&format!("in{i}"), TensorInfo::new(DType::F32, Shape::new(d))).unwrap()),
+                Arg::Const(d) => {
+                    let n: usize = d.iter().product();
+                    let v: Vec<f32> = (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect();
+                    Some(b.add_constant(&format!("c{i}"), Tensor::from_f32(Shape::new(d), v).unwrap()))
+                }
+                Arg::Absent => None,
+            });
+        }
+        let names: Vec<String> = (0..n_out).map(|i| format!("y{i}")).collect();
+        let outs = b.add_node("node", op, ins, &names).unwrap();
+        for o in outs {
+            b.add_output(o);
+        }
+        b.finish().unwrap()
+    }
+
+    fn check(g: Graph) {
+        for clusters in [1, 3] {
+            match check_against_reference(g.clone(), clusters) {
+                Ok(c) => assert!(!c.program.steps.is_empty(), "nothing was compiled"),
+                Err(e) => panic!("{e}\ngraph: {g:?}"),
+            }
+        }
+    }
+
+    fn pick<T: Copy>(rng: &mut Rng, v: &[T]) -> T {
+        v[rng.below(v.len() as u64) as usize]
+    }
+
+    /// A random window over `nsp` axes with input extents that fit it.
+    fn window(rng: &mut Rng, nsp: usize, pool: bool) -> (ir::Window, Vec<usize>, Vec<usize>) {
+        let mut w = ir::Window::new(pick(rng, &[ir::AutoPad::NotSet, ir::AutoPad::NotSet, ir::AutoPad::SameUpper, ir::AutoPad::SameLower, ir::AutoPad::Valid]));
+        let (mut kernel, mut input, mut pb, mut pe) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..nsp {
+            let k = 1 + rng.below(3) as usize;
+            let (s, d) = (1 + rng.below(2) as usize, 1 + rng.below(2) as usize);
+            kernel.push(k);
+            w.strides.push(s);
+            w.dilations.push(d);
+            pb.push(rng.below(k as u64) as usize);
+            pe.push(rng.below(k as u64) as usize);
+            input.push((k - 1) * d + 1 + rng.below(4) as usize);
+        }
+        if w.auto_pad == ir::AutoPad::NotSet {
+            w.pads = [pb, pe].concat();
+        }
+        if pool {
+            w.kernel_shape = kernel.clone();
+            w.ceil_mode = rng.below(2) == 1;
+        }
+        (w, kernel, input)
+    }
+
+    fn conv_op(rng: &mut Rng) -> (Op, Vec<Arg>) {
+        let nsp = 1 + rng.below(3) as usize;
+        let (window, kernel, input) = window(rng, nsp, false);
+        let group = 1 + rng.below(3) as usize;
+        let (cg, mg) = (1 + rng.below(3) as usize, 1 + rng.below(3) as usize);
+        let x = [vec![1 + rng.below(2) as usize, cg * group], input].concat();
+        let w = [vec![mg * group, cg], kernel].concat();
+        let bias = if rng.below(2) == 1 { Arg::Const(vec![mg * group]) } else { Arg::Absent };
+        let w = if rng.below(4) == 0 { Arg::Input(w) } else { Arg::Const(w) };
+        (Op::Nn(NnOp::Conv(ir::Conv { attrs: ir::ConvAttrs { window, group } })), vec![Arg::Input(x), w, bias])
+    }
+
+    #[test]
+    fn conv_matches_reference() {
+        let mut rng = Rng::new(1);
+        for _ in 0..40 {
+            let (op, args) = conv_op(&mut rng);
+            check(one_node(op, args, 1, &mut rng));
+        }
+    }
+
+    /// The output shape of a one-node graph, for residual inputs.
+    fn out_dims(op: &Op, args: &[Arg]) -> Vec<usize> {
+        let g = one_node(op.clone(), args.iter().map(|a| match a {
+            Arg::Input(d) => Arg::Input(d.clone()),
+            Arg::Const(d) => Arg::Input(d.clone()),
+            Arg::Absent => Arg::Absent,
+        }).collect(), 1, &mut Rng::new(0));
+        g.value(g.outputs[0]).info.shape.dims().to_vec()
+    }
+
+    #[test]
+    fn fused_conv_gemm_matmul_match_reference() {
+        let mut rng = Rng::new(2);
+        let acts = [None, Some(FusedActivation::Relu), Some(FusedActivation::Clip { min: -0.2, max: 0.3 }), Some(FusedActivation::LeakyRelu { alpha: 0.1 }), Some(FusedActivation::Silu), Some(FusedActivation::HardSigmoid { alpha: 0.2, beta: 0.5 })];
+        for i in 0..30 {
+            let (base, mut args) = match i % 3 {
+                0 => conv_op(&mut rng),
+                1 => gemm_op(&mut rng),
+                _ => matmul_op(&mut rng),
+            };
+            let residual = rng.below(2) == 1;
+            let out = out_dims(&base, &args);
+            let base_inputs = args.len();
+            if residual {
+                args.push(Arg::Input(out));
+            }
+            let op = Op::Fused(Fused { base: Box::new(base), base_inputs, residual, activation: pick(&mut rng, &acts) });
+            check(one_node(op, args, 1, &mut rng));
+        }
+    }
+
+    fn gemm_op(rng: &mut Rng) -> (Op, Vec<Arg>) {
+        let (m, k, n) = (1 + rng.below(5) as usize, 1 + rng.below(6) as usize, 1 + rng.below(70) as usize);
+        let g = ir::Gemm { alpha: rng.uniform(0.5, 1.5), beta: rng.uniform(-1.0, 1.0), trans_a: rng.below(2) == 1, trans_b: rng.below(2) == 1 };
+        let a = if g.trans_a { vec![k, m] } else { vec![m, k] };
+        let b = if g.trans_b { vec![n, k] } else { vec![k, n] };
+        let b = if rng.below(2) == 1 { Arg::Const(b) } else { Arg::Input(b) };
+        let c = match rng.below(6) {
+            0 => Arg::Absent,
+            1 => Arg::Const(vec![]),
+            2 => Arg::Const(vec![n]),
+            3 => Arg::Const(vec![m, 1]),
+            4 => Arg::Const(vec![1, n]),
+            _ => Arg::Input(vec![m, n]),
+        };
+        (Op::Nn(NnOp::Gemm(g)), vec![Arg::Input(a), b, c])
+    }
+
+    fn matmul_op(rng: &mut Rng) -> (Op, Vec<Arg>) {
+        let (m, k, n) = (1 + rng.below(4) as usize, 1 + rng.below(5) as usize, 1 + rng.below(5) as usize);
+        let batch: Vec<usize> = (0..rng.below(3)).map(|_| 1 + rng.below(3) as usize).collect();
+        let shape = |mat: Vec<usize>, rng: &mut Rng| -> Vec<usize> {
+            let skip = rng.below(batch.len() as u64 + 1) as usize;
+            let b: Vec<usize> = batch[skip..].iter().map(|&d| if rng.below(3) == 0 { 1 } else { d }).collect();
+            [b, mat].concat()
+        };
+        let a = if rng.below(5) == 0 { vec![k] } else { shape(vec![m, k], rng) };
+        let b = if rng.below(5) == 0 { vec![k] } else { shape(vec![k, n], rng) };
+        let b = if rng.below(2) == 1 { Arg::Const(b) } else { Arg::Input(b) };
+        (Op::Nn(NnOp::MatMul), vec![Arg::Input(a), b])
+    }
+
+    #[test]
+    fn gemm_and_matmul_match_reference() {
+        let mut rng = Rng::new(3);
+        for _ in 0..40 {
+            let (op, args) = gemm_op(&mut rng);
+            check(one_node(op, args, 1, &mut rng));
+            let (op, args) = matmul_op(&mut rng);
+            check(one_node(op, args, 1, &mut rng));
+        }
+    }
+
+    #[test]
+    fn pools_match_reference() {
+        let mut rng = Rng::new(4);
+        for i in 0..60 {
+            let nsp = 1 + rng.below(3) as usize;
+            let (window, _, input) = window(&mut rng, nsp, true);
+            let kind = [ir::PoolKind::Max, ir::PoolKind::Average { count_include_pad: true }, ir::PoolKind::Average { count_include_pad: false }, ir::PoolKind::Lp { p: 2.0 }, ir::PoolKind::Lp { p: 3.0 }][i % 5];
+            let with_indices = kind == ir::PoolKind::Max && rng.below(2) == 1;
+            let p = ir::Pool { kind, window, column_major_indices: rng.below(2) == 1, with_indices };
+            let x = [vec![1 + rng.below(2) as usize, 1 + rng.below(3) as usize], input].concat();
+            check(one_node(Op::Nn(NnOp::Pool(p)), vec![Arg::Input(x.clone())], 1 + usize::from(with_indices), &mut rng));
+            let g = ir::GlobalPool { kind };
+            check(one_node(Op::Nn(NnOp::GlobalPool(g)), vec![Arg::Input(x)], 1, &mut rng));
+        }
+    }
+
+    #[test]
+    fn norms_match_reference() {
+        let mut rng = Rng::new(5);
+        for _ in 0..15 {
+            let (n, c) = (1 + rng.below(2) as usize, 1 + rng.below(5) as usize);
+            let x: Vec<usize> = [vec![n, c], (0..rng.below(3)).map(|_| 1 + rng.below(4) as usize).collect()].concat();
+            let lrn = ir::Lrn { size: 1 + rng.below(5) as usize, alpha: rng.uniform(1e-4, 1.0), beta: rng.uniform(0.5, 1.0), bias: rng.uniform(1.0, 2.0) };
+            check(one_node(Op::Nn(NnOp::Lrn(lrn)), vec![Arg::Input(x.clone())], 1, &mut rng));
+            // Variances must be positive: use inputs for all but var, a positive constant.
+            let mut b = GraphBuilder::new("bn", None);
+            let xi = b.add_input("x", TensorInfo::new(DType::F32, Shape::new(x.clone()))).unwrap();
+            let mut ins = vec![Some(xi)];
+            for i in 0..4 {
+                let v: Vec<f32> = (0..c).map(|_| rng.uniform(if i == 3 { 0.1 } else { -1.0 }, 1.0) as f32).collect();
+                ins.push(Some(b.add_constant(&format!("p{i}"), Tensor::from_f32(Shape::from([c]), v).unwrap())));
+            }
+            let y = b.add_node("bn", Op::Nn(NnOp::BatchNorm(ir::BatchNorm { epsilon: 1e-5 })), ins, &["y".to_string()]).unwrap();
+            b.add_output(y[0]);
+            check(b.finish().unwrap());
+            if x.len() >= 3 {
+                let inorm = Op::Nn(NnOp::InstanceNorm(ir::InstanceNorm { epsilon: 1e-5 }));
+                check(one_node(inorm, vec![Arg::Input(x.clone()), Arg::Const(vec![c]), Arg::Const(vec![c])], 1, &mut rng));
+            }
+            let axis = rng.below(x.len() as u64) as i64 - if rng.below(2) == 1 { x.len() as i64 } else { 0 };
+            let first = if axis < 0 { (axis + x.len() as i64) as usize } else { axis as usize };
+            let outputs = 1 + rng.below(3) as usize;
+            let ln = ir::LayerNorm { axis, epsilon: 1e-5, stash: DType::F32, outputs };
+            let scale = x[first..].to_vec();
+            let bias = match rng.below(3) {
+                0 => Arg::Absent,
+                1 => Arg::Const(vec![*x.last().unwrap()]),
+                _ => Arg::Input(scale.clone()),
+            };
+            check(one_node(Op::Nn(NnOp::LayerNorm(ln)), vec![Arg::Input(x.clone()), Arg::Const(scale), bias], outputs, &mut rng));
+        }
+    }
+
+    #[test]
+    fn softmax_family_matches_reference() {
+        let mut rng = Rng::new(6);
+        for i in 0..30 {
+            let x: Vec<usize> = (0..1 + rng.below(4)).map(|_| 1 + rng.below(4) as usize).collect();
+            let kind = [ir::SoftmaxKind::Softmax, ir::SoftmaxKind::LogSoftmax, ir::SoftmaxKind::Hardmax][i % 3];
+            let axis = rng.below(x.len() as u64) as i64 - if rng.below(2) == 1 { x.len() as i64 } else { 0 };
+            let s = ir::Softmax { kind, axis, flatten: rng.below(2) == 1 };
+            check(one_node(Op::Nn(NnOp::Softmax(s)), vec![Arg::Input(x)], 1, &mut rng));
+        }
+    }
+}
