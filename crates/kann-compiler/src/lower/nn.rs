@@ -664,4 +664,50 @@ mod tests {
             check(one_node(Op::Nn(NnOp::Softmax(s)), vec![Arg::Input(x)], 1, &mut rng));
         }
     }
+
+    /// The light models: every nn node lowers; where the whole model lowers
+    /// (the other families' lowerings present), it runs compiled and matches
+    /// the expected output. Slow: run with `--ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn light_models() {
+        use std::path::PathBuf;
+        let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+        let dir = home.join(".cache/kann-data/onnx-1.23.2/light");
+        let only = std::env::var("KANN_MODEL").ok();
+        for name in ["bvlc_alexnet", "zfnet512", "vgg19", "inception_v1", "inception_v2", "resnet50", "squeezenet", "shufflenet", "densenet121"] {
+            if only.as_deref().is_some_and(|o| o != name) {
+                continue;
+            }
+            let t0 = std::time::Instant::now();
+            let model = kann_onnx::import_file(&dir.join(name).join("model.onnx"), &kann_onnx::ImportOptions::default(), Some(&kann_reference::Reference)).unwrap();
+            let mut g = model.graph;
+            crate::optimize(&mut g, Some(&kann_reference::Reference)).unwrap();
+            let missing = match super::super::lower_graph(&g) {
+                Ok(_) => vec![],
+                Err(m) => m,
+            };
+            let op_of = |u: &super::super::Unlowered| (0..g.nodes.len()).find(|&i| g.locate(kann_ir::NodeId(i as u32)) == u.node).map(|i| &g.nodes[i].op);
+            let ours: Vec<_> = missing.iter().filter(|u| matches!(op_of(u), Some(Op::Nn(_)) | Some(Op::Fused(_)))).collect();
+            let mut kinds: Vec<String> = missing.iter().map(|u| u.op.clone()).collect();
+            kinds.sort();
+            kinds.dedup();
+            println!("{name}: {} nodes, unlowered ops {kinds:?}", g.nodes.len());
+            for u in &ours {
+                println!("  nn node not lowered: {u}");
+            }
+            if !missing.is_empty() {
+                continue;
+            }
+            let read = |f: &str| kann_onnx::tensor::read_tensor_file(&dir.join(name).join("test_data_set_0").join(f)).unwrap().1;
+            let (input, want) = (read("input_0.pb"), read("output_0.pb"));
+            let opts = crate::CompileOptions { n_clusters: 4, arch: kann_artifact::Arch::Generic };
+            let c = crate::compile(g, &opts, Some(&kann_reference::Reference)).unwrap();
+            let t1 = std::time::Instant::now();
+            let got = crate::testing::run_compiled(&c, &[input]).unwrap();
+            let run_s = t1.elapsed().as_secs_f64();
+            let res = crate::testing::compare(&got, &[want], 1e-5, 1e-3);
+            println!("  compiled run {run_s:.2} s (total {:.1} s): {res:?}", t0.elapsed().as_secs_f64());
+        }
+    }
 }
