@@ -184,18 +184,19 @@ impl KernelImpl for Conv {
             let (b, oc) = (item / m, item % m);
             let grp = oc / mg;
             acc.fill(bias.map_or(0.0, |bv| bv[oc]));
-            for ci in 0..cg {
-                let xp = &x[(b * c + grp * cg + ci) * in_plane..][..in_plane];
-                let wk = &w[(oc * cg + ci) * ksize..][..ksize];
-                for ko in 0..geo.k_outer {
-                    for (kx, seg) in geo.last.iter().enumerate() {
-                        if seg.lo >= seg.hi {
-                            continue;
-                        }
-                        let wv = wk[ko * kw + kx];
-                        for r in 0..geo.rows {
-                            let Some(src) = geo.outer[ko * geo.rows + r] else { continue };
-                            axpy_strided(&mut acc[r * ow + seg.lo..r * ow + seg.hi], wv, &xp[src * iw + seg.start..], s);
+            // Row by row, so the accumulated row stays in the L1 cache
+            // while every tap of every input channel adds into it.
+            for (r, acc_row) in acc.chunks_mut(ow.max(1)).enumerate().take(geo.rows) {
+                for ci in 0..cg {
+                    let xp = &x[(b * c + grp * cg + ci) * in_plane..][..in_plane];
+                    let wk = &w[(oc * cg + ci) * ksize..][..ksize];
+                    for ko in 0..geo.k_outer {
+                        let Some(src) = geo.outer[ko * geo.rows + r] else { continue };
+                        let x_row = &xp[src * iw..][..iw];
+                        for (&wv, seg) in wk[ko * kw..][..kw].iter().zip(&geo.last) {
+                            if seg.lo < seg.hi {
+                                axpy_strided(&mut acc_row[seg.lo..seg.hi], wv, &x_row[seg.start..], s);
+                            }
                         }
                     }
                 }
@@ -385,5 +386,37 @@ mod tests {
         assert_eq!(got[0][4], 36.0);
         assert_eq!(got[0][13], 117.0);
         assert_eq!(got[0][0], 0.0 + 1.0 + 3.0 + 4.0);
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::testutil::*;
+    use super::*;
+
+    /// One VGG-19 layer (64 → 64 channels, 3x3, 224x224), single-threaded.
+    /// Run with `--ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn vgg_layer() {
+        let k = Conv {
+            batch: 1,
+            in_channels: 64,
+            out_channels: 64,
+            group: 1,
+            input: vec![224, 224],
+            kernel: vec![3, 3],
+            strides: vec![1, 1],
+            dilations: vec![1, 1],
+            pad_begin: vec![1, 1],
+            output: vec![224, 224],
+            epilogue: Epilogue { bias: true, residual: false, activation: crate::Activation::Relu },
+        };
+        let mut rng = Rng(1);
+        let inputs = [rng.vec(64 * 224 * 224), rng.vec(64 * 64 * 9), rng.vec(64)];
+        let t = std::time::Instant::now();
+        run_parts(&k, &inputs, &[64 * 224 * 224], 1);
+        let s = t.elapsed().as_secs_f64();
+        println!("{:.2} s, {:.2} GFLOP/s", s, 2.0 * 64.0 * 64.0 * 9.0 * 224.0 * 224.0 / s / 1e9);
     }
 }
