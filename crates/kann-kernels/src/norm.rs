@@ -242,7 +242,7 @@ mod tests {
                 *w = x[i] / (1.5 + 1e-2 / size as f32 * s).powf(0.75);
             }
             for parts in [1, 3] {
-                assert_close(&run_parts(&k, &[x.clone()], &[30], parts)[0], &want, 1e-5);
+                assert_close(&run_parts(&k, std::slice::from_ref(&x), &[30], parts)[0], &want, 1e-5);
             }
         }
     }

@@ -305,7 +305,7 @@ mod tests {
             let n_out = want.len();
             let outs = if k.indices.is_some() { vec![n_out, n_out * 2] } else { vec![n_out] };
             for parts in [1, 2, 3] {
-                let got = run_parts(&k, &[x.clone()], &outs, parts);
+                let got = run_parts(&k, std::slice::from_ref(&x), &outs, parts);
                 assert_close(&got[0], &want, 1e-5);
                 if k.indices.is_some() {
                     let ind: Vec<i64> = got[1].chunks(2).map(|c| {

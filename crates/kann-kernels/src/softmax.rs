@@ -112,7 +112,7 @@ mod tests {
                 }
             }
             for parts in [1, 2, 3] {
-                assert_close(&run_parts(&k, &[x.clone()], &[24], parts)[0], &want, 1e-5);
+                assert_close(&run_parts(&k, std::slice::from_ref(&x), &[24], parts)[0], &want, 1e-5);
             }
         }
     }
