@@ -710,4 +710,41 @@ mod tests {
             println!("  compiled run {run_s:.2} s (total {:.1} s): {res:?}", t0.elapsed().as_secs_f64());
         }
     }
+
+    /// The ONNX node tests of the nn ops this file lowers, run compiled
+    /// against their expected outputs. Run with `--ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn onnx_node_tests() {
+        use std::path::PathBuf;
+        let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+        let dir = home.join(".cache/kann-data/onnx-1.23.2/node");
+        let prefixes = ["test_conv", "test_basic_conv", "test_gemm", "test_matmul_", "test_maxpool", "test_averagepool", "test_lppool", "test_global", "test_lrn", "test_batchnorm_e", "test_instancenorm", "test_layer_normalization", "test_softmax", "test_logsoftmax", "test_hardmax"];
+        let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        let (mut pass, mut fail) = (0, vec![]);
+        for name in names.iter().filter(|n| prefixes.iter().any(|p| n.starts_with(p)) && !n.contains("expanded") && !n.contains("training")) {
+            let case = dir.join(name);
+            let result = (|| -> Result<(), String> {
+                let model = kann_onnx::import_file(&case.join("model.onnx"), &kann_onnx::ImportOptions::default(), Some(&kann_reference::Reference)).map_err(|e| e.to_string())?;
+                let data = case.join("test_data_set_0");
+                let read = |prefix: &str| -> Vec<kann_tensor::Tensor> {
+                    (0..).map(|i| data.join(format!("{prefix}_{i}.pb"))).take_while(|p| p.exists()).map(|p| kann_onnx::tensor::read_tensor_file(&p).unwrap().1).collect()
+                };
+                let (inputs, want) = (read("input"), read("output"));
+                let opts = crate::CompileOptions { n_clusters: 2, arch: kann_artifact::Arch::Generic };
+                let c = crate::compile(model.graph, &opts, Some(&kann_reference::Reference)).map_err(|e| e.to_string())?;
+                let got = crate::testing::run_compiled(&c, &inputs)?;
+                crate::testing::compare(&got, &want, 1e-4, 1e-3)
+            })();
+            match result {
+                Ok(()) => pass += 1,
+                Err(e) => fail.push(format!("{name}: {e}")),
+            }
+        }
+        println!("{pass} passed, {} failed", fail.len());
+        for f in &fail {
+            println!("  {f}");
+        }
+    }
 }
