@@ -81,35 +81,44 @@ struct Geometry {
     last: Vec<Segment>,
 }
 
-impl Conv {
-    fn spatial(&self) -> usize {
-        self.kernel.len()
-    }
+/// The window geometry between an iterated grid and the other grid:
+/// position `it * stride - pad_begin + k * dilation` of the other grid meets
+/// position `it` of the iterated one. (A convolution iterates its output and
+/// reads its input; a transposed one iterates its input and writes its output.)
+struct Window<'a> {
+    iter: &'a [u64],
+    other: &'a [u64],
+    kernel: &'a [u64],
+    strides: &'a [u64],
+    dilations: &'a [u64],
+    pad_begin: &'a [i64],
+}
 
+impl Window<'_> {
     fn geometry(&self) -> Geometry {
-        let a = self.spatial() - 1;
-        let rows = product(&self.output[..a]);
+        let a = self.kernel.len() - 1;
+        let rows = product(&self.iter[..a]);
         let k_outer = product(&self.kernel[..a]);
         let mut outer = Vec::with_capacity(k_outer * rows);
         for ko in 0..k_outer {
             let kk = unravel(ko, &self.kernel[..a]);
             for r in 0..rows {
-                let rr = unravel(r, &self.output[..a]);
+                let rr = unravel(r, &self.iter[..a]);
                 let mut flat = Some(0usize);
                 for ax in 0..a {
-                    let pos = (rr[ax] as u64 * self.strides[ax] + kk[ax] as u64 * self.dilations[ax]) as i64 - self.pad_begin[ax] as i64;
-                    flat = flat.filter(|_| pos >= 0 && pos < self.input[ax] as i64).map(|f| f * self.input[ax] as usize + pos as usize);
+                    let pos = (rr[ax] as u64 * self.strides[ax] + kk[ax] as u64 * self.dilations[ax]) as i64 - self.pad_begin[ax];
+                    flat = flat.filter(|_| pos >= 0 && pos < self.other[ax] as i64).map(|f| f * self.other[ax] as usize + pos as usize);
                 }
                 outer.push(flat);
             }
         }
-        let (s, iw, ow) = (self.strides[a] as i64, self.input[a] as i64, self.output[a] as i64);
+        let (s, iw, ow) = (self.strides[a] as i64, self.iter[a] as i64, self.other[a] as i64);
         let last = (0..self.kernel[a])
             .map(|kx| {
-                // Output position o reads input o * s + off.
-                let off = (kx * self.dilations[a]) as i64 - self.pad_begin[a] as i64;
+                // Iterated position o meets other position o * s + off.
+                let off = (kx * self.dilations[a]) as i64 - self.pad_begin[a];
                 let lo = ceil_div(-off, s).max(0);
-                let hi = ceil_div(iw - off, s).min(ow);
+                let hi = ceil_div(ow - off, s).min(iw);
                 if lo < hi {
                     Segment { lo: lo as usize, hi: hi as usize, start: (lo * s + off) as usize }
                 } else {
@@ -118,6 +127,25 @@ impl Conv {
             })
             .collect();
         Geometry { rows, k_outer, outer, last }
+    }
+}
+
+/// The geometry vectors must all have one entry per spatial axis.
+fn check_axes(lens: &[usize]) -> Result<(), String> {
+    if lens[0] == 0 || lens.iter().any(|&l| l != lens[0]) {
+        return Err(format!("convolution geometry needs one value per spatial axis, found lengths {lens:?}"));
+    }
+    Ok(())
+}
+
+impl Conv {
+    fn spatial(&self) -> usize {
+        self.kernel.len()
+    }
+
+    fn geometry(&self) -> Geometry {
+        let pad_begin: Vec<i64> = self.pad_begin.iter().map(|&p| p as i64).collect();
+        Window { iter: &self.output, other: &self.input, kernel: &self.kernel, strides: &self.strides, dilations: &self.dilations, pad_begin: &pad_begin }.geometry()
     }
 }
 
@@ -152,10 +180,7 @@ impl KernelImpl for Conv {
     fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String> {
         let want = 2 + usize::from(self.epilogue.bias) + usize::from(self.epilogue.residual);
         expect_io(n_inputs, n_outputs, want..want + 1, 1)?;
-        let n = self.spatial();
-        if n == 0 || [&self.input, &self.strides, &self.dilations, &self.pad_begin, &self.output].iter().any(|v| v.len() != n) {
-            return Err(format!("conv geometry needs one value per spatial axis: {self:?}"));
-        }
+        check_axes(&[self.kernel.len(), self.input.len(), self.strides.len(), self.dilations.len(), self.pad_begin.len(), self.output.len()])?;
         if self.group == 0 || self.in_channels % self.group != 0 || self.out_channels % self.group != 0 || self.strides.contains(&0) {
             return Err(format!("conv groups or strides are invalid: {self:?}"));
         }
@@ -196,6 +221,90 @@ impl KernelImpl for Conv {
                         for (&wv, seg) in wk[ko * kw..][..kw].iter().zip(&geo.last) {
                             if seg.lo < seg.hi {
                                 axpy_strided(&mut acc_row[seg.lo..seg.hi], wv, &x_row[seg.start..], s);
+                            }
+                        }
+                    }
+                }
+            }
+            let res = residual.map(|rv| &rv[item * out_plane..][..out_plane]);
+            finish(acc, res, self.epilogue);
+        }
+    }
+}
+
+/// Transposed N-d convolution: X `[N, C, in...]`, W `[C, M/group, k...]`
+/// (packed by [`pack_conv_weights`]), then B `[M]` if `epilogue.bias`, then
+/// the residual if `epilogue.residual`; Y `[N, M, out...]`. Each input
+/// element scatters `x * w` into the output plane; work items are output
+/// planes, so a part scatters only into planes it owns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConvTranspose {
+    pub batch: u64,
+    pub in_channels: u64,
+    pub out_channels: u64,
+    pub group: u64,
+    pub input: Vec<u64>,
+    pub kernel: Vec<u64>,
+    pub strides: Vec<u64>,
+    pub dilations: Vec<u64>,
+    /// Padding before each output axis (negative: the output extends beyond the full result).
+    pub pad_begin: Vec<i64>,
+    pub output: Vec<u64>,
+    pub epilogue: Epilogue,
+}
+
+impl KernelImpl for ConvTranspose {
+    fn name(&self) -> String {
+        format!("f32_convtranspose{}d_direct_generic", self.kernel.len())
+    }
+
+    fn work_items(&self) -> u64 {
+        self.batch * self.out_channels
+    }
+
+    fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String> {
+        let want = 2 + usize::from(self.epilogue.bias) + usize::from(self.epilogue.residual);
+        expect_io(n_inputs, n_outputs, want..want + 1, 1)?;
+        check_axes(&[self.kernel.len(), self.input.len(), self.strides.len(), self.dilations.len(), self.pad_begin.len(), self.output.len()])?;
+        if self.group == 0 || self.in_channels % self.group != 0 || self.out_channels % self.group != 0 || self.strides.contains(&0) {
+            return Err(format!("conv transpose groups or strides are invalid: {self:?}"));
+        }
+        Ok(())
+    }
+
+    unsafe fn run(&self, io: &Io, part: Range<u64>, _scratch: &mut [u8]) {
+        let (c, m, g) = (self.in_channels as usize, self.out_channels as usize, self.group as usize);
+        let (cg, mg) = (c / g, m / g);
+        let (in_plane, out_plane, ksize) = (product(&self.input), product(&self.output), product(&self.kernel));
+        let a = self.kernel.len() - 1;
+        let (iw, ow, kw, s) = (self.input[a] as usize, self.output[a] as usize, self.kernel[a] as usize, self.strides[a] as usize);
+        let win = Window { iter: &self.input, other: &self.output, kernel: &self.kernel, strides: &self.strides, dilations: &self.dilations, pad_begin: &self.pad_begin };
+        let geo = win.geometry();
+        // SAFETY: inputs are not written during the step (the run contract).
+        let (x, w) = unsafe { (io.inputs[0].f32(), io.inputs[1].f32()) };
+        // SAFETY: as above.
+        let bias = self.epilogue.bias.then(|| unsafe { io.inputs[2].f32() });
+        // SAFETY: as above.
+        let residual = self.epilogue.residual.then(|| unsafe { io.inputs[2 + usize::from(self.epilogue.bias)].f32() });
+        let (p0, p1) = (part.start as usize, part.end as usize);
+        // SAFETY: this part owns output planes p0..p1 (the run contract).
+        let y = unsafe { io.outputs[0].f32_part(p0 * out_plane..p1 * out_plane) };
+        for (item, acc) in (p0..p1).zip(y.chunks_mut(out_plane.max(1))) {
+            let (b, oc) = (item / m, item % m);
+            let (grp, mo) = (oc / mg, oc % mg);
+            acc.fill(bias.map_or(0.0, |bv| bv[oc]));
+            for ci in 0..cg {
+                let ic = grp * cg + ci;
+                let xp = &x[(b * c + ic) * in_plane..][..in_plane];
+                let wk = &w[(ic * mg + mo) * ksize..][..ksize];
+                for ko in 0..geo.k_outer {
+                    for r in 0..geo.rows {
+                        let Some(dst) = geo.outer[ko * geo.rows + r] else { continue };
+                        let x_row = &xp[r * iw..][..iw];
+                        let y_row = &mut acc[dst * ow..][..ow];
+                        for (&wv, seg) in wk[ko * kw..][..kw].iter().zip(&geo.last) {
+                            for (t, &xv) in x_row[seg.lo..seg.hi].iter().enumerate() {
+                                y_row[seg.start + t * s] += wv * xv;
                             }
                         }
                     }
@@ -361,6 +470,75 @@ mod tests {
         let mut rng = Rng(7);
         for _ in 0..300 {
             random_case(&mut rng);
+        }
+    }
+
+    #[test]
+    fn transposed_matches_naive_scatter() {
+        let mut rng = Rng(13);
+        for _ in 0..200 {
+            let nsp = 1 + rng.below(3) as usize;
+            let group = 1 + rng.below(2);
+            let (cg, mg) = (1 + rng.below(3), 1 + rng.below(3));
+            let mut k = ConvTranspose {
+                batch: 1 + rng.below(2),
+                in_channels: cg * group,
+                out_channels: mg * group,
+                group,
+                input: vec![],
+                kernel: vec![],
+                strides: vec![],
+                dilations: vec![],
+                pad_begin: vec![],
+                output: vec![],
+                epilogue: Epilogue { bias: rng.below(2) == 1, residual: false, activation: Activation::None },
+            };
+            for _ in 0..nsp {
+                let (i, kk, s, d) = (1 + rng.below(4), 1 + rng.below(3), 1 + rng.below(3), 1 + rng.below(2));
+                let pb = rng.below(3) as i64 - 1;
+                let full = (s * (i - 1) + (kk - 1) * d + 1) as i64;
+                let out = (full - pb - rng.below(2) as i64).max(1);
+                k.input.push(i);
+                k.kernel.push(kk);
+                k.strides.push(s);
+                k.dilations.push(d);
+                k.pad_begin.push(pb);
+                k.output.push(out as u64);
+            }
+            let x = rng.vec(k.batch as usize * k.in_channels as usize * product(&k.input));
+            let w = rng.vec(k.in_channels as usize * mg as usize * product(&k.kernel));
+            let b = rng.vec(k.out_channels as usize);
+            let (in_plane, out_plane, ksize) = (product(&k.input), product(&k.output), product(&k.kernel));
+            let mut want = vec![0.0; k.batch as usize * k.out_channels as usize * out_plane];
+            for (pl, yp) in want.chunks_mut(out_plane).enumerate() {
+                let (bb, oc) = (pl / k.out_channels as usize, pl % k.out_channels as usize);
+                let (grp, mo) = (oc / mg as usize, oc % mg as usize);
+                yp.fill(if k.epilogue.bias { b[oc] } else { 0.0 });
+                for ci in 0..cg as usize {
+                    let ic = grp * cg as usize + ci;
+                    for i in 0..in_plane {
+                        let ii = unravel(i, &k.input);
+                        for kf in 0..ksize {
+                            let ki = unravel(kf, &k.kernel);
+                            let mut flat = Some(0usize);
+                            for a in 0..nsp {
+                                let p = (ii[a] as u64 * k.strides[a] + ki[a] as u64 * k.dilations[a]) as i64 - k.pad_begin[a];
+                                flat = flat.filter(|_| p >= 0 && p < k.output[a] as i64).map(|f| f * k.output[a] as usize + p as usize);
+                            }
+                            if let Some(f) = flat {
+                                yp[f] += x[(bb * k.in_channels as usize + ic) * in_plane + i] * w[(ic * mg as usize + mo) * ksize + kf];
+                            }
+                        }
+                    }
+                }
+            }
+            let mut inputs = vec![x, pack_conv_weights(&w)];
+            if k.epilogue.bias {
+                inputs.push(b);
+            }
+            for parts in [1, 3] {
+                assert_close(&run_parts(&k, &inputs, &[want.len()], parts)[0], &want, 1e-5);
+            }
         }
     }
 

@@ -41,6 +41,7 @@ pub enum Kernel {
 
     // --- nn kernels (conv.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
     Conv(crate::conv::Conv),
+    ConvTranspose(crate::conv::ConvTranspose),
     Gemm(crate::gemm::Gemm),
     Pool(crate::pool::Pool),
     Lrn(crate::norm::Lrn),
@@ -63,6 +64,7 @@ macro_rules! dispatch {
 
             // --- nn kernels ---
             Kernel::Conv($k) => $e,
+            Kernel::ConvTranspose($k) => $e,
             Kernel::Gemm($k) => $e,
             Kernel::Pool($k) => $e,
             Kernel::Lrn($k) => $e,

@@ -13,7 +13,7 @@ use kann_ir::ops::fused::{Fused, FusedActivation};
 use kann_ir::ops::nn::matmul::plan_matmul;
 use kann_ir::ops::nn::{self as ir, NnOp};
 use kann_ir::{Node, NodeId, Op, TensorInfo, ValueId};
-use kann_kernels::conv::{pack_conv_weights, Conv};
+use kann_kernels::conv::{pack_conv_weights, Conv, ConvTranspose};
 use kann_kernels::gemm::{matrix_strides, pack_gemm_b, Gemm};
 use kann_kernels::norm::{BatchNorm, InstanceNorm, LayerNorm, Lrn};
 use kann_kernels::pool::{Indices, Pool, PoolKind};
@@ -32,6 +32,7 @@ pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, op: &NnOp) -> Low
     let none = Extra::default();
     match op {
         NnOp::Conv(c) => lower_conv(cx, id, node, &c.attrs, none),
+        NnOp::ConvTranspose(c) => lower_conv_transpose(cx, id, node, c),
         NnOp::Gemm(g) => lower_gemm(cx, id, node, g, none),
         NnOp::MatMul => lower_matmul(cx, id, node, none),
         NnOp::Pool(p) => lower_pool(cx, id, node, p),
@@ -144,6 +145,40 @@ fn lower_conv(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAttrs, 
     };
     let y = output(node, 0)?;
     cx.push(id, Kernel::Conv(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+fn lower_conv_transpose(cx: &mut LowerCx, id: NodeId, node: &Node, ct: &ir::ConvTranspose) -> LowerResult {
+    let (x, w) = (cx.input(node, 0)?, cx.input(node, 1)?);
+    let b = cx.optional_input(node, 2);
+    require_f32(cx, x, "X")?;
+    require_f32(cx, w, "W")?;
+    let (xd, wd) = (cx.info(x).shape.dims(), cx.info(w).shape.dims());
+    let plan = ct.plan(xd, wd)?;
+    let w_op = match constant_f32(cx, w)? {
+        Some(wv) => cx.weights_f32(&pack_conv_weights(wv)),
+        None => Operand::Value(w),
+    };
+    let mut inputs = vec![Operand::Value(x), w_op];
+    if let Some(b) = b {
+        require_f32(cx, b, "B")?;
+        inputs.push(Operand::Value(b));
+    }
+    let kernel = ConvTranspose {
+        batch: xd[0] as u64,
+        in_channels: xd[1] as u64,
+        out_channels: (wd[1] * ct.group) as u64,
+        group: ct.group as u64,
+        input: dims_u64(&xd[2..]),
+        kernel: dims_u64(&plan.kernel),
+        strides: dims_u64(&plan.strides),
+        dilations: dims_u64(&plan.dilations),
+        pad_begin: plan.pad_begin.clone(),
+        output: dims_u64(&plan.out),
+        epilogue: Epilogue { bias: b.is_some(), ..Epilogue::default() },
+    };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::ConvTranspose(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
     Ok(())
 }
 
@@ -525,6 +560,38 @@ mod tests {
             let (op, args) = conv_op(&mut rng);
             check(one_node(op, args, 1, &mut rng));
         }
+    }
+
+    #[test]
+    fn conv_transpose_matches_reference() {
+        let mut rng = Rng::new(8);
+        let mut ran = 0;
+        for _ in 0..30 {
+            let nsp = 1 + rng.below(3) as usize;
+            let (mut window, kernel, input) = window(&mut rng, nsp, false);
+            let group = 1 + rng.below(2) as usize;
+            let (cg, mg) = (1 + rng.below(3) as usize, 1 + rng.below(3) as usize);
+            let mut output_padding = vec![];
+            for a in 0..nsp {
+                output_padding.push(rng.below(window.strides[a].min(window.dilations[a]) as u64) as usize);
+            }
+            if window.auto_pad == ir::AutoPad::NotSet && rng.below(2) == 1 {
+                window.pads.clear();
+            }
+            let ct = ir::ConvTranspose { window, group, output_padding, output_shape: vec![] };
+            let x = [vec![1 + rng.below(2) as usize, cg * group], input].concat();
+            let w = [vec![cg * group, mg], kernel].concat();
+            let bias = if rng.below(2) == 1 { Arg::Const(vec![mg * group]) } else { Arg::Absent };
+            let op = Op::Nn(NnOp::ConvTranspose(ct));
+            let args = vec![Arg::Input(x), Arg::Const(w), bias];
+            // Geometries whose output would be empty are refused by the IR; skip them.
+            let ok = std::panic::catch_unwind(|| out_dims(&op, &args)).is_ok();
+            if ok {
+                check(one_node(op, args, 1, &mut rng));
+                ran += 1;
+            }
+        }
+        assert!(ran >= 10, "only {ran} geometries were valid");
     }
 
     /// The output shape of a one-node graph, for residual inputs.
