@@ -205,6 +205,33 @@ fn run_inner(dir: &Path, compiled: Option<usize>) -> Result<Outcome, Outcome> {
     Ok(Outcome::Pass { max_abs_err: worst })
 }
 
+/// Compiles the model of a test folder for each cluster count in
+/// `clusters`, runs it on the folder's first data set and compares every
+/// output with the reference interpreter's (kann-io's diff metrics, fp32
+/// tolerance). Returns, per cluster count, the diffs of the outputs.
+pub fn compiled_vs_reference(dir: &Path, clusters: &[usize]) -> Result<Vec<(usize, Vec<kann_io::diff::TensorDiff>)>, String> {
+    let set = data_sets(dir)?.into_iter().next().ok_or("no test_data_set_* folder")?;
+    let inputs = read_numbered(&set, "input").map_err(|o| format!("{o:?}"))?;
+    let model = kann_onnx::read_model(&dir.join("model.onnx")).map_err(|e| e.to_string())?;
+    let opts = bind_inputs(&model, &inputs);
+    let imported = kann_onnx::import_model(&model, Some(dir), &opts, Some(&kann_reference::Reference)).map_err(|e| e.to_string())?;
+    let g = &imported.graph;
+    let by_name: HashMap<String, Tensor> = inputs.into_iter().collect();
+    let want = kann_reference::run_named(g, &by_name).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for &n in clusters {
+        let got = run_compiled(g, &by_name, n).map_err(|o| format!("{n} cluster(s): {o:?}"))?;
+        let diffs = got
+            .iter()
+            .zip(&want)
+            .zip(&g.outputs)
+            .map(|((a, b), &v)| kann_io::diff::diff(&g.value(v).name, a, b, kann_io::diff::Tolerance::default(), Some(5)))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push((n, diffs));
+    }
+    Ok(out)
+}
+
 /// Binds test inputs: shapes for all, and values for integer, bool and tiny
 /// 1-D inputs, which in the backend tests carry parameters (shapes, axes,
 /// pads, scales) that kann needs as constants for static shapes.
