@@ -48,6 +48,8 @@ pub enum Kernel {
     BatchNorm(crate::norm::BatchNorm),
     InstanceNorm(crate::norm::InstanceNorm),
     LayerNorm(crate::norm::LayerNorm),
+    GroupNorm(crate::norm::GroupNorm),
+    LpNorm(crate::norm::LpNorm),
     Softmax(crate::softmax::Softmax),
     // --- end of nn kernels ---
 
@@ -71,6 +73,8 @@ macro_rules! dispatch {
             Kernel::BatchNorm($k) => $e,
             Kernel::InstanceNorm($k) => $e,
             Kernel::LayerNorm($k) => $e,
+            Kernel::GroupNorm($k) => $e,
+            Kernel::LpNorm($k) => $e,
             Kernel::Softmax($k) => $e,
             // --- end of nn kernels ---
 

@@ -166,7 +166,8 @@ impl KernelImpl for InstanceNorm {
 }
 
 /// `LayerNormalization` over rows of `row` elements: `(x - mean) * inv_std *
-/// scale[j] + B[j]`. Inputs X, Scale `[row]`, optional B `[row]` (both
+/// scale[j] + B[j]`; with `rms` (`RMSNormalization`) the mean is not
+/// subtracted and `inv_std = 1 / sqrt(mean(x²) + epsilon)`. Inputs X, Scale `[row]`, optional B `[row]` (both
 /// already broadcast to a row by the lowering). Outputs Y, then optionally
 /// Mean and InvStdDev (one f32 per row).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -177,11 +178,12 @@ pub struct LayerNorm {
     pub has_bias: bool,
     /// 1 (Y), 2 (+ Mean) or 3 (+ InvStdDev).
     pub outputs: u8,
+    pub rms: bool,
 }
 
 impl KernelImpl for LayerNorm {
     fn name(&self) -> String {
-        "f32_layernorm_direct_generic".into()
+        if self.rms { "f32_rmsnorm_direct_generic" } else { "f32_layernorm_direct_generic" }.into()
     }
 
     fn work_items(&self) -> u64 {
@@ -209,7 +211,11 @@ impl KernelImpl for LayerNorm {
         let mut stats: Vec<&mut [f32]> = (1..self.outputs as usize).map(|o| unsafe { io.outputs[o].f32_part(r0..r1) }).collect();
         for (r, yr) in (r0..r1).zip(y.chunks_mut(row.max(1))) {
             let xr = &x[r * row..][..row];
-            let (mean, var) = moments(xr);
+            let (mean, var) = if self.rms {
+                (0.0, xr.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / row as f64)
+            } else {
+                moments(xr)
+            };
             let inv = 1.0 / (var + f64::from(self.epsilon)).sqrt();
             for (j, (o, &v)) in yr.iter_mut().zip(xr).enumerate() {
                 let b = bias.map_or(0.0, |b| f64::from(b[j]));
@@ -217,6 +223,110 @@ impl KernelImpl for LayerNorm {
             }
             for (s, value) in stats.iter_mut().zip([mean, inv]) {
                 s[r - r0] = value as f32;
+            }
+        }
+    }
+}
+
+/// `GroupNormalization`: the channels of each sample fall in `groups`
+/// groups of consecutive channels, each normalised by its own statistics,
+/// then `* scale + bias` per channel (or per group with `per_group_affine`).
+/// Inputs X `[N, C, plane]`, scale, bias; output Y. Work items are the
+/// `N * groups` blocks of `C / groups` planes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupNorm {
+    pub batch: u64,
+    pub channels: u64,
+    pub groups: u64,
+    pub plane: u64,
+    pub epsilon: f32,
+    pub per_group_affine: bool,
+}
+
+impl KernelImpl for GroupNorm {
+    fn name(&self) -> String {
+        "f32_groupnorm_direct_generic".into()
+    }
+
+    fn work_items(&self) -> u64 {
+        self.batch * self.groups
+    }
+
+    fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String> {
+        expect_io(n_inputs, n_outputs, 3..4, 1)?;
+        if self.groups == 0 || self.channels % self.groups != 0 {
+            return Err(format!("{} groups do not divide {} channels", self.groups, self.channels));
+        }
+        Ok(())
+    }
+
+    unsafe fn run(&self, io: &Io, part: Range<u64>, _scratch: &mut [u8]) {
+        let (groups, plane) = (self.groups as usize, self.plane as usize);
+        let cg = self.channels as usize / groups;
+        let block = cg * plane;
+        // SAFETY: inputs are not written during the step.
+        let [x, scale, bias] = [0, 1, 2].map(|i| unsafe { io.inputs[i].f32() });
+        let (p0, p1) = (part.start as usize, part.end as usize);
+        // SAFETY: this part owns blocks p0..p1 (the run contract).
+        let y = unsafe { io.outputs[0].f32_part(p0 * block..p1 * block) };
+        for (item, yb) in (p0..p1).zip(y.chunks_mut(block.max(1))) {
+            let xb = &x[item * block..][..block];
+            let (mean, var) = moments(xb);
+            let inv = 1.0 / (var + f64::from(self.epsilon)).sqrt();
+            let g = item % groups;
+            for (j, (o, &v)) in yb.iter_mut().zip(xb).enumerate() {
+                let k = if self.per_group_affine { g } else { g * cg + j / plane };
+                *o = ((f64::from(v) - mean) * inv * f64::from(scale[k]) + f64::from(bias[k])) as f32;
+            }
+        }
+    }
+}
+
+/// `LpNormalization`: `x / ||x||_p` (p 1 or 2) along the middle axis of an
+/// `[outer, len, inner]` view; a zero vector stays zero. Work items are the
+/// `outer` blocks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LpNorm {
+    pub outer: u64,
+    pub len: u64,
+    pub inner: u64,
+    pub p: u8,
+}
+
+impl KernelImpl for LpNorm {
+    fn name(&self) -> String {
+        format!("f32_l{}norm_direct_generic", self.p)
+    }
+
+    fn work_items(&self) -> u64 {
+        self.outer
+    }
+
+    fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String> {
+        expect_io(n_inputs, n_outputs, 1..2, 1)?;
+        if !matches!(self.p, 1 | 2) {
+            return Err(format!("LpNormalization p = {} is not supported (1 or 2)", self.p));
+        }
+        Ok(())
+    }
+
+    unsafe fn run(&self, io: &Io, part: Range<u64>, _scratch: &mut [u8]) {
+        let (len, inner) = (self.len as usize, self.inner as usize);
+        let block = len * inner;
+        let (p0, p1) = (part.start as usize, part.end as usize);
+        // SAFETY: the input is not written during the step.
+        let x = unsafe { io.inputs[0].f32() };
+        // SAFETY: this part owns blocks p0..p1 (the run contract).
+        let y = unsafe { io.outputs[0].f32_part(p0 * block..p1 * block) };
+        for (o, yb) in (p0..p1).zip(y.chunks_mut(block.max(1))) {
+            let xb = &x[o * block..][..block];
+            for i in 0..inner {
+                let vals = (0..len).map(|j| f64::from(xb[j * inner + i]));
+                let norm = if self.p == 1 { vals.map(f64::abs).sum::<f64>() } else { vals.map(|v| v * v).sum::<f64>().sqrt() };
+                for j in 0..len {
+                    let v = f64::from(xb[j * inner + i]);
+                    yb[j * inner + i] = if norm == 0.0 { 0.0 } else { (v / norm) as f32 };
+                }
             }
         }
     }
@@ -280,7 +390,7 @@ mod tests {
         let mut rng = Rng(4);
         let x = rng.vec(12);
         let (scale, bias) = (rng.vec(4), rng.vec(4));
-        let k = LayerNorm { rows: 3, row: 4, epsilon: 1e-5, has_bias: true, outputs: 3 };
+        let k = LayerNorm { rows: 3, row: 4, epsilon: 1e-5, has_bias: true, outputs: 3, rms: false };
         let got = run_parts(&k, &[x.clone(), scale.clone(), bias.clone()], &[12, 3, 3], 2);
         for r in 0..3 {
             let s = &x[r * 4..r * 4 + 4];

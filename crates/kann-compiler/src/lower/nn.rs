@@ -15,7 +15,7 @@ use kann_ir::ops::nn::{self as ir, NnOp};
 use kann_ir::{Node, NodeId, Op, TensorInfo, ValueId};
 use kann_kernels::conv::{pack_conv_weights, Conv, ConvTranspose};
 use kann_kernels::gemm::{matrix_strides, pack_gemm_b, Gemm};
-use kann_kernels::norm::{BatchNorm, InstanceNorm, LayerNorm, Lrn};
+use kann_kernels::norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LpNorm, Lrn};
 use kann_kernels::pool::{Indices, Pool, PoolKind};
 use kann_kernels::softmax::{Softmax, SoftmaxKind};
 use kann_kernels::{Activation, Epilogue, Kernel};
@@ -41,6 +41,9 @@ pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, op: &NnOp) -> Low
         NnOp::BatchNorm(b) => lower_batch_norm(cx, id, node, b),
         NnOp::InstanceNorm(n) => lower_instance_norm(cx, id, node, n),
         NnOp::LayerNorm(n) => lower_layer_norm(cx, id, node, n),
+        NnOp::RmsNorm(n) => lower_rms_norm(cx, id, node, n),
+        NnOp::GroupNorm(n) => lower_group_norm(cx, id, node, n),
+        NnOp::LpNorm(n) => lower_lp_norm(cx, id, node, n),
         NnOp::Softmax(s) => lower_softmax(cx, id, node, s),
         other => Err(format!("the compiler does not lower {} yet", other.name())),
     }
@@ -443,9 +446,59 @@ fn lower_layer_norm(cx: &mut LowerCx, id: NodeId, node: &Node, n: &ir::LayerNorm
         epsilon: n.epsilon as f32,
         has_bias: bias.is_some(),
         outputs: n.outputs as u8,
+        rms: false,
     };
     let outputs = (0..n.outputs).map(|i| output(node, i).map(Operand::Value)).collect::<Result<Vec<_>, _>>()?;
     cx.push(id, Kernel::LayerNorm(kernel), inputs, outputs, flops(cx, node));
+    Ok(())
+}
+
+fn lower_rms_norm(cx: &mut LowerCx, id: NodeId, node: &Node, n: &ir::RmsNorm) -> LowerResult {
+    let x = cx.input(node, 0)?;
+    require_f32(cx, x, "X")?;
+    let xd = cx.info(x).shape.dims();
+    let axis = kann_ir::ops::norm_axis(n.axis, xd.len())?;
+    let inputs = vec![Operand::Value(x), row_param(cx, cx.input(node, 1)?, xd, axis, "scale")?];
+    let kernel = LayerNorm {
+        rows: xd[..axis].iter().product::<usize>() as u64,
+        row: xd[axis..].iter().product::<usize>() as u64,
+        epsilon: n.epsilon as f32,
+        has_bias: false,
+        outputs: 1,
+        rms: true,
+    };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::LayerNorm(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+fn lower_group_norm(cx: &mut LowerCx, id: NodeId, node: &Node, n: &ir::GroupNorm) -> LowerResult {
+    let inputs = f32_inputs(cx, node, &["X", "scale", "bias"])?;
+    let (batch, channels, plane) = channel_planes(cx, cx.input(node, 0)?)?;
+    let scale_len = cx.info(cx.input(node, 1)?).numel() as u64;
+    let groups = n.num_groups as u64;
+    // Opset 18 allows one scale per group; otherwise one per channel.
+    let per_group_affine = n.per_group_affine && scale_len == groups;
+    let kernel = GroupNorm { batch, channels, groups, plane, epsilon: n.epsilon as f32, per_group_affine };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::GroupNorm(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+fn lower_lp_norm(cx: &mut LowerCx, id: NodeId, node: &Node, n: &ir::LpNorm) -> LowerResult {
+    let x = cx.input(node, 0)?;
+    require_f32(cx, x, "input")?;
+    let xd = cx.info(x).shape.dims();
+    let axis = kann_ir::ops::norm_axis(n.axis, xd.len())?;
+    let p = u8::try_from(n.p).map_err(|_| format!("p = {} is not supported", n.p))?;
+    let kernel = LpNorm {
+        outer: xd[..axis].iter().product::<usize>() as u64,
+        len: xd[axis] as u64,
+        inner: xd[axis + 1..].iter().product::<usize>() as u64,
+        p,
+    };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::LpNorm(kernel), vec![Operand::Value(x)], vec![Operand::Value(y)], flops(cx, node));
     Ok(())
 }
 
@@ -716,7 +769,16 @@ mod tests {
                 1 => Arg::Const(vec![*x.last().unwrap()]),
                 _ => Arg::Input(scale.clone()),
             };
-            check(one_node(Op::Nn(NnOp::LayerNorm(ln)), vec![Arg::Input(x.clone()), Arg::Const(scale), bias], outputs, &mut rng));
+            check(one_node(Op::Nn(NnOp::LayerNorm(ln)), vec![Arg::Input(x.clone()), Arg::Const(scale.clone()), bias], outputs, &mut rng));
+            let rms = ir::RmsNorm { axis, epsilon: 1e-5 };
+            check(one_node(Op::Nn(NnOp::RmsNorm(rms)), vec![Arg::Input(x.clone()), Arg::Const(scale)], 1, &mut rng));
+            let lp = ir::LpNorm { axis, p: 1 + rng.below(2) as u32 };
+            check(one_node(Op::Nn(NnOp::LpNorm(lp)), vec![Arg::Input(x.clone())], 1, &mut rng));
+            let groups = pick(&mut rng, &[1, c]);
+            let per_group = rng.below(2) == 1;
+            let gn = ir::GroupNorm { num_groups: groups, epsilon: 1e-5, per_group_affine: per_group };
+            let affine = if per_group { groups } else { c };
+            check(one_node(Op::Nn(NnOp::GroupNorm(gn)), vec![Arg::Input(x.clone()), Arg::Const(vec![affine]), Arg::Const(vec![affine])], 1, &mut rng));
         }
     }
 
@@ -786,7 +848,7 @@ mod tests {
         use std::path::PathBuf;
         let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
         let dir = home.join(".cache/kann-data/onnx-1.23.2/node");
-        let prefixes = ["test_conv", "test_basic_conv", "test_gemm", "test_matmul_", "test_maxpool", "test_averagepool", "test_lppool", "test_global", "test_lrn", "test_batchnorm_e", "test_instancenorm", "test_layer_normalization", "test_softmax", "test_logsoftmax", "test_hardmax"];
+        let prefixes = ["test_conv", "test_basic_conv", "test_gemm", "test_matmul_", "test_maxpool", "test_averagepool", "test_lppool", "test_global", "test_lrn", "test_batchnorm_e", "test_instancenorm", "test_layer_normalization", "test_rms_normalization", "test_group_normalization", "test_lpnormalization", "test_softmax", "test_logsoftmax", "test_hardmax"];
         let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         let (mut pass, mut fail) = (0, vec![]);
