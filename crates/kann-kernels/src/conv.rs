@@ -154,6 +154,35 @@ fn ceil_div(a: i64, b: i64) -> i64 {
     a.div_euclid(b) + i64::from(a.rem_euclid(b) != 0)
 }
 
+/// Output planes a convolution computes together.
+const OC_BLOCK: usize = 4;
+
+/// For each of the OC_BLOCK planes `q` of `blk` (each `plane` long):
+/// `plane_q[at + j] += w[q] * x[j * stride]` for `j < len`.
+#[inline]
+fn axpy_block(blk: &mut [f32], plane: usize, at: usize, len: usize, w: [f32; OC_BLOCK], x: &[f32], stride: usize) {
+    let mut planes = blk.chunks_exact_mut(plane);
+    let (Some(p0), Some(p1), Some(p2), Some(p3)) = (planes.next(), planes.next(), planes.next(), planes.next()) else { return };
+    let (d0, d1, d2, d3) = (&mut p0[at..at + len], &mut p1[at..at + len], &mut p2[at..at + len], &mut p3[at..at + len]);
+    if stride == 1 {
+        let x = &x[..len];
+        for j in 0..len {
+            let xv = x[j];
+            d0[j] += w[0] * xv;
+            d1[j] += w[1] * xv;
+            d2[j] += w[2] * xv;
+            d3[j] += w[3] * xv;
+        }
+    } else {
+        for (j, xv) in x.iter().step_by(stride).take(len).enumerate() {
+            d0[j] += w[0] * xv;
+            d1[j] += w[1] * xv;
+            d2[j] += w[2] * xv;
+            d3[j] += w[3] * xv;
+        }
+    }
+}
+
 /// `dst[i] += w * src[i * stride]`.
 #[inline]
 pub(crate) fn axpy_strided(dst: &mut [f32], w: f32, src: &[f32], stride: usize) {
@@ -205,29 +234,46 @@ impl KernelImpl for Conv {
         let (p0, p1) = (part.start as usize, part.end as usize);
         // SAFETY: this part owns output planes p0..p1 (the run contract).
         let y = unsafe { io.outputs[0].f32_part(p0 * out_plane..p1 * out_plane) };
-        for (item, acc) in (p0..p1).zip(y.chunks_mut(out_plane.max(1))) {
+        let mut item = p0;
+        while item < p1 {
             let (b, oc) = (item / m, item % m);
             let grp = oc / mg;
-            acc.fill(bias.map_or(0.0, |bv| bv[oc]));
-            // Row by row, so the accumulated row stays in the L1 cache
-            // while every tap of every input channel adds into it.
-            for (r, acc_row) in acc.chunks_mut(ow.max(1)).enumerate().take(geo.rows) {
+            // A block of up to OC_BLOCK planes of one sample and group: each
+            // input row segment is read once for all of them.
+            let nb = OC_BLOCK.min(p1 - item).min(mg - oc % mg);
+            let blk = &mut y[(item - p0) * out_plane..][..nb * out_plane];
+            for (q, plane) in blk.chunks_mut(out_plane.max(1)).enumerate() {
+                plane.fill(bias.map_or(0.0, |bv| bv[oc + q]));
+            }
+            // Row by row, so the accumulated rows stay in the L1 cache
+            // while every tap of every input channel adds into them.
+            for r in 0..geo.rows {
                 for ci in 0..cg {
                     let xp = &x[(b * c + grp * cg + ci) * in_plane..][..in_plane];
-                    let wk = &w[(oc * cg + ci) * ksize..][..ksize];
                     for ko in 0..geo.k_outer {
                         let Some(src) = geo.outer[ko * geo.rows + r] else { continue };
                         let x_row = &xp[src * iw..][..iw];
-                        for (&wv, seg) in wk[ko * kw..][..kw].iter().zip(&geo.last) {
-                            if seg.lo < seg.hi {
-                                axpy_strided(&mut acc_row[seg.lo..seg.hi], wv, &x_row[seg.start..], s);
+                        for (kx, seg) in geo.last.iter().enumerate().filter(|(_, seg)| seg.lo < seg.hi) {
+                            let tap = ko * kw + kx;
+                            let wv: [f32; OC_BLOCK] = std::array::from_fn(|q| if q < nb { w[((oc + q) * cg + ci) * ksize + tap] } else { 0.0 });
+                            let (at, len) = (r * ow + seg.lo, seg.hi - seg.lo);
+                            let x_seg = &x_row[seg.start..];
+                            if nb == OC_BLOCK {
+                                axpy_block(blk, out_plane, at, len, wv, x_seg, s);
+                            } else {
+                                for (q, &wq) in wv.iter().enumerate().take(nb) {
+                                    axpy_strided(&mut blk[q * out_plane + at..][..len], wq, x_seg, s);
+                                }
                             }
                         }
                     }
                 }
             }
-            let res = residual.map(|rv| &rv[item * out_plane..][..out_plane]);
-            finish(acc, res, self.epilogue);
+            for (q, plane) in blk.chunks_mut(out_plane.max(1)).enumerate() {
+                let res = residual.map(|rv| &rv[(item + q) * out_plane..][..out_plane]);
+                finish(plane, res, self.epilogue);
+            }
+            item += nb;
         }
     }
 }
@@ -572,29 +618,32 @@ mod speed {
     use super::testutil::*;
     use super::*;
 
-    /// One VGG-19 layer (64 → 64 channels, 3x3, 224x224), single-threaded.
+    /// VGG-19 layers (3x3, pad 1), single-threaded: (channels, extent).
     /// Run with `--ignored --nocapture`.
     #[test]
     #[ignore]
-    fn vgg_layer() {
-        let k = Conv {
-            batch: 1,
-            in_channels: 64,
-            out_channels: 64,
-            group: 1,
-            input: vec![224, 224],
-            kernel: vec![3, 3],
-            strides: vec![1, 1],
-            dilations: vec![1, 1],
-            pad_begin: vec![1, 1],
-            output: vec![224, 224],
-            epilogue: Epilogue { bias: true, residual: false, activation: crate::Activation::Relu },
-        };
-        let mut rng = Rng(1);
-        let inputs = [rng.vec(64 * 224 * 224), rng.vec(64 * 64 * 9), rng.vec(64)];
-        let t = std::time::Instant::now();
-        run_parts(&k, &inputs, &[64 * 224 * 224], 1);
-        let s = t.elapsed().as_secs_f64();
-        println!("{:.2} s, {:.2} GFLOP/s", s, 2.0 * 64.0 * 64.0 * 9.0 * 224.0 * 224.0 / s / 1e9);
+    fn vgg_layers() {
+        for (ch, hw) in [(64u64, 224u64), (256, 56), (512, 14)] {
+            let k = Conv {
+                batch: 1,
+                in_channels: ch,
+                out_channels: ch,
+                group: 1,
+                input: vec![hw, hw],
+                kernel: vec![3, 3],
+                strides: vec![1, 1],
+                dilations: vec![1, 1],
+                pad_begin: vec![1, 1],
+                output: vec![hw, hw],
+                epilogue: Epilogue { bias: true, residual: false, activation: crate::Activation::Relu },
+            };
+            let (c, p) = (ch as usize, (hw * hw) as usize);
+            let mut rng = Rng(1);
+            let inputs = [rng.vec(c * p), rng.vec(c * c * 9), rng.vec(c)];
+            let t = std::time::Instant::now();
+            run_parts(&k, &inputs, &[c * p], 1);
+            let s = t.elapsed().as_secs_f64();
+            println!("{ch}x{hw}: {:.3} s, {:.2} GFLOP/s", s, 2.0 * (c * c * 9 * p) as f64 / s / 1e9);
+        }
     }
 }
