@@ -466,7 +466,7 @@ mod tests {
     fn random_case(rng: &mut Rng) {
         let nsp = 1 + rng.below(3) as usize;
         let group = 1 + rng.below(3);
-        let (cg, mg) = (1 + rng.below(3), 1 + rng.below(3));
+        let (cg, mg) = (1 + rng.below(3), 1 + rng.below(9));
         let mut k = Conv {
             batch: 1 + rng.below(2),
             in_channels: cg * group,

@@ -598,7 +598,7 @@ mod tests {
         let nsp = 1 + rng.below(3) as usize;
         let (window, kernel, input) = window(rng, nsp, false);
         let group = 1 + rng.below(3) as usize;
-        let (cg, mg) = (1 + rng.below(3) as usize, 1 + rng.below(3) as usize);
+        let (cg, mg) = (1 + rng.below(3) as usize, 1 + rng.below(9) as usize);
         let x = [vec![1 + rng.below(2) as usize, cg * group], input].concat();
         let w = [vec![mg * group, cg], kernel].concat();
         let bias = if rng.below(2) == 1 { Arg::Const(vec![mg * group]) } else { Arg::Absent };
