@@ -157,6 +157,9 @@ fn ceil_div(a: i64, b: i64) -> i64 {
 /// Output planes a convolution computes together.
 const OC_BLOCK: usize = 4;
 
+/// Accumulator floats kept hot at once (16 KiB, half a typical L1 cache).
+const L1_ACC_FLOATS: usize = 4096;
+
 /// For each of the OC_BLOCK planes `q` of `blk` (each `plane` long):
 /// `plane_q[at + j] += w[q] * x[j * stride]` for `j < len`.
 #[inline]
@@ -245,24 +248,27 @@ impl KernelImpl for Conv {
             for (q, plane) in blk.chunks_mut(out_plane.max(1)).enumerate() {
                 plane.fill(bias.map_or(0.0, |bv| bv[oc + q]));
             }
-            // Row by row, so the accumulated rows stay in the L1 cache
-            // while every tap of every input channel adds into them.
-            for r in 0..geo.rows {
+            // A few rows at a time, so the accumulated rows stay in the L1
+            // cache while every tap of every input channel adds into them.
+            let chunk = (L1_ACC_FLOATS / (nb * ow).max(1)).clamp(1, geo.rows.max(1));
+            for r0 in (0..geo.rows).step_by(chunk) {
+                let rows = r0..(r0 + chunk).min(geo.rows);
                 for ci in 0..cg {
                     let xp = &x[(b * c + grp * cg + ci) * in_plane..][..in_plane];
                     for ko in 0..geo.k_outer {
-                        let Some(src) = geo.outer[ko * geo.rows + r] else { continue };
-                        let x_row = &xp[src * iw..][..iw];
                         for (kx, seg) in geo.last.iter().enumerate().filter(|(_, seg)| seg.lo < seg.hi) {
                             let tap = ko * kw + kx;
                             let wv: [f32; OC_BLOCK] = std::array::from_fn(|q| if q < nb { w[((oc + q) * cg + ci) * ksize + tap] } else { 0.0 });
-                            let (at, len) = (r * ow + seg.lo, seg.hi - seg.lo);
-                            let x_seg = &x_row[seg.start..];
-                            if nb == OC_BLOCK {
-                                axpy_block(blk, out_plane, at, len, wv, x_seg, s);
-                            } else {
-                                for (q, &wq) in wv.iter().enumerate().take(nb) {
-                                    axpy_strided(&mut blk[q * out_plane + at..][..len], wq, x_seg, s);
+                            for r in rows.clone() {
+                                let Some(src) = geo.outer[ko * geo.rows + r] else { continue };
+                                let x_seg = &xp[src * iw + seg.start..(src + 1) * iw];
+                                let (at, len) = (r * ow + seg.lo, seg.hi - seg.lo);
+                                if nb == OC_BLOCK {
+                                    axpy_block(blk, out_plane, at, len, wv, x_seg, s);
+                                } else {
+                                    for (q, &wq) in wv.iter().enumerate().take(nb) {
+                                        axpy_strided(&mut blk[q * out_plane + at..][..len], wq, x_seg, s);
+                                    }
                                 }
                             }
                         }
