@@ -1,8 +1,10 @@
-//! Lowering of the nn family: Conv, Gemm, MatMul, pooling (windowed and
-//! global), LRN, BatchNormalization, InstanceNormalization,
-//! LayerNormalization and Softmax/LogSoftmax/Hardmax, each to one kernel
-//! step; and the fused Conv/Gemm/MatMul (+ residual, + activation) the
-//! compiler's fusion passes make, to the same kernels with an epilogue.
+//! Lowering of the nn family: Conv, ConvTranspose, Gemm, MatMul, pooling
+//! (windowed and global), LRN, BatchNormalization, InstanceNormalization,
+//! LayerNormalization, RMSNormalization, GroupNormalization,
+//! LpNormalization and Softmax/LogSoftmax/Hardmax, each to one kernel step;
+//! and the fused Conv/Gemm/MatMul (+ residual, + activation) the compiler's
+//! fusion passes make, to the same kernels with an epilogue. Other nn ops
+//! (quantised, recurrent, attention…) are reported as not lowered.
 //!
 //! Shapes and attributes are read from the IR structs (their `plan`/`layout`
 //! helpers resolve auto_pad, defaults and legacy axis forms), so the kernels
@@ -93,7 +95,7 @@ fn dims_u64(d: &[usize]) -> Vec<u64> {
     d.iter().map(|&v| v as u64).collect()
 }
 
-/// Output 0 of a node.
+/// Output `i` of a node.
 fn output(node: &Node, i: usize) -> Result<ValueId, String> {
     node.outputs.get(i).copied().ok_or_else(|| format!("output #{i} is missing"))
 }
@@ -103,7 +105,7 @@ fn constant_f32<'g>(cx: &LowerCx<'g>, v: ValueId) -> Result<Option<&'g [f32]>, S
     cx.constant(v).map(|t| t.as_f32().map_err(|e| e.to_string())).transpose()
 }
 
-/// Pads a window plan's (non-negative) forward padding.
+/// A window plan's padding as u64 (forward windows never pad negatively).
 fn pads_u64(p: &[i64]) -> Result<Vec<u64>, String> {
     p.iter().map(|&v| u64::try_from(v).map_err(|_| format!("negative padding {v} is not supported"))).collect()
 }
@@ -354,7 +356,7 @@ fn lower_lrn(cx: &mut LowerCx, id: NodeId, node: &Node, l: &ir::Lrn) -> LowerRes
     Ok(())
 }
 
-/// Input values `range` of a node, each required and f32.
+/// The node's first `names.len()` inputs, each required and f32 (`names` for errors).
 fn f32_inputs(cx: &LowerCx, node: &Node, names: &[&str]) -> Result<Vec<Operand>, String> {
     names
         .iter()
