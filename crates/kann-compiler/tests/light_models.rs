@@ -2,6 +2,8 @@
 //! outputs (reference interpreter before vs after, max abs error ≤ 1e-4 of
 //! the output's largest magnitude) and prints each pass log. Without the
 //! data the test says so and passes, unless `KANN_REQUIRE_DATA` is set.
+//! ResNet-50 must fold its 53 BatchNormalization, fuse its 16 residual Adds
+//! and all 49 Relus.
 
 use kann_compiler::{PassCx, PassLog, Pipeline};
 use kann_onnx::ImportOptions;
@@ -97,5 +99,10 @@ fn standard_pipeline_keeps_the_light_models_outputs() {
     let resnet = outcomes.iter().find(|o| o.name == "resnet50").expect("resnet50 ran");
     let bn = resnet.log.report("fold_batch_norm").expect("fold_batch_norm ran");
     assert_eq!(bn.get("folded", "BatchNormalization into Conv"), 53, "ResNet-50 has 53 BatchNormalization after Convs: {bn}");
+    let res = resnet.log.report("fuse_residual_add").expect("fuse_residual_add ran");
+    assert_eq!(res.get("fused", "residual Add into Conv"), 16, "ResNet-50 has 16 residual Adds after a Conv: {res}");
+    let act = resnet.log.report("fuse_activation").expect("fuse_activation ran");
+    assert_eq!(act.get("fused", "Relu"), 49, "every ResNet-50 Relu follows a Conv or a Conv+Add: {act}");
+    assert!(act.notes.contains(&"Relu: 49/49 fused".to_string()), "{act}");
     assert!(failures.is_empty(), "the pipeline changed outputs:\n{}", failures.join("\n"));
 }
