@@ -1,4 +1,5 @@
-//! `fuse_residual_add`: `Add(conv_out, other)` where `conv_out` is the f32
+//! `fuse_residual_add`: `Add(conv_out, other)` (or a two-input `Sum`, as
+//! older exporters wrote residual connections) where `conv_out` is the f32
 //! output of a Conv (or of a Fused Conv with neither residual nor
 //! activation) read only by this Add, and `other` has exactly the output's
 //! type (no broadcasting), becomes one `Fused { base: Conv, residual: true }`
@@ -13,7 +14,7 @@
 
 use super::{edit, Pass, PassCx, PassReport};
 use crate::{CompileError, Editor};
-use kann_ir::ops::elementwise::{BinaryKind, ElementwiseOp};
+use kann_ir::ops::elementwise::{BinaryKind, ElementwiseOp, VariadicKind};
 use kann_ir::ops::fused::Fused;
 use kann_ir::ops::nn::NnOp;
 use kann_ir::{Graph, NodeId, Op, ValueId};
@@ -32,6 +33,15 @@ fn conv_producer(ed: &Editor, v: ValueId, add: NodeId) -> Option<NodeId> {
         Op::Nn(NnOp::Conv(_)) => Some(p),
         Op::Fused(f) if matches!(*f.base, Op::Nn(NnOp::Conv(_))) && !f.residual && f.activation.is_none() => Some(p),
         _ => None,
+    }
+}
+
+/// A binary Add, or a Sum of two inputs.
+fn is_add(op: &Op, inputs: usize) -> bool {
+    match op {
+        Op::Elementwise(ElementwiseOp::Binary(b)) => b.kind == BinaryKind::Add,
+        Op::Elementwise(ElementwiseOp::Variadic(v)) => v.kind == VariadicKind::Sum && inputs == 2,
+        _ => false,
     }
 }
 
@@ -87,7 +97,7 @@ impl Pass for FuseResidualAdd {
         edit(g, |ed| {
             for id in ed.live_nodes() {
                 let n = ed.node(id);
-                if !matches!(&n.op, Op::Elementwise(ElementwiseOp::Binary(b)) if b.kind == BinaryKind::Add) {
+                if !is_add(&n.op, n.inputs.len()) {
                     continue;
                 }
                 let (Some(a), Some(b)) = (n.inputs.first().copied().flatten(), n.inputs.get(1).copied().flatten()) else { continue };
@@ -176,6 +186,24 @@ mod tests {
         run_pass(&FuseResidualAdd, &mut g);
         assert_eq!(describe(&g), ["Conv", "Conv+Add"]);
         assert_eq!(g.nodes[1].name, "short");
+        assert_same_outputs(&before, &g);
+    }
+
+    #[test]
+    fn fuses_a_two_input_sum_but_not_a_three_input_one() {
+        use kann_ir::ops::elementwise::Variadic;
+        let sum = || Op::Elementwise(ElementwiseOp::Variadic(Variadic { kind: VariadicKind::Sum }));
+        let mut b = builder();
+        let x = b.input("x", &[1, 2, 4, 4]);
+        let c = b.conv("c", x, 2, 2, 3, true);
+        let s = b.node("sum", sum(), &[Some(c), Some(x)])[0];
+        let c2 = b.conv("c2", s, 2, 2, 1, true);
+        let s3 = b.node("sum3", sum(), &[Some(c2), Some(x), Some(s)])[0];
+        b.output(s3);
+        let mut g = b.finish();
+        let before = g.clone();
+        run_pass(&FuseResidualAdd, &mut g);
+        assert_eq!(describe(&g), ["Conv+Add", "Conv", "Sum"]);
         assert_same_outputs(&before, &g);
     }
 
