@@ -21,6 +21,7 @@ use kann_ir::ops::fused::{Fused, FusedActivation};
 use kann_ir::ops::movement::{BlockMode, MovementOp, PadMode};
 use kann_ir::ops::nn::{AutoPad, NnOp, PoolKind, SoftmaxKind, Window};
 use kann_ir::ops::reduce::ReduceOp;
+use kann_ir::ops::resample::{AspectPolicy, CoordMode, NearestMode, ResampleOp, Resize, ResizeMode};
 use kann_ir::{Graph, Node, Op, TensorInfo, ValueId};
 use kann_tensor::{Shape, Tensor};
 use prost::Message;
@@ -150,8 +151,55 @@ fn spec(op: &Op) -> Option<Spec> {
         Op::Movement(m) => movement(m, name),
         Op::Reduce(ReduceOp::Reduce(r)) => s(vec![int("keepdims", r.keepdims.into()), int("noop_with_empty_axes", r.noop_with_empty_axes.into())]),
         Op::Reduce(ReduceOp::Arg(a)) => s(vec![int("axis", a.axis), int("keepdims", a.keepdims.into()), int("select_last_index", a.select_last_index.into())]),
+        Op::Reduce(ReduceOp::TopK(t)) => s(vec![int("axis", t.axis), int("largest", t.largest.into()), int("sorted", t.sorted.into())]),
+        Op::Reduce(ReduceOp::CumSum(c)) => s(vec![int("exclusive", c.exclusive.into()), int("reverse", c.reverse.into())]),
+        Op::Reduce(ReduceOp::NonZero) => s(vec![]),
+        Op::Resample(ResampleOp::Resize(r)) => resize(r),
         Op::Reduce(_) | Op::Resample(_) | Op::Fused(_) => None,
     }
+}
+
+/// Resize's attributes (`tf_half_pixel_for_nn` left opset 11 behind: none).
+fn resize(r: &Resize) -> Option<Spec> {
+    let mode = match r.mode {
+        ResizeMode::Nearest => "nearest",
+        ResizeMode::Linear => "linear",
+        ResizeMode::Cubic => "cubic",
+    };
+    let coord = match r.coord {
+        CoordMode::HalfPixel => "half_pixel",
+        CoordMode::HalfPixelSymmetric => "half_pixel_symmetric",
+        CoordMode::PytorchHalfPixel => "pytorch_half_pixel",
+        CoordMode::AlignCorners => "align_corners",
+        CoordMode::Asymmetric => "asymmetric",
+        CoordMode::TfCropAndResize => "tf_crop_and_resize",
+        CoordMode::TfHalfPixelForNn => return None,
+    };
+    let nearest = match r.nearest {
+        NearestMode::RoundPreferFloor => "round_prefer_floor",
+        NearestMode::RoundPreferCeil => "round_prefer_ceil",
+        NearestMode::Floor => "floor",
+        NearestMode::Ceil => "ceil",
+    };
+    let policy = match r.keep_aspect_ratio {
+        AspectPolicy::Stretch => "stretch",
+        AspectPolicy::NotLarger => "not_larger",
+        AspectPolicy::NotSmaller => "not_smaller",
+    };
+    let mut attrs = vec![
+        string("mode", mode),
+        string("coordinate_transformation_mode", coord),
+        string("nearest_mode", nearest),
+        float("cubic_coeff_a", r.cubic_coeff_a),
+        int("exclude_outside", r.exclude_outside.into()),
+        float("extrapolation_value", r.extrapolation_value),
+        string("keep_aspect_ratio_policy", policy),
+        int("antialias", r.antialias.into()),
+    ];
+    if let Some(axes) = &r.axes {
+        attrs.push(ints("axes", axes.iter().copied()));
+    }
+    Some(Spec::onnx("Resize", attrs))
 }
 
 fn elementwise(e: &ElementwiseOp, name: &str) -> Option<Spec> {
@@ -203,6 +251,10 @@ fn nn(n: &NnOp, name: &str) -> Option<Spec> {
         NnOp::MatMul => s(vec![]),
         NnOp::BatchNorm(b) => s(vec![float("epsilon", b.epsilon)]),
         NnOp::InstanceNorm(i) => s(vec![float("epsilon", i.epsilon)]),
+        // Opset 18's per-group scale and bias have no opset-21 form.
+        NnOp::GroupNorm(g) if !g.per_group_affine => s(vec![int("num_groups", g.num_groups as i64), float("epsilon", g.epsilon)]),
+        NnOp::LpNorm(l) => s(vec![int("axis", l.axis), int("p", l.p.into())]),
+        NnOp::MeanVarianceNorm(m) => s(vec![ints("axes", m.axes.iter().copied())]),
         NnOp::LayerNorm(l) => s(vec![int("axis", l.axis), float("epsilon", l.epsilon), int("stash_type", dtype_to_onnx(l.stash).into())]),
         NnOp::Lrn(l) => s(vec![int("size", l.size as i64), float("alpha", l.alpha), float("beta", l.beta), float("bias", l.bias)]),
         NnOp::Pool(p) => {

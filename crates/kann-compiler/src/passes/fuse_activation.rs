@@ -45,7 +45,7 @@ fn recognise(ed: &Editor, id: NodeId) -> Option<Found> {
         Op::Elementwise(ElementwiseOp::Activation(a)) => match *a {
             Activation::LeakyRelu { alpha } => simple(FusedActivation::LeakyRelu { alpha }),
             Activation::HardSigmoid { alpha, beta } => simple(FusedActivation::HardSigmoid { alpha, beta }),
-            Activation::Swish { alpha } if alpha == 1.0 => simple(FusedActivation::Silu),
+            Activation::Swish { alpha: 1.0 } => simple(FusedActivation::Silu),
             _ => None,
         },
         Op::Elementwise(ElementwiseOp::Clip) => {

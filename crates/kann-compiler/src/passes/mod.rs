@@ -36,7 +36,7 @@
 //!    which need the plain Conv (a BatchNormalization after a Conv+Relu
 //!    could not fold).
 //! 10. `choose_layouts` — last: records the layout every convolution runs
-//!    in (NCHW for the portable kernels), counting the final convolutions.
+//!     in (NCHW for the portable kernels), counting the final convolutions.
 //!
 //! Every pass mutates the graph only through the [`Editor`], which compacts
 //! and verifies the graph when the pass finishes; the pipeline verifies the
