@@ -18,7 +18,7 @@ use crate::proto::{
 use crate::tensor::{dtype_to_onnx, tensor_to_proto};
 use kann_ir::ops::elementwise::{Activation, BinaryKind, ElementwiseOp};
 use kann_ir::ops::fused::{Fused, FusedActivation};
-use kann_ir::ops::movement::{BlockMode, MovementOp, PadMode};
+use kann_ir::ops::movement::{BlockMode, MovementOp, PadMode, Reduction};
 use kann_ir::ops::nn::{AutoPad, NnOp, PoolKind, SoftmaxKind, Window};
 use kann_ir::ops::reduce::ReduceOp;
 use kann_ir::ops::resample::{AspectPolicy, CoordMode, NearestMode, ResampleOp, Resize, ResizeMode};
@@ -248,7 +248,17 @@ fn nn(n: &NnOp, name: &str) -> Option<Spec> {
             s(attrs)
         }
         NnOp::Gemm(g) => s(vec![float("alpha", g.alpha), float("beta", g.beta), int("transA", g.trans_a.into()), int("transB", g.trans_b.into())]),
-        NnOp::MatMul => s(vec![]),
+        NnOp::MatMul | NnOp::MatMulInteger | NnOp::QLinearMatMul | NnOp::DynamicQuantizeLinear | NnOp::Det => s(vec![]),
+        NnOp::ConvInteger(c) | NnOp::QLinearConv(c) => {
+            let mut attrs = vec![int("group", c.group as i64)];
+            window_attrs(&c.window, &mut attrs);
+            s(attrs)
+        }
+        NnOp::Einsum(e) => s(vec![string("equation", &e.equation)]),
+        // `precision` joined ai.onnx after this opset.
+        NnOp::QuantizeLinear(q) if q.precision.is_none() => s(std::iter::once(int("axis", q.axis)).chain(q.output_dtype.map(|d| int("output_dtype", dtype_to_onnx(d).into()))).collect()),
+        // Dequantize's `output_dtype` joined ai.onnx after this opset.
+        NnOp::DequantizeLinear(d) if d.output_dtype.is_none() => s(vec![int("axis", d.axis)]),
         NnOp::BatchNorm(b) => s(vec![float("epsilon", b.epsilon)]),
         NnOp::InstanceNorm(i) => s(vec![float("epsilon", i.epsilon)]),
         // Opset 18's per-group scale and bias have no opset-21 form.
@@ -283,6 +293,16 @@ fn nn(n: &NnOp, name: &str) -> Option<Spec> {
     }
 }
 
+fn reduction_name(r: Reduction) -> &'static str {
+    match r {
+        Reduction::None => "none",
+        Reduction::Add => "add",
+        Reduction::Mul => "mul",
+        Reduction::Max => "max",
+        Reduction::Min => "min",
+    }
+}
+
 fn movement(m: &MovementOp, name: &str) -> Option<Spec> {
     let s = |attrs| Some(Spec::onnx(name, attrs));
     match m {
@@ -303,7 +323,13 @@ fn movement(m: &MovementOp, name: &str) -> Option<Spec> {
             s(vec![string("mode", mode)])
         }
         MovementOp::DepthToSpace { blocksize, mode } => s(vec![int("blocksize", *blocksize as i64), string("mode", if *mode == BlockMode::Dcr { "DCR" } else { "CRD" })]),
-        MovementOp::SpaceToDepth { blocksize, .. } => s(vec![int("blocksize", *blocksize as i64)]),
+        // SpaceToDepth has no `mode` in this opset: only DCR is expressible.
+        MovementOp::SpaceToDepth { blocksize, mode: BlockMode::Dcr } => s(vec![int("blocksize", *blocksize as i64)]),
+        MovementOp::EyeLike { dtype, k } => s(std::iter::once(int("k", *k)).chain(dtype.map(|d| int("dtype", dtype_to_onnx(d).into()))).collect()),
+        MovementOp::GatherNd { batch_dims } => s(vec![int("batch_dims", *batch_dims as i64)]),
+        MovementOp::ScatterNd { reduction } => s(vec![string("reduction", reduction_name(*reduction))]),
+        MovementOp::ScatterElements { axis, reduction } => s(vec![int("axis", *axis), string("reduction", reduction_name(*reduction))]),
+        MovementOp::ReverseSequence { batch_axis, time_axis } => s(vec![int("batch_axis", *batch_axis as i64), int("time_axis", *time_axis as i64)]),
         MovementOp::Trilu { upper } => s(vec![int("upper", (*upper).into())]),
         _ => None,
     }
