@@ -1,7 +1,8 @@
 //! Writes a kann IR [`Graph`] back out as an ONNX model (`optimized-model.onnx`):
 //! graph inputs and outputs with their types and shapes, constants as
 //! initializers, and each op in its ONNX form (opset [`OPSET`], IR version
-//! [`IR_VERSION`]) with its attributes.
+//! [`IR_VERSION`]) with its attributes; every computed value's type is in
+//! the graph's `value_info`.
 //!
 //! [`Op::Fused`] expands back into standard nodes: the base op keeps the
 //! node's name, the residual Add is `<node>/residual` and the activation
@@ -60,6 +61,7 @@ pub fn to_model_proto(g: &Graph) -> Result<ModelProto, ExportError> {
         ex.node(node)?;
     }
     ex.add_outputs()?;
+    ex.add_value_infos();
     let mut opset_import = vec![OperatorSetIdProto { domain: String::new(), version: OPSET }];
     if ex.used_kann_domain {
         opset_import.push(OperatorSetIdProto { domain: KANN_DOMAIN.into(), version: 1 });
@@ -389,6 +391,16 @@ impl<'g> Exporter<'g> {
         Ok(())
     }
 
+    /// The types of the values nodes compute (not the graph outputs, which
+    /// carry theirs), so that viewers show every edge's shape.
+    fn add_value_infos(&mut self) {
+        for n in &self.g.nodes {
+            for &o in n.outputs.iter().filter(|o| !self.g.outputs.contains(o)) {
+                self.graph.value_info.push(value_info(&self.names[o.index()], &self.g.value(o).info));
+            }
+        }
+    }
+
     /// A name no value uses yet.
     fn fresh(&mut self, base: &str) -> String {
         unique(&mut self.taken, base)
@@ -660,6 +672,7 @@ mod tests {
         assert_eq!((proto.ir_version, proto.opset_import[0].version), (IR_VERSION, OPSET));
         let outs: Vec<&str> = graph.node.iter().map(|n| n.output[0].as_str()).collect();
         assert_eq!(outs, ["y/base", "y/base#2", "y"]);
+        assert_eq!(graph.value_info.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["y/base"]);
         let x = Tensor::from_f32(Shape::from([3]), vec![0.5, -1.0, 2.0]).unwrap();
         let (a, b) = (kann_reference::run(&g, std::slice::from_ref(&x)).unwrap(), kann_reference::run(&back, &[x]).unwrap());
         assert_eq!(a[0].to_f64_vec(), b[0].to_f64_vec());
