@@ -184,6 +184,34 @@ mod tests {
         assert_same_outputs(&before, &g);
     }
 
+    fn conv_with(b: &mut B, name: &str, x: ValueId, auto_pad: AutoPad) -> ValueId {
+        use kann_ir::ops::nn::{Conv, ConvAttrs};
+        let w = b.random(&format!("{name}.w"), &[2, 2, 3, 3]);
+        let op = Op::Nn(NnOp::Conv(Conv { attrs: ConvAttrs { window: Window::new(auto_pad), group: 1 } }));
+        b.node(name, op, &[Some(x), Some(w)])[0]
+    }
+
+    #[test]
+    fn folds_a_pad_with_negative_axes_into_a_valid_conv_but_not_a_same_one() {
+        let mut b = builder();
+        let x = b.input("x", &[1, 2, 5, 6]);
+        let pads = b.constant_i64("pads", vec![1, 0, 2, 1]);
+        let axes = b.constant_i64("axes", vec![-2, -1]);
+        let p = b.node("pad", Op::Movement(MovementOp::Pad { mode: PadMode::Constant }), &[Some(x), Some(pads), None, Some(axes)])[0];
+        let c = conv_with(&mut b, "valid", p, AutoPad::Valid);
+        let pads2 = b.constant_i64("pads2", vec![0, 0, 1, 1, 0, 0, 1, 1]);
+        let p2 = b.node("pad2", Op::Movement(MovementOp::Pad { mode: PadMode::Constant }), &[Some(c), Some(pads2)])[0];
+        let y = conv_with(&mut b, "same", p2, AutoPad::SameUpper);
+        b.output(y);
+        let mut g = b.finish();
+        let before = g.clone();
+        let rep = run_pass(&FusePad, &mut g);
+        assert_eq!(op_names(&g), ["Conv", "Pad", "Conv"]);
+        assert_eq!(conv_window(&g, 0), [1, 0, 2, 1]);
+        assert_eq!(rep.get("folded", "Pad into Conv"), 1);
+        assert_same_outputs(&before, &g);
+    }
+
     #[test]
     fn leaves_pads_that_change_the_result() {
         let mut b = builder();
