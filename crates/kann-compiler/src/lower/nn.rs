@@ -649,6 +649,50 @@ mod tests {
         assert!(ran >= 10, "only {ran} geometries were valid");
     }
 
+    /// A small residual CNN through the standard pipeline: Conv+Relu,
+    /// MaxPool, then Conv+Add+Relu (fused by the passes), GlobalAveragePool.
+    #[test]
+    fn small_residual_cnn() {
+        use kann_ir::ops::elementwise::{Binary, BinaryKind, ElementwiseOp, Unary, UnaryKind};
+        let mut rng = Rng::new(9);
+        let mut b = GraphBuilder::new("cnn", None);
+        let mut constant = |b: &mut GraphBuilder, name: &str, d: Vec<usize>| {
+            let n: usize = d.iter().product();
+            let v: Vec<f32> = (0..n).map(|_| rng.uniform(-0.5, 0.5) as f32).collect();
+            b.add_constant(name, Tensor::from_f32(Shape::new(d), v).unwrap())
+        };
+        let x = b.add_input("x", TensorInfo::new(DType::F32, Shape::from([1, 3, 12, 12]))).unwrap();
+        let conv = |pads: usize| {
+            let mut w = ir::Window::new(ir::AutoPad::NotSet);
+            w.pads = vec![pads; 4];
+            Op::Nn(NnOp::Conv(ir::Conv { attrs: ir::ConvAttrs { window: w, group: 1 } }))
+        };
+        let relu = || Op::Elementwise(ElementwiseOp::Unary(Unary { kind: UnaryKind::Relu }));
+        let one = |v| vec![v];
+        let (w1, b1) = (constant(&mut b, "w1", vec![8, 3, 3, 3]), constant(&mut b, "b1", vec![8]));
+        let c1 = b.add_node("c1", conv(1), vec![Some(x), Some(w1), Some(b1)], &one("c1".into())).unwrap()[0];
+        let r1 = b.add_node("r1", relu(), vec![Some(c1)], &one("r1".into())).unwrap()[0];
+        let mut pw = ir::Window::new(ir::AutoPad::NotSet);
+        pw.kernel_shape = vec![2, 2];
+        pw.strides = vec![2, 2];
+        let pool = Op::Nn(NnOp::Pool(ir::Pool { kind: ir::PoolKind::Max, window: pw, column_major_indices: false, with_indices: false }));
+        let p1 = b.add_node("p1", pool, vec![Some(r1)], &one("p1".into())).unwrap()[0];
+        let (w2, b2) = (constant(&mut b, "w2", vec![8, 8, 3, 3]), constant(&mut b, "b2", vec![8]));
+        let c2 = b.add_node("c2", conv(1), vec![Some(p1), Some(w2), Some(b2)], &one("c2".into())).unwrap()[0];
+        let add = Op::Elementwise(ElementwiseOp::Binary(Binary { kind: BinaryKind::Add }));
+        let a2 = b.add_node("a2", add, vec![Some(c2), Some(p1)], &one("a2".into())).unwrap()[0];
+        let r2 = b.add_node("r2", relu(), vec![Some(a2)], &one("r2".into())).unwrap()[0];
+        let gap = Op::Nn(NnOp::GlobalPool(ir::GlobalPool { kind: ir::PoolKind::Average { count_include_pad: false } }));
+        let y = b.add_node("gap", gap, vec![Some(r2)], &one("y".into())).unwrap()[0];
+        b.add_output(y);
+        let g = b.finish().unwrap();
+        for clusters in [1, 2, 4] {
+            let c = check_against_reference(g.clone(), clusters).unwrap();
+            let ops: Vec<String> = c.program.steps.iter().map(|s| s.op.clone()).collect();
+            assert_eq!(ops, ["Conv+Relu", "MaxPool", "Conv+Add+Relu", "GlobalAveragePool"]);
+        }
+    }
+
     /// The output shape of a one-node graph, for residual inputs.
     fn out_dims(op: &Op, args: &[Arg]) -> Vec<usize> {
         let g = one_node(op.clone(), args.iter().map(|a| match a {
