@@ -143,6 +143,22 @@ impl Conv {
         self.kernel.len()
     }
 
+    /// The same convolution over planes seen as one row, when it is
+    /// pointwise (1x1 kernel, stride 1, no padding): rows then need no
+    /// separate handling.
+    fn flattened(&self) -> Option<Conv> {
+        let pointwise = self.kernel.iter().all(|&k| k == 1) && self.strides.iter().all(|&s| s == 1) && self.pad_begin.iter().all(|&p| p == 0) && self.input == self.output;
+        (pointwise && self.spatial() > 1).then(|| Conv {
+            input: vec![self.input.iter().product()],
+            kernel: vec![1],
+            strides: vec![1],
+            dilations: vec![1],
+            pad_begin: vec![0],
+            output: vec![self.output.iter().product()],
+            ..self.clone()
+        })
+    }
+
     fn geometry(&self) -> Geometry {
         let pad_begin: Vec<i64> = self.pad_begin.iter().map(|&p| p as i64).collect();
         Window { iter: &self.output, other: &self.input, kernel: &self.kernel, strides: &self.strides, dilations: &self.dilations, pad_begin: &pad_begin }.geometry()
@@ -220,12 +236,15 @@ impl KernelImpl for Conv {
     }
 
     unsafe fn run(&self, io: &Io, part: Range<u64>, _scratch: &mut [u8]) {
-        let (c, m, g) = (self.in_channels as usize, self.out_channels as usize, self.group as usize);
+        // A pointwise convolution runs as a 1-D one over whole planes.
+        let flat = self.flattened();
+        let k = flat.as_ref().unwrap_or(self);
+        let (c, m, g) = (k.in_channels as usize, k.out_channels as usize, k.group as usize);
         let (cg, mg) = (c / g, m / g);
-        let (in_plane, out_plane, ksize) = (product(&self.input), product(&self.output), product(&self.kernel));
-        let a = self.spatial() - 1;
-        let (iw, ow, kw, s) = (self.input[a] as usize, self.output[a] as usize, self.kernel[a] as usize, self.strides[a] as usize);
-        let geo = self.geometry();
+        let (in_plane, out_plane, ksize) = (product(&k.input), product(&k.output), product(&k.kernel));
+        let a = k.spatial() - 1;
+        let (iw, ow, kw, s) = (k.input[a] as usize, k.output[a] as usize, k.kernel[a] as usize, k.strides[a] as usize);
+        let geo = k.geometry();
         // SAFETY: inputs are not written during the step (the run contract).
         let (x, w) = unsafe { (io.inputs[0].f32(), io.inputs[1].f32()) };
         let mut next = 2;
@@ -595,6 +614,38 @@ mod tests {
     }
 
     #[test]
+    fn pointwise_matches_naive() {
+        let mut rng = Rng(17);
+        for nsp in [1usize, 2, 3] {
+            for group in [1u64, 2] {
+                let input: Vec<u64> = (0..nsp).map(|_| 1 + rng.below(4)).collect();
+                let k = Conv {
+                    batch: 2,
+                    in_channels: 3 * group,
+                    out_channels: 5 * group,
+                    group,
+                    input: input.clone(),
+                    kernel: vec![1; nsp],
+                    strides: vec![1; nsp],
+                    dilations: vec![1 + rng.below(2); nsp],
+                    pad_begin: vec![0; nsp],
+                    output: input,
+                    epilogue: Epilogue { bias: true, residual: true, activation: Activation::Relu },
+                };
+                let x = rng.vec(2 * 3 * group as usize * product(&k.input));
+                let w = rng.vec(5 * 3 * group as usize);
+                let out_len = 2 * 5 * group as usize * product(&k.output);
+                let (b, r) = (rng.vec(5 * group as usize), rng.vec(out_len));
+                let want = naive(&k, &x, &w, Some(&b), Some(&r));
+                for parts in [1, 3] {
+                    let got = run_parts(&k, &[x.clone(), w.clone(), b.clone(), r.clone()], &[out_len], parts);
+                    assert_close(&got[0], &want, 1e-5);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn depthwise_with_padding() {
         let k = Conv {
             batch: 1,
@@ -624,32 +675,32 @@ mod speed {
     use super::testutil::*;
     use super::*;
 
-    /// VGG-19 layers (3x3, pad 1), single-threaded: (channels, extent).
+    /// VGG-19 and ResNet-50 layers, single-threaded: (channels, extent).
     /// Run with `--ignored --nocapture`.
     #[test]
     #[ignore]
     fn vgg_layers() {
-        for (ch, hw) in [(64u64, 224u64), (256, 56), (512, 14)] {
+        for (ch, hw, kk) in [(64u64, 224u64, 3u64), (256, 56, 3), (512, 14, 3), (256, 56, 1), (2048, 7, 1)] {
             let k = Conv {
                 batch: 1,
                 in_channels: ch,
                 out_channels: ch,
                 group: 1,
                 input: vec![hw, hw],
-                kernel: vec![3, 3],
+                kernel: vec![kk, kk],
                 strides: vec![1, 1],
                 dilations: vec![1, 1],
-                pad_begin: vec![1, 1],
+                pad_begin: vec![kk / 2, kk / 2],
                 output: vec![hw, hw],
                 epilogue: Epilogue { bias: true, residual: false, activation: crate::Activation::Relu },
             };
-            let (c, p) = (ch as usize, (hw * hw) as usize);
+            let (c, p, taps) = (ch as usize, (hw * hw) as usize, (kk * kk) as usize);
             let mut rng = Rng(1);
-            let inputs = [rng.vec(c * p), rng.vec(c * c * 9), rng.vec(c)];
+            let inputs = [rng.vec(c * p), rng.vec(c * c * taps), rng.vec(c)];
             let t = std::time::Instant::now();
             run_parts(&k, &inputs, &[c * p], 1);
             let s = t.elapsed().as_secs_f64();
-            println!("{ch}x{hw}: {:.3} s, {:.2} GFLOP/s", s, 2.0 * (c * c * 9 * p) as f64 / s / 1e9);
+            println!("{ch}x{hw} {kk}x{kk}: {:.3} s, {:.2} GFLOP/s", s, 2.0 * (c * c * taps * p) as f64 / s / 1e9);
         }
     }
 }
