@@ -1,7 +1,7 @@
 //! The kernel catalog: one variant per kernel, each a parameter struct in
 //! its own module implementing [`KernelImpl`]. Closed set, static dispatch.
 
-use crate::{unary, Io};
+use crate::{binary, reduce, unary, Io};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
@@ -37,12 +37,19 @@ pub trait KernelImpl {
 pub enum Kernel {
     // --- element-wise kernels (unary.rs, binary.rs) ---
     Unary(unary::Unary),
+    Predicate(unary::Predicate),
+    CopyBytes(unary::CopyBytes),
+    Binary(binary::Binary),
+    Compare(binary::Compare),
+    Where(binary::Where),
     // --- end of element-wise kernels ---
 
     // --- nn kernels (conv.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
     // --- end of nn kernels ---
 
     // --- movement, reduce and resample kernels (movement.rs, reduce.rs, resample.rs) ---
+    Reduce(reduce::Reduce),
+    ArgReduce(reduce::ArgReduce),
     // --- end of movement kernels ---
 }
 
@@ -51,12 +58,19 @@ macro_rules! dispatch {
         match $self {
             // --- element-wise kernels ---
             Kernel::Unary($k) => $e,
+            Kernel::Predicate($k) => $e,
+            Kernel::CopyBytes($k) => $e,
+            Kernel::Binary($k) => $e,
+            Kernel::Compare($k) => $e,
+            Kernel::Where($k) => $e,
             // --- end of element-wise kernels ---
 
             // --- nn kernels ---
             // --- end of nn kernels ---
 
             // --- movement, reduce and resample kernels ---
+            Kernel::Reduce($k) => $e,
+            Kernel::ArgReduce($k) => $e,
             // --- end of movement kernels ---
         }
     };
