@@ -1,23 +1,335 @@
-//! Element-wise ops: unary functions, binary arithmetic with broadcasting, variadic ops.
+//! Element-wise ops: unary functions and activations, binary arithmetic
+//! with broadcasting (one step; the broadcast walk is precomputed here as
+//! per-input strides), comparisons and logic (bool outputs), variadic
+//! Sum/Mean/Max/Min (a chain of binary steps through temps), Where, Clip
+//! with constant bounds, PRelu, SwiGLU, Identity/Dropout (copies), and the
+//! compiler's fused `Add [+ residual] + activation`.
+//!
+//! Arithmetic is f32 only; Identity, Dropout and Where copy elements of any
+//! dtype. Casts and integer arithmetic are refused with a reason.
 
 use super::{require_f32, LowerCx, LowerResult, Operand};
-use kann_ir::ops::elementwise::{ElementwiseOp, UnaryKind as IrUnary};
-use kann_ir::{Node, NodeId};
-use kann_kernels::unary::{Unary, UnaryKind};
-use kann_kernels::Kernel;
+use kann_ir::ops::elementwise::{Activation as IrAct, BinaryKind as IrBinary, ElementwiseOp, UnaryKind as IrUnary, VariadicKind};
+use kann_ir::ops::fused::{Fused, FusedActivation};
+use kann_ir::ops::Op;
+use kann_ir::{Node, NodeId, ValueId};
+use kann_kernels::binary::{broadcast_strides, coalesce, Binary, BinaryKind, Compare, CompareKind, Where};
+use kann_kernels::unary::{CopyBytes, Predicate, PredicateKind, Unary, UnaryKind};
+use kann_kernels::{Activation, Kernel};
+use kann_tensor::DType;
 
 pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, op: &ElementwiseOp) -> LowerResult {
-    let kind = match op {
-        ElementwiseOp::Unary(u) => match u.kind {
-            IrUnary::Relu => UnaryKind::Relu,
-            other => return Err(format!("the compiler does not lower {other:?} yet")),
-        },
-        _ => return Err(format!("the compiler does not lower {} yet", op.name())),
+    match op {
+        ElementwiseOp::Unary(u) => lower_unary(cx, id, node, u.kind),
+        ElementwiseOp::Activation(a) => unary_step(cx, id, node, activation_kind(a)),
+        ElementwiseOp::Binary(b) => lower_binary(cx, id, node, b.kind),
+        ElementwiseOp::IsInf(f) => {
+            predicate_step(cx, id, node, PredicateKind::IsInf { negative: f.detect_negative, positive: f.detect_positive })
+        }
+        ElementwiseOp::Variadic(v) => lower_variadic(cx, id, node, v.kind),
+        ElementwiseOp::Where => lower_where(cx, id, node),
+        ElementwiseOp::Clip => lower_clip(cx, id, node),
+        ElementwiseOp::PRelu => arithmetic_step(cx, id, node, BinaryKind::PRelu),
+        ElementwiseOp::SwiGlu { alpha } => arithmetic_step(cx, id, node, BinaryKind::SwiGlu { alpha: *alpha }),
+        ElementwiseOp::Dropout(_) => lower_dropout(cx, id, node),
+        ElementwiseOp::Cast(_) | ElementwiseOp::CastLike => Err(format!("the compiler does not lower {} (dtype conversion) yet", op.name())),
+    }
+}
+
+/// `y = act(a + b [+ residual])`: an Add with a fused epilogue, one step.
+#[allow(dead_code)] // called by nn::lower_fused for an Add base
+pub(super) fn lower_fused_add(cx: &mut LowerCx, id: NodeId, node: &Node, f: &Fused) -> LowerResult {
+    if !matches!(&*f.base, Op::Elementwise(ElementwiseOp::Binary(b)) if b.kind == IrBinary::Add) || f.base_inputs != 2 {
+        return Err(format!("lower_fused_add got {}", f.describe()));
+    }
+    let mut inputs = vec![cx.input(node, 0)?, cx.input(node, 1)?];
+    if f.residual {
+        inputs.push(cx.input(node, 2)?);
+    }
+    let activation = f.activation.map_or(Activation::None, fused_activation);
+    binary_step(cx, id, &inputs, node.outputs[0], BinaryKind::Add, activation)
+}
+
+/// The kernels' form of a fused activation.
+fn fused_activation(a: FusedActivation) -> Activation {
+    match a {
+        FusedActivation::Relu => Activation::Relu,
+        FusedActivation::Clip { min, max } => Activation::Clip { min: min as f32, max: max as f32 },
+        FusedActivation::LeakyRelu { alpha } => Activation::LeakyRelu { alpha: alpha as f32 },
+        FusedActivation::Sigmoid => Activation::Sigmoid,
+        FusedActivation::HardSigmoid { alpha, beta } => Activation::HardSigmoid { alpha: alpha as f32, beta: beta as f32 },
+        FusedActivation::HardSwish => Activation::HardSwish,
+        FusedActivation::Silu => Activation::Silu,
+        FusedActivation::Tanh => Activation::Tanh,
+    }
+}
+
+// ---- one input ----
+
+fn lower_unary(cx: &mut LowerCx, id: NodeId, node: &Node, kind: IrUnary) -> LowerResult {
+    use IrUnary::*;
+    let k = match kind {
+        Identity => return copy_step(cx, id, cx.input(node, 0)?, node.outputs[0]),
+        Not => return predicate_step(cx, id, node, PredicateKind::Not),
+        IsNaN => return predicate_step(cx, id, node, PredicateKind::IsNaN),
+        BitwiseNot => return Err("the compiler does not lower BitwiseNot (integer data) yet".into()),
+        Relu => UnaryKind::Relu,
+        Sigmoid => UnaryKind::Sigmoid,
+        Tanh => UnaryKind::Tanh,
+        Exp => UnaryKind::Exp,
+        Log => UnaryKind::Log,
+        Abs => UnaryKind::Abs,
+        Neg => UnaryKind::Neg,
+        Reciprocal => UnaryKind::Reciprocal,
+        Floor => UnaryKind::Floor,
+        Ceil => UnaryKind::Ceil,
+        Round => UnaryKind::Round,
+        Sqrt => UnaryKind::Sqrt,
+        Erf => UnaryKind::Erf,
+        Sign => UnaryKind::Sign,
+        Softplus => UnaryKind::Softplus,
+        Softsign => UnaryKind::Softsign,
+        Mish => UnaryKind::Mish,
+        HardSwish => UnaryKind::HardSwish,
+        Sin => UnaryKind::Sin,
+        Cos => UnaryKind::Cos,
+        Tan => UnaryKind::Tan,
+        Asin => UnaryKind::Asin,
+        Acos => UnaryKind::Acos,
+        Atan => UnaryKind::Atan,
+        Sinh => UnaryKind::Sinh,
+        Cosh => UnaryKind::Cosh,
+        Asinh => UnaryKind::Asinh,
+        Acosh => UnaryKind::Acosh,
+        Atanh => UnaryKind::Atanh,
     };
+    unary_step(cx, id, node, k)
+}
+
+/// The kernel form of an activation with parameters.
+fn activation_kind(a: &IrAct) -> UnaryKind {
+    match *a {
+        IrAct::LeakyRelu { alpha } => UnaryKind::LeakyRelu { alpha },
+        IrAct::Elu { alpha } => UnaryKind::Elu { alpha },
+        IrAct::Selu { alpha, gamma } => UnaryKind::Selu { alpha, gamma },
+        IrAct::Celu { alpha } => UnaryKind::Celu { alpha },
+        IrAct::HardSigmoid { alpha, beta } => UnaryKind::HardSigmoid { alpha, beta },
+        IrAct::ThresholdedRelu { alpha } => UnaryKind::ThresholdedRelu { alpha },
+        IrAct::Shrink { bias, lambd } => UnaryKind::Shrink { bias, lambd },
+        IrAct::Gelu { tanh } => UnaryKind::Gelu { tanh },
+        IrAct::Swish { alpha } => UnaryKind::Swish { alpha },
+    }
+}
+
+/// One f32 [`Unary`] step from input 0 to output 0.
+fn unary_step(cx: &mut LowerCx, id: NodeId, node: &Node, kind: UnaryKind) -> LowerResult {
     let x = cx.input(node, 0)?;
     require_f32(cx, x, "input X")?;
     let y = node.outputs[0];
     let len = cx.info(y).numel() as u64;
     cx.push(id, Kernel::Unary(Unary { kind, len }), vec![Operand::Value(x)], vec![Operand::Value(y)], len);
+    Ok(())
+}
+
+/// One [`Predicate`] step (bool output); IsNaN/IsInf read f32, Not bool.
+fn predicate_step(cx: &mut LowerCx, id: NodeId, node: &Node, kind: PredicateKind) -> LowerResult {
+    let x = cx.input(node, 0)?;
+    if kind == PredicateKind::Not {
+        if cx.info(x).dtype != DType::Bool {
+            return Err(format!("Not of {} data", cx.info(x).dtype));
+        }
+    } else {
+        require_f32(cx, x, "input X")?;
+    }
+    let y = node.outputs[0];
+    let len = cx.info(y).numel() as u64;
+    cx.push(id, Kernel::Predicate(Predicate { kind, len }), vec![Operand::Value(x)], vec![Operand::Value(y)], len);
+    Ok(())
+}
+
+/// Copies `x` into `y` (same dtype and size).
+fn copy_step(cx: &mut LowerCx, id: NodeId, x: ValueId, y: ValueId) -> LowerResult {
+    let info = cx.info(y);
+    if cx.info(x) != info {
+        return Err(format!("cannot copy {} into {}", cx.info(x), info));
+    }
+    let k = CopyBytes { elem_bytes: info.dtype.size() as u64, len: info.numel() as u64 };
+    cx.push(id, Kernel::CopyBytes(k), vec![Operand::Value(x)], vec![Operand::Value(y)], 0);
+    Ok(())
+}
+
+/// Dropout at inference: a copy of the data, and an all-true mask (from
+/// the weights) when the node has one.
+fn lower_dropout(cx: &mut LowerCx, id: NodeId, node: &Node) -> LowerResult {
+    copy_step(cx, id, cx.input(node, 0)?, node.outputs[0])?;
+    if let Some(&mask) = node.outputs.get(1) {
+        let info = cx.info(mask);
+        let one: Vec<u8> = match info.dtype {
+            DType::Bool | DType::U8 | DType::I8 => vec![1],
+            DType::F32 => 1.0f32.to_le_bytes().to_vec(),
+            d => return Err(format!("Dropout mask of dtype {d}")),
+        };
+        let n = info.numel();
+        let ones = cx.weights_bytes(&one.repeat(n));
+        let k = CopyBytes { elem_bytes: one.len() as u64, len: n as u64 };
+        cx.push(id, Kernel::CopyBytes(k), vec![ones], vec![Operand::Value(mask)], 0);
+    }
+    Ok(())
+}
+
+/// Clip with constant (or absent) scalar bounds.
+fn lower_clip(cx: &mut LowerCx, id: NodeId, node: &Node) -> LowerResult {
+    let bound = |i: usize, absent: f32| -> Result<f32, String> {
+        let Some(v) = cx.optional_input(node, i) else { return Ok(absent) };
+        let t = cx.constant(v).ok_or_else(|| format!("Clip bound #{i} is not a constant"))?;
+        t.to_f64_vec().first().map(|&b| b as f32).ok_or_else(|| format!("Clip bound #{i} is empty"))
+    };
+    let (min, max) = (bound(1, f32::NEG_INFINITY)?, bound(2, f32::INFINITY)?);
+    unary_step(cx, id, node, UnaryKind::Clip { min, max })
+}
+
+// ---- several inputs ----
+
+/// The coalesced broadcast walk of inputs of shapes `ins` onto `out`.
+fn walk(ins: &[&[usize]], out: &[usize]) -> (Vec<u64>, Vec<Vec<u64>>) {
+    let strides: Vec<Vec<u64>> = ins.iter().map(|d| broadcast_strides(d, out)).collect();
+    let dims: Vec<u64> = out.iter().map(|&d| d as u64).collect();
+    coalesce(&dims, &strides)
+}
+
+fn lower_binary(cx: &mut LowerCx, id: NodeId, node: &Node, kind: IrBinary) -> LowerResult {
+    use IrBinary::*;
+    let k = match kind {
+        Add => BinaryKind::Add,
+        Sub => BinaryKind::Sub,
+        Mul => BinaryKind::Mul,
+        Div => BinaryKind::Div,
+        Pow => BinaryKind::Pow,
+        Mod => BinaryKind::Mod,
+        Fmod => BinaryKind::Fmod,
+        Equal => return compare_step(cx, id, node, CompareKind::Equal),
+        Less => return compare_step(cx, id, node, CompareKind::Less),
+        Greater => return compare_step(cx, id, node, CompareKind::Greater),
+        LessOrEqual => return compare_step(cx, id, node, CompareKind::LessOrEqual),
+        GreaterOrEqual => return compare_step(cx, id, node, CompareKind::GreaterOrEqual),
+        And => return compare_step(cx, id, node, CompareKind::And),
+        Or => return compare_step(cx, id, node, CompareKind::Or),
+        Xor => return compare_step(cx, id, node, CompareKind::Xor),
+        ShiftLeft | ShiftRight | BitwiseAnd | BitwiseOr | BitwiseXor => {
+            return Err(format!("the compiler does not lower {} (integer data) yet", kind.name()))
+        }
+    };
+    arithmetic_step(cx, id, node, k)
+}
+
+/// An f32 [`Binary`] step of inputs 0 and 1 (a constant non-f32 exponent
+/// of Pow is converted to f32 weights).
+fn arithmetic_step(cx: &mut LowerCx, id: NodeId, node: &Node, kind: BinaryKind) -> LowerResult {
+    let (a, b) = (cx.input(node, 0)?, cx.input(node, 1)?);
+    require_f32(cx, a, "input A")?;
+    if kind == BinaryKind::Pow && cx.info(b).dtype != DType::F32 {
+        let Some(t) = cx.constant(b) else {
+            return require_f32(cx, b, "the exponent (when not a constant)");
+        };
+        let values: Vec<f32> = t.to_f64_vec().into_iter().map(|v| v as f32).collect();
+        let w = cx.weights_f32(&values);
+        let y = node.outputs[0];
+        let out = cx.info(y).shape.dims();
+        let (dims, strides) = walk(&[cx.info(a).shape.dims(), t.dims()], out);
+        let n = cx.info(y).numel() as u64;
+        let k = Binary { kind, dims, strides, activation: Activation::None };
+        cx.push(id, Kernel::Binary(k), vec![Operand::Value(a), w], vec![Operand::Value(y)], n);
+        return Ok(());
+    }
+    require_f32(cx, b, "input B")?;
+    binary_step(cx, id, &[a, b], node.outputs[0], kind, Activation::None)
+}
+
+/// `y = act(a ⋄ b [+ r])` over f32 values, broadcasting onto `y`'s shape.
+fn binary_step(cx: &mut LowerCx, id: NodeId, inputs: &[ValueId], y: ValueId, kind: BinaryKind, activation: Activation) -> LowerResult {
+    for (i, &v) in inputs.iter().enumerate() {
+        require_f32(cx, v, &format!("input #{i}"))?;
+    }
+    let shapes: Vec<&[usize]> = inputs.iter().map(|&v| cx.info(v).shape.dims()).collect();
+    let (dims, strides) = walk(&shapes, cx.info(y).shape.dims());
+    let n = cx.info(y).numel() as u64;
+    let flops = n * (inputs.len() as u64 - 1 + (activation != Activation::None) as u64);
+    let k = Binary { kind, dims, strides, activation };
+    cx.push(id, Kernel::Binary(k), inputs.iter().map(|&v| Operand::Value(v)).collect(), vec![Operand::Value(y)], flops);
+    Ok(())
+}
+
+/// A comparison (f32 inputs) or logic (bool inputs) step with a bool output.
+fn compare_step(cx: &mut LowerCx, id: NodeId, node: &Node, kind: CompareKind) -> LowerResult {
+    let (a, b) = (cx.input(node, 0)?, cx.input(node, 1)?);
+    for (v, what) in [(a, "input A"), (b, "input B")] {
+        if kind.is_logic() {
+            if cx.info(v).dtype != DType::Bool {
+                return Err(format!("{what} of a logic op has dtype {}", cx.info(v).dtype));
+            }
+        } else {
+            require_f32(cx, v, what)?;
+        }
+    }
+    let y = node.outputs[0];
+    let (dims, strides) = walk(&[cx.info(a).shape.dims(), cx.info(b).shape.dims()], cx.info(y).shape.dims());
+    let n = cx.info(y).numel() as u64;
+    cx.push(id, Kernel::Compare(Compare { kind, dims, strides }), vec![Operand::Value(a), Operand::Value(b)], vec![Operand::Value(y)], n);
+    Ok(())
+}
+
+/// Sum/Mean/Max/Min of N inputs: `t1 = x0 ⋄ x1; t2 = t1 ⋄ x2; …` with the
+/// intermediates (of the output's shape) in temps; Mean scales the sum by
+/// 1/N in a last step.
+fn lower_variadic(cx: &mut LowerCx, id: NodeId, node: &Node, kind: VariadicKind) -> LowerResult {
+    let inputs = (0..node.inputs.len()).map(|i| cx.input(node, i)).collect::<Result<Vec<_>, _>>()?;
+    let y = node.outputs[0];
+    for (i, &v) in inputs.iter().enumerate() {
+        require_f32(cx, v, &format!("input #{i}"))?;
+    }
+    let Some((&first, rest)) = inputs.split_first() else {
+        return Err("no inputs".into());
+    };
+    if rest.is_empty() {
+        return copy_step(cx, id, first, y);
+    }
+    let op = match kind {
+        VariadicKind::Sum | VariadicKind::Mean => BinaryKind::Add,
+        VariadicKind::Max => BinaryKind::Max,
+        VariadicKind::Min => BinaryKind::Min,
+    };
+    let out_dims = cx.info(y).shape.dims().to_vec();
+    let n = cx.info(y).numel() as u64;
+    let mut acc = (Operand::Value(first), cx.info(first).shape.dims().to_vec());
+    for (i, &x) in rest.iter().enumerate() {
+        let last = i + 1 == rest.len() && kind != VariadicKind::Mean;
+        let dst = if last { Operand::Value(y) } else { cx.temp(n * 4) };
+        let (dims, strides) = walk(&[&acc.1, cx.info(x).shape.dims()], &out_dims);
+        let k = Binary { kind: op, dims, strides, activation: Activation::None };
+        cx.push(id, Kernel::Binary(k), vec![acc.0, Operand::Value(x)], vec![dst], n);
+        acc = (dst, out_dims.clone());
+    }
+    if kind == VariadicKind::Mean {
+        let scale = cx.weights_f32(&[1.0 / inputs.len() as f32]);
+        let (dims, strides) = walk(&[&out_dims, &[]], &out_dims);
+        let k = Binary { kind: BinaryKind::Mul, dims, strides, activation: Activation::None };
+        cx.push(id, Kernel::Binary(k), vec![acc.0, scale], vec![Operand::Value(y)], n);
+    }
+    Ok(())
+}
+
+/// Where(cond, x, y) for elements of any dtype.
+fn lower_where(cx: &mut LowerCx, id: NodeId, node: &Node) -> LowerResult {
+    let (c, x, z) = (cx.input(node, 0)?, cx.input(node, 1)?, cx.input(node, 2)?);
+    if cx.info(c).dtype != DType::Bool {
+        return Err(format!("Where's condition has dtype {}", cx.info(c).dtype));
+    }
+    if cx.info(x).dtype != cx.info(z).dtype {
+        return Err(format!("Where's X and Y differ in dtype ({} and {})", cx.info(x).dtype, cx.info(z).dtype));
+    }
+    let y = node.outputs[0];
+    let (dims, strides) = walk(&[cx.info(c).shape.dims(), cx.info(x).shape.dims(), cx.info(z).shape.dims()], cx.info(y).shape.dims());
+    let k = Where { elem_bytes: cx.info(y).dtype.size() as u64, dims, strides };
+    cx.push(id, Kernel::Where(k), vec![Operand::Value(c), Operand::Value(x), Operand::Value(z)], vec![Operand::Value(y)], 0);
     Ok(())
 }
