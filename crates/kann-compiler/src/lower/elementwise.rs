@@ -333,3 +333,154 @@ fn lower_where(cx: &mut LowerCx, id: NodeId, node: &Node) -> LowerResult {
     cx.push(id, Kernel::Where(k), vec![Operand::Value(c), Operand::Value(x), Operand::Value(z)], vec![Operand::Value(y)], 0);
     Ok(())
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use crate::testing::{check_against_reference, Rng};
+    use kann_ir::ops::elementwise::{Activation as IrAct, Binary, BinaryKind as IrBinary, Dropout, ElementwiseOp, IsInf, Unary, UnaryKind as IrUnary, Variadic, VariadicKind};
+    use kann_ir::{Graph, GraphBuilder, Op, TensorInfo};
+    use kann_tensor::{DType, Shape, Tensor};
+
+    /// An input slot of a one-node test graph.
+    pub enum Slot {
+        In(DType, Vec<usize>),
+        Const(Tensor),
+        Absent,
+    }
+
+    /// A graph of one node `op` with `slots` as its inputs and `n_out` outputs.
+    pub fn one_node(op: Op, slots: Vec<Slot>, n_out: usize) -> Graph {
+        let mut b = GraphBuilder::new("t", None);
+        let inputs = slots
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| match s {
+                Slot::In(d, dims) => Some(b.add_input(&format!("x{i}"), TensorInfo::new(d, Shape::new(dims))).unwrap()),
+                Slot::Const(t) => Some(b.add_constant(&format!("c{i}"), t)),
+                Slot::Absent => None,
+            })
+            .collect();
+        let names: Vec<String> = (0..n_out).map(|i| format!("y{i}")).collect();
+        for v in b.add_node("n", op, inputs, &names).unwrap() {
+            b.add_output(v);
+        }
+        b.finish().unwrap()
+    }
+
+    fn f32_in(dims: &[usize]) -> Slot {
+        Slot::In(DType::F32, dims.to_vec())
+    }
+
+    fn ew(op: ElementwiseOp) -> Op {
+        Op::Elementwise(op)
+    }
+
+    /// Runs `g` compiled on 1 and 3 clusters against the reference.
+    fn check(g: Graph, what: &str) {
+        for clusters in [1, 3] {
+            if let Err(e) = check_against_reference(g.clone(), clusters) {
+                panic!("{what} on {clusters} clusters: {e}");
+            }
+        }
+    }
+
+    /// A random shape of rank 0..=4 and a numpy-broadcast partner, either way round.
+    pub fn broadcast_pair(rng: &mut Rng) -> (Vec<usize>, Vec<usize>) {
+        let rank = rng.below(5) as usize;
+        let full: Vec<usize> = (0..rank).map(|_| 1 + rng.below(5) as usize).collect();
+        let brank = rng.below(rank as u64 + 1) as usize;
+        let part: Vec<usize> = full[rank - brank..].iter().map(|&d| if rng.below(2) == 0 { 1 } else { d }).collect();
+        if rng.below(2) == 0 {
+            (full, part)
+        } else {
+            (part, full)
+        }
+    }
+
+    #[test]
+    fn every_unary_and_activation_matches_the_reference() {
+        use IrUnary::*;
+        let kinds = [
+            Relu, Sigmoid, Tanh, Exp, Log, Abs, Neg, Reciprocal, Floor, Ceil, Round, Sqrt, Erf, Sign, Softplus, Softsign, Mish, HardSwish, Sin,
+            Cos, Tan, Asin, Acos, Atan, Sinh, Cosh, Asinh, Acosh, Atanh, Identity, IsNaN,
+        ];
+        for kind in kinds {
+            check(one_node(ew(ElementwiseOp::Unary(Unary { kind })), vec![f32_in(&[3, 700])], 1), kind.name());
+        }
+        let acts = [
+            IrAct::LeakyRelu { alpha: 0.1 },
+            IrAct::Elu { alpha: 1.5 },
+            IrAct::Selu { alpha: 1.67, gamma: 1.05 },
+            IrAct::Celu { alpha: 0.7 },
+            IrAct::HardSigmoid { alpha: 0.3, beta: 0.4 },
+            IrAct::ThresholdedRelu { alpha: 0.2 },
+            IrAct::Shrink { bias: 0.1, lambd: 0.3 },
+            IrAct::Gelu { tanh: false },
+            IrAct::Gelu { tanh: true },
+            IrAct::Swish { alpha: 1.3 },
+        ];
+        for a in acts {
+            check(one_node(ew(ElementwiseOp::Activation(a)), vec![f32_in(&[2, 3, 5])], 1), &format!("{a:?}"));
+        }
+        let isinf = ElementwiseOp::IsInf(IsInf { detect_negative: true, detect_positive: false });
+        check(one_node(ew(isinf), vec![f32_in(&[7])], 1), "IsInf");
+        check(one_node(ew(ElementwiseOp::Unary(Unary { kind: Not })), vec![Slot::In(DType::Bool, vec![4, 3])], 1), "Not");
+        check(one_node(ew(ElementwiseOp::Unary(Unary { kind: Identity })), vec![Slot::In(DType::I64, vec![4, 3])], 1), "Identity i64");
+    }
+
+    #[test]
+    fn binary_ops_broadcast_like_the_reference() {
+        use IrBinary::*;
+        let kinds = [Add, Sub, Mul, Div, Pow, Mod, Fmod, Equal, Less, Greater, LessOrEqual, GreaterOrEqual];
+        let mut rng = Rng::new(11);
+        for case in 0..60 {
+            let kind = kinds[case % kinds.len()];
+            let (a, b) = broadcast_pair(&mut rng);
+            let g = one_node(ew(ElementwiseOp::Binary(Binary { kind })), vec![f32_in(&a), f32_in(&b)], 1);
+            check(g, &format!("{} {a:?} {b:?}", kind.name()));
+        }
+        for kind in [And, Or, Xor] {
+            let g = one_node(ew(ElementwiseOp::Binary(Binary { kind })), vec![Slot::In(DType::Bool, vec![2, 1, 3]), Slot::In(DType::Bool, vec![4, 1])], 1);
+            check(g, kind.name());
+        }
+        // A constant integer exponent becomes f32 weights.
+        let e = Tensor::from_i64(Shape::from([3]), vec![2, 3, 0]).unwrap();
+        check(one_node(ew(ElementwiseOp::Binary(Binary { kind: Pow })), vec![f32_in(&[2, 3]), Slot::Const(e)], 1), "Pow int exponent");
+        // A large one, split across clusters.
+        check(one_node(ew(ElementwiseOp::Binary(Binary { kind: Add })), vec![f32_in(&[64, 1, 300]), f32_in(&[7, 300])], 1), "Add large");
+    }
+
+    #[test]
+    fn variadic_where_clip_prelu_dropout() {
+        let mut rng = Rng::new(5);
+        for kind in [VariadicKind::Sum, VariadicKind::Mean, VariadicKind::Max, VariadicKind::Min] {
+            for n in 1..=4 {
+                let (a, b) = broadcast_pair(&mut rng);
+                let slots = (0..n).map(|i| f32_in(if i % 2 == 0 { &a } else { &b })).collect();
+                check(one_node(ew(ElementwiseOp::Variadic(Variadic { kind })), slots, 1), &format!("{kind:?} x{n} {a:?} {b:?}"));
+            }
+        }
+        for _ in 0..10 {
+            let (a, b) = broadcast_pair(&mut rng);
+            let slots = vec![Slot::In(DType::Bool, a.clone()), f32_in(&b), f32_in(&[])];
+            check(one_node(ew(ElementwiseOp::Where), slots, 1), &format!("Where {a:?} {b:?}"));
+        }
+        let slots = vec![Slot::In(DType::Bool, vec![3, 1]), Slot::In(DType::I64, vec![4]), Slot::In(DType::I64, vec![3, 4])];
+        check(one_node(ew(ElementwiseOp::Where), slots, 1), "Where i64");
+        let lo = Tensor::scalar_f32(-0.5);
+        let hi = Tensor::scalar_f32(0.25);
+        check(one_node(ew(ElementwiseOp::Clip), vec![f32_in(&[5, 4]), Slot::Const(lo.clone()), Slot::Const(hi)], 1), "Clip");
+        check(one_node(ew(ElementwiseOp::Clip), vec![f32_in(&[5, 4]), Slot::Const(lo), Slot::Absent], 1), "Clip min");
+        check(one_node(ew(ElementwiseOp::PRelu), vec![f32_in(&[2, 3, 4]), f32_in(&[3, 1])], 1), "PRelu");
+        check(one_node(ew(ElementwiseOp::SwiGlu { alpha: 1.2 }), vec![f32_in(&[2, 3, 4]), f32_in(&[2, 3, 4])], 1), "SwiGlu");
+        let dropout = ElementwiseOp::Dropout(Dropout { mask: Some(DType::Bool) });
+        check(one_node(ew(dropout), vec![f32_in(&[3, 4])], 2), "Dropout with mask");
+    }
+
+    #[test]
+    fn unsupported_dtypes_are_refused_with_a_reason() {
+        let g = one_node(ew(ElementwiseOp::Binary(Binary { kind: IrBinary::Add })), vec![Slot::In(DType::I32, vec![3]), Slot::In(DType::I32, vec![3])], 1);
+        let err = crate::lower::lower_graph(&g).unwrap_err();
+        assert!(err[0].reason.contains("i32"), "{}", err[0].reason);
+    }
+}
