@@ -80,3 +80,62 @@ fn lower_arg(cx: &mut LowerCx, id: NodeId, node: &Node, a: &IrArgReduce) -> Lowe
     cx.push(id, Kernel::ArgReduce(k), vec![Operand::Value(x)], vec![Operand::Value(y)], flops);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::elementwise::tests::{one_node, Slot};
+    use crate::testing::{check_against_reference, Rng};
+    use kann_ir::ops::reduce::{ArgKind, ArgReduce, Reduce, ReduceKind, ReduceOp};
+    use kann_ir::Op;
+    use kann_tensor::{DType, Shape, Tensor};
+
+    #[test]
+    fn reductions_over_random_axes_match_the_reference() {
+        use ReduceKind::*;
+        let kinds = [Sum, Mean, Max, Min, Prod, L1, L2, LogSum, LogSumExp, SumSquare];
+        let mut rng = Rng::new(3);
+        for case in 0..80 {
+            let kind = kinds[case % kinds.len()];
+            let rank = 1 + rng.below(4) as usize;
+            let dims: Vec<usize> = (0..rank).map(|_| 1 + rng.below(5) as usize).collect();
+            let mut axes = Vec::new();
+            for a in 0..rank as i64 {
+                if rng.below(2) == 0 {
+                    axes.push(if rng.below(2) == 0 { a - rank as i64 } else { a });
+                }
+            }
+            let r = Reduce { kind, keepdims: rng.below(2) == 0, noop_with_empty_axes: rng.below(4) == 0 };
+            let axes_slot = if axes.is_empty() && rng.below(2) == 0 { Slot::Absent } else { Slot::Const(Tensor::from_i64(Shape::from([axes.len()]), axes.clone()).unwrap()) };
+            let g = one_node(Op::Reduce(ReduceOp::Reduce(r.clone())), vec![Slot::In(DType::F32, dims.clone()), axes_slot], 1);
+            for clusters in [1, 3] {
+                if let Err(e) = check_against_reference(g.clone(), clusters) {
+                    panic!("{r:?} {dims:?} axes {axes:?} on {clusters} clusters: {e}");
+                }
+            }
+        }
+        // Large enough to split.
+        let r = Reduce { kind: Sum, keepdims: false, noop_with_empty_axes: false };
+        let axes = Tensor::from_i64(Shape::from([1]), vec![1]).unwrap();
+        let g = one_node(Op::Reduce(ReduceOp::Reduce(r)), vec![Slot::In(DType::F32, vec![300, 40, 20]), Slot::Const(axes)], 1);
+        check_against_reference(g, 3).unwrap();
+    }
+
+    #[test]
+    fn argmax_argmin_match_the_reference() {
+        let mut rng = Rng::new(9);
+        for case in 0..24 {
+            let rank = 1 + rng.below(3) as usize;
+            let dims: Vec<usize> = (0..rank).map(|_| 1 + rng.below(5) as usize).collect();
+            let a = ArgReduce {
+                kind: if case % 2 == 0 { ArgKind::Max } else { ArgKind::Min },
+                axis: rng.below(rank as u64) as i64 - if case % 3 == 0 { rank as i64 } else { 0 },
+                keepdims: case % 4 < 2,
+                select_last_index: case % 5 == 0,
+            };
+            let g = one_node(Op::Reduce(ReduceOp::Arg(a.clone())), vec![Slot::In(DType::F32, dims.clone())], 1);
+            if let Err(e) = check_against_reference(g, 2) {
+                panic!("{a:?} {dims:?}: {e}");
+            }
+        }
+    }
+}
