@@ -484,3 +484,88 @@ pub(super) mod tests {
         assert!(err[0].reason.contains("i32"), "{}", err[0].reason);
     }
 }
+
+/// The ONNX backend node tests of the element-wise and reduce families,
+/// compiled (2 clusters) and run serially against their expected outputs.
+/// Tests that do not lower are listed with the reason; a wrong answer fails.
+#[cfg(test)]
+mod onnx_node_tests {
+    use crate::testing::{compare, run_compiled};
+    use kann_ir::{Graph, Op};
+    use kann_onnx::ImportOptions;
+    use kann_reference::Reference;
+    use kann_tensor::Tensor;
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+
+    fn data_dir() -> PathBuf {
+        let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+        std::env::var_os("KANN_DATA").map(PathBuf::from).unwrap_or_else(|| home.join(".cache/kann-data")).join("onnx-1.23.2/node")
+    }
+
+    fn tensors(dir: &Path, prefix: &str) -> Option<Vec<Tensor>> {
+        let mut out = Vec::new();
+        for i in 0.. {
+            let p = dir.join(format!("test_data_set_0/{prefix}_{i}.pb"));
+            if !p.exists() {
+                break;
+            }
+            out.push(kann_onnx::tensor::read_tensor_file(&p).ok()?.1);
+        }
+        Some(out)
+    }
+
+    fn ours(g: &Graph) -> bool {
+        !g.nodes.is_empty() && g.nodes.iter().all(|n| matches!(n.op, Op::Elementwise(_) | Op::Reduce(_)))
+    }
+
+    /// Compiles and runs `g`; Ok(None) when it does not lower (the reason in Err of the inner).
+    fn run(g: Graph, inputs: &[Tensor], want: &[Tensor]) -> Result<Result<(), String>, String> {
+        let opts = crate::CompileOptions { n_clusters: 2, arch: kann_artifact::Arch::Generic };
+        let compiled = match crate::compile(g, &opts, Some(&Reference)) {
+            Ok(c) => c,
+            Err(e) => return Err(e.to_string()),
+        };
+        Ok(run_compiled(&compiled, inputs).and_then(|got| compare(&got, want, 1e-5, 1e-4)))
+    }
+
+    #[test]
+    fn node_tests_of_these_families_run_compiled() {
+        let Ok(entries) = std::fs::read_dir(data_dir()) else {
+            eprintln!("skipping: no ONNX node tests");
+            return;
+        };
+        let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.join("model.onnx").exists()).collect();
+        dirs.sort();
+        let (mut passed, mut unlowered, mut wrong) = (0, Vec::new(), Vec::new());
+        for dir in &dirs {
+            let name = dir.file_name().unwrap_or_default().to_string_lossy().to_string();
+            let (Some(inputs), Some(want)) = (tensors(dir, "input"), tensors(dir, "output")) else { continue };
+            let model = dir.join("model.onnx");
+            let Ok(plain) = kann_onnx::import_file(&model, &ImportOptions::default(), Some(&Reference)) else { continue };
+            if !ours(&plain.graph) || plain.graph.inputs.len() != inputs.len() {
+                continue;
+            }
+            let mut result = run(plain.graph.clone(), &inputs, &want);
+            if result.is_err() && inputs.len() > 1 {
+                // Bind inputs 1.. (axes, bounds, exponents…) as constants.
+                let names: Vec<String> = plain.graph.inputs.iter().map(|&v| plain.graph.value(v).name.clone()).collect();
+                let constant_inputs = names[1..].iter().cloned().zip(inputs[1..].iter().cloned()).collect::<HashMap<_, _>>();
+                let opts = ImportOptions { constant_inputs, ..ImportOptions::default() };
+                if let Ok(bound) = kann_onnx::import_file(&model, &opts, Some(&Reference)) {
+                    result = run(bound.graph, &inputs[..1], &want);
+                }
+            }
+            match result {
+                Ok(Ok(())) => passed += 1,
+                Ok(Err(e)) => wrong.push(format!("{name}: {e}")),
+                Err(e) => unlowered.push(format!("{name}: {}", e.lines().next().unwrap_or_default())),
+            }
+        }
+        println!("{passed} node tests pass compiled; {} not lowered:", unlowered.len());
+        for u in &unlowered {
+            println!("  {u}");
+        }
+        assert!(wrong.is_empty(), "{} wrong answers:\n{}", wrong.len(), wrong.join("\n"));
+    }
+}
