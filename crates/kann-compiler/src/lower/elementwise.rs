@@ -579,3 +579,106 @@ mod onnx_node_tests {
         assert!(wrong.is_empty(), "{} wrong answers:\n{}", wrong.len(), wrong.join("\n"));
     }
 }
+
+/// `lower_fused_add` checked on its own: its steps run by a minimal
+/// executor (every step over its whole range, one buffer per operand)
+/// against the reference's evaluation of the Fused node.
+#[cfg(test)]
+mod fused_add_tests {
+    use super::super::{LowerCx, Operand};
+    use crate::testing::{compare, random_inputs};
+    use kann_ir::ops::elementwise::{Binary, BinaryKind, ElementwiseOp};
+    use kann_ir::ops::fused::{Fused, FusedActivation};
+    use kann_ir::{Graph, GraphBuilder, NodeId, Op, TensorInfo};
+    use kann_kernels::{Io, RawBuf};
+    use kann_tensor::{npy, DType, Shape, Tensor};
+    use std::collections::HashMap;
+
+    /// 8-byte aligned zeroed storage of `len` bytes.
+    fn storage(bytes: &[u8], len: usize) -> Vec<u64> {
+        let mut v = vec![0u64; len.div_ceil(8)];
+        // SAFETY: v holds at least len >= bytes.len() bytes.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), v.as_mut_ptr().cast::<u8>(), bytes.len().min(len)) };
+        v
+    }
+
+    fn run_lowered(g: &Graph, inputs: &[Tensor]) -> Vec<Tensor> {
+        let mut cx = LowerCx::new(g);
+        let node = g.node(NodeId(0));
+        let Op::Fused(f) = &node.op else { panic!("not fused") };
+        super::lower_fused_add(&mut cx, NodeId(0), node, f).unwrap();
+        let mut bufs: HashMap<Operand, (Vec<u64>, usize)> = HashMap::new();
+        for step in &cx.out.steps {
+            for op in step.inputs.iter().chain(&step.outputs) {
+                let (bytes, len) = match *op {
+                    Operand::Value(v) => {
+                        let info = cx.info(v);
+                        let len = info.numel() * info.dtype.size();
+                        match (g.inputs.iter().position(|&i| i == v), cx.constant(v)) {
+                            (Some(i), _) => (npy::raw_le_bytes(&inputs[i]), len),
+                            (_, Some(t)) => (npy::raw_le_bytes(t), len),
+                            _ => (Vec::new(), len),
+                        }
+                    }
+                    Operand::Weights { offset, len } => (cx.out.weights[offset as usize..(offset + len) as usize].to_vec(), len as usize),
+                    Operand::Temp(t) => (Vec::new(), cx.out.temps[t as usize] as usize),
+                };
+                bufs.entry(*op).or_insert_with(|| (storage(&bytes, len), len));
+            }
+        }
+        for step in &cx.out.steps {
+            let view = |op: &Operand| {
+                let (v, len) = &bufs[op];
+                // SAFETY: the storage lives in `bufs` for the whole run and holds `len` bytes.
+                unsafe { RawBuf::new(v.as_ptr() as *mut u8, *len) }
+            };
+            let ins: Vec<RawBuf> = step.inputs.iter().map(view).collect();
+            let outs: Vec<RawBuf> = step.outputs.iter().map(view).collect();
+            step.kernel.check(ins.len(), outs.len()).unwrap();
+            let n = step.kernel.work_items();
+            for part in [0..n / 2, n / 2..n] {
+                // SAFETY: one thread; inputs and outputs are distinct buffers.
+                unsafe { step.kernel.run(&Io { inputs: &ins, outputs: &outs }, part, &mut []) };
+            }
+        }
+        g.outputs
+            .iter()
+            .map(|&v| {
+                let info = cx.info(v);
+                let (s, len) = &bufs[&Operand::Value(v)];
+                // SAFETY: the storage holds `len` initialised bytes.
+                let bytes = unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<u8>(), *len) };
+                Tensor::new(info.shape.clone(), npy::data_from_le(info.dtype, bytes)).unwrap()
+            })
+            .collect()
+    }
+
+    fn fused_add(a: &[usize], b: &[usize], r: Option<&[usize]>, activation: Option<FusedActivation>) -> Graph {
+        let mut g = GraphBuilder::new("fused", None);
+        let mut ins = vec![
+            Some(g.add_input("a", TensorInfo::new(DType::F32, Shape::from(a))).unwrap()),
+            Some(g.add_input("b", TensorInfo::new(DType::F32, Shape::from(b))).unwrap()),
+        ];
+        if let Some(r) = r {
+            ins.push(Some(g.add_input("r", TensorInfo::new(DType::F32, Shape::from(r))).unwrap()));
+        }
+        let base = Box::new(Op::Elementwise(ElementwiseOp::Binary(Binary { kind: BinaryKind::Add })));
+        let op = Op::Fused(Fused { base, base_inputs: 2, residual: r.is_some(), activation });
+        let y = g.add_node("f", op, ins, &["y".to_string()]).unwrap()[0];
+        g.add_output(y);
+        g.finish().unwrap()
+    }
+
+    #[test]
+    fn fused_add_matches_the_reference() {
+        let acts = [None, Some(FusedActivation::Relu), Some(FusedActivation::Clip { min: -0.2, max: 0.3 }), Some(FusedActivation::Silu), Some(FusedActivation::HardSigmoid { alpha: 0.2, beta: 0.5 })];
+        for (i, act) in acts.into_iter().enumerate() {
+            let residual: Option<&[usize]> = if i % 2 == 0 { Some(&[2, 3, 4]) } else { None };
+            let g = fused_add(&[2, 3, 4], &[3, 1], residual, act);
+            let inputs = random_inputs(&g, 3 + i as u64);
+            let want = kann_reference::run(&g, &inputs).unwrap();
+            let got = run_lowered(&g, &inputs);
+            compare(&got, &want, 1e-6, 1e-5).unwrap_or_else(|e| panic!("{act:?}: {e}"));
+        }
+    }
+}
