@@ -1,12 +1,14 @@
 //! Element-wise kernels of several inputs with numpy broadcasting: f32
 //! arithmetic ([`Binary`], with an optional residual and fused activation),
 //! comparisons and logic with a bool output ([`Compare`]) and `Where`
-//! ([`Where`], any element size).
+//! ([`Where`], any element size); integer kernels live in [`int`].
 //!
 //! Every kernel here walks the output in row-major order; each input is read
 //! through per-dimension element strides that are 0 on broadcast dimensions
 //! ([`broadcast_strides`]), computed by the compiler and simplified with
 //! [`coalesce`]. Work items are output elements.
+
+pub mod int;
 
 use crate::kernel::{expect_io, KernelImpl};
 use crate::{Activation, Io};

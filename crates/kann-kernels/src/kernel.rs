@@ -42,6 +42,8 @@ pub enum Kernel {
     Binary(binary::Binary),
     Compare(binary::Compare),
     Where(binary::Where),
+    IntBinary(binary::int::IntBinary),
+    IntUnary(binary::int::IntUnary),
     // --- end of element-wise kernels ---
 
     // --- nn kernels (conv.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
@@ -63,6 +65,8 @@ macro_rules! dispatch {
             Kernel::Binary($k) => $e,
             Kernel::Compare($k) => $e,
             Kernel::Where($k) => $e,
+            Kernel::IntBinary($k) => $e,
+            Kernel::IntUnary($k) => $e,
             // --- end of element-wise kernels ---
 
             // --- nn kernels ---
