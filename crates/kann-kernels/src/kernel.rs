@@ -43,6 +43,11 @@ pub enum Kernel {
     // --- end of nn kernels ---
 
     // --- movement, reduce and resample kernels (movement.rs, reduce.rs, resample.rs) ---
+    Copy(crate::movement::Copy),
+    Remap(crate::movement::Remap),
+    Concat(crate::movement::Concat),
+    Split(crate::movement::Split),
+    Resize(crate::resample::Resize),
     // --- end of movement kernels ---
 }
 
@@ -57,6 +62,11 @@ macro_rules! dispatch {
             // --- end of nn kernels ---
 
             // --- movement, reduce and resample kernels ---
+            Kernel::Copy($k) => $e,
+            Kernel::Remap($k) => $e,
+            Kernel::Concat($k) => $e,
+            Kernel::Split($k) => $e,
+            Kernel::Resize($k) => $e,
             // --- end of movement kernels ---
         }
     };
