@@ -26,8 +26,16 @@
 pub mod editor;
 mod error;
 pub mod lower;
+pub mod plan;
+pub mod cost;
+pub mod schedule;
+pub mod generate;
+pub mod report;
+pub mod testing;
 pub mod passes;
 
 pub use editor::Editor;
 pub use error::CompileError;
+pub use generate::{build_program, compile, optimize, CompileOptions, Compiled, GenerateError};
 pub use passes::{Pass, PassCx, PassLog, PassReport, Pipeline};
+pub use report::Stats;

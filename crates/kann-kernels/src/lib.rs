@@ -33,6 +33,7 @@ pub mod buf;
 pub mod epilogue;
 pub mod kernel;
 pub mod program;
+pub mod serial;
 
 // Element-wise kernels.
 pub mod binary;

@@ -60,6 +60,14 @@ pub fn to_bytes(t: &Tensor) -> Result<Vec<u8>, TensorError> {
     Ok(out)
 }
 
+/// The raw little-endian bytes of a tensor's elements (bool as 0/1 bytes),
+/// as the compiled program and the input streams store them.
+pub fn raw_le_bytes(t: &Tensor) -> Vec<u8> {
+    let mut out = Vec::with_capacity(t.len() * t.dtype().size());
+    write_le(&mut out, t.data());
+    out
+}
+
 fn write_le(out: &mut Vec<u8>, data: &Data) {
     match data {
         Data::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),

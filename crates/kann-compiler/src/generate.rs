@@ -1,0 +1,206 @@
+//! The compiler's entry point: an imported graph in, a [`Compiled`] network
+//! out (optimised graph, program, weights, statistics), and the `.kann`
+//! artifact written from it.
+//!
+//! The phases are public so a front-end can time them and show progress:
+//! [`optimize`] (the pass pipeline) then [`build_program`] (lower →
+//! memory plan → schedule).
+
+use crate::cost::CostModel;
+use crate::lower::{lower_graph, Lowered, Operand, Unlowered};
+use crate::plan::{plan_memory, MemoryPlan};
+use crate::schedule::{schedule, Schedule};
+use crate::{CompileError, PassCx, PassLog, Pipeline};
+use kann_artifact::{Arch, ArtifactWriter, SectionKind};
+use kann_ir::{ConstEval, Graph};
+use kann_kernels::{BufRef, IoTensor, Program, Step, PROGRAM_VERSION};
+
+/// What `generate` decides beyond the graph.
+#[derive(Clone, Debug)]
+pub struct CompileOptions {
+    /// Clusters (worker threads) the schedule splits work across.
+    pub n_clusters: usize,
+    /// The instruction set the artifact is compiled for.
+    pub arch: Arch,
+}
+
+/// Why generation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error(transparent)]
+    Pass(#[from] CompileError),
+    /// Every node the compiler cannot lower, at once.
+    #[error("{} node(s) cannot be compiled: {}", .0.len(), list_unlowered(.0))]
+    Unlowered(Vec<Unlowered>),
+    /// A bug in the compiler (a plan or program that does not check).
+    #[error("internal compiler error: {0}")]
+    Internal(String),
+}
+
+fn list_unlowered(u: &[Unlowered]) -> String {
+    let shown: Vec<String> = u.iter().take(8).map(|x| x.to_string()).collect();
+    let more = if u.len() > 8 { format!(" (and {} more)", u.len() - 8) } else { String::new() };
+    format!("{}{more}", shown.join("; "))
+}
+
+/// A compiled network.
+#[derive(Debug)]
+pub struct Compiled {
+    /// The graph after the pass pipeline.
+    pub graph: Graph,
+    pub passes: PassLog,
+    pub program: Program,
+    /// The weights section (packed weights and constants, 64-aligned blocks).
+    pub weights: Vec<u8>,
+    pub stats: crate::report::Stats,
+}
+
+/// Runs the standard pass pipeline on `g`.
+pub fn optimize(g: &mut Graph, const_eval: Option<&dyn ConstEval>) -> Result<PassLog, CompileError> {
+    Pipeline::standard().run(g, &mut PassCx::new(const_eval))
+}
+
+/// Lowers, plans and schedules an optimised graph.
+pub fn build_program(g: &Graph, opts: &CompileOptions) -> Result<(Program, Vec<u8>, BuildInfo), GenerateError> {
+    let mut lowered = lower_graph(g).map_err(GenerateError::Unlowered)?;
+    let plan = plan_memory(g, &mut lowered).map_err(GenerateError::Internal)?;
+    let steps = place_steps(g, &lowered, &plan)?;
+    let cost = CostModel::portable();
+    let sched = schedule(&steps, opts.n_clusters, &cost);
+    let io = |ids: &[kann_ir::ValueId]| -> Result<Vec<IoTensor>, GenerateError> {
+        ids.iter()
+            .map(|&v| {
+                let val = g.value(v);
+                let buf = plan.value(v).ok_or_else(|| GenerateError::Internal(format!("tensor '{}' has no buffer", val.name)))?;
+                Ok(IoTensor { name: val.name.clone(), dtype: crate::lower::elem_type(val.info.dtype), shape: val.info.shape.dims().to_vec(), buf })
+            })
+            .collect()
+    };
+    let inputs = io(&g.inputs)?;
+    for t in &inputs {
+        if !matches!(t.buf, BufRef::Arena { .. }) {
+            return Err(GenerateError::Internal(format!("input '{}' is not in the arena", t.name)));
+        }
+    }
+    let scratch = steps
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| {
+            sched.clusters.iter().flatten().filter_map(move |c| match *c {
+                kann_kernels::Command::Run { step, begin, end } if step as usize == i => Some(s.kernel.scratch_bytes(end - begin) as u64),
+                _ => None,
+            })
+        })
+        .max()
+        .unwrap_or(0)
+        .next_multiple_of(64);
+    let program = Program {
+        version: PROGRAM_VERSION,
+        inputs,
+        outputs: io(&g.outputs)?,
+        steps,
+        clusters: sched.clusters.clone(),
+        arena_bytes: plan.arena_bytes.max(64),
+        scratch_bytes: scratch,
+    };
+    program.validate(lowered.weights.len() as u64).map_err(GenerateError::Internal)?;
+    let info = BuildInfo { plan, schedule: sched, cost, lowered_steps: lowered.steps.len() };
+    Ok((program, lowered.weights, info))
+}
+
+/// What building the program decided, for the statistics.
+#[derive(Debug)]
+pub struct BuildInfo {
+    pub plan: MemoryPlan,
+    pub schedule: Schedule,
+    pub cost: CostModel,
+    pub lowered_steps: usize,
+}
+
+/// Gives each lowered step its buffers. A graph output that no step
+/// writes (a constant, or a view of an input) is read from where it lives.
+fn place_steps(g: &Graph, lowered: &Lowered, plan: &MemoryPlan) -> Result<Vec<Step>, GenerateError> {
+    let resolve = |op: &Operand| plan.resolve(op).ok_or_else(|| GenerateError::Internal(format!("operand {op:?} has no buffer")));
+    lowered
+        .steps
+        .iter()
+        .map(|s| {
+            let node = g.node(s.node);
+            Ok(Step {
+                name: node.name.clone(),
+                op: node.op.describe(),
+                kernel: s.kernel.clone(),
+                inputs: s.inputs.iter().map(resolve).collect::<Result<_, _>>()?,
+                outputs: s.outputs.iter().map(resolve).collect::<Result<_, _>>()?,
+                flops: s.flops,
+            })
+        })
+        .collect()
+}
+
+/// Optimises and compiles `graph`.
+pub fn compile(mut graph: Graph, opts: &CompileOptions, const_eval: Option<&dyn ConstEval>) -> Result<Compiled, GenerateError> {
+    let passes = optimize(&mut graph, const_eval)?;
+    let (program, weights, info) = build_program(&graph, opts)?;
+    let stats = crate::report::Stats::collect(&graph, &program, &weights, &info);
+    Ok(Compiled { graph, passes, program, weights, stats })
+}
+
+impl Compiled {
+    /// The `.kann` artifact: metadata (the caller's JSON), the steps
+    /// (Program 0), one command list per cluster (Program 1+c), the memory
+    /// plan and the weights.
+    pub fn artifact(&self, arch: Arch, metadata_json: &str) -> Result<ArtifactWriter<'_>, GenerateError> {
+        let enc = self.program.encode().map_err(GenerateError::Internal)?;
+        let mut w = ArtifactWriter::new(arch);
+        let internal = |e: kann_artifact::ArtifactError| GenerateError::Internal(e.to_string());
+        w.add_section(SectionKind::Metadata, 0, "metadata", metadata_json.as_bytes().to_vec()).map_err(internal)?;
+        w.add_section(SectionKind::Program, 0, "steps", enc.steps).map_err(internal)?;
+        for (c, bytes) in enc.clusters.into_iter().enumerate() {
+            w.add_section(SectionKind::Program, 1 + c as u32, &format!("cluster.{c}"), bytes).map_err(internal)?;
+        }
+        w.add_section(SectionKind::MemoryPlan, 0, "memory_plan", enc.memory_plan).map_err(internal)?;
+        w.add_section_aligned(SectionKind::Weights, 0, "weights", 4096, &self.weights[..]).map_err(internal)?;
+        Ok(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::check_against_reference;
+    use kann_ir::ops::elementwise::{ElementwiseOp, Unary, UnaryKind};
+    use kann_ir::{GraphBuilder, Op, TensorInfo};
+    use kann_kernels::Command;
+    use kann_tensor::{DType, Shape};
+
+    fn relu_chain(n: usize, len: usize) -> kann_ir::Graph {
+        let mut b = GraphBuilder::new("chain", None);
+        let mut v = b.add_input("x", TensorInfo::new(DType::F32, Shape::from([len]))).unwrap();
+        for i in 0..n {
+            let relu = Op::Elementwise(ElementwiseOp::Unary(Unary { kind: UnaryKind::Relu }));
+            v = b.add_node(&format!("relu{i}"), relu, vec![Some(v)], &[format!("y{i}")]).unwrap()[0];
+        }
+        b.add_output(v);
+        b.finish().unwrap()
+    }
+
+    #[test]
+    fn a_chain_runs_on_one_and_three_clusters() {
+        for clusters in [1, 3] {
+            let c = check_against_reference(relu_chain(4, 1 << 16), clusters).unwrap();
+            assert_eq!(c.program.n_clusters(), clusters);
+            // The input must survive; after the first step the chain computes in place.
+            assert_eq!(c.stats.in_place, 3);
+            let barriers = c.program.clusters[0].iter().filter(|c| matches!(c, Command::Barrier { .. })).count();
+            assert_eq!(barriers, if clusters == 1 { 0 } else { 3 });
+        }
+    }
+
+    #[test]
+    fn small_steps_stay_on_one_cluster_without_barriers() {
+        let c = check_against_reference(relu_chain(3, 64), 2).unwrap();
+        let runs: Vec<usize> = c.program.clusters.iter().map(|l| l.iter().filter(|c| matches!(c, Command::Run { .. })).count()).collect();
+        assert_eq!(runs.iter().sum::<usize>(), 3);
+        assert_eq!(c.stats.barriers, 0);
+    }
+}
