@@ -16,7 +16,7 @@ use kann_ir::ops::norm_axis;
 use kann_ir::{Node, NodeId, ValueId};
 use kann_kernels::movement::{Concat, Copy, Remap, RemapAxis, RemapOp, Split, FILL};
 use kann_kernels::{Kernel, KernelImpl};
-use kann_tensor::{DType, Shape, Tensor};
+use kann_tensor::{npy, DType, Shape, Tensor};
 
 pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, op: &MovementOp) -> LowerResult {
     match op {
@@ -60,14 +60,7 @@ pub(super) fn strides(dims: &[usize]) -> Vec<i64> {
 /// The little-endian bytes of a one-element tensor converted to `dtype`.
 pub(super) fn scalar_bytes(t: &Tensor, dtype: DType) -> Result<Vec<u8>, String> {
     let one = t.cast(dtype).reshape(Shape::from([1])).map_err(|e| format!("a fill value must hold one element: {e}"))?;
-    element_bytes(&one)
-}
-
-/// The raw little-endian element bytes of a tensor.
-fn element_bytes(t: &Tensor) -> Result<Vec<u8>, String> {
-    let npy = kann_tensor::npy::to_bytes(t).map_err(|e| e.to_string())?;
-    let n = t.len() * t.dtype().size();
-    Ok(npy[npy.len() - n..].to_vec())
+    Ok(npy::raw_le_bytes(&one))
 }
 
 /// The values of input `i` if given; it must be a constant.
@@ -292,7 +285,7 @@ fn shape_value(cx: &mut LowerCx, id: NodeId, node: &Node, op: &MovementOp) -> Lo
     };
     let info = cx.info(y);
     let t = Tensor::from_i64_values(info.dtype, info.shape.clone(), &values).map_err(|e| e.to_string())?;
-    let w = cx.weights_bytes(&element_bytes(&t)?);
+    let w = cx.weights_bytes(&npy::raw_le_bytes(&t));
     cx.push(id, Kernel::Copy(Copy { bytes: (values.len() * info.dtype.size()) as u64 }), vec![w], vec![Operand::Value(y)], 0);
     Ok(())
 }
@@ -307,3 +300,6 @@ fn constant_of_shape(cx: &mut LowerCx, id: NodeId, node: &Node, value: &Tensor) 
     cx.push(id, Kernel::Remap(k), vec![w], vec![Operand::Value(y)], 0);
     Ok(())
 }
+
+#[cfg(test)]
+pub(super) mod tests;

@@ -96,3 +96,61 @@ fn nearest(cx: &mut LowerCx, id: NodeId, node: &Node, r: &IrResize, dims: &[usiz
     cx.push(id, Kernel::Remap(k), vec![Operand::Value(x)], vec![Operand::Value(y)], 0);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::movement::tests::{check_op, f32_in, ints, Arg};
+    use kann_ir::ops::resample::{CoordMode, NearestMode, ResampleOp, Resize, ResizeMode};
+    use kann_ir::Op;
+    use kann_tensor::{DType, Shape, Tensor};
+
+    fn floats(v: &[f32]) -> Arg {
+        Arg::Const(Tensor::from_f32(Shape::from([v.len()]), v.to_vec()).unwrap())
+    }
+
+    fn check(r: Resize, x: Arg, scales: &[f32], sizes: &[i64]) {
+        let roi = if r.coord == CoordMode::TfCropAndResize { floats(&[0.0, 0.0, 0.2, 0.1, 1.0, 1.0, 0.9, 1.2]) } else { Arg::Absent };
+        let scales = if scales.is_empty() { Arg::Absent } else { floats(scales) };
+        let sizes = if sizes.is_empty() { Arg::Absent } else { ints(sizes) };
+        check_op(Op::Resample(ResampleOp::Resize(r)), &[x, roi, scales, sizes], 1);
+    }
+
+    const COORDS: [CoordMode; 6] =
+        [CoordMode::HalfPixel, CoordMode::HalfPixelSymmetric, CoordMode::PytorchHalfPixel, CoordMode::AlignCorners, CoordMode::Asymmetric, CoordMode::TfCropAndResize];
+
+    #[test]
+    fn nearest_every_mode_and_dtype() {
+        let modes = [NearestMode::RoundPreferFloor, NearestMode::RoundPreferCeil, NearestMode::Floor, NearestMode::Ceil];
+        for (i, coord) in COORDS.into_iter().chain([CoordMode::TfHalfPixelForNn]).enumerate() {
+            for (j, nearest) in modes.into_iter().enumerate() {
+                let r = Resize { nearest, extrapolation_value: 3.0, ..Resize::new(ResizeMode::Nearest, coord) };
+                let dtype = [DType::F32, DType::I64, DType::U8][(i + j) % 3];
+                check(r.clone(), Arg::In(dtype, vec![1, 2, 3, 4]), &[1.0, 1.0, 2.0, 1.5], &[]);
+                check(r, Arg::In(dtype, vec![1, 2, 4, 5]), &[], &[1, 2, 3, 2]);
+            }
+        }
+    }
+
+    #[test]
+    fn linear_and_cubic_every_coordinate_mode() {
+        for coord in COORDS {
+            for mode in [ResizeMode::Linear, ResizeMode::Cubic] {
+                let r = Resize { extrapolation_value: -1.0, ..Resize::new(mode, coord) };
+                check(r.clone(), f32_in(&[1, 2, 3, 4]), &[1.0, 1.0, 2.0, 1.5], &[]);
+                check(r.clone(), f32_in(&[2, 1, 5, 6]), &[], &[2, 1, 3, 4]);
+                let r = Resize { exclude_outside: true, ..r };
+                check(r, f32_in(&[1, 1, 4, 4]), &[1.0, 1.0, 1.7, 0.6], &[]);
+            }
+        }
+    }
+
+    #[test]
+    fn antialias_axes_and_trilinear() {
+        let r = Resize { antialias: true, ..Resize::new(ResizeMode::Linear, CoordMode::HalfPixel) };
+        check(r, f32_in(&[1, 1, 8, 9]), &[1.0, 1.0, 0.4, 0.3], &[]);
+        let r = Resize { axes: Some(vec![-2, -1]), ..Resize::new(ResizeMode::Linear, CoordMode::AlignCorners) };
+        check(r, f32_in(&[1, 3, 4, 4]), &[], &[7, 5]);
+        check(Resize::new(ResizeMode::Linear, CoordMode::HalfPixel), f32_in(&[2, 3, 4]), &[2.0, 0.5, 1.5], &[]);
+        check(Resize::new(ResizeMode::Nearest, CoordMode::Asymmetric), f32_in(&[1, 16, 32, 32]), &[1.0, 1.0, 2.0, 2.0], &[]);
+    }
+}
