@@ -198,3 +198,60 @@ fn steps_are_what_they_should_be() {
     let runs = c.program.clusters.iter().filter(|l| l.iter().any(|c| matches!(c, kann_kernels::Command::Run { .. }))).count();
     assert!(runs > 1, "a large transpose should be split across clusters");
 }
+
+/// The ONNX node tests whose graphs hold only movement and resample ops,
+/// compiled and run against the test's expected outputs. Inputs after the
+/// first are bound as constants when the plain graph does not import (shape
+/// inputs must be constants). Ops the compiler refuses are listed, not
+/// failed; a wrong value fails. Without the data the test passes.
+#[test]
+fn onnx_node_tests_of_movement_ops_run_compiled() {
+    use kann_onnx::ImportOptions;
+    use std::path::PathBuf;
+    let base = std::env::var_os("KANN_DATA").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kann-data"));
+    let Ok(entries) = std::fs::read_dir(base.join("onnx-1.23.2/node")) else {
+        eprintln!("skipping: no ONNX node tests");
+        return;
+    };
+    let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.join("model.onnx").exists()).collect();
+    dirs.sort();
+    let read = |dir: &PathBuf, what: &str| -> Vec<(String, Tensor)> {
+        (0..).map(|i| dir.join(format!("test_data_set_0/{what}_{i}.pb"))).take_while(|p| p.exists()).filter_map(|p| kann_onnx::tensor::read_tensor_file(&p).ok()).collect()
+    };
+    let (mut passed, mut refused, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    for dir in &dirs {
+        let name = dir.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let (named, want) = (read(dir, "input"), read(dir, "output"));
+        let want: Vec<Tensor> = want.into_iter().map(|t| t.1).collect();
+        let inputs: Vec<Tensor> = named.iter().map(|t| t.1.clone()).collect();
+        let model = dir.join("model.onnx");
+        let plain = kann_onnx::import_file(&model, &ImportOptions::default(), Some(&kann_reference::Reference)).ok().filter(|m| m.graph.inputs.len() == inputs.len());
+        let constant_inputs = named.iter().skip(1).cloned().collect();
+        let bound = kann_onnx::import_file(&model, &ImportOptions { constant_inputs, ..ImportOptions::default() }, Some(&kann_reference::Reference)).ok();
+        let candidates = [plain.map(|m| (m.graph, inputs.len())), bound.map(|m| (m.graph, 1.min(inputs.len())))];
+        let ours = |g: &Graph| !g.nodes.is_empty() && g.nodes.iter().all(|n| matches!(n.op, Op::Movement(_) | Op::Resample(_))) && want.len() == g.outputs.len();
+        let mut last_refusal = None;
+        let mut ran = false;
+        for (graph, used) in candidates.into_iter().flatten().filter(|(g, _)| ours(g)) {
+            let opts = crate::CompileOptions { n_clusters: 2, arch: kann_artifact::Arch::Generic };
+            match crate::compile(graph, &opts, Some(&kann_reference::Reference)) {
+                Ok(compiled) => {
+                    match crate::testing::run_compiled(&compiled, &inputs[..used]).and_then(|got| crate::testing::compare(&got, &want, 1e-4, 1e-4)) {
+                        Ok(()) => passed.push(name.clone()),
+                        Err(e) => failed.push(format!("{name}: {e}")),
+                    }
+                    ran = true;
+                    break;
+                }
+                Err(e) => last_refusal = Some(format!("{name}: {e}")),
+            }
+        }
+        if !ran {
+            refused.extend(last_refusal);
+        }
+    }
+    println!("{} node tests pass compiled; refused ({}):", passed.len(), refused.len());
+    refused.iter().for_each(|r| println!("  {r}"));
+    println!("passed: {}", passed.join(" "));
+    assert!(failed.is_empty(), "{} node tests give wrong values:\n{}", failed.len(), failed.join("\n"));
+}
