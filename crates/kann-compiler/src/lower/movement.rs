@@ -11,7 +11,7 @@
 //!   (when not already folded) read their values from the weights.
 
 use super::{elem_type, LowerCx, LowerResult, Operand};
-use kann_ir::ops::movement::{pad_plan, slice_plan, split_sizes, transpose_perm, BlockMode, MovementOp, PadMode};
+use kann_ir::ops::movement::{center_crop_offsets, gather_nd_geometry, pad_plan, slice_plan, split_sizes, transpose_perm, BlockMode, MovementOp, PadMode};
 use kann_ir::ops::norm_axis;
 use kann_ir::{Node, NodeId, ValueId};
 use kann_kernels::movement::{Concat, Copy, Remap, RemapAxis, RemapOp, Split, FILL};
@@ -33,6 +33,13 @@ pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, op: &MovementOp) 
         MovementOp::Split { axis, .. } => split(cx, id, node, *axis),
         MovementOp::Shape { .. } | MovementOp::Size => shape_value(cx, id, node, op),
         MovementOp::ConstantOfShape { value } => constant_of_shape(cx, id, node, value),
+        MovementOp::CenterCropPad { axes } => center_crop_pad(cx, id, node, axes.as_deref()),
+        MovementOp::Compress { axis } => compress(cx, id, node, *axis),
+        MovementOp::GatherElements { axis } => gather_elements(cx, id, node, *axis),
+        MovementOp::GatherNd { batch_dims } => gather_nd(cx, id, node, *batch_dims),
+        MovementOp::Trilu { upper } => trilu(cx, id, node, *upper),
+        MovementOp::ReverseSequence { batch_axis, time_axis } => reverse_sequence(cx, id, node, *batch_axis, *time_axis),
+        MovementOp::EyeLike { k, .. } => eye_like(cx, id, node, *k),
         _ => Err(format!("the compiler does not lower {} yet", op.name())),
     }
 }
@@ -297,6 +304,139 @@ fn constant_of_shape(cx: &mut LowerCx, id: NodeId, node: &Node, value: &Tensor) 
     let w = cx.weights_bytes(&scalar_bytes(value, info.dtype)?);
     let axes = info.shape.dims().iter().map(|&d| RemapAxis::affine(d as u64, 0, 0)).collect();
     let k = Remap::new(elem_type(info.dtype), RemapOp::Fill, axes, Vec::new());
+    cx.push(id, Kernel::Remap(k), vec![w], vec![Operand::Value(y)], 0);
+    Ok(())
+}
+
+fn center_crop_pad(cx: &mut LowerCx, id: NodeId, node: &Node, axes: Option<&[i64]>) -> LowerResult {
+    let (x, y, dims, st) = io(cx, node)?;
+    let shape = const_i64s(cx, node, 1, "shape")?.ok_or("input 'shape' is missing")?;
+    let (out, offsets) = center_crop_offsets(&dims, &shape, axes)?;
+    let axes = (0..dims.len())
+        .map(|a| {
+            let src = |k: i64| k + offsets[a];
+            RemapAxis::table((0..out[a] as i64).map(|k| if (0..dims[a] as i64).contains(&src(k)) { src(k) * st[a] } else { FILL }).collect())
+        })
+        .collect();
+    let fill = vec![0; cx.info(y).dtype.size()];
+    remap(cx, id, x, y, RemapOp::Pad, axes, fill)
+}
+
+/// Compress with a constant condition: a table of the kept positions.
+fn compress(cx: &mut LowerCx, id: NodeId, node: &Node, axis: Option<i64>) -> LowerResult {
+    let (x, y, dims, st) = io(cx, node)?;
+    let c = cx.input(node, 1)?;
+    let cond = cx.constant(c).ok_or("input 'condition' must be a constant")?.to_bool_vec();
+    let kept = |len: usize| (0..len.min(cond.len())).filter(|&i| cond[i]).map(|i| i as i64);
+    let axes = match axis {
+        None => vec![RemapAxis::table(kept(dims.iter().product()).collect())],
+        Some(a) => {
+            let a = norm_axis(a, dims.len())?;
+            (0..dims.len()).map(|i| if i == a { RemapAxis::table(kept(dims[a]).map(|k| k * st[a]).collect()) } else { RemapAxis::affine(dims[i] as u64, 0, st[i]) }).collect()
+        }
+    };
+    remap(cx, id, x, y, RemapOp::Gather, axes, Vec::new())
+}
+
+/// Index `i` (negative counts from the end) checked against an axis of size `d`.
+fn norm_index(i: i64, d: usize) -> Result<i64, String> {
+    let j = if i < 0 { i + d as i64 } else { i };
+    if (0..d as i64).contains(&j) {
+        Ok(j)
+    } else {
+        Err(format!("index {i} is out of range for an axis of size {d}"))
+    }
+}
+
+/// GatherElements with constant indices: one table over every output element.
+fn gather_elements(cx: &mut LowerCx, id: NodeId, node: &Node, axis: i64) -> LowerResult {
+    let (x, y, dims, st) = io(cx, node)?;
+    let axis = norm_axis(axis, dims.len())?;
+    let iv = cx.input(node, 1)?;
+    let idx = cx.constant(iv).ok_or("input 'indices' must be a constant")?;
+    let (values, idims) = (idx.to_i64_vec(), idx.dims().to_vec());
+    let ist = strides(&idims);
+    let mut table = Vec::with_capacity(values.len());
+    for (f, &v) in values.iter().enumerate() {
+        let mut off = 0;
+        for a in 0..idims.len() {
+            let c = (f as i64 / ist[a]) % idims[a] as i64;
+            off += if a == axis { norm_index(v, dims[a])? } else { c } * st[a];
+        }
+        table.push(off);
+    }
+    remap(cx, id, x, y, RemapOp::Gather, vec![RemapAxis::table(table)], Vec::new())
+}
+
+/// GatherND with constant indices: a table of slice starts, then the slice.
+fn gather_nd(cx: &mut LowerCx, id: NodeId, node: &Node, batch_dims: usize) -> LowerResult {
+    let (x, y, dims, st) = io(cx, node)?;
+    let iv = cx.input(node, 1)?;
+    let idx = cx.constant(iv).ok_or("input 'indices' must be a constant")?;
+    let g = gather_nd_geometry(&dims, idx.dims(), batch_dims)?;
+    let values = idx.to_i64_vec();
+    let batch_size: i64 = dims[batch_dims..].iter().product::<usize>() as i64;
+    let mut table = Vec::with_capacity(g.batch * g.lookups);
+    for b in 0..g.batch {
+        for l in 0..g.lookups {
+            let tuple = &values[(b * g.lookups + l) * g.depth..][..g.depth];
+            let mut off = b as i64 * batch_size;
+            for (k, &i) in tuple.iter().enumerate() {
+                off += norm_index(i, dims[batch_dims + k])? * st[batch_dims + k];
+            }
+            table.push(off);
+        }
+    }
+    let axes = vec![RemapAxis::table(table), RemapAxis::affine(g.slice as u64, 0, 1)];
+    remap(cx, id, x, y, RemapOp::Gather, axes, Vec::new())
+}
+
+/// Trilu: the batch axes, then one table over the matrix (kept or zero).
+fn trilu(cx: &mut LowerCx, id: NodeId, node: &Node, upper: bool) -> LowerResult {
+    let (x, y, dims, st) = io(cx, node)?;
+    let k = const_i64s(cx, node, 1, "k")?.and_then(|v| v.first().copied()).unwrap_or(0);
+    let r = dims.len();
+    let (m, n) = (dims[r - 2] as i64, dims[r - 1] as i64);
+    let mut axes: Vec<RemapAxis> = (0..r - 2).map(|a| RemapAxis::affine(dims[a] as u64, 0, st[a])).collect();
+    let keep = |i: i64, j: i64| if upper { j - i >= k } else { j - i <= k };
+    axes.push(RemapAxis::table((0..m * n).map(|f| if keep(f / n, f % n) { f } else { FILL }).collect()));
+    let fill = vec![0; cx.info(y).dtype.size()];
+    remap(cx, id, x, y, RemapOp::Pad, axes, fill)
+}
+
+/// ReverseSequence with constant lengths: one table over the batch and
+/// time axes (the first two), then the rest.
+fn reverse_sequence(cx: &mut LowerCx, id: NodeId, node: &Node, batch_axis: usize, time_axis: usize) -> LowerResult {
+    let (x, y, dims, st) = io(cx, node)?;
+    let lens = const_i64s(cx, node, 1, "sequence_lens")?.ok_or("input 'sequence_lens' is missing")?;
+    let steps = dims[time_axis] as i64;
+    let mut table = Vec::with_capacity(dims[0] * dims[1]);
+    for i in 0..dims[0] as i64 {
+        for j in 0..dims[1] as i64 {
+            let (b, t) = if batch_axis == 0 { (i, j) } else { (j, i) };
+            let len = *lens.get(b as usize).ok_or("sequence_lens is shorter than the batch")?;
+            if !(0..=steps).contains(&len) {
+                return Err(format!("sequence length {len} is outside 0..={steps}"));
+            }
+            let src_t = if t < len { len - 1 - t } else { t };
+            table.push(b * st[batch_axis] + src_t * st[time_axis]);
+        }
+    }
+    let mut axes = vec![RemapAxis::table(table)];
+    axes.extend((2..dims.len()).map(|a| RemapAxis::affine(dims[a] as u64, 0, st[a])));
+    remap(cx, id, x, y, RemapOp::Gather, axes, Vec::new())
+}
+
+/// EyeLike: ones on the k-th diagonal, read from a two-element [0, 1].
+fn eye_like(cx: &mut LowerCx, id: NodeId, node: &Node, k: i64) -> LowerResult {
+    let y = node.outputs[0];
+    let info = cx.info(y);
+    let [m, n] = *info.shape.dims() else { return Err(format!("EyeLike needs a 2-D output, found {}", info.shape)) };
+    let values = Tensor::from_i64_values(info.dtype, Shape::from([2]), &[0, 1]).map_err(|e| e.to_string())?;
+    let elem = elem_type(info.dtype);
+    let w = cx.weights_bytes(&npy::raw_le_bytes(&values));
+    let table = (0..(m * n) as i64).map(|f| i64::from(f % n as i64 - f / n as i64 == k)).collect();
+    let k = Remap::new(elem, RemapOp::Fill, vec![RemapAxis::table(table)], Vec::new());
     cx.push(id, Kernel::Remap(k), vec![w], vec![Operand::Value(y)], 0);
     Ok(())
 }
