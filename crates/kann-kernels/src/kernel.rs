@@ -61,6 +61,11 @@ pub enum Kernel {
     // --- end of nn kernels ---
 
     // --- movement, reduce and resample kernels (movement.rs, reduce.rs, resample.rs) ---
+    Copy(crate::movement::Copy),
+    Remap(crate::movement::Remap),
+    Concat(crate::movement::Concat),
+    Split(crate::movement::Split),
+    Resize(crate::resample::Resize),
     Reduce(reduce::Reduce),
     ArgReduce(reduce::ArgReduce),
     // --- end of movement kernels ---
@@ -95,6 +100,11 @@ macro_rules! dispatch {
             // --- end of nn kernels ---
 
             // --- movement, reduce and resample kernels ---
+            Kernel::Copy($k) => $e,
+            Kernel::Remap($k) => $e,
+            Kernel::Concat($k) => $e,
+            Kernel::Split($k) => $e,
+            Kernel::Resize($k) => $e,
             Kernel::Reduce($k) => $e,
             Kernel::ArgReduce($k) => $e,
             // --- end of movement kernels ---
