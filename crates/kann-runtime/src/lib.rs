@@ -50,3 +50,5 @@ pub use service::{FrameStats, Service};
 pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The program encoding this runtime reads.
 pub use kann_kernels::PROGRAM_VERSION;
+/// The interface types [`Service::inputs`] and [`Service::outputs`] return.
+pub use kann_kernels::{ElemType, IoTensor};
