@@ -465,7 +465,7 @@ mod tests {
     fn streams_round_trip_through_the_manifest() {
         let d = temp_dir("roundtrip");
         let s = spec("x/1", DType::I32, &[2]);
-        let frames: Vec<Vec<u8>> = (0..3).map(|i| [i as i32, -i].iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+        let frames: Vec<Vec<u8>> = (0..3i32).map(|i| [i, -i].iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
         let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
         write_input_stream(&d, &s, &refs).unwrap();
         write_output_stream(&d, &spec("y", DType::F32, &[1]), &[&[0, 0, 128, 63]]).unwrap();
