@@ -137,7 +137,7 @@ fn tile(cx: &mut LowerCx, id: NodeId, node: &Node) -> LowerResult {
     let out = cx.info(y).shape.to_vec();
     let mut axes = Vec::with_capacity(2 * dims.len());
     for (a, (&d, &o)) in dims.iter().zip(&out).enumerate() {
-        let reps = if d == 0 { 0 } else { o / d };
+        let reps = o.checked_div(d).unwrap_or(0);
         axes.push(RemapAxis::affine(reps as u64, 0, 0));
         axes.push(RemapAxis::affine(d as u64, 0, st[a]));
     }
@@ -396,7 +396,10 @@ fn trilu(cx: &mut LowerCx, id: NodeId, node: &Node, upper: bool) -> LowerResult 
     let (x, y, dims, st) = io(cx, node)?;
     let k = const_i64s(cx, node, 1, "k")?.and_then(|v| v.first().copied()).unwrap_or(0);
     let r = dims.len();
-    let (m, n) = (dims[r - 2] as i64, dims[r - 1] as i64);
+    let [m, n] = match dims[..] {
+        [.., m, n] => [m as i64, n as i64],
+        _ => return Err(format!("Trilu needs rank >= 2, found shape {dims:?}")),
+    };
     let mut axes: Vec<RemapAxis> = (0..r - 2).map(|a| RemapAxis::affine(dims[a] as u64, 0, st[a])).collect();
     let keep = |i: i64, j: i64| if upper { j - i >= k } else { j - i <= k };
     axes.push(RemapAxis::table((0..m * n).map(|f| if keep(f / n, f % n) { f } else { FILL }).collect()));
@@ -409,6 +412,9 @@ fn trilu(cx: &mut LowerCx, id: NodeId, node: &Node, upper: bool) -> LowerResult 
 fn reverse_sequence(cx: &mut LowerCx, id: NodeId, node: &Node, batch_axis: usize, time_axis: usize) -> LowerResult {
     let (x, y, dims, st) = io(cx, node)?;
     let lens = const_i64s(cx, node, 1, "sequence_lens")?.ok_or("input 'sequence_lens' is missing")?;
+    if dims.len() < 2 || batch_axis.max(time_axis) > 1 || batch_axis == time_axis {
+        return Err(format!("needs rank >= 2 with batch and time axes 0 and 1, found {dims:?}, {batch_axis}/{time_axis}"));
+    }
     let steps = dims[time_axis] as i64;
     let mut table = Vec::with_capacity(dims[0] * dims[1]);
     for i in 0..dims[0] as i64 {
