@@ -47,6 +47,7 @@ pub enum Kernel {
     Remap(crate::movement::Remap),
     Concat(crate::movement::Concat),
     Split(crate::movement::Split),
+    Gather(crate::movement::Gather),
     Resize(crate::resample::Resize),
     // --- end of movement kernels ---
 }
@@ -66,6 +67,7 @@ macro_rules! dispatch {
             Kernel::Remap($k) => $e,
             Kernel::Concat($k) => $e,
             Kernel::Split($k) => $e,
+            Kernel::Gather($k) => $e,
             Kernel::Resize($k) => $e,
             // --- end of movement kernels ---
         }

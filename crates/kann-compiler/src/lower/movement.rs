@@ -7,6 +7,7 @@
 //! - Transpose, Slice, Expand, Tile, Pad, Gather (constant indices),
 //!   DepthToSpace and SpaceToDepth become one [`Remap`]: per output axis an
 //!   affine map or a table of input offsets;
+//! - Gather with indices known only at run time becomes a [`Gather`] of rows;
 //! - Concat and Split become slab kernels; Shape, Size and ConstantOfShape
 //!   (when not already folded) read their values from the weights.
 
@@ -14,8 +15,8 @@ use super::{elem_type, LowerCx, LowerResult, Operand};
 use kann_ir::ops::movement::{center_crop_offsets, gather_nd_geometry, pad_plan, slice_plan, split_sizes, transpose_perm, BlockMode, MovementOp, PadMode};
 use kann_ir::ops::norm_axis;
 use kann_ir::{Node, NodeId, ValueId};
-use kann_kernels::movement::{Concat, Copy, Remap, RemapAxis, RemapOp, Split, FILL};
-use kann_kernels::{Kernel, KernelImpl};
+use kann_kernels::movement::{Concat, Copy, Gather, Remap, RemapAxis, RemapOp, Split, FILL};
+use kann_kernels::{ElemType, Kernel, KernelImpl};
 use kann_tensor::{npy, DType, Shape, Tensor};
 
 pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, op: &MovementOp) -> LowerResult {
@@ -190,6 +191,10 @@ fn pad(cx: &mut LowerCx, id: NodeId, node: &Node, mode: PadMode) -> LowerResult 
 fn gather(cx: &mut LowerCx, id: NodeId, node: &Node, axis: i64) -> LowerResult {
     let (x, y, dims, st) = io(cx, node)?;
     let axis = norm_axis(axis, dims.len())?;
+    let iv = cx.input(node, 1)?;
+    if cx.constant(iv).is_none() {
+        return gather_dynamic(cx, id, node, axis);
+    }
     let idx = const_i64s(cx, node, 1, "indices")?.ok_or("input 'indices' is missing")?;
     let d = dims[axis] as i64;
     let mut table = Vec::with_capacity(idx.len());
@@ -204,6 +209,21 @@ fn gather(cx: &mut LowerCx, id: NodeId, node: &Node, axis: i64) -> LowerResult {
     axes.push(RemapAxis::table(table));
     axes.extend((axis + 1..dims.len()).map(|a| RemapAxis::affine(dims[a] as u64, 0, st[a])));
     remap(cx, id, x, y, RemapOp::Gather, axes, Vec::new())
+}
+
+/// Gather with indices known only at run time: rows of the dims after the axis.
+fn gather_dynamic(cx: &mut LowerCx, id: NodeId, node: &Node, axis: usize) -> LowerResult {
+    let (x, y, dims, _) = io(cx, node)?;
+    let iv = cx.input(node, 1)?;
+    let index = match cx.info(iv).dtype {
+        DType::I32 => ElemType::I32,
+        DType::I64 => ElemType::I64,
+        d => return Err(format!("indices of dtype {d} (expected i32 or i64)")),
+    };
+    let (outer, inner) = outer_inner(&dims, axis);
+    let k = Gather { elem: elem_type(cx.info(y).dtype), index, outer, axis_len: dims[axis] as u64, n_idx: cx.info(iv).numel() as u64, inner };
+    cx.push(id, Kernel::Gather(k), vec![Operand::Value(x), Operand::Value(iv)], vec![Operand::Value(y)], 0);
+    Ok(())
 }
 
 /// Remap axes reading an input viewed with `view` dims, in the order `perm`.

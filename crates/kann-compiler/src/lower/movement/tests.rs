@@ -151,6 +151,14 @@ fn gather_constant_indices() {
 }
 
 #[test]
+fn gather_runtime_indices() {
+    // Random indices are in [0, 4).
+    check(MovementOp::Gather { axis: 0 }, &[f32_in(&[5, 3]), Arg::In(DType::I64, vec![2, 3])]);
+    check(MovementOp::Gather { axis: 1 }, &[Arg::In(DType::F16, vec![2, 4, 3]), Arg::In(DType::I32, vec![5])]);
+    check(MovementOp::Gather { axis: -1 }, &[Arg::In(DType::I64, vec![2, 3, 4]), Arg::In(DType::I64, vec![])]);
+}
+
+#[test]
 fn depth_and_space() {
     for mode in [BlockMode::Dcr, BlockMode::Crd] {
         check(MovementOp::DepthToSpace { blocksize: 2, mode }, &[f32_in(&[1, 8, 2, 3])]);
