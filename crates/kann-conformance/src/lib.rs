@@ -130,7 +130,40 @@ fn run_compiled(g: &kann_ir::Graph, inputs: &HashMap<String, Tensor>, n: usize) 
         .iter()
         .map(|&v| inputs.get(&g.value(v).name).cloned().ok_or_else(|| fail(format!("no data for input '{}'", g.value(v).name))))
         .collect::<Result<_, _>>()?;
-    kann_compiler::testing::run_compiled(&compiled, &ordered).map_err(fail)
+    run_on_runtime(&compiled, &ordered).map_err(fail)
+}
+
+/// Writes the compiled network as a `.kann` file, loads it with the
+/// runtime, runs one frame on pinned workers and reads the outputs back:
+/// the path `kann generate` + `kann run` takes.
+pub fn run_on_runtime(compiled: &kann_compiler::Compiled, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("kann-conformance-{}-{n}.kann", std::process::id()));
+    let writer = compiled.artifact(kann_artifact::Arch::Generic, "{}").map_err(|e| e.to_string())?;
+    writer.write_to(&path).map_err(|e| e.to_string())?;
+    let result = (|| {
+        let mut service = kann_runtime::Service::load(&path).map_err(|e| e.to_string())?;
+        service.init_device(&kann_runtime::Device::all()).map_err(|e| e.to_string())?;
+        let bytes: Vec<Vec<u8>> = inputs.iter().map(kann_tensor::npy::raw_le_bytes).collect();
+        let refs: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
+        let mut outs: Vec<Vec<u8>> = service.outputs().iter().map(|t| vec![0u8; t.bytes()]).collect();
+        let mut out_refs: Vec<&mut [u8]> = outs.iter_mut().map(|b| b.as_mut_slice()).collect();
+        service.process_frame(&refs, &mut out_refs).map_err(|e| e.to_string())?;
+        let specs: Vec<(DType, Vec<usize>)> = service
+            .outputs()
+            .iter()
+            .map(|t| (DType::parse(t.dtype.name()).unwrap_or(DType::F32), t.shape.clone()))
+            .collect();
+        service.terminate();
+        specs
+            .into_iter()
+            .zip(outs)
+            .map(|((d, shape), b)| Tensor::new(kann_tensor::Shape::new(shape), kann_tensor::npy::data_from_le(d, &b)).map_err(|e| e.to_string()))
+            .collect()
+    })();
+    let _ = std::fs::remove_file(&path);
+    result
 }
 
 fn fail(reason: impl std::fmt::Display) -> Outcome {
