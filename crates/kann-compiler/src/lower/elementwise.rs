@@ -258,6 +258,7 @@ fn lower_binary(cx: &mut LowerCx, id: NodeId, node: &Node, kind: IrBinary) -> Lo
             BitwiseXor => IntOp::BitXor,
             ShiftLeft => IntOp::ShiftLeft,
             ShiftRight => IntOp::ShiftRight,
+            Pow if int_type(cx.info(b).dtype) == Some(ty) => IntOp::Pow,
             Equal => IntOp::Equal,
             Less => IntOp::Less,
             Greater => IntOp::Greater,
@@ -593,11 +594,11 @@ pub(super) mod tests {
     #[test]
     fn integer_ops_match_the_reference() {
         use IrBinary::*;
-        let kinds = [Add, Sub, Mul, Div, Mod, Fmod, BitwiseAnd, BitwiseOr, BitwiseXor, ShiftLeft, ShiftRight, Equal, Less, GreaterOrEqual];
+        let kinds = [Add, Sub, Mul, Div, Mod, Fmod, Pow, BitwiseAnd, BitwiseOr, BitwiseXor, ShiftLeft, ShiftRight, Equal, Less, GreaterOrEqual];
         let dtypes = [DType::I8, DType::U8, DType::I32, DType::I64];
         let mut rng = Rng::new(21);
         for (case, kind) in kinds.into_iter().cycle().take(56).enumerate() {
-            let d = dtypes[case % 4];
+            let d = if kind == Pow { dtypes[2 + case % 2] } else { dtypes[case % 4] };
             let (a, b) = broadcast_pair(&mut rng);
             let g = one_node(ew(ElementwiseOp::Binary(Binary { kind })), vec![Slot::In(d, a.clone()), Slot::In(d, b.clone())], 1);
             check(g, &format!("{} {d} {a:?} {b:?}", kind.name()));

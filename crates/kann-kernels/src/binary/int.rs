@@ -79,6 +79,8 @@ pub enum IntOp {
     BitXor,
     ShiftLeft,
     ShiftRight,
+    /// `a^b` wrapping; a negative exponent truncates `1 / a^-b` toward zero.
+    Pow,
     Equal,
     Less,
     Greater,
@@ -119,6 +121,7 @@ impl IntOp {
             ShiftLeft => a << b,
             ShiftRight if !(0..width).contains(&b) => -((a < 0) as i64),
             ShiftRight => a >> b,
+            Pow => int_pow(a, b),
             Equal => (a == b) as i64,
             Less => (a < b) as i64,
             Greater => (a > b) as i64,
@@ -126,6 +129,27 @@ impl IntOp {
             GreaterOrEqual => (a >= b) as i64,
         }
     }
+}
+
+/// `base^exp` with wrapping; negative exponents give `1 / base^-exp`
+/// truncated (0 unless the base is ±1; 0 for a zero base).
+fn int_pow(base: i64, exp: i64) -> i64 {
+    if exp < 0 {
+        return match base {
+            1 => 1,
+            -1 => 1 - 2 * (exp & 1),
+            _ => 0,
+        };
+    }
+    let (mut result, mut b, mut e) = (1i64, base, exp as u64);
+    while e > 0 {
+        if e & 1 == 1 {
+            result = result.wrapping_mul(b);
+        }
+        b = b.wrapping_mul(b);
+        e >>= 1;
+    }
+    result
 }
 
 /// `y = a ⋄ b` over integers of type `ty` with broadcasting (see
@@ -250,6 +274,16 @@ mod tests {
             }
             assert_eq!(y.iter().map(|&v| v as i8).collect::<Vec<_>>(), want, "{op:?}");
         }
+    }
+
+    #[test]
+    fn int_pow_wraps_and_truncates() {
+        assert_eq!(int_pow(3, 4), 81);
+        assert_eq!(int_pow(-2, 3), -8);
+        assert_eq!(int_pow(2, -1), 0);
+        assert_eq!(int_pow(-1, -3), -1);
+        assert_eq!(int_pow(-1, -2), 1);
+        assert_eq!(int_pow(2, 64), 0);
     }
 
     #[test]
