@@ -47,9 +47,25 @@ pub enum Kernel {
     // --- end of element-wise kernels ---
 
     // --- nn kernels (conv.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
+    Conv(crate::conv::Conv),
+    ConvTranspose(crate::conv::ConvTranspose),
+    Gemm(crate::gemm::Gemm),
+    Pool(crate::pool::Pool),
+    Lrn(crate::norm::Lrn),
+    BatchNorm(crate::norm::BatchNorm),
+    InstanceNorm(crate::norm::InstanceNorm),
+    LayerNorm(crate::norm::LayerNorm),
+    GroupNorm(crate::norm::GroupNorm),
+    LpNorm(crate::norm::LpNorm),
+    Softmax(crate::softmax::Softmax),
     // --- end of nn kernels ---
 
     // --- movement, reduce and resample kernels (movement.rs, reduce.rs, resample.rs) ---
+    Copy(crate::movement::Copy),
+    Remap(crate::movement::Remap),
+    Concat(crate::movement::Concat),
+    Split(crate::movement::Split),
+    Resize(crate::resample::Resize),
     Reduce(reduce::Reduce),
     ArgReduce(reduce::ArgReduce),
     // --- end of movement kernels ---
@@ -70,9 +86,25 @@ macro_rules! dispatch {
             // --- end of element-wise kernels ---
 
             // --- nn kernels ---
+            Kernel::Conv($k) => $e,
+            Kernel::ConvTranspose($k) => $e,
+            Kernel::Gemm($k) => $e,
+            Kernel::Pool($k) => $e,
+            Kernel::Lrn($k) => $e,
+            Kernel::BatchNorm($k) => $e,
+            Kernel::InstanceNorm($k) => $e,
+            Kernel::LayerNorm($k) => $e,
+            Kernel::GroupNorm($k) => $e,
+            Kernel::LpNorm($k) => $e,
+            Kernel::Softmax($k) => $e,
             // --- end of nn kernels ---
 
             // --- movement, reduce and resample kernels ---
+            Kernel::Copy($k) => $e,
+            Kernel::Remap($k) => $e,
+            Kernel::Concat($k) => $e,
+            Kernel::Split($k) => $e,
+            Kernel::Resize($k) => $e,
             Kernel::Reduce($k) => $e,
             Kernel::ArgReduce($k) => $e,
             // --- end of movement kernels ---
