@@ -28,7 +28,7 @@ impl IntType {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             IntType::I8 => "i8",
             IntType::U8 => "u8",
@@ -39,7 +39,7 @@ impl IntType {
 
     /// Element `i` of `b`, widened.
     #[inline]
-    fn read(self, b: &[u8], i: usize) -> i64 {
+    pub(crate) fn read(self, b: &[u8], i: usize) -> i64 {
         match self {
             IntType::I8 => b[i] as i8 as i64,
             IntType::U8 => b[i] as i64,
@@ -54,7 +54,17 @@ impl IntType {
 
     /// Stores `v` truncated as element `i` of `b`.
     #[inline]
-    fn write(self, b: &mut [u8], i: usize, v: i64) {
+    /// The smallest and largest value.
+    pub fn range(self) -> (i64, i64) {
+        match self {
+            IntType::I8 => (i8::MIN as i64, i8::MAX as i64),
+            IntType::U8 => (0, u8::MAX as i64),
+            IntType::I32 => (i32::MIN as i64, i32::MAX as i64),
+            IntType::I64 => (i64::MIN, i64::MAX),
+        }
+    }
+
+    pub(crate) fn write(self, b: &mut [u8], i: usize, v: i64) {
         let n = self.bytes();
         b[n * i..n * (i + 1)].copy_from_slice(&v.to_le_bytes()[..n]);
     }
