@@ -29,8 +29,10 @@ fn light_models_compile_and_match_the_reference() {
             Ok(runs) => {
                 for (n, diffs) in runs {
                     for d in diffs {
-                        eprintln!("{} {n}c {}: cosine {:.8} max rel {:.2e} max abs {:.2e}", test_name(t), d.name, d.cosine, d.max_rel, d.max_abs);
-                        if !(d.cosine >= 0.99999 && d.max_rel <= 1e-4) {
+                        eprintln!("{} {n}c {}: cosine {:.8} max rel {:.2e} max abs {:.2e} outside tolerance {}", test_name(t), d.name, d.cosine, d.max_rel, d.max_abs, d.outside);
+                        // The verdict of `kann diff` at fp32 defaults (|a-b| <= 1e-5 + 1e-4|b|):
+                        // softmax tails make the bare max relative error meaningless.
+                        if !(d.cosine >= 0.99999 && d.passes()) {
                             problems.push(format!("{} on {n} cluster(s), output {}: cosine {} max rel {:.3e}", test_name(t), d.name, d.cosine, d.max_rel));
                         }
                     }

@@ -6,7 +6,8 @@
 //! - [`Remap`]: the general strided / index-table gather (Transpose, Slice,
 //!   Expand, Tile, Pad, Gather with constant indices, DepthToSpace,
 //!   SpaceToDepth, nearest Resize), see [`remap`];
-//! - [`Concat`] and [`Split`]: slabs joined along an axis, or cut apart.
+//! - [`Concat`] and [`Split`]: slabs joined along an axis, or cut apart;
+//! - [`Gather`]: rows picked by indices known only at run time.
 //!
 //! Work items are output elements (bytes for [`Copy`]; input elements for
 //! [`Split`], each of which lands in exactly one output), so a part is a
@@ -151,6 +152,67 @@ impl KernelImpl for Split {
     }
 }
 
+/// Gather with indices read at run time (input 1, i32 or i64): the output
+/// is `outer × n_idx` rows of `inner` elements, row `(o, j)` copying input
+/// row `(o, indices[j])` (negative indices count from the end). Work items
+/// are output rows. An index outside the axis (invalid input, which the
+/// spec leaves undefined) yields a row of zeros.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Gather {
+    pub elem: ElemType,
+    /// The indices' type: `I32` or `I64`.
+    pub index: ElemType,
+    pub outer: u64,
+    pub axis_len: u64,
+    pub n_idx: u64,
+    pub inner: u64,
+}
+
+impl Gather {
+    /// Index `j` normalised into the axis, `None` when outside it.
+    fn index_at(&self, idx: &[u8], j: usize) -> Option<u64> {
+        let i = match self.index {
+            ElemType::I32 => i64::from(i32::from_le_bytes(idx.get(j * 4..j * 4 + 4)?.try_into().ok()?)),
+            _ => i64::from_le_bytes(idx.get(j * 8..j * 8 + 8)?.try_into().ok()?),
+        };
+        let i = if i < 0 { i + self.axis_len as i64 } else { i };
+        u64::try_from(i).ok().filter(|&i| i < self.axis_len)
+    }
+}
+
+impl KernelImpl for Gather {
+    fn name(&self) -> String {
+        format!("{}_gather_rows_generic", self.elem.name())
+    }
+
+    fn work_items(&self) -> u64 {
+        self.outer * self.n_idx
+    }
+
+    fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String> {
+        expect_io(n_inputs, n_outputs, 2..3, 1)
+    }
+
+    unsafe fn run(&self, io: &Io, part: Range<u64>, _scratch: &mut [u8]) {
+        let row = self.inner as usize * self.elem.size();
+        if row == 0 || part.is_empty() || self.n_idx == 0 {
+            return;
+        }
+        // SAFETY: this part owns these output rows; no one writes the inputs.
+        let (out, x, idx) = unsafe { (io.outputs[0].bytes_part(part.start as usize * row..part.end as usize * row), io.inputs[0].bytes(), io.inputs[1].bytes()) };
+        for (dst, r) in out.chunks_exact_mut(row).zip(part) {
+            let (o, j) = (r / self.n_idx, r % self.n_idx);
+            match self.index_at(idx, j as usize) {
+                Some(i) => {
+                    let s = (o * self.axis_len + i) as usize * row;
+                    dst.copy_from_slice(&x[s..s + row]);
+                }
+                None => dst.fill(0),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +233,17 @@ mod tests {
         let a = if n == 0 { 0 } else { seed % (n + 1) };
         let b = a + if n == a { 0 } else { (seed / 7) % (n - a + 1) };
         vec![0..a, a..b, b..n]
+    }
+
+    #[test]
+    fn gather_rows_with_runtime_indices() {
+        // data [2, 3, 2] u8, indices [-1, 0, 5 (invalid), 1] i32 on axis 1.
+        let data: Vec<u8> = (0..12).collect();
+        let idx: Vec<u8> = [-1i32, 0, 5, 1].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let k = Gather { elem: ElemType::U8, index: ElemType::I32, outer: 2, axis_len: 3, n_idx: 4, inner: 2 };
+        let mut outs = vec![vec![9u8; 16]];
+        run_parts(&k, &mut [data, idx], &mut outs, &three_parts(8, 19));
+        assert_eq!(outs[0], [4, 5, 0, 1, 0, 0, 2, 3, 10, 11, 6, 7, 0, 0, 8, 9]);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - Transpose, Slice, Expand, Tile, Pad, Gather (constant indices),
 //!   DepthToSpace and SpaceToDepth become one [`Remap`]: per output axis an
 //!   affine map or a table of input offsets;
+//! - Gather with indices known only at run time becomes a [`Gather`] of rows;
 //! - Concat and Split become slab kernels; Shape, Size and ConstantOfShape
 //!   (when not already folded) read their values from the weights.
 
@@ -14,8 +15,8 @@ use super::{elem_type, LowerCx, LowerResult, Operand};
 use kann_ir::ops::movement::{center_crop_offsets, gather_nd_geometry, pad_plan, slice_plan, split_sizes, transpose_perm, BlockMode, MovementOp, PadMode};
 use kann_ir::ops::norm_axis;
 use kann_ir::{Node, NodeId, ValueId};
-use kann_kernels::movement::{Concat, Copy, Remap, RemapAxis, RemapOp, Split, FILL};
-use kann_kernels::{Kernel, KernelImpl};
+use kann_kernels::movement::{Concat, Copy, Gather, Remap, RemapAxis, RemapOp, Split, FILL};
+use kann_kernels::{ElemType, Kernel, KernelImpl};
 use kann_tensor::{npy, DType, Shape, Tensor};
 
 pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, op: &MovementOp) -> LowerResult {
@@ -137,7 +138,7 @@ fn tile(cx: &mut LowerCx, id: NodeId, node: &Node) -> LowerResult {
     let out = cx.info(y).shape.to_vec();
     let mut axes = Vec::with_capacity(2 * dims.len());
     for (a, (&d, &o)) in dims.iter().zip(&out).enumerate() {
-        let reps = if d == 0 { 0 } else { o / d };
+        let reps = o.checked_div(d).unwrap_or(0);
         axes.push(RemapAxis::affine(reps as u64, 0, 0));
         axes.push(RemapAxis::affine(d as u64, 0, st[a]));
     }
@@ -190,6 +191,10 @@ fn pad(cx: &mut LowerCx, id: NodeId, node: &Node, mode: PadMode) -> LowerResult 
 fn gather(cx: &mut LowerCx, id: NodeId, node: &Node, axis: i64) -> LowerResult {
     let (x, y, dims, st) = io(cx, node)?;
     let axis = norm_axis(axis, dims.len())?;
+    let iv = cx.input(node, 1)?;
+    if cx.constant(iv).is_none() {
+        return gather_dynamic(cx, id, node, axis);
+    }
     let idx = const_i64s(cx, node, 1, "indices")?.ok_or("input 'indices' is missing")?;
     let d = dims[axis] as i64;
     let mut table = Vec::with_capacity(idx.len());
@@ -204,6 +209,21 @@ fn gather(cx: &mut LowerCx, id: NodeId, node: &Node, axis: i64) -> LowerResult {
     axes.push(RemapAxis::table(table));
     axes.extend((axis + 1..dims.len()).map(|a| RemapAxis::affine(dims[a] as u64, 0, st[a])));
     remap(cx, id, x, y, RemapOp::Gather, axes, Vec::new())
+}
+
+/// Gather with indices known only at run time: rows of the dims after the axis.
+fn gather_dynamic(cx: &mut LowerCx, id: NodeId, node: &Node, axis: usize) -> LowerResult {
+    let (x, y, dims, _) = io(cx, node)?;
+    let iv = cx.input(node, 1)?;
+    let index = match cx.info(iv).dtype {
+        DType::I32 => ElemType::I32,
+        DType::I64 => ElemType::I64,
+        d => return Err(format!("indices of dtype {d} (expected i32 or i64)")),
+    };
+    let (outer, inner) = outer_inner(&dims, axis);
+    let k = Gather { elem: elem_type(cx.info(y).dtype), index, outer, axis_len: dims[axis] as u64, n_idx: cx.info(iv).numel() as u64, inner };
+    cx.push(id, Kernel::Gather(k), vec![Operand::Value(x), Operand::Value(iv)], vec![Operand::Value(y)], 0);
+    Ok(())
 }
 
 /// Remap axes reading an input viewed with `view` dims, in the order `perm`.
@@ -396,7 +416,10 @@ fn trilu(cx: &mut LowerCx, id: NodeId, node: &Node, upper: bool) -> LowerResult 
     let (x, y, dims, st) = io(cx, node)?;
     let k = const_i64s(cx, node, 1, "k")?.and_then(|v| v.first().copied()).unwrap_or(0);
     let r = dims.len();
-    let (m, n) = (dims[r - 2] as i64, dims[r - 1] as i64);
+    let [m, n] = match dims[..] {
+        [.., m, n] => [m as i64, n as i64],
+        _ => return Err(format!("Trilu needs rank >= 2, found shape {dims:?}")),
+    };
     let mut axes: Vec<RemapAxis> = (0..r - 2).map(|a| RemapAxis::affine(dims[a] as u64, 0, st[a])).collect();
     let keep = |i: i64, j: i64| if upper { j - i >= k } else { j - i <= k };
     axes.push(RemapAxis::table((0..m * n).map(|f| if keep(f / n, f % n) { f } else { FILL }).collect()));
@@ -409,6 +432,9 @@ fn trilu(cx: &mut LowerCx, id: NodeId, node: &Node, upper: bool) -> LowerResult 
 fn reverse_sequence(cx: &mut LowerCx, id: NodeId, node: &Node, batch_axis: usize, time_axis: usize) -> LowerResult {
     let (x, y, dims, st) = io(cx, node)?;
     let lens = const_i64s(cx, node, 1, "sequence_lens")?.ok_or("input 'sequence_lens' is missing")?;
+    if dims.len() < 2 || batch_axis.max(time_axis) > 1 || batch_axis == time_axis {
+        return Err(format!("needs rank >= 2 with batch and time axes 0 and 1, found {dims:?}, {batch_axis}/{time_axis}"));
+    }
     let steps = dims[time_axis] as i64;
     let mut table = Vec::with_capacity(dims[0] * dims[1]);
     for i in 0..dims[0] as i64 {

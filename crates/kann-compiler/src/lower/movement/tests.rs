@@ -151,6 +151,14 @@ fn gather_constant_indices() {
 }
 
 #[test]
+fn gather_runtime_indices() {
+    // Random indices are in [0, 4).
+    check(MovementOp::Gather { axis: 0 }, &[f32_in(&[5, 3]), Arg::In(DType::I64, vec![2, 3])]);
+    check(MovementOp::Gather { axis: 1 }, &[Arg::In(DType::F16, vec![2, 4, 3]), Arg::In(DType::I32, vec![5])]);
+    check(MovementOp::Gather { axis: -1 }, &[Arg::In(DType::I64, vec![2, 3, 4]), Arg::In(DType::I64, vec![])]);
+}
+
+#[test]
 fn depth_and_space() {
     for mode in [BlockMode::Dcr, BlockMode::Crd] {
         check(MovementOp::DepthToSpace { blocksize: 2, mode }, &[f32_in(&[1, 8, 2, 3])]);
@@ -254,4 +262,27 @@ fn onnx_node_tests_of_movement_ops_run_compiled() {
     refused.iter().for_each(|r| println!("  {r}"));
     println!("passed: {}", passed.join(" "));
     assert!(failed.is_empty(), "{} node tests give wrong values:\n{}", failed.len(), failed.join("\n"));
+}
+
+/// Every movement and resample node of the light models (after the pass
+/// pipeline) lowers. Without the data the test passes.
+#[test]
+#[ignore = "slow: imports the nine light models (run with --ignored)"]
+fn light_models_movement_nodes_lower() {
+    use std::path::PathBuf;
+    let base = std::env::var_os("KANN_DATA").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kann-data"));
+    let dir = base.join("random-models-v1/light");
+    let (mut refused, mut seen) = (Vec::new(), 0);
+    for name in ["bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet", "squeezenet", "vgg19", "zfnet512"] {
+        let Ok(model) = kann_onnx::import_file(&dir.join(name).join("model.onnx"), &Default::default(), Some(&kann_reference::Reference)) else { continue };
+        let mut g = model.graph;
+        crate::optimize(&mut g, Some(&kann_reference::Reference)).unwrap();
+        let ours: Vec<String> = g.nodes.iter().filter(|n| matches!(n.op, Op::Movement(_) | Op::Resample(_))).map(|n| n.op.describe()).collect();
+        seen += ours.len();
+        if let Err(missing) = crate::lower::lower_graph(&g) {
+            refused.extend(missing.into_iter().filter(|u| ours.contains(&u.op)).map(|u| format!("{name}: {u}")));
+        }
+    }
+    println!("{seen} movement/resample nodes in the light models");
+    assert!(refused.is_empty(), "{}", refused.join("\n"));
 }
