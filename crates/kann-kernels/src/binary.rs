@@ -52,12 +52,14 @@ pub fn coalesce(dims: &[u64], strides: &[Vec<u64>]) -> (Vec<u64>, Vec<Vec<u64>>)
         if n == 1 {
             continue;
         }
-        let mergeable = !out_dims.is_empty() && strides.iter().zip(&out_strides).all(|(s, o)| o[o.len() - 1] == s[d] * n);
-        if mergeable {
-            *out_dims.last_mut().unwrap_or(&mut 0) *= n;
+        // The previous kept dimension steps exactly over this one in every input.
+        let mergeable = strides.iter().zip(&out_strides).all(|(s, o)| o.last().is_some_and(|&prev| prev == s[d] * n));
+        if let (true, Some(last)) = (mergeable, out_dims.last_mut()) {
+            *last *= n;
             for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
-                let last = o.len() - 1;
-                o[last] = s[d];
+                if let Some(prev) = o.last_mut() {
+                    *prev = s[d];
+                }
             }
         } else {
             out_dims.push(n);

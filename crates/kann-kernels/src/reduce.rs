@@ -5,8 +5,11 @@
 //! The compiler describes the input as two sets of dimensions with their
 //! element strides: the kept ones (walked in row-major order, one output
 //! element per position) and the reduced ones (walked for each output
-//! element). f32 values accumulate in f64, as the reference does.
+//! element). f32 values accumulate in f64, as the reference does; integer
+//! (and bool) data, for the exact kinds (Sum, Prod, Max, Min, L1,
+//! SumSquare), in i64 with wrapping.
 
+use crate::binary::int::IntType;
 use crate::kernel::{expect_io, KernelImpl};
 use crate::Io;
 use serde::{Deserialize, Serialize};
@@ -63,10 +66,21 @@ fn kept_offset(mut o: u64, dims: &[u64], strides: &[u64]) -> u64 {
     offset
 }
 
-/// `y[o] = reduce(x[set(o)])` over f32.
+/// The element type a [`Reduce`] reads and writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum ReduceElem {
+    #[default]
+    F32,
+    Int(IntType),
+    /// One byte, 0 or 1 (Max is any, Min is all).
+    Bool,
+}
+
+/// `y[o] = reduce(x[set(o)])`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Reduce {
     pub kind: ReduceKind,
+    pub elem: ReduceElem,
     /// Kept dimensions of the input (their product is the output's length)
     /// and their element strides.
     pub kept_dims: Vec<u64>,
@@ -78,6 +92,30 @@ pub struct Reduce {
 }
 
 impl Reduce {
+    /// Reduces the integer set starting at `base` (`ty`: how to read it,
+    /// `range`: the dtype's bounds, what an empty Max / Min gives).
+    fn reduce_int(&self, x: &[u8], ty: IntType, range: (i64, i64), base: u64) -> i64 {
+        let kind = self.kind;
+        let mut acc = match kind {
+            ReduceKind::Prod => 1,
+            ReduceKind::Max => range.0,
+            ReduceKind::Min => range.1,
+            _ => 0,
+        };
+        for_each_reduced(base, &self.reduced_dims, &self.reduced_strides, &mut |i| {
+            let v = ty.read(x, i);
+            acc = match kind {
+                ReduceKind::Prod => acc.wrapping_mul(v),
+                ReduceKind::Max => acc.max(v),
+                ReduceKind::Min => acc.min(v),
+                ReduceKind::L1 => acc.wrapping_add(v.wrapping_abs()),
+                ReduceKind::SumSquare => acc.wrapping_add(v.wrapping_mul(v)),
+                _ => acc.wrapping_add(v),
+            };
+        });
+        acc
+    }
+
     /// Reduces the set starting at `base`.
     fn reduce_one(&self, x: &[f32], base: u64) -> f32 {
         let count: u64 = self.reduced_dims.iter().product();
@@ -127,7 +165,12 @@ impl Reduce {
 
 impl KernelImpl for Reduce {
     fn name(&self) -> String {
-        format!("f32_reduce{}_generic", self.kind.name())
+        let dtype = match self.elem {
+            ReduceElem::F32 => "f32",
+            ReduceElem::Int(t) => t.name(),
+            ReduceElem::Bool => "bool",
+        };
+        format!("{dtype}_reduce{}_generic", self.kind.name())
     }
 
     fn work_items(&self) -> u64 {
@@ -139,10 +182,31 @@ impl KernelImpl for Reduce {
         if self.kept_dims.len() != self.kept_strides.len() || self.reduced_dims.len() != self.reduced_strides.len() {
             return Err("dimensions and strides differ in number".into());
         }
+        let exact = matches!(self.kind, ReduceKind::Sum | ReduceKind::Prod | ReduceKind::Max | ReduceKind::Min | ReduceKind::L1 | ReduceKind::SumSquare);
+        if self.elem != ReduceElem::F32 && !exact {
+            return Err(format!("{:?} of {:?} data", self.kind, self.elem));
+        }
         Ok(())
     }
 
     unsafe fn run(&self, io: &Io, part: Range<u64>, _scratch: &mut [u8]) {
+        let (ty, range) = match self.elem {
+            ReduceElem::F32 => (None, (0, 0)),
+            ReduceElem::Int(t) => (Some(t), t.range()),
+            ReduceElem::Bool => (Some(IntType::U8), (0, 1)),
+        };
+        if let Some(ty) = ty {
+            let es = ty.bytes();
+            // SAFETY: this part owns these output bytes (the run contract).
+            let out = unsafe { io.outputs[0].bytes_part(part.start as usize * es..part.end as usize * es) };
+            // SAFETY: no one writes the input during the step.
+            let x = unsafe { io.inputs[0].bytes() };
+            for (k, o) in part.enumerate() {
+                let v = self.reduce_int(x, ty, range, kept_offset(o, &self.kept_dims, &self.kept_strides));
+                ty.write(out, k, v);
+            }
+            return;
+        }
         // SAFETY: this part owns these output elements (the run contract).
         let out = unsafe { io.outputs[0].f32_part(part.start as usize..part.end as usize) };
         // SAFETY: no one writes the input during the step.
@@ -271,7 +335,7 @@ mod tests {
                 };
                 let (kept_dims, kept_strides) = pick(false);
                 let (reduced_dims, reduced_strides) = pick(true);
-                let k = Reduce { kind, kept_dims, kept_strides, reduced_dims, reduced_strides };
+                let k = Reduce { kind, elem: ReduceElem::F32, kept_dims, kept_strides, reduced_dims, reduced_strides };
                 let n = k.work_items();
                 let mut y = vec![0.0f32; n as usize];
                 let ins = [RawBuf::from_f32(&mut x)];

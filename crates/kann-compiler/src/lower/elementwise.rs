@@ -5,14 +5,18 @@
 //! with constant bounds, PRelu, SwiGLU, Identity/Dropout (copies), and the
 //! compiler's fused `Add [+ residual] + activation`.
 //!
-//! Arithmetic is f32 only; Identity, Dropout and Where copy elements of any
-//! dtype. Casts and integer arithmetic are refused with a reason.
+//! Arithmetic is f32, plus integer (i8/u8/i32/i64) arithmetic, bit ops,
+//! comparisons, Relu/Abs/Neg/Sign/BitwiseNot, Clip and variadic
+//! Sum/Max/Min; Identity, Dropout and Where copy elements of any dtype.
+//! Casts, other dtypes (f16, f64…) and integer Pow/Mean are refused with a
+//! reason.
 
 use super::{require_f32, LowerCx, LowerResult, Operand};
 use kann_ir::ops::elementwise::{Activation as IrAct, BinaryKind as IrBinary, ElementwiseOp, UnaryKind as IrUnary, VariadicKind};
 use kann_ir::ops::fused::{Fused, FusedActivation};
 use kann_ir::ops::Op;
 use kann_ir::{Node, NodeId, ValueId};
+use kann_kernels::binary::int::{IntBinary, IntOp, IntType, IntUnary, IntUnaryOp};
 use kann_kernels::binary::{broadcast_strides, coalesce, Binary, BinaryKind, Compare, CompareKind, Where};
 use kann_kernels::unary::{CopyBytes, Predicate, PredicateKind, Unary, UnaryKind};
 use kann_kernels::{Activation, Kernel};
@@ -68,6 +72,19 @@ fn fused_activation(a: FusedActivation) -> Activation {
 
 fn lower_unary(cx: &mut LowerCx, id: NodeId, node: &Node, kind: IrUnary) -> LowerResult {
     use IrUnary::*;
+    let x = cx.input(node, 0)?;
+    if let Some(ty) = int_type(cx.info(x).dtype) {
+        let op = match kind {
+            Relu => IntUnaryOp::Relu,
+            Abs => IntUnaryOp::Abs,
+            Neg => IntUnaryOp::Neg,
+            Sign => IntUnaryOp::Sign,
+            BitwiseNot => IntUnaryOp::BitwiseNot,
+            Identity => return copy_step(cx, id, x, node.outputs[0]),
+            _ => return Err(format!("{} of {} data is not lowered", kind.name(), cx.info(x).dtype)),
+        };
+        return int_unary_step(cx, id, x, node.outputs[0], ty, op);
+    }
     let k = match kind {
         Identity => return copy_step(cx, id, cx.input(node, 0)?, node.outputs[0]),
         Not => return predicate_step(cx, id, node, PredicateKind::Not),
@@ -119,6 +136,24 @@ fn activation_kind(a: &IrAct) -> UnaryKind {
         IrAct::Gelu { tanh } => UnaryKind::Gelu { tanh },
         IrAct::Swish { alpha } => UnaryKind::Swish { alpha },
     }
+}
+
+/// The integer kernels' element type of a dtype.
+fn int_type(d: DType) -> Option<IntType> {
+    match d {
+        DType::I8 => Some(IntType::I8),
+        DType::U8 => Some(IntType::U8),
+        DType::I32 => Some(IntType::I32),
+        DType::I64 => Some(IntType::I64),
+        _ => None,
+    }
+}
+
+/// One [`IntUnary`] step.
+fn int_unary_step(cx: &mut LowerCx, id: NodeId, x: ValueId, y: ValueId, ty: IntType, op: IntUnaryOp) -> LowerResult {
+    let len = cx.info(y).numel() as u64;
+    cx.push(id, Kernel::IntUnary(IntUnary { op, ty, len }), vec![Operand::Value(x)], vec![Operand::Value(y)], len);
+    Ok(())
 }
 
 /// One f32 [`Unary`] step from input 0 to output 0.
@@ -179,6 +214,16 @@ fn lower_dropout(cx: &mut LowerCx, id: NodeId, node: &Node) -> LowerResult {
 
 /// Clip with constant (or absent) scalar bounds.
 fn lower_clip(cx: &mut LowerCx, id: NodeId, node: &Node) -> LowerResult {
+    let x = cx.input(node, 0)?;
+    if let Some(ty) = int_type(cx.info(x).dtype) {
+        let bound = |i: usize, absent: i64| -> Result<i64, String> {
+            let Some(v) = cx.optional_input(node, i) else { return Ok(absent) };
+            let t = cx.constant(v).ok_or_else(|| format!("Clip bound #{i} is not a constant"))?;
+            t.to_i64_vec().first().copied().ok_or_else(|| format!("Clip bound #{i} is empty"))
+        };
+        let op = IntUnaryOp::Clip { min: bound(1, i64::MIN)?, max: bound(2, i64::MAX)? };
+        return int_unary_step(cx, id, x, node.outputs[0], ty, op);
+    }
     let bound = |i: usize, absent: f32| -> Result<f32, String> {
         let Some(v) = cx.optional_input(node, i) else { return Ok(absent) };
         let t = cx.constant(v).ok_or_else(|| format!("Clip bound #{i} is not a constant"))?;
@@ -199,6 +244,30 @@ fn walk(ins: &[&[usize]], out: &[usize]) -> (Vec<u64>, Vec<Vec<u64>>) {
 
 fn lower_binary(cx: &mut LowerCx, id: NodeId, node: &Node, kind: IrBinary) -> LowerResult {
     use IrBinary::*;
+    let (a, b) = (cx.input(node, 0)?, cx.input(node, 1)?);
+    if let Some(ty) = int_type(cx.info(a).dtype) {
+        let op = match kind {
+            Add => IntOp::Add,
+            Sub => IntOp::Sub,
+            Mul => IntOp::Mul,
+            Div => IntOp::Div,
+            Mod => IntOp::Mod,
+            Fmod => IntOp::Fmod,
+            BitwiseAnd => IntOp::BitAnd,
+            BitwiseOr => IntOp::BitOr,
+            BitwiseXor => IntOp::BitXor,
+            ShiftLeft => IntOp::ShiftLeft,
+            ShiftRight => IntOp::ShiftRight,
+            Pow if int_type(cx.info(b).dtype) == Some(ty) => IntOp::Pow,
+            Equal => IntOp::Equal,
+            Less => IntOp::Less,
+            Greater => IntOp::Greater,
+            LessOrEqual => IntOp::LessOrEqual,
+            GreaterOrEqual => IntOp::GreaterOrEqual,
+            _ => return Err(format!("{} of {} data is not lowered", kind.name(), cx.info(a).dtype)),
+        };
+        return int_binary_step(cx, id, (Operand::Value(a), cx.info(a).shape.dims()), b, node.outputs[0], ty, op);
+    }
     let k = match kind {
         Add => BinaryKind::Add,
         Sub => BinaryKind::Sub,
@@ -216,7 +285,7 @@ fn lower_binary(cx: &mut LowerCx, id: NodeId, node: &Node, kind: IrBinary) -> Lo
         Or => return compare_step(cx, id, node, CompareKind::Or),
         Xor => return compare_step(cx, id, node, CompareKind::Xor),
         ShiftLeft | ShiftRight | BitwiseAnd | BitwiseOr | BitwiseXor => {
-            return Err(format!("the compiler does not lower {} (integer data) yet", kind.name()))
+            return Err(format!("{} of {} data", kind.name(), cx.info(a).dtype))
         }
     };
     arithmetic_step(cx, id, node, k)
@@ -259,6 +328,17 @@ fn binary_step(cx: &mut LowerCx, id: NodeId, inputs: &[ValueId], y: ValueId, kin
     Ok(())
 }
 
+/// One [`IntBinary`] step `y = a ⋄ b` (a given as an operand and its shape).
+fn int_binary_step(cx: &mut LowerCx, id: NodeId, a: (Operand, &[usize]), b: ValueId, y: ValueId, ty: IntType, op: IntOp) -> LowerResult {
+    if int_type(cx.info(b).dtype) != Some(ty) {
+        return Err(format!("integer op on {} and {} data", cx.info(y).dtype, cx.info(b).dtype));
+    }
+    let (dims, strides) = walk(&[a.1, cx.info(b).shape.dims()], cx.info(y).shape.dims());
+    let n = cx.info(y).numel() as u64;
+    cx.push(id, Kernel::IntBinary(IntBinary { op, ty, dims, strides }), vec![a.0, Operand::Value(b)], vec![Operand::Value(y)], n);
+    Ok(())
+}
+
 /// A comparison (f32 inputs) or logic (bool inputs) step with a bool output.
 fn compare_step(cx: &mut LowerCx, id: NodeId, node: &Node, kind: CompareKind) -> LowerResult {
     let (a, b) = (cx.input(node, 0)?, cx.input(node, 1)?);
@@ -284,6 +364,9 @@ fn compare_step(cx: &mut LowerCx, id: NodeId, node: &Node, kind: CompareKind) ->
 fn lower_variadic(cx: &mut LowerCx, id: NodeId, node: &Node, kind: VariadicKind) -> LowerResult {
     let inputs = (0..node.inputs.len()).map(|i| cx.input(node, i)).collect::<Result<Vec<_>, _>>()?;
     let y = node.outputs[0];
+    if let Some(ty) = int_type(cx.info(y).dtype) {
+        return int_variadic(cx, id, &inputs, y, ty, kind);
+    }
     for (i, &v) in inputs.iter().enumerate() {
         require_f32(cx, v, &format!("input #{i}"))?;
     }
@@ -314,6 +397,37 @@ fn lower_variadic(cx: &mut LowerCx, id: NodeId, node: &Node, kind: VariadicKind)
         let (dims, strides) = walk(&[&out_dims, &[]], &out_dims);
         let k = Binary { kind: BinaryKind::Mul, dims, strides, activation: Activation::None };
         cx.push(id, Kernel::Binary(k), vec![acc.0, scale], vec![Operand::Value(y)], n);
+    }
+    Ok(())
+}
+
+/// Integer Sum/Max/Min: a chain of [`IntBinary`] steps through temps.
+fn int_variadic(cx: &mut LowerCx, id: NodeId, inputs: &[ValueId], y: ValueId, ty: IntType, kind: VariadicKind) -> LowerResult {
+    let op = match kind {
+        VariadicKind::Sum => IntOp::Add,
+        VariadicKind::Max => IntOp::Max,
+        VariadicKind::Min => IntOp::Min,
+        VariadicKind::Mean => return Err(format!("Mean of {} data is not lowered", cx.info(y).dtype)),
+    };
+    let Some((&first, rest)) = inputs.split_first() else {
+        return Err("no inputs".into());
+    };
+    if rest.is_empty() {
+        return copy_step(cx, id, first, y);
+    }
+    let out_dims = cx.info(y).shape.dims().to_vec();
+    let bytes = (cx.info(y).numel() * ty.bytes()) as u64;
+    let mut acc = (Operand::Value(first), cx.info(first).shape.dims().to_vec());
+    for (i, &x) in rest.iter().enumerate() {
+        let last = i + 1 == rest.len();
+        let out = if last { Operand::Value(y) } else { cx.temp(bytes) };
+        if int_type(cx.info(x).dtype) != Some(ty) {
+            return Err(format!("{kind:?} of mixed dtypes"));
+        }
+        let (dims, strides) = walk(&[&acc.1, cx.info(x).shape.dims()], &out_dims);
+        let n = cx.info(y).numel() as u64;
+        cx.push(id, Kernel::IntBinary(IntBinary { op, ty, dims, strides }), vec![acc.0, Operand::Value(x)], vec![out], n);
+        acc = (out, out_dims.clone());
     }
     Ok(())
 }
@@ -478,10 +592,33 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn integer_ops_match_the_reference() {
+        use IrBinary::*;
+        let kinds = [Add, Sub, Mul, Div, Mod, Fmod, Pow, BitwiseAnd, BitwiseOr, BitwiseXor, ShiftLeft, ShiftRight, Equal, Less, GreaterOrEqual];
+        let dtypes = [DType::I8, DType::U8, DType::I32, DType::I64];
+        let mut rng = Rng::new(21);
+        for (case, kind) in kinds.into_iter().cycle().take(56).enumerate() {
+            let d = if kind == Pow { dtypes[2 + case % 2] } else { dtypes[case % 4] };
+            let (a, b) = broadcast_pair(&mut rng);
+            let g = one_node(ew(ElementwiseOp::Binary(Binary { kind })), vec![Slot::In(d, a.clone()), Slot::In(d, b.clone())], 1);
+            check(g, &format!("{} {d} {a:?} {b:?}", kind.name()));
+        }
+        for kind in [IrUnary::Relu, IrUnary::Abs, IrUnary::Neg, IrUnary::Sign, IrUnary::BitwiseNot] {
+            check(one_node(ew(ElementwiseOp::Unary(Unary { kind })), vec![Slot::In(DType::I32, vec![3, 5])], 1), kind.name());
+        }
+        let lo = Tensor::from_i64_values(DType::I8, Shape::from([]), &[1]).unwrap();
+        check(one_node(ew(ElementwiseOp::Clip), vec![Slot::In(DType::I8, vec![6]), Slot::Const(lo), Slot::Absent], 1), "Clip i8");
+        for kind in [VariadicKind::Max, VariadicKind::Min] {
+            let slots = vec![Slot::In(DType::I64, vec![2, 3]), Slot::In(DType::I64, vec![3]), Slot::In(DType::I64, vec![2, 1])];
+            check(one_node(ew(ElementwiseOp::Variadic(Variadic { kind })), slots, 1), &format!("{kind:?} i64"));
+        }
+    }
+
+    #[test]
     fn unsupported_dtypes_are_refused_with_a_reason() {
-        let g = one_node(ew(ElementwiseOp::Binary(Binary { kind: IrBinary::Add })), vec![Slot::In(DType::I32, vec![3]), Slot::In(DType::I32, vec![3])], 1);
+        let g = one_node(ew(ElementwiseOp::Binary(Binary { kind: IrBinary::Add })), vec![Slot::In(DType::F64, vec![3]), Slot::In(DType::F64, vec![3])], 1);
         let err = crate::lower::lower_graph(&g).unwrap_err();
-        assert!(err[0].reason.contains("i32"), "{}", err[0].reason);
+        assert!(err[0].reason.contains("f64"), "{}", err[0].reason);
     }
 }
 

@@ -1,13 +1,16 @@
 //! Lowering of the reduce family: ReduceSum/Mean/Max/Min/Prod/L1/L2/
 //! LogSum/LogSumExp/SumSquare over constant axes, and ArgMax/ArgMin, for
-//! f32 data. TopK, CumSum, CumProd, the losses and NonZero are not lowered.
+//! f32 data (and the exact kinds — Sum, Prod, Max, Min, L1, SumSquare — of
+//! integer and bool data). TopK, CumSum, CumProd, the losses and NonZero are not lowered.
 
 use super::{require_f32, LowerCx, LowerResult, Operand};
 use kann_ir::ops::norm_axis;
 use kann_ir::ops::reduce::{ArgKind as IrArg, ArgReduce as IrArgReduce, Reduce as IrReduce, ReduceKind as IrKind, ReduceOp};
 use kann_ir::{Node, NodeId};
 use kann_kernels::binary::{coalesce, contiguous_strides};
-use kann_kernels::reduce::{ArgKind, ArgReduce, Reduce, ReduceKind};
+use kann_kernels::binary::int::IntType;
+use kann_kernels::reduce::{ArgKind, ArgReduce, Reduce, ReduceElem, ReduceKind};
+use kann_tensor::DType;
 use kann_kernels::Kernel;
 
 pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, op: &ReduceOp) -> LowerResult {
@@ -37,7 +40,19 @@ fn kernel_kind(k: IrKind) -> ReduceKind {
 /// coalesced) and emits one [`Reduce`] step.
 fn lower_reduce(cx: &mut LowerCx, id: NodeId, node: &Node, r: &IrReduce) -> LowerResult {
     let x = cx.input(node, 0)?;
-    require_f32(cx, x, "input data")?;
+    let elem = match cx.info(x).dtype {
+        DType::F32 => ReduceElem::F32,
+        DType::I8 => ReduceElem::Int(IntType::I8),
+        DType::U8 => ReduceElem::Int(IntType::U8),
+        DType::I32 => ReduceElem::Int(IntType::I32),
+        DType::I64 => ReduceElem::Int(IntType::I64),
+        DType::Bool => ReduceElem::Bool,
+        d => return Err(format!("{} of {d} data; the compiled path supports f32 and integers here", r.kind.name())),
+    };
+    let exact = matches!(r.kind, IrKind::Sum | IrKind::Prod | IrKind::Max | IrKind::Min | IrKind::L1 | IrKind::SumSquare);
+    if elem != ReduceElem::F32 && !exact {
+        return Err(format!("{} of {} data is not lowered", r.kind.name(), cx.info(x).dtype));
+    }
     let axes = match cx.optional_input(node, 1) {
         None => None,
         Some(a) => Some(cx.constant(a).ok_or("the axes input is not a constant")?.to_i64_vec()),
@@ -53,7 +68,7 @@ fn lower_reduce(cx: &mut LowerCx, id: NodeId, node: &Node, r: &IrReduce) -> Lowe
     let (kept_dims, kept_strides) = group(false);
     let (reduced_dims, reduced_strides) = group(true);
     let y = node.outputs[0];
-    let k = Reduce { kind: kernel_kind(r.kind), kept_dims, kept_strides, reduced_dims, reduced_strides };
+    let k = Reduce { kind: kernel_kind(r.kind), elem, kept_dims, kept_strides, reduced_dims, reduced_strides };
     let flops = cx.info(x).numel() as u64;
     cx.push(id, Kernel::Reduce(k), vec![Operand::Value(x)], vec![Operand::Value(y)], flops);
     Ok(())
@@ -118,6 +133,20 @@ mod tests {
         let axes = Tensor::from_i64(Shape::from([1]), vec![1]).unwrap();
         let g = one_node(Op::Reduce(ReduceOp::Reduce(r)), vec![Slot::In(DType::F32, vec![300, 40, 20]), Slot::Const(axes)], 1);
         check_against_reference(g, 3).unwrap();
+    }
+
+    #[test]
+    fn integer_and_bool_reductions_match_the_reference() {
+        let axes = || Slot::Const(Tensor::from_i64(Shape::from([1]), vec![-1]).unwrap());
+        for (kind, dtype) in [(ReduceKind::Sum, DType::I32), (ReduceKind::Prod, DType::I64), (ReduceKind::Max, DType::U8), (ReduceKind::Min, DType::I8), (ReduceKind::Max, DType::Bool), (ReduceKind::Min, DType::Bool), (ReduceKind::SumSquare, DType::I64)] {
+            for dims in [vec![3, 4], vec![2, 0]] {
+                let r = Reduce { kind, keepdims: true, noop_with_empty_axes: false };
+                let g = one_node(Op::Reduce(ReduceOp::Reduce(r)), vec![Slot::In(dtype, dims.clone()), axes()], 1);
+                if let Err(e) = check_against_reference(g, 2) {
+                    panic!("{kind:?} {dtype} {dims:?}: {e}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ impl IntType {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             IntType::I8 => "i8",
             IntType::U8 => "u8",
@@ -39,7 +39,7 @@ impl IntType {
 
     /// Element `i` of `b`, widened.
     #[inline]
-    fn read(self, b: &[u8], i: usize) -> i64 {
+    pub(crate) fn read(self, b: &[u8], i: usize) -> i64 {
         match self {
             IntType::I8 => b[i] as i8 as i64,
             IntType::U8 => b[i] as i64,
@@ -54,7 +54,17 @@ impl IntType {
 
     /// Stores `v` truncated as element `i` of `b`.
     #[inline]
-    fn write(self, b: &mut [u8], i: usize, v: i64) {
+    /// The smallest and largest value.
+    pub fn range(self) -> (i64, i64) {
+        match self {
+            IntType::I8 => (i8::MIN as i64, i8::MAX as i64),
+            IntType::U8 => (0, u8::MAX as i64),
+            IntType::I32 => (i32::MIN as i64, i32::MAX as i64),
+            IntType::I64 => (i64::MIN, i64::MAX),
+        }
+    }
+
+    pub(crate) fn write(self, b: &mut [u8], i: usize, v: i64) {
         let n = self.bytes();
         b[n * i..n * (i + 1)].copy_from_slice(&v.to_le_bytes()[..n]);
     }
@@ -79,6 +89,8 @@ pub enum IntOp {
     BitXor,
     ShiftLeft,
     ShiftRight,
+    /// `a^b` wrapping; a negative exponent truncates `1 / a^-b` toward zero.
+    Pow,
     Equal,
     Less,
     Greater,
@@ -119,6 +131,7 @@ impl IntOp {
             ShiftLeft => a << b,
             ShiftRight if !(0..width).contains(&b) => -((a < 0) as i64),
             ShiftRight => a >> b,
+            Pow => int_pow(a, b),
             Equal => (a == b) as i64,
             Less => (a < b) as i64,
             Greater => (a > b) as i64,
@@ -126,6 +139,27 @@ impl IntOp {
             GreaterOrEqual => (a >= b) as i64,
         }
     }
+}
+
+/// `base^exp` with wrapping; negative exponents give `1 / base^-exp`
+/// truncated (0 unless the base is ±1; 0 for a zero base).
+fn int_pow(base: i64, exp: i64) -> i64 {
+    if exp < 0 {
+        return match base {
+            1 => 1,
+            -1 => 1 - 2 * (exp & 1),
+            _ => 0,
+        };
+    }
+    let (mut result, mut b, mut e) = (1i64, base, exp as u64);
+    while e > 0 {
+        if e & 1 == 1 {
+            result = result.wrapping_mul(b);
+        }
+        b = b.wrapping_mul(b);
+        e >>= 1;
+    }
+    result
 }
 
 /// `y = a ⋄ b` over integers of type `ty` with broadcasting (see
@@ -250,6 +284,16 @@ mod tests {
             }
             assert_eq!(y.iter().map(|&v| v as i8).collect::<Vec<_>>(), want, "{op:?}");
         }
+    }
+
+    #[test]
+    fn int_pow_wraps_and_truncates() {
+        assert_eq!(int_pow(3, 4), 81);
+        assert_eq!(int_pow(-2, 3), -8);
+        assert_eq!(int_pow(2, -1), 0);
+        assert_eq!(int_pow(-1, -3), -1);
+        assert_eq!(int_pow(-1, -2), 1);
+        assert_eq!(int_pow(2, 64), 0);
     }
 
     #[test]
