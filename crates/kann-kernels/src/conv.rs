@@ -202,6 +202,22 @@ fn axpy_block(blk: &mut [f32], plane: usize, at: usize, len: usize, w: [f32; OC_
     }
 }
 
+/// Input channels summed in f32 before their sum joins the f64 total:
+/// short f32 sums keep the rounding error far below that of one long one.
+const CI_FLUSH: usize = 16;
+
+/// Moves the f32 partial sums at `span` of each plane of `blk` into
+/// `total` (one `span`-long run per plane), leaving zeros to accumulate the
+/// next channels into, or after the `last` channel the rounded totals.
+fn flush(blk: &mut [f32], plane: usize, span: Range<usize>, total: &mut [f64], last: bool) {
+    for (p, t) in blk.chunks_mut(plane.max(1)).zip(total.chunks_mut(span.len().max(1))) {
+        for (v, t) in p[span.clone()].iter_mut().zip(t.iter_mut()) {
+            *t += f64::from(*v);
+            *v = if last { *t as f32 } else { 0.0 };
+        }
+    }
+}
+
 /// `dst[i] += w * src[i * stride]`.
 #[inline]
 pub(crate) fn axpy_strided(dst: &mut [f32], w: f32, src: &[f32], stride: usize) {
@@ -256,6 +272,8 @@ impl KernelImpl for Conv {
         let (p0, p1) = (part.start as usize, part.end as usize);
         // SAFETY: this part owns output planes p0..p1 (the run contract).
         let y = unsafe { io.outputs[0].f32_part(p0 * out_plane..p1 * out_plane) };
+        // The f64 totals of one row chunk (see `chunk` below for the bound).
+        let mut acc64 = vec![0.0f64; L1_ACC_FLOATS.max(OC_BLOCK * ow)];
         let mut item = p0;
         while item < p1 {
             let (b, oc) = (item / m, item % m);
@@ -264,14 +282,17 @@ impl KernelImpl for Conv {
             // input row segment is read once for all of them.
             let nb = OC_BLOCK.min(p1 - item).min(mg - oc % mg);
             let blk = &mut y[(item - p0) * out_plane..][..nb * out_plane];
-            for (q, plane) in blk.chunks_mut(out_plane.max(1)).enumerate() {
-                plane.fill(bias.map_or(0.0, |bv| bv[oc + q]));
-            }
+            blk.fill(0.0);
             // A few rows at a time, so the accumulated rows stay in the L1
             // cache while every tap of every input channel adds into them.
             let chunk = (L1_ACC_FLOATS / (nb * ow).max(1)).clamp(1, geo.rows.max(1));
             for r0 in (0..geo.rows).step_by(chunk) {
                 let rows = r0..(r0 + chunk).min(geo.rows);
+                let span = r0 * ow..rows.end * ow;
+                let total = &mut acc64[..nb * span.len()];
+                for (q, t) in total.chunks_mut(span.len().max(1)).enumerate() {
+                    t.fill(bias.map_or(0.0, |bv| f64::from(bv[oc + q])));
+                }
                 for ci in 0..cg {
                     let xp = &x[(b * c + grp * cg + ci) * in_plane..][..in_plane];
                     for ko in 0..geo.k_outer {
@@ -292,6 +313,12 @@ impl KernelImpl for Conv {
                             }
                         }
                     }
+                    if (ci + 1) % CI_FLUSH == 0 || ci + 1 == cg {
+                        flush(blk, out_plane, span.clone(), total, ci + 1 == cg);
+                    }
+                }
+                if cg == 0 {
+                    flush(blk, out_plane, span.clone(), total, true);
                 }
             }
             for (q, plane) in blk.chunks_mut(out_plane.max(1)).enumerate() {
