@@ -731,7 +731,7 @@ mod speed {
             let (x, w, bias) = (&inputs[0], &inputs[1], &inputs[2]);
             let (hw_, kk_) = (hw as i64, kk as i64);
             let mut worst = 0.0f64;
-            for o in 0..p {
+            for (o, &got) in y[0].iter().enumerate().take(p) {
                 let (oy, ox) = ((o / hw as usize) as i64, (o % hw as usize) as i64);
                 let mut acc = f64::from(bias[0]);
                 for ci in 0..c {
@@ -743,7 +743,7 @@ mod speed {
                     }
                 }
                 if acc > 0.0 {
-                    worst = worst.max((f64::from(y[0][o]) - acc).abs() / acc.abs().max(1.0));
+                    worst = worst.max((f64::from(got) - acc).abs() / acc.abs().max(1.0));
                 }
             }
             println!("  max error relative to max(|y|, 1): {worst:.2e}");
