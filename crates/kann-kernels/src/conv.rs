@@ -202,6 +202,22 @@ fn axpy_block(blk: &mut [f32], plane: usize, at: usize, len: usize, w: [f32; OC_
     }
 }
 
+/// Input channels summed in f32 before their sum joins the f64 total:
+/// short f32 sums keep the rounding error far below that of one long one.
+const CI_FLUSH: usize = 16;
+
+/// Moves the f32 partial sums at `span` of each plane of `blk` into
+/// `total` (one `span`-long run per plane), leaving zeros to accumulate the
+/// next channels into, or after the `last` channel the rounded totals.
+fn flush(blk: &mut [f32], plane: usize, span: Range<usize>, total: &mut [f64], last: bool) {
+    for (p, t) in blk.chunks_mut(plane.max(1)).zip(total.chunks_mut(span.len().max(1))) {
+        for (v, t) in p[span.clone()].iter_mut().zip(t.iter_mut()) {
+            *t += f64::from(*v);
+            *v = if last { *t as f32 } else { 0.0 };
+        }
+    }
+}
+
 /// `dst[i] += w * src[i * stride]`.
 #[inline]
 pub(crate) fn axpy_strided(dst: &mut [f32], w: f32, src: &[f32], stride: usize) {
@@ -256,6 +272,8 @@ impl KernelImpl for Conv {
         let (p0, p1) = (part.start as usize, part.end as usize);
         // SAFETY: this part owns output planes p0..p1 (the run contract).
         let y = unsafe { io.outputs[0].f32_part(p0 * out_plane..p1 * out_plane) };
+        // The f64 totals of one row chunk (see `chunk` below for the bound).
+        let mut acc64 = vec![0.0f64; L1_ACC_FLOATS.max(OC_BLOCK * ow)];
         let mut item = p0;
         while item < p1 {
             let (b, oc) = (item / m, item % m);
@@ -264,14 +282,17 @@ impl KernelImpl for Conv {
             // input row segment is read once for all of them.
             let nb = OC_BLOCK.min(p1 - item).min(mg - oc % mg);
             let blk = &mut y[(item - p0) * out_plane..][..nb * out_plane];
-            for (q, plane) in blk.chunks_mut(out_plane.max(1)).enumerate() {
-                plane.fill(bias.map_or(0.0, |bv| bv[oc + q]));
-            }
+            blk.fill(0.0);
             // A few rows at a time, so the accumulated rows stay in the L1
             // cache while every tap of every input channel adds into them.
             let chunk = (L1_ACC_FLOATS / (nb * ow).max(1)).clamp(1, geo.rows.max(1));
             for r0 in (0..geo.rows).step_by(chunk) {
                 let rows = r0..(r0 + chunk).min(geo.rows);
+                let span = r0 * ow..rows.end * ow;
+                let total = &mut acc64[..nb * span.len()];
+                for (q, t) in total.chunks_mut(span.len().max(1)).enumerate() {
+                    t.fill(bias.map_or(0.0, |bv| f64::from(bv[oc + q])));
+                }
                 for ci in 0..cg {
                     let xp = &x[(b * c + grp * cg + ci) * in_plane..][..in_plane];
                     for ko in 0..geo.k_outer {
@@ -292,6 +313,12 @@ impl KernelImpl for Conv {
                             }
                         }
                     }
+                    if (ci + 1) % CI_FLUSH == 0 || ci + 1 == cg {
+                        flush(blk, out_plane, span.clone(), total, ci + 1 == cg);
+                    }
+                }
+                if cg == 0 {
+                    flush(blk, out_plane, span.clone(), total, true);
                 }
             }
             for (q, plane) in blk.chunks_mut(out_plane.max(1)).enumerate() {
@@ -698,8 +725,28 @@ mod speed {
             let mut rng = Rng(1);
             let inputs = [rng.vec(c * p), rng.vec(c * c * taps), rng.vec(c)];
             let t = std::time::Instant::now();
-            run_parts(&k, &inputs, &[c * p], 1);
+            let y = run_parts(&k, &inputs, &[c * p], 1);
             let s = t.elapsed().as_secs_f64();
+            // Accuracy of output plane 0 before the activation against an f64 sum.
+            let (x, w, bias) = (&inputs[0], &inputs[1], &inputs[2]);
+            let (hw_, kk_) = (hw as i64, kk as i64);
+            let mut worst = 0.0f64;
+            for (o, &got) in y[0].iter().enumerate().take(p) {
+                let (oy, ox) = ((o / hw as usize) as i64, (o % hw as usize) as i64);
+                let mut acc = f64::from(bias[0]);
+                for ci in 0..c {
+                    for t in 0..taps as i64 {
+                        let (iy, ix) = (oy + t / kk_ - kk_ / 2, ox + t % kk_ - kk_ / 2);
+                        if iy >= 0 && iy < hw_ && ix >= 0 && ix < hw_ {
+                            acc += f64::from(w[ci * taps + t as usize]) * f64::from(x[ci * p + (iy * hw_ + ix) as usize]);
+                        }
+                    }
+                }
+                if acc > 0.0 {
+                    worst = worst.max((f64::from(got) - acc).abs() / acc.abs().max(1.0));
+                }
+            }
+            println!("  max error relative to max(|y|, 1): {worst:.2e}");
             println!("{ch}x{hw} {kk}x{kk}: {:.3} s, {:.2} GFLOP/s", s, 2.0 * (c * c * taps * p) as f64 / s / 1e9);
         }
     }

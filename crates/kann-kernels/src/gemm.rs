@@ -2,7 +2,9 @@
 //! `MatMul` (numpy batched broadcasting), one kernel for both, with a fused
 //! epilogue (residual, activation).
 //!
-//! Operands are read through element strides, so transposed or broadcast
+//! Products are summed in f64 (the layers are memory bound at batch 1, and
+//! the last layer's logits feed a softmax whose relative error is their
+//! absolute error). Operands are read through element strides, so transposed or broadcast
 //! operands need no copy; a constant B is packed once by [`pack_gemm_b`]
 //! into row-major `[K, N]`, which makes the innermost loop a contiguous
 //! multiply-add over output columns.
@@ -139,26 +141,43 @@ impl KernelImpl for Gemm {
         let (_, last) = self.item_bounds(part.end - 1);
         // SAFETY: this part owns output elements first..last (the run contract).
         let y = unsafe { io.outputs[0].f32_part(first..last) };
+        let mut acc64 = vec![0.0f64; self.col_block.min(self.n) as usize];
         for item in part {
             let (start, end) = self.item_bounds(item);
             let row = start / n;
             let (bi, i) = (row / m, row % m);
             let (j0, j1) = (start - row * n, end - row * n);
             let (a_off, b_off) = self.batch_offsets(bi);
-            let acc = &mut y[start - first..end - first];
+            let out = &mut y[start - first..end - first];
+            let acc = &mut acc64[..out.len()];
             acc.fill(0.0);
             for kk in 0..k {
-                let av = a[a_off + i * as0 + kk * as1];
+                let av = f64::from(a[a_off + i * as0 + kk * as1]);
                 let brow = &b[b_off + kk * bs0 + j0 * bs1..];
-                crate::conv::axpy_strided(acc, av, brow, bs1);
+                axpy_f64(acc, av, brow, bs1);
             }
-            for (j, v) in (j0..j1).zip(acc.iter_mut()) {
-                *v *= self.alpha;
+            for ((j, o), &v) in (j0..j1).zip(out.iter_mut()).zip(acc.iter()) {
+                let mut v = f64::from(self.alpha) * v;
                 if let Some(c) = c {
-                    *v += self.beta * c[i * cs0 + j * cs1];
+                    v += f64::from(self.beta) * f64::from(c[i * cs0 + j * cs1]);
                 }
+                *o = v as f32;
             }
-            finish(acc, residual.map(|r| &r[start..end]), self.epilogue);
+            finish(out, residual.map(|r| &r[start..end]), self.epilogue);
+        }
+    }
+}
+
+/// `acc[i] += a * src[i * stride]`, in f64.
+#[inline]
+fn axpy_f64(acc: &mut [f64], a: f64, src: &[f32], stride: usize) {
+    if stride == 1 {
+        for (d, &x) in acc.iter_mut().zip(src) {
+            *d += a * f64::from(x);
+        }
+    } else {
+        for (d, &x) in acc.iter_mut().zip(src.iter().step_by(stride)) {
+            *d += a * f64::from(x);
         }
     }
 }

@@ -53,6 +53,10 @@ pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, op: &NnOp) -> Low
 
 /// A Conv/Gemm/MatMul/Add with a fused epilogue.
 pub(super) fn lower_fused(cx: &mut LowerCx, id: NodeId, node: &Node, f: &Fused) -> LowerResult {
+    if let Op::Elementwise(_) = f.base.as_ref() {
+        // A fused Add belongs to the element-wise lowering.
+        return super::elementwise::lower_fused_add(cx, id, node, f);
+    }
     let residual = if f.residual {
         let r = cx.input(node, f.base_inputs)?;
         require_f32(cx, r, "the residual")?;
@@ -65,7 +69,6 @@ pub(super) fn lower_fused(cx: &mut LowerCx, id: NodeId, node: &Node, f: &Fused) 
         Op::Nn(NnOp::Conv(c)) => lower_conv(cx, id, node, &c.attrs, extra),
         Op::Nn(NnOp::Gemm(g)) => lower_gemm(cx, id, node, g, extra),
         Op::Nn(NnOp::MatMul) => lower_matmul(cx, id, node, extra),
-        // Fused Add belongs to the element-wise lowering (wired by the integrator).
         _ => Err(format!("the compiler does not lower fused {} yet", f.describe())),
     }
 }
