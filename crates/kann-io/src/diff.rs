@@ -25,6 +25,10 @@ pub struct TensorDiff {
     pub mean_abs: f64,
     /// Largest `|a-b| / |b|` over elements with `b != 0`.
     pub max_rel: f64,
+    /// Largest `|b|`: the reference's scale, so `max_abs / ref_max_abs` is
+    /// the error relative to the tensor's range (meaningful for raw logits,
+    /// where elements near zero make `max_rel` explode).
+    pub ref_max_abs: f64,
     /// Cosine similarity of the two as vectors (1 when both are zero).
     pub cosine: f64,
     /// Signal-to-noise ratio `10 log10(Σb² / Σ(a-b)²)` in dB (∞ when equal).
@@ -79,7 +83,8 @@ pub fn diff(name: &str, got: &Tensor, want: &Tensor, tol: Tolerance, top_k: Opti
     let cosine = if na == 0.0 && nb == 0.0 { 1.0 } else if na == 0.0 || nb == 0.0 { 0.0 } else { dot / (na.sqrt() * nb.sqrt()) };
     let snr_db = if noise == 0.0 { f64::INFINITY } else { 10.0 * (nb / noise).log10() };
     let top_k = top_k.filter(|&k| k > 0 && got.rank() >= 1 && got.dims()[got.rank() - 1] >= k).map(|k| top_k_agreement(&a, &b, got.dims()[got.rank() - 1], k));
-    Ok(TensorDiff { name: name.to_string(), elements: n, max_abs, mean_abs: if n == 0 { 0.0 } else { sum_abs / n as f64 }, max_rel, cosine, snr_db, outside, top_k })
+    let ref_max_abs = b.iter().fold(0.0f64, |m, v| if v.is_finite() { m.max(v.abs()) } else { m });
+    Ok(TensorDiff { name: name.to_string(), elements: n, max_abs, mean_abs: if n == 0 { 0.0 } else { sum_abs / n as f64 }, max_rel, ref_max_abs, cosine, snr_db, outside, top_k })
 }
 
 fn top_indices(row: &[f64], k: usize) -> Vec<usize> {
