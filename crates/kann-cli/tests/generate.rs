@@ -128,3 +128,24 @@ fn unlowered_ops_are_listed() {
     assert_one_error_line(code, &err, "cannot be compiled");
     assert!(d.join("g/log.txt").is_file(), "the log of a failed generation is kept");
 }
+
+#[test]
+fn genref_reads_a_generated_folder() {
+    let d = temp_dir("genref");
+    let m = write_model(&d, false);
+    let dest = d.join("gen");
+    let (code, out, err) = kann(&["generate", s(&m), "-d", s(&dest), "--forced-batch-size", "2", "--nbr-clusters", "1", "-q"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let io = d.join("io");
+    std::fs::create_dir_all(&io).unwrap();
+    // Two frames of batch 2, raw little-endian f32.
+    let vals: Vec<f32> = (0..2 * 2 * 8 * 16).map(|i| i as f32 - 200.0).collect();
+    let bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(io.join("x.bin"), bytes).unwrap();
+    let (code, out, err) = kann(&["genref", s(&dest), s(&io)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let y = kann_tensor::npy::read(&io.join("genref/y.npy")).unwrap();
+    assert_eq!(y.dims(), &[4, 8, 4, 4]);
+    let want: Vec<f32> = vals.iter().map(|v| v.max(0.0)).collect();
+    assert_eq!(y.as_f32().unwrap(), &want[..]);
+}

@@ -56,7 +56,7 @@ fn generate(args: &GenerateArgs, log: &mut GenLog, dest_out: &mut Option<PathBuf
     exports(log, args, &compiled, &dest)?;
 
     log.section("SERIALISATION");
-    let artifact_name = format!("{}.kann", safe_name(&net.name));
+    let artifact_name = format!("{}.kann", setup::safe_name(&net.name));
     let artifact = dest.join(&artifact_name);
     let metadata = metadata(&net, &opts, &imported.inputs, &imported.outputs, imported.batch);
     let bytes = compiled.artifact(opts.arch, &metadata)?.write_to(&artifact).with_context(|| format!("cannot write {}", artifact.display()))?;
@@ -285,10 +285,4 @@ fn metadata(net: &NetworkConfig, opts: &Options, inputs: &[Io], outputs: &[Io], 
         "outputs": io(outputs),
     })
     .to_string()
-}
-
-/// The network name made safe for a file name.
-fn safe_name(name: &str) -> String {
-    let s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
-    if s.is_empty() || s.starts_with('.') { format!("network{s}") } else { s }
 }

@@ -1,6 +1,10 @@
-//! `kann genref MODEL.onnx IO_DIR`: golden outputs from the reference interpreter.
+//! `kann genref MODEL.onnx|GEN_DIR IO_DIR`: golden outputs from the
+//! reference interpreter. Given a folder written by `kann generate`, the
+//! original model, its bound input shapes, its chosen outputs and the forced
+//! batch come from the folder's `network.dump.yaml`.
 
 use anyhow::{bail, Context};
+use super::generate;
 use kann_io::tensor_set::{find_tensor_file, read_raw_frames, write_npy};
 use kann_onnx::ImportOptions;
 use kann_tensor::{npy, Shape, Tensor};
@@ -15,17 +19,26 @@ pub fn parse_input_shape(s: &str) -> anyhow::Result<(String, Vec<usize>)> {
     Ok((name.to_string(), dims))
 }
 
-pub fn run(model_path: &Path, io_dir: &Path, input_shapes: &[String]) -> anyhow::Result<i32> {
+pub fn run(source: &Path, io_dir: &Path, input_shapes: &[String]) -> anyhow::Result<i32> {
     if !io_dir.is_dir() {
         bail!("IO folder {} does not exist", io_dir.display());
     }
-    let model = kann_onnx::read_model(model_path)?;
+    let mut opts = ImportOptions::default();
+    let (model_path, model) = if generate::dump::is_generated(source) {
+        let dumped = generate::dump::read(source)?;
+        let mut model = kann_onnx::read_model(&dumped.model_path)?;
+        generate::setup::prepare_model(&mut model, &dumped.outputs, dumped.forced_batch).with_context(|| dumped.model_path.display().to_string())?;
+        opts.input_shapes.extend(dumped.inputs);
+        (dumped.model_path, model)
+    } else {
+        (source.to_path_buf(), kann_onnx::read_model(source)?)
+    };
+    let model_path = model_path.as_path();
     let graph = model.graph.as_ref().context("the model holds no graph")?;
     let init: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let input_names: Vec<String> = graph.input.iter().filter(|v| !init.contains(&v.name.as_str())).map(|v| v.name.clone()).collect();
 
     // Files that carry their own shape bind it; raw files need the model's.
-    let mut opts = ImportOptions::default();
     for s in input_shapes {
         let (name, dims) = parse_input_shape(s)?;
         opts.input_shapes.insert(name, dims);

@@ -235,28 +235,35 @@ pub fn bind_inputs(net: &NetworkConfig, model: &ModelProto, forced_batch: Option
     Ok(Binding { import, layouts })
 }
 
-/// `nchw` / `nhwc` for image-like rank-4 shapes, `plain` otherwise.
+/// `nchw` / `nhwc` for rank-4 shapes, `plain` otherwise. ONNX models are
+/// NCHW unless the shape was written channels-last and reads as an image
+/// (1, 3 or 4 channels last, height and width of at least 16).
 pub fn layout_of(dims: &[usize], reading: ShapeReading) -> String {
-    if dims.len() != 4 {
-        return "plain".into();
-    }
-    let guess = match reading {
-        ShapeReading::Nchw | ShapeReading::Nhwc => reading,
-        _ => TensorShape::new(dims.to_vec()).reading(),
-    };
-    match guess {
-        ShapeReading::Nhwc => Layout::Nhwc.name().into(),
-        _ => Layout::Nchw.name().into(),
+    let [_, d1, d2, d3] = dims[..] else { return "plain".into() };
+    let image_last = matches!(d3, 1 | 3 | 4) && d1 >= 16 && d2 >= 16;
+    if image_last && reading != ShapeReading::Nchw {
+        Layout::Nhwc.name().into()
+    } else {
+        Layout::Nchw.name().into()
     }
 }
 
 /// `generated_<arch>_<name>_<precision>_<N>c`, with the name made safe for a folder.
 pub fn default_dest(name: &str, opts: &Options) -> PathBuf {
-    let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
-    PathBuf::from(format!("generated_{}_{}_{}_{}c", opts.arch, safe, opts.precision, opts.n_clusters))
+    PathBuf::from(format!("generated_{}_{}_{}_{}c", opts.arch, safe_name(name), opts.precision, opts.n_clusters))
 }
 
 /// The folder of `path`, for resolving external data.
 pub fn folder_of(path: &Path) -> PathBuf {
     path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The network name made safe for a file name.
+pub fn safe_name(name: &str) -> String {
+    let s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+    if s.is_empty() || s.starts_with('.') {
+        format!("network{s}")
+    } else {
+        s
+    }
 }
