@@ -30,6 +30,10 @@ pub enum Command {
         /// Print only failures and the summary.
         #[arg(short, long)]
         quiet: bool,
+        /// Also compile each test and run the compiled program on N clusters
+        /// (default 2); an allow-list then names tests whose compiled run must pass.
+        #[arg(long, value_name = "N", num_args = 0..=1, require_equals = true, default_missing_value = "2")]
+        compiled: Option<usize>,
     },
     /// Compute golden outputs with the reference interpreter: reads IO_DIR/<input>.npy|.pb|.bin, writes IO_DIR/genref/<output>.npy.
     Genref {

@@ -6,6 +6,12 @@
 //! atol 1e-7 unless the folder's `tolerance.json` says otherwise, with the
 //! relative tolerance raised to two epsilons of the format for f16 and bf16
 //! outputs; integers and bools must match exactly.
+//!
+//! With [`Mode::compiled`] each test that the reference passes also goes
+//! through the compiler (passes, lowering, schedule on N clusters, memory
+//! plan) and the compiled program runs; its verdict is the test's
+//! `compiled` outcome, and an op the compiler does not lower yet is a skip
+//! naming it.
 
 use kann_onnx::{ImportError, ImportOptions};
 use kann_tensor::{DType, Tensor};
@@ -28,6 +34,16 @@ pub struct TestResult {
     pub name: String,
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// The compiled path's verdict, in compiled mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compiled: Option<Outcome>,
+}
+
+/// How tests run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mode {
+    /// Also compile and run each test on this many clusters.
+    pub compiled: Option<usize>,
 }
 
 /// Tolerances of the comparison.
@@ -81,12 +97,40 @@ pub fn test_name(dir: &Path) -> String {
 
 /// Runs one test folder through import + reference.
 pub fn run_test(dir: &Path) -> TestResult {
+    run_test_mode(dir, Mode::default())
+}
+
+/// Runs one test folder through import + reference, and in compiled mode
+/// through the compiler and the compiled program too.
+pub fn run_test_mode(dir: &Path, mode: Mode) -> TestResult {
     let name = test_name(dir);
-    let outcome = match run_inner(dir) {
-        Ok(o) => o,
-        Err(o) => o,
+    let outcome = run_inner(dir, None).unwrap_or_else(|o| o);
+    let compiled = mode.compiled.map(|n| match outcome {
+        Outcome::Pass { .. } => run_inner(dir, Some(n)).unwrap_or_else(|o| o),
+        _ => Outcome::Skip { cause: "the reference does not pass".into(), kinds: vec!["reference".into()] },
+    });
+    TestResult { name, outcome, compiled }
+}
+
+/// Compiles `g` for `n` clusters and runs it once on `inputs` (by name).
+fn run_compiled(g: &kann_ir::Graph, inputs: &HashMap<String, Tensor>, n: usize) -> Result<Vec<Tensor>, Outcome> {
+    let opts = kann_compiler::CompileOptions { n_clusters: n, arch: kann_artifact::Arch::Generic };
+    let compiled = match kann_compiler::compile(g.clone(), &opts, Some(&kann_reference::Reference)) {
+        Ok(c) => c,
+        Err(kann_compiler::GenerateError::Unlowered(u)) => {
+            let mut kinds: Vec<String> = u.iter().map(|x| format!("compile {}", x.op)).collect();
+            kinds.dedup();
+            let cause = u.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("; ");
+            return Err(Outcome::Skip { cause: format!("not compiled: {cause}"), kinds });
+        }
+        Err(e) => return Err(fail(e)),
     };
-    TestResult { name, outcome }
+    let ordered: Vec<Tensor> = g
+        .inputs
+        .iter()
+        .map(|&v| inputs.get(&g.value(v).name).cloned().ok_or_else(|| fail(format!("no data for input '{}'", g.value(v).name))))
+        .collect::<Result<_, _>>()?;
+    kann_compiler::testing::run_compiled(&compiled, &ordered).map_err(fail)
 }
 
 fn fail(reason: impl std::fmt::Display) -> Outcome {
@@ -124,7 +168,7 @@ fn op_of(locator: &str) -> String {
     locator.rsplit_once('(').map(|(_, r)| r.trim_end_matches(')').to_string()).unwrap_or_else(|| locator.to_string())
 }
 
-fn run_inner(dir: &Path) -> Result<Outcome, Outcome> {
+fn run_inner(dir: &Path, compiled: Option<usize>) -> Result<Outcome, Outcome> {
     let tol = read_tolerance(dir);
     let sets = data_sets(dir).map_err(fail)?;
     if sets.is_empty() {
@@ -146,7 +190,10 @@ fn run_inner(dir: &Path) -> Result<Outcome, Outcome> {
         for (name, t) in inputs {
             by_name.insert(name, t);
         }
-        let got = kann_reference::run_named(g, &by_name).map_err(fail)?;
+        let got = match compiled {
+            None => kann_reference::run_named(g, &by_name).map_err(fail)?,
+            Some(n) => run_compiled(g, &by_name, n)?,
+        };
         if got.len() != expected.len() {
             return Err(fail(format!("{} outputs, expected {}", got.len(), expected.len())));
         }
@@ -156,6 +203,33 @@ fn run_inner(dir: &Path) -> Result<Outcome, Outcome> {
         }
     }
     Ok(Outcome::Pass { max_abs_err: worst })
+}
+
+/// Compiles the model of a test folder for each cluster count in
+/// `clusters`, runs it on the folder's first data set and compares every
+/// output with the reference interpreter's (kann-io's diff metrics, fp32
+/// tolerance). Returns, per cluster count, the diffs of the outputs.
+pub fn compiled_vs_reference(dir: &Path, clusters: &[usize]) -> Result<Vec<(usize, Vec<kann_io::diff::TensorDiff>)>, String> {
+    let set = data_sets(dir)?.into_iter().next().ok_or("no test_data_set_* folder")?;
+    let inputs = read_numbered(&set, "input").map_err(|o| format!("{o:?}"))?;
+    let model = kann_onnx::read_model(&dir.join("model.onnx")).map_err(|e| e.to_string())?;
+    let opts = bind_inputs(&model, &inputs);
+    let imported = kann_onnx::import_model(&model, Some(dir), &opts, Some(&kann_reference::Reference)).map_err(|e| e.to_string())?;
+    let g = &imported.graph;
+    let by_name: HashMap<String, Tensor> = inputs.into_iter().collect();
+    let want = kann_reference::run_named(g, &by_name).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for &n in clusters {
+        let got = run_compiled(g, &by_name, n).map_err(|o| format!("{n} cluster(s): {o:?}"))?;
+        let diffs = got
+            .iter()
+            .zip(&want)
+            .zip(&g.outputs)
+            .map(|((a, b), &v)| kann_io::diff::diff(&g.value(v).name, a, b, kann_io::diff::Tolerance::default(), Some(5)))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push((n, diffs));
+    }
+    Ok(out)
 }
 
 /// Binds test inputs: shapes for all, and values for integer, bool and tiny

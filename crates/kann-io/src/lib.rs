@@ -6,6 +6,7 @@
 
 pub mod diff;
 mod error;
+pub mod stream;
 pub mod tensor_set;
 
 pub use error::IoError;

@@ -1,7 +1,7 @@
 //! The kernel catalog: one variant per kernel, each a parameter struct in
 //! its own module implementing [`KernelImpl`]. Closed set, static dispatch.
 
-use crate::{unary, Io};
+use crate::{binary, reduce, unary, Io};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
@@ -37,12 +37,37 @@ pub trait KernelImpl {
 pub enum Kernel {
     // --- element-wise kernels (unary.rs, binary.rs) ---
     Unary(unary::Unary),
+    Predicate(unary::Predicate),
+    CopyBytes(unary::CopyBytes),
+    Binary(binary::Binary),
+    Compare(binary::Compare),
+    Where(binary::Where),
+    IntBinary(binary::int::IntBinary),
+    IntUnary(binary::int::IntUnary),
     // --- end of element-wise kernels ---
 
     // --- nn kernels (conv.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
+    Conv(crate::conv::Conv),
+    ConvTranspose(crate::conv::ConvTranspose),
+    Gemm(crate::gemm::Gemm),
+    Pool(crate::pool::Pool),
+    Lrn(crate::norm::Lrn),
+    BatchNorm(crate::norm::BatchNorm),
+    InstanceNorm(crate::norm::InstanceNorm),
+    LayerNorm(crate::norm::LayerNorm),
+    GroupNorm(crate::norm::GroupNorm),
+    LpNorm(crate::norm::LpNorm),
+    Softmax(crate::softmax::Softmax),
     // --- end of nn kernels ---
 
     // --- movement, reduce and resample kernels (movement.rs, reduce.rs, resample.rs) ---
+    Copy(crate::movement::Copy),
+    Remap(crate::movement::Remap),
+    Concat(crate::movement::Concat),
+    Split(crate::movement::Split),
+    Resize(crate::resample::Resize),
+    Reduce(reduce::Reduce),
+    ArgReduce(reduce::ArgReduce),
     // --- end of movement kernels ---
 }
 
@@ -51,12 +76,37 @@ macro_rules! dispatch {
         match $self {
             // --- element-wise kernels ---
             Kernel::Unary($k) => $e,
+            Kernel::Predicate($k) => $e,
+            Kernel::CopyBytes($k) => $e,
+            Kernel::Binary($k) => $e,
+            Kernel::Compare($k) => $e,
+            Kernel::Where($k) => $e,
+            Kernel::IntBinary($k) => $e,
+            Kernel::IntUnary($k) => $e,
             // --- end of element-wise kernels ---
 
             // --- nn kernels ---
+            Kernel::Conv($k) => $e,
+            Kernel::ConvTranspose($k) => $e,
+            Kernel::Gemm($k) => $e,
+            Kernel::Pool($k) => $e,
+            Kernel::Lrn($k) => $e,
+            Kernel::BatchNorm($k) => $e,
+            Kernel::InstanceNorm($k) => $e,
+            Kernel::LayerNorm($k) => $e,
+            Kernel::GroupNorm($k) => $e,
+            Kernel::LpNorm($k) => $e,
+            Kernel::Softmax($k) => $e,
             // --- end of nn kernels ---
 
             // --- movement, reduce and resample kernels ---
+            Kernel::Copy($k) => $e,
+            Kernel::Remap($k) => $e,
+            Kernel::Concat($k) => $e,
+            Kernel::Split($k) => $e,
+            Kernel::Resize($k) => $e,
+            Kernel::Reduce($k) => $e,
+            Kernel::ArgReduce($k) => $e,
             // --- end of movement kernels ---
         }
     };

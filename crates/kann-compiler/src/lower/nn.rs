@@ -1,14 +1,925 @@
-//! Lowering of the nn family.
+//! Lowering of the nn family: Conv, ConvTranspose, Gemm, MatMul, pooling
+//! (windowed and global), LRN, BatchNormalization, InstanceNormalization,
+//! LayerNormalization, RMSNormalization, GroupNormalization,
+//! LpNormalization and Softmax/LogSoftmax/Hardmax, each to one kernel step;
+//! and the fused Conv/Gemm/MatMul (+ residual, + activation) the compiler's
+//! fusion passes make, to the same kernels with an epilogue. Other nn ops
+//! (quantised, recurrent, attention…) are reported as not lowered.
+//!
+//! Shapes and attributes are read from the IR structs (their `plan`/`layout`
+//! helpers resolve auto_pad, defaults and legacy axis forms), so the kernels
+//! get fully resolved geometry.
 
-use super::{LowerCx, LowerResult};
-use kann_ir::ops::nn::NnOp;
-use kann_ir::{Node, NodeId};
+use super::{require_f32, LowerCx, LowerResult, Operand};
+use kann_ir::ops::fused::{Fused, FusedActivation};
+use kann_ir::ops::nn::matmul::plan_matmul;
+use kann_ir::ops::nn::{self as ir, NnOp};
+use kann_ir::{Node, NodeId, Op, TensorInfo, ValueId};
+use kann_kernels::conv::{pack_conv_weights, Conv, ConvTranspose};
+use kann_kernels::gemm::{matrix_strides, pack_gemm_b, Gemm};
+use kann_kernels::norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LpNorm, Lrn};
+use kann_kernels::pool::{Indices, Pool, PoolKind};
+use kann_kernels::softmax::{Softmax, SoftmaxKind};
+use kann_kernels::{Activation, Epilogue, Kernel};
+use kann_tensor::DType;
 
-pub(super) fn lower(_cx: &mut LowerCx, _id: NodeId, _node: &Node, op: &NnOp) -> LowerResult {
-    Err(format!("the compiler does not lower {} yet", op.name()))
+/// What a fused node adds to its base op: the residual input and the activation.
+#[derive(Clone, Copy, Default)]
+struct Extra {
+    residual: Option<ValueId>,
+    activation: Activation,
+}
+
+pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, op: &NnOp) -> LowerResult {
+    let none = Extra::default();
+    match op {
+        NnOp::Conv(c) => lower_conv(cx, id, node, &c.attrs, none),
+        NnOp::ConvTranspose(c) => lower_conv_transpose(cx, id, node, c),
+        NnOp::Gemm(g) => lower_gemm(cx, id, node, g, none),
+        NnOp::MatMul => lower_matmul(cx, id, node, none),
+        NnOp::Pool(p) => lower_pool(cx, id, node, p),
+        NnOp::GlobalPool(p) => lower_global_pool(cx, id, node, p),
+        NnOp::Lrn(l) => lower_lrn(cx, id, node, l),
+        NnOp::BatchNorm(b) => lower_batch_norm(cx, id, node, b),
+        NnOp::InstanceNorm(n) => lower_instance_norm(cx, id, node, n),
+        NnOp::LayerNorm(n) => lower_layer_norm(cx, id, node, n),
+        NnOp::RmsNorm(n) => lower_rms_norm(cx, id, node, n),
+        NnOp::GroupNorm(n) => lower_group_norm(cx, id, node, n),
+        NnOp::LpNorm(n) => lower_lp_norm(cx, id, node, n),
+        NnOp::Softmax(s) => lower_softmax(cx, id, node, s),
+        other => Err(format!("the compiler does not lower {} yet", other.name())),
+    }
 }
 
 /// A Conv/Gemm/MatMul/Add with a fused epilogue.
-pub(super) fn lower_fused(_cx: &mut LowerCx, _id: NodeId, _node: &Node, f: &kann_ir::ops::fused::Fused) -> LowerResult {
-    Err(format!("the compiler does not lower {} yet", f.describe()))
+pub(super) fn lower_fused(cx: &mut LowerCx, id: NodeId, node: &Node, f: &Fused) -> LowerResult {
+    let residual = if f.residual {
+        let r = cx.input(node, f.base_inputs)?;
+        require_f32(cx, r, "the residual")?;
+        Some(r)
+    } else {
+        None
+    };
+    let extra = Extra { residual, activation: f.activation.map_or(Activation::None, activation) };
+    match f.base.as_ref() {
+        Op::Nn(NnOp::Conv(c)) => lower_conv(cx, id, node, &c.attrs, extra),
+        Op::Nn(NnOp::Gemm(g)) => lower_gemm(cx, id, node, g, extra),
+        Op::Nn(NnOp::MatMul) => lower_matmul(cx, id, node, extra),
+        // Fused Add belongs to the element-wise lowering (wired by the integrator).
+        _ => Err(format!("the compiler does not lower fused {} yet", f.describe())),
+    }
+}
+
+/// The kernels' form of a fused activation.
+fn activation(a: FusedActivation) -> Activation {
+    match a {
+        FusedActivation::Relu => Activation::Relu,
+        FusedActivation::Clip { min, max } => Activation::Clip { min: min as f32, max: max as f32 },
+        FusedActivation::LeakyRelu { alpha } => Activation::LeakyRelu { alpha: alpha as f32 },
+        FusedActivation::Sigmoid => Activation::Sigmoid,
+        FusedActivation::HardSigmoid { alpha, beta } => Activation::HardSigmoid { alpha: alpha as f32, beta: beta as f32 },
+        FusedActivation::HardSwish => Activation::HardSwish,
+        FusedActivation::Silu => Activation::Silu,
+        FusedActivation::Tanh => Activation::Tanh,
+    }
+}
+
+/// The node's floating-point operations, as its op counts them.
+fn flops(cx: &LowerCx, node: &Node) -> u64 {
+    let ins: Vec<Option<&TensorInfo>> = node.inputs.iter().map(|i| i.map(|v| cx.info(v))).collect();
+    let outs: Vec<TensorInfo> = node.outputs.iter().map(|&v| cx.info(v).clone()).collect();
+    node.op.flops(&ins, &outs)
+}
+
+fn dims_u64(d: &[usize]) -> Vec<u64> {
+    d.iter().map(|&v| v as u64).collect()
+}
+
+/// Output `i` of a node.
+fn output(node: &Node, i: usize) -> Result<ValueId, String> {
+    node.outputs.get(i).copied().ok_or_else(|| format!("output #{i} is missing"))
+}
+
+/// A value's f32 data if it is a constant.
+fn constant_f32<'g>(cx: &LowerCx<'g>, v: ValueId) -> Result<Option<&'g [f32]>, String> {
+    cx.constant(v).map(|t| t.as_f32().map_err(|e| e.to_string())).transpose()
+}
+
+/// A window plan's padding as u64 (forward windows never pad negatively).
+fn pads_u64(p: &[i64]) -> Result<Vec<u64>, String> {
+    p.iter().map(|&v| u64::try_from(v).map_err(|_| format!("negative padding {v} is not supported"))).collect()
+}
+
+/// Appends the residual operand (when fused) and returns the epilogue.
+fn epilogue(inputs: &mut Vec<Operand>, bias: bool, extra: Extra) -> Epilogue {
+    if let Some(r) = extra.residual {
+        inputs.push(Operand::Value(r));
+    }
+    Epilogue { bias, residual: extra.residual.is_some(), activation: extra.activation }
+}
+
+fn lower_conv(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAttrs, extra: Extra) -> LowerResult {
+    let (x, w) = (cx.input(node, 0)?, cx.input(node, 1)?);
+    let b = cx.optional_input(node, 2);
+    require_f32(cx, x, "X")?;
+    require_f32(cx, w, "W")?;
+    let (xd, wd) = (cx.info(x).shape.dims(), cx.info(w).shape.dims());
+    let plan = attrs.plan(xd, wd)?;
+    // The portable kernel reads W in the ONNX layout: a computed W works too.
+    let w_op = match constant_f32(cx, w)? {
+        Some(wv) => cx.weights_f32(&pack_conv_weights(wv)),
+        None => Operand::Value(w),
+    };
+    let mut inputs = vec![Operand::Value(x), w_op];
+    if let Some(b) = b {
+        require_f32(cx, b, "B")?;
+        inputs.push(Operand::Value(b));
+    }
+    let kernel = Conv {
+        batch: xd[0] as u64,
+        in_channels: xd[1] as u64,
+        out_channels: wd[0] as u64,
+        group: attrs.group as u64,
+        input: dims_u64(&xd[2..]),
+        kernel: dims_u64(&plan.kernel),
+        strides: dims_u64(&plan.strides),
+        dilations: dims_u64(&plan.dilations),
+        pad_begin: pads_u64(&plan.pad_begin)?,
+        output: dims_u64(&plan.out),
+        epilogue: epilogue(&mut inputs, b.is_some(), extra),
+    };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::Conv(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+fn lower_conv_transpose(cx: &mut LowerCx, id: NodeId, node: &Node, ct: &ir::ConvTranspose) -> LowerResult {
+    let (x, w) = (cx.input(node, 0)?, cx.input(node, 1)?);
+    let b = cx.optional_input(node, 2);
+    require_f32(cx, x, "X")?;
+    require_f32(cx, w, "W")?;
+    let (xd, wd) = (cx.info(x).shape.dims(), cx.info(w).shape.dims());
+    let plan = ct.plan(xd, wd)?;
+    let w_op = match constant_f32(cx, w)? {
+        Some(wv) => cx.weights_f32(&pack_conv_weights(wv)),
+        None => Operand::Value(w),
+    };
+    let mut inputs = vec![Operand::Value(x), w_op];
+    if let Some(b) = b {
+        require_f32(cx, b, "B")?;
+        inputs.push(Operand::Value(b));
+    }
+    let kernel = ConvTranspose {
+        batch: xd[0] as u64,
+        in_channels: xd[1] as u64,
+        out_channels: (wd[1] * ct.group) as u64,
+        group: ct.group as u64,
+        input: dims_u64(&xd[2..]),
+        kernel: dims_u64(&plan.kernel),
+        strides: dims_u64(&plan.strides),
+        dilations: dims_u64(&plan.dilations),
+        pad_begin: plan.pad_begin.clone(),
+        output: dims_u64(&plan.out),
+        epilogue: Epilogue { bias: b.is_some(), ..Epilogue::default() },
+    };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::ConvTranspose(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+/// Output columns per work item: whole rows when there are many rows,
+/// otherwise blocks giving about 64 items so batch-1 layers split well.
+fn col_block(rows: u64, n: u64) -> u64 {
+    let blocks_per_row = 64u64.div_ceil(rows.max(1));
+    n.div_ceil(blocks_per_row).max(1)
+}
+
+fn lower_gemm(cx: &mut LowerCx, id: NodeId, node: &Node, g: &ir::Gemm, extra: Extra) -> LowerResult {
+    let (a, b) = (cx.input(node, 0)?, cx.input(node, 1)?);
+    let c = cx.optional_input(node, 2);
+    require_f32(cx, a, "A")?;
+    require_f32(cx, b, "B")?;
+    let (m, k, n) = g.dims(cx.info(a).shape.dims(), cx.info(b).shape.dims())?;
+    let (m, k, n) = (m as u64, k as u64, n as u64);
+    let (b_op, b_strides) = match constant_f32(cx, b)? {
+        Some(bv) => (cx.weights_f32(&pack_gemm_b(bv, k as usize, n as usize, g.trans_b)), [n, 1]),
+        None => (Operand::Value(b), matrix_strides(k, n, g.trans_b)),
+    };
+    let mut inputs = vec![Operand::Value(a), b_op];
+    let mut c_strides = [0, 0];
+    if let Some(c) = c {
+        require_f32(cx, c, "C")?;
+        c_strides = broadcast_strides(cx.info(c).shape.dims())?;
+        inputs.push(Operand::Value(c));
+    }
+    let kernel = Gemm {
+        batch: vec![],
+        a_batch_strides: vec![],
+        b_batch_strides: vec![],
+        m,
+        k,
+        n,
+        a_strides: matrix_strides(m, k, g.trans_a),
+        b_strides,
+        alpha: g.alpha as f32,
+        beta: g.beta as f32,
+        c_strides,
+        col_block: col_block(m, n),
+        epilogue: epilogue(&mut inputs, c.is_some(), extra),
+    };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::Gemm(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+/// Strides of Gemm's C (rank <= 2) broadcast to `[M, N]`: 0 on unit axes.
+fn broadcast_strides(cd: &[usize]) -> Result<[u64; 2], String> {
+    let unit_or = |d: usize, s: u64| if d == 1 { 0 } else { s };
+    match *cd {
+        [] => Ok([0, 0]),
+        [nn] => Ok([0, unit_or(nn, 1)]),
+        [mm, nn] => Ok([unit_or(mm, nn as u64), unit_or(nn, 1)]),
+        _ => Err(format!("C of shape {cd:?} must have rank <= 2")),
+    }
+}
+
+/// Contiguous element strides of an operand's batch axes (right-aligned
+/// into `batch`), 0 where the operand is broadcast.
+fn batch_strides(own: &[usize], batch: &[usize], matrix: usize) -> Vec<u64> {
+    let mut s = vec![0u64; batch.len()];
+    let mut stride = matrix as u64;
+    for a in (0..own.len()).rev() {
+        let ba = a + batch.len() - own.len();
+        s[ba] = if own[a] == 1 { 0 } else { stride };
+        stride *= own[a] as u64;
+    }
+    s
+}
+
+fn lower_matmul(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra) -> LowerResult {
+    let (a, b) = (cx.input(node, 0)?, cx.input(node, 1)?);
+    require_f32(cx, a, "A")?;
+    require_f32(cx, b, "B")?;
+    let (ad, bd) = (cx.info(a).shape.dims(), cx.info(b).shape.dims());
+    let p = plan_matmul(ad, bd)?;
+    let (m, k, n) = (p.m as u64, p.k as u64, p.n as u64);
+    // A 1-D B is a column [K, 1]: row stride 1.
+    let b_strides = if bd.len() == 1 { [1, 1] } else { [n, 1] };
+    let mut inputs = vec![Operand::Value(a), Operand::Value(b)];
+    let rows = p.batch.iter().product::<usize>() as u64 * m;
+    let kernel = Gemm {
+        batch: dims_u64(&p.batch),
+        a_batch_strides: batch_strides(&p.a_batch, &p.batch, p.m * p.k),
+        b_batch_strides: batch_strides(&p.b_batch, &p.batch, p.k * p.n),
+        m,
+        k,
+        n,
+        a_strides: [k, 1],
+        b_strides,
+        alpha: 1.0,
+        beta: 0.0,
+        c_strides: [0, 0],
+        col_block: col_block(rows, n),
+        epilogue: epilogue(&mut inputs, false, extra),
+    };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::Gemm(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+fn pool_kind(k: ir::PoolKind) -> PoolKind {
+    match k {
+        ir::PoolKind::Max => PoolKind::Max,
+        ir::PoolKind::Average { count_include_pad } => PoolKind::Average { count_include_pad },
+        ir::PoolKind::Lp { p } => PoolKind::Lp { p: p as f32 },
+    }
+}
+
+fn lower_pool(cx: &mut LowerCx, id: NodeId, node: &Node, p: &ir::Pool) -> LowerResult {
+    let x = cx.input(node, 0)?;
+    require_f32(cx, x, "X")?;
+    let xd = cx.info(x).shape.dims();
+    let plan = p.plan(xd)?;
+    let kernel = Pool {
+        kind: pool_kind(p.kind),
+        planes: (xd[0] * xd[1]) as u64,
+        input: dims_u64(&xd[2..]),
+        kernel: dims_u64(&plan.kernel),
+        strides: dims_u64(&plan.strides),
+        dilations: dims_u64(&plan.dilations),
+        pad_begin: pads_u64(&plan.pad_begin)?,
+        pad_end: pads_u64(&plan.pad_end)?,
+        output: dims_u64(&plan.out),
+        indices: p.with_indices.then_some(if p.column_major_indices { Indices::ColumnMajor } else { Indices::RowMajor }),
+    };
+    let mut outputs = vec![Operand::Value(output(node, 0)?)];
+    if p.with_indices {
+        let ind = output(node, 1)?;
+        if cx.info(ind).dtype != DType::I64 {
+            return Err(format!("Indices has dtype {}; expected i64", cx.info(ind).dtype));
+        }
+        outputs.push(Operand::Value(ind));
+    }
+    cx.push(id, Kernel::Pool(kernel), vec![Operand::Value(x)], outputs, flops(cx, node));
+    Ok(())
+}
+
+fn lower_global_pool(cx: &mut LowerCx, id: NodeId, node: &Node, p: &ir::GlobalPool) -> LowerResult {
+    let x = cx.input(node, 0)?;
+    require_f32(cx, x, "X")?;
+    let xd = cx.info(x).shape.dims();
+    if xd.len() < 3 {
+        return Err(format!("X must have rank >= 3, found {xd:?}"));
+    }
+    let kernel = Pool::global(pool_kind(p.kind), (xd[0] * xd[1]) as u64, &dims_u64(&xd[2..]));
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::Pool(kernel), vec![Operand::Value(x)], vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+/// `(N, C, plane)` of an `[N, C, ...]` input.
+fn channel_planes(cx: &LowerCx, x: ValueId) -> Result<(u64, u64, u64), String> {
+    let d = cx.info(x).shape.dims();
+    if d.len() < 2 {
+        return Err(format!("X must have rank >= 2, found {d:?}"));
+    }
+    Ok((d[0] as u64, d[1] as u64, d[2..].iter().product::<usize>() as u64))
+}
+
+fn lower_lrn(cx: &mut LowerCx, id: NodeId, node: &Node, l: &ir::Lrn) -> LowerResult {
+    let x = cx.input(node, 0)?;
+    require_f32(cx, x, "X")?;
+    let (batch, channels, plane) = channel_planes(cx, x)?;
+    let kernel = Lrn { batch, channels, plane, size: l.size as u64, alpha: l.alpha as f32, beta: l.beta as f32, bias: l.bias as f32 };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::Lrn(kernel), vec![Operand::Value(x)], vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+/// The node's first `names.len()` inputs, each required and f32 (`names` for errors).
+fn f32_inputs(cx: &LowerCx, node: &Node, names: &[&str]) -> Result<Vec<Operand>, String> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let v = cx.input(node, i)?;
+            require_f32(cx, v, name)?;
+            Ok(Operand::Value(v))
+        })
+        .collect()
+}
+
+fn lower_batch_norm(cx: &mut LowerCx, id: NodeId, node: &Node, b: &ir::BatchNorm) -> LowerResult {
+    let inputs = f32_inputs(cx, node, &["X", "scale", "B", "input_mean", "input_var"])?;
+    let (batch, channels, plane) = channel_planes(cx, cx.input(node, 0)?)?;
+    if node.outputs.len() != 1 {
+        return Err("BatchNormalization with running statistics outputs is not supported".into());
+    }
+    let kernel = BatchNorm { batch, channels, plane, epsilon: b.epsilon as f32 };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::BatchNorm(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+fn lower_instance_norm(cx: &mut LowerCx, id: NodeId, node: &Node, n: &ir::InstanceNorm) -> LowerResult {
+    let inputs = f32_inputs(cx, node, &["input", "scale", "B"])?;
+    let (batch, channels, plane) = channel_planes(cx, cx.input(node, 0)?)?;
+    let kernel = InstanceNorm { batch, channels, plane, epsilon: n.epsilon as f32 };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::InstanceNorm(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+/// A LayerNorm parameter as one value per element of a normalised row:
+/// used as is when it already has that layout, expanded when constant,
+/// refused when it varies across rows.
+fn row_param(cx: &mut LowerCx, v: ValueId, x_dims: &[usize], axis: usize, what: &str) -> Result<Operand, String> {
+    require_f32(cx, v, what)?;
+    let pd = cx.info(v).shape.dims();
+    let rank = x_dims.len();
+    // Right-aligned onto X; every axis before `axis` must be a unit axis.
+    let lead = rank - pd.len().min(rank);
+    if (lead..axis).any(|a| pd[a - lead] != 1) {
+        return Err(format!("{what} of shape {pd:?} varies across normalised rows, which is not supported"));
+    }
+    let trailing = &x_dims[axis..];
+    let row: usize = trailing.iter().product();
+    if cx.info(v).numel() == row {
+        return Ok(Operand::Value(v));
+    }
+    let Some(vals) = constant_f32(cx, v)? else {
+        return Err(format!("{what} of shape {pd:?} broadcasts within a row and is not constant, which is not supported"));
+    };
+    // Expand: element j of the row reads the parameter at its broadcast index.
+    let own: Vec<usize> = (axis..rank).map(|a| if a >= lead { pd[a - lead] } else { 1 }).collect();
+    let expanded: Vec<f32> = (0..row)
+        .map(|j| {
+            let (mut rest, mut flat, mut stride) = (j, 0, 1);
+            for t in (0..trailing.len()).rev() {
+                let i = rest % trailing[t];
+                rest /= trailing[t];
+                if own[t] != 1 {
+                    flat += i * stride;
+                }
+                stride *= own[t];
+            }
+            vals[flat]
+        })
+        .collect();
+    Ok(cx.weights_f32(&expanded))
+}
+
+fn lower_layer_norm(cx: &mut LowerCx, id: NodeId, node: &Node, n: &ir::LayerNorm) -> LowerResult {
+    let x = cx.input(node, 0)?;
+    require_f32(cx, x, "X")?;
+    let xd = cx.info(x).shape.dims();
+    let axis = n.first_axis(xd.len())?;
+    if n.outputs > 1 && n.stash != DType::F32 {
+        return Err(format!("Mean/InvStdDev of dtype {} are not supported (f32 only)", n.stash));
+    }
+    let mut inputs = vec![Operand::Value(x), row_param(cx, cx.input(node, 1)?, xd, axis, "Scale")?];
+    let bias = cx.optional_input(node, 2);
+    if let Some(b) = bias {
+        inputs.push(row_param(cx, b, xd, axis, "B")?);
+    }
+    let kernel = LayerNorm {
+        rows: xd[..axis].iter().product::<usize>() as u64,
+        row: xd[axis..].iter().product::<usize>() as u64,
+        epsilon: n.epsilon as f32,
+        has_bias: bias.is_some(),
+        outputs: n.outputs as u8,
+        rms: false,
+    };
+    let outputs = (0..n.outputs).map(|i| output(node, i).map(Operand::Value)).collect::<Result<Vec<_>, _>>()?;
+    cx.push(id, Kernel::LayerNorm(kernel), inputs, outputs, flops(cx, node));
+    Ok(())
+}
+
+fn lower_rms_norm(cx: &mut LowerCx, id: NodeId, node: &Node, n: &ir::RmsNorm) -> LowerResult {
+    let x = cx.input(node, 0)?;
+    require_f32(cx, x, "X")?;
+    let xd = cx.info(x).shape.dims();
+    let axis = kann_ir::ops::norm_axis(n.axis, xd.len())?;
+    let inputs = vec![Operand::Value(x), row_param(cx, cx.input(node, 1)?, xd, axis, "scale")?];
+    let kernel = LayerNorm {
+        rows: xd[..axis].iter().product::<usize>() as u64,
+        row: xd[axis..].iter().product::<usize>() as u64,
+        epsilon: n.epsilon as f32,
+        has_bias: false,
+        outputs: 1,
+        rms: true,
+    };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::LayerNorm(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+fn lower_group_norm(cx: &mut LowerCx, id: NodeId, node: &Node, n: &ir::GroupNorm) -> LowerResult {
+    let inputs = f32_inputs(cx, node, &["X", "scale", "bias"])?;
+    let (batch, channels, plane) = channel_planes(cx, cx.input(node, 0)?)?;
+    let scale_len = cx.info(cx.input(node, 1)?).numel() as u64;
+    let groups = n.num_groups as u64;
+    // Opset 18 allows one scale per group; otherwise one per channel.
+    let per_group_affine = n.per_group_affine && scale_len == groups;
+    let kernel = GroupNorm { batch, channels, groups, plane, epsilon: n.epsilon as f32, per_group_affine };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::GroupNorm(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+fn lower_lp_norm(cx: &mut LowerCx, id: NodeId, node: &Node, n: &ir::LpNorm) -> LowerResult {
+    let x = cx.input(node, 0)?;
+    require_f32(cx, x, "input")?;
+    let xd = cx.info(x).shape.dims();
+    let axis = kann_ir::ops::norm_axis(n.axis, xd.len())?;
+    let p = u8::try_from(n.p).map_err(|_| format!("p = {} is not supported", n.p))?;
+    let kernel = LpNorm {
+        outer: xd[..axis].iter().product::<usize>() as u64,
+        len: xd[axis] as u64,
+        inner: xd[axis + 1..].iter().product::<usize>() as u64,
+        p,
+    };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::LpNorm(kernel), vec![Operand::Value(x)], vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+fn lower_softmax(cx: &mut LowerCx, id: NodeId, node: &Node, s: &ir::Softmax) -> LowerResult {
+    let x = cx.input(node, 0)?;
+    require_f32(cx, x, "input")?;
+    let (outer, len, inner) = s.layout(cx.info(x).shape.dims())?;
+    let kind = match s.kind {
+        ir::SoftmaxKind::Softmax => SoftmaxKind::Softmax,
+        ir::SoftmaxKind::LogSoftmax => SoftmaxKind::LogSoftmax,
+        ir::SoftmaxKind::Hardmax => SoftmaxKind::Hardmax,
+    };
+    let kernel = Softmax { kind, outer: outer as u64, len: len as u64, inner: inner as u64 };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::Softmax(kernel), vec![Operand::Value(x)], vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Compiled vs reference on random small shapes, on 1 and 3 clusters.
+
+    use crate::testing::{check_against_reference, Rng};
+    use kann_ir::ops::fused::{Fused, FusedActivation};
+    use kann_ir::ops::nn::{self as ir, NnOp};
+    use kann_ir::{Graph, GraphBuilder, Op, TensorInfo};
+    use kann_tensor::{DType, Shape, Tensor};
+
+    /// An operand of the graph under test: a graph input or a random constant.
+    enum Arg {
+        Input(Vec<usize>),
+        Const(Vec<usize>),
+        Absent,
+    }
+
+    /// A graph of one node `op` over `args`, with `n_out` outputs.
+    fn one_node(op: Op, args: Vec<Arg>, n_out: usize, rng: &mut Rng) -> Graph {
+        let mut b = GraphBuilder::new("t", None);
+        let mut ins = vec![];
+        for (i, a) in args.into_iter().enumerate() {
+            ins.push(match a {
+                Arg::Input(d) => Some(b.add_input(&format!("in{i}"), TensorInfo::new(DType::F32, Shape::new(d))).unwrap()),
+                Arg::Const(d) => {
+                    let n: usize = d.iter().product();
+                    let v: Vec<f32> = (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect();
+                    Some(b.add_constant(&format!("c{i}"), Tensor::from_f32(Shape::new(d), v).unwrap()))
+                }
+                Arg::Absent => None,
+            });
+        }
+        let names: Vec<String> = (0..n_out).map(|i| format!("y{i}")).collect();
+        let outs = b.add_node("node", op, ins, &names).unwrap();
+        for o in outs {
+            b.add_output(o);
+        }
+        b.finish().unwrap()
+    }
+
+    fn check(g: Graph) {
+        for clusters in [1, 3] {
+            match check_against_reference(g.clone(), clusters) {
+                Ok(c) => assert!(!c.program.steps.is_empty(), "nothing was compiled"),
+                Err(e) => panic!("{e}\ngraph: {g:?}"),
+            }
+        }
+    }
+
+    fn pick<T: Copy>(rng: &mut Rng, v: &[T]) -> T {
+        v[rng.below(v.len() as u64) as usize]
+    }
+
+    /// A random window over `nsp` axes with input extents that fit it.
+    fn window(rng: &mut Rng, nsp: usize, pool: bool) -> (ir::Window, Vec<usize>, Vec<usize>) {
+        let mut w = ir::Window::new(pick(rng, &[ir::AutoPad::NotSet, ir::AutoPad::NotSet, ir::AutoPad::SameUpper, ir::AutoPad::SameLower, ir::AutoPad::Valid]));
+        let (mut kernel, mut input, mut pb, mut pe) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..nsp {
+            let k = 1 + rng.below(3) as usize;
+            let (s, d) = (1 + rng.below(2) as usize, 1 + rng.below(2) as usize);
+            kernel.push(k);
+            w.strides.push(s);
+            w.dilations.push(d);
+            pb.push(rng.below(k as u64) as usize);
+            pe.push(rng.below(k as u64) as usize);
+            input.push((k - 1) * d + 1 + rng.below(4) as usize);
+        }
+        if w.auto_pad == ir::AutoPad::NotSet {
+            w.pads = [pb, pe].concat();
+        }
+        if pool {
+            w.kernel_shape = kernel.clone();
+            w.ceil_mode = rng.below(2) == 1;
+        }
+        (w, kernel, input)
+    }
+
+    fn conv_op(rng: &mut Rng) -> (Op, Vec<Arg>) {
+        let nsp = 1 + rng.below(3) as usize;
+        let (window, kernel, input) = window(rng, nsp, false);
+        let group = 1 + rng.below(3) as usize;
+        let (cg, mg) = (1 + rng.below(3) as usize, 1 + rng.below(9) as usize);
+        let x = [vec![1 + rng.below(2) as usize, cg * group], input].concat();
+        let w = [vec![mg * group, cg], kernel].concat();
+        let bias = if rng.below(2) == 1 { Arg::Const(vec![mg * group]) } else { Arg::Absent };
+        let w = if rng.below(4) == 0 { Arg::Input(w) } else { Arg::Const(w) };
+        (Op::Nn(NnOp::Conv(ir::Conv { attrs: ir::ConvAttrs { window, group } })), vec![Arg::Input(x), w, bias])
+    }
+
+    #[test]
+    fn conv_matches_reference() {
+        let mut rng = Rng::new(1);
+        for _ in 0..40 {
+            let (op, args) = conv_op(&mut rng);
+            check(one_node(op, args, 1, &mut rng));
+        }
+    }
+
+    #[test]
+    fn conv_transpose_matches_reference() {
+        let mut rng = Rng::new(8);
+        let mut ran = 0;
+        for _ in 0..30 {
+            let nsp = 1 + rng.below(3) as usize;
+            let (mut window, kernel, input) = window(&mut rng, nsp, false);
+            let group = 1 + rng.below(2) as usize;
+            let (cg, mg) = (1 + rng.below(3) as usize, 1 + rng.below(3) as usize);
+            let mut output_padding = vec![];
+            for a in 0..nsp {
+                output_padding.push(rng.below(window.strides[a].min(window.dilations[a]) as u64) as usize);
+            }
+            if window.auto_pad == ir::AutoPad::NotSet && rng.below(2) == 1 {
+                window.pads.clear();
+            }
+            let ct = ir::ConvTranspose { window, group, output_padding, output_shape: vec![] };
+            let x = [vec![1 + rng.below(2) as usize, cg * group], input].concat();
+            let w = [vec![cg * group, mg], kernel].concat();
+            let bias = if rng.below(2) == 1 { Arg::Const(vec![mg * group]) } else { Arg::Absent };
+            let op = Op::Nn(NnOp::ConvTranspose(ct));
+            let args = vec![Arg::Input(x), Arg::Const(w), bias];
+            // Geometries whose output would be empty are refused by the IR; skip them.
+            let ok = std::panic::catch_unwind(|| out_dims(&op, &args)).is_ok();
+            if ok {
+                check(one_node(op, args, 1, &mut rng));
+                ran += 1;
+            }
+        }
+        assert!(ran >= 10, "only {ran} geometries were valid");
+    }
+
+    /// A small residual CNN through the standard pipeline: Conv+Relu,
+    /// MaxPool, then Conv+Add+Relu (fused by the passes), GlobalAveragePool.
+    #[test]
+    fn small_residual_cnn() {
+        use kann_ir::ops::elementwise::{Binary, BinaryKind, ElementwiseOp, Unary, UnaryKind};
+        let mut rng = Rng::new(9);
+        let mut b = GraphBuilder::new("cnn", None);
+        let mut constant = |b: &mut GraphBuilder, name: &str, d: Vec<usize>| {
+            let n: usize = d.iter().product();
+            let v: Vec<f32> = (0..n).map(|_| rng.uniform(-0.5, 0.5) as f32).collect();
+            b.add_constant(name, Tensor::from_f32(Shape::new(d), v).unwrap())
+        };
+        let x = b.add_input("x", TensorInfo::new(DType::F32, Shape::from([1, 3, 12, 12]))).unwrap();
+        let conv = |pads: usize| {
+            let mut w = ir::Window::new(ir::AutoPad::NotSet);
+            w.pads = vec![pads; 4];
+            Op::Nn(NnOp::Conv(ir::Conv { attrs: ir::ConvAttrs { window: w, group: 1 } }))
+        };
+        let relu = || Op::Elementwise(ElementwiseOp::Unary(Unary { kind: UnaryKind::Relu }));
+        let one = |v| vec![v];
+        let (w1, b1) = (constant(&mut b, "w1", vec![8, 3, 3, 3]), constant(&mut b, "b1", vec![8]));
+        let c1 = b.add_node("c1", conv(1), vec![Some(x), Some(w1), Some(b1)], &one("c1".into())).unwrap()[0];
+        let r1 = b.add_node("r1", relu(), vec![Some(c1)], &one("r1".into())).unwrap()[0];
+        let mut pw = ir::Window::new(ir::AutoPad::NotSet);
+        pw.kernel_shape = vec![2, 2];
+        pw.strides = vec![2, 2];
+        let pool = Op::Nn(NnOp::Pool(ir::Pool { kind: ir::PoolKind::Max, window: pw, column_major_indices: false, with_indices: false }));
+        let p1 = b.add_node("p1", pool, vec![Some(r1)], &one("p1".into())).unwrap()[0];
+        let (w2, b2) = (constant(&mut b, "w2", vec![8, 8, 3, 3]), constant(&mut b, "b2", vec![8]));
+        let c2 = b.add_node("c2", conv(1), vec![Some(p1), Some(w2), Some(b2)], &one("c2".into())).unwrap()[0];
+        let add = Op::Elementwise(ElementwiseOp::Binary(Binary { kind: BinaryKind::Add }));
+        let a2 = b.add_node("a2", add, vec![Some(c2), Some(p1)], &one("a2".into())).unwrap()[0];
+        let r2 = b.add_node("r2", relu(), vec![Some(a2)], &one("r2".into())).unwrap()[0];
+        let gap = Op::Nn(NnOp::GlobalPool(ir::GlobalPool { kind: ir::PoolKind::Average { count_include_pad: false } }));
+        let y = b.add_node("gap", gap, vec![Some(r2)], &one("y".into())).unwrap()[0];
+        b.add_output(y);
+        let g = b.finish().unwrap();
+        for clusters in [1, 2, 4] {
+            let c = check_against_reference(g.clone(), clusters).unwrap();
+            let ops: Vec<String> = c.program.steps.iter().map(|s| s.op.clone()).collect();
+            assert_eq!(ops, ["Conv+Relu", "MaxPool", "Conv+Add+Relu", "GlobalAveragePool"]);
+        }
+    }
+
+    /// The output shape of a one-node graph, for residual inputs.
+    fn out_dims(op: &Op, args: &[Arg]) -> Vec<usize> {
+        let g = one_node(op.clone(), args.iter().map(|a| match a {
+            Arg::Input(d) => Arg::Input(d.clone()),
+            Arg::Const(d) => Arg::Input(d.clone()),
+            Arg::Absent => Arg::Absent,
+        }).collect(), 1, &mut Rng::new(0));
+        g.value(g.outputs[0]).info.shape.dims().to_vec()
+    }
+
+    #[test]
+    fn fused_conv_gemm_matmul_match_reference() {
+        let mut rng = Rng::new(2);
+        let acts = [None, Some(FusedActivation::Relu), Some(FusedActivation::Clip { min: -0.2, max: 0.3 }), Some(FusedActivation::LeakyRelu { alpha: 0.1 }), Some(FusedActivation::Silu), Some(FusedActivation::HardSigmoid { alpha: 0.2, beta: 0.5 })];
+        for i in 0..30 {
+            let (base, mut args) = match i % 3 {
+                0 => conv_op(&mut rng),
+                1 => gemm_op(&mut rng),
+                _ => matmul_op(&mut rng),
+            };
+            let residual = rng.below(2) == 1;
+            let out = out_dims(&base, &args);
+            let base_inputs = args.len();
+            if residual {
+                args.push(Arg::Input(out));
+            }
+            let op = Op::Fused(Fused { base: Box::new(base), base_inputs, residual, activation: pick(&mut rng, &acts) });
+            check(one_node(op, args, 1, &mut rng));
+        }
+    }
+
+    fn gemm_op(rng: &mut Rng) -> (Op, Vec<Arg>) {
+        let (m, k, n) = (1 + rng.below(5) as usize, 1 + rng.below(6) as usize, 1 + rng.below(70) as usize);
+        let g = ir::Gemm { alpha: rng.uniform(0.5, 1.5), beta: rng.uniform(-1.0, 1.0), trans_a: rng.below(2) == 1, trans_b: rng.below(2) == 1 };
+        let a = if g.trans_a { vec![k, m] } else { vec![m, k] };
+        let b = if g.trans_b { vec![n, k] } else { vec![k, n] };
+        let b = if rng.below(2) == 1 { Arg::Const(b) } else { Arg::Input(b) };
+        let c = match rng.below(6) {
+            0 => Arg::Absent,
+            1 => Arg::Const(vec![]),
+            2 => Arg::Const(vec![n]),
+            3 => Arg::Const(vec![m, 1]),
+            4 => Arg::Const(vec![1, n]),
+            _ => Arg::Input(vec![m, n]),
+        };
+        (Op::Nn(NnOp::Gemm(g)), vec![Arg::Input(a), b, c])
+    }
+
+    fn matmul_op(rng: &mut Rng) -> (Op, Vec<Arg>) {
+        let (m, k, n) = (1 + rng.below(4) as usize, 1 + rng.below(5) as usize, 1 + rng.below(5) as usize);
+        let batch: Vec<usize> = (0..rng.below(3)).map(|_| 1 + rng.below(3) as usize).collect();
+        let shape = |mat: Vec<usize>, rng: &mut Rng| -> Vec<usize> {
+            let skip = rng.below(batch.len() as u64 + 1) as usize;
+            let b: Vec<usize> = batch[skip..].iter().map(|&d| if rng.below(3) == 0 { 1 } else { d }).collect();
+            [b, mat].concat()
+        };
+        let a = if rng.below(5) == 0 { vec![k] } else { shape(vec![m, k], rng) };
+        let b = if rng.below(5) == 0 { vec![k] } else { shape(vec![k, n], rng) };
+        let b = if rng.below(2) == 1 { Arg::Const(b) } else { Arg::Input(b) };
+        (Op::Nn(NnOp::MatMul), vec![Arg::Input(a), b])
+    }
+
+    #[test]
+    fn gemm_and_matmul_match_reference() {
+        let mut rng = Rng::new(3);
+        for _ in 0..40 {
+            let (op, args) = gemm_op(&mut rng);
+            check(one_node(op, args, 1, &mut rng));
+            let (op, args) = matmul_op(&mut rng);
+            check(one_node(op, args, 1, &mut rng));
+        }
+    }
+
+    #[test]
+    fn pools_match_reference() {
+        let mut rng = Rng::new(4);
+        for i in 0..60 {
+            let nsp = 1 + rng.below(3) as usize;
+            let (window, _, input) = window(&mut rng, nsp, true);
+            let kind = [ir::PoolKind::Max, ir::PoolKind::Average { count_include_pad: true }, ir::PoolKind::Average { count_include_pad: false }, ir::PoolKind::Lp { p: 2.0 }, ir::PoolKind::Lp { p: 3.0 }][i % 5];
+            let with_indices = kind == ir::PoolKind::Max && rng.below(2) == 1;
+            let p = ir::Pool { kind, window, column_major_indices: rng.below(2) == 1, with_indices };
+            let x = [vec![1 + rng.below(2) as usize, 1 + rng.below(3) as usize], input].concat();
+            check(one_node(Op::Nn(NnOp::Pool(p)), vec![Arg::Input(x.clone())], 1 + usize::from(with_indices), &mut rng));
+            let g = ir::GlobalPool { kind };
+            check(one_node(Op::Nn(NnOp::GlobalPool(g)), vec![Arg::Input(x)], 1, &mut rng));
+        }
+    }
+
+    #[test]
+    fn norms_match_reference() {
+        let mut rng = Rng::new(5);
+        for _ in 0..15 {
+            let (n, c) = (1 + rng.below(2) as usize, 1 + rng.below(5) as usize);
+            let x: Vec<usize> = [vec![n, c], (0..rng.below(3)).map(|_| 1 + rng.below(4) as usize).collect()].concat();
+            let lrn = ir::Lrn { size: 1 + rng.below(5) as usize, alpha: rng.uniform(1e-4, 1.0), beta: rng.uniform(0.5, 1.0), bias: rng.uniform(1.0, 2.0) };
+            check(one_node(Op::Nn(NnOp::Lrn(lrn)), vec![Arg::Input(x.clone())], 1, &mut rng));
+            // Variances must be positive: use inputs for all but var, a positive constant.
+            let mut b = GraphBuilder::new("bn", None);
+            let xi = b.add_input("x", TensorInfo::new(DType::F32, Shape::new(x.clone()))).unwrap();
+            let mut ins = vec![Some(xi)];
+            for i in 0..4 {
+                let v: Vec<f32> = (0..c).map(|_| rng.uniform(if i == 3 { 0.1 } else { -1.0 }, 1.0) as f32).collect();
+                ins.push(Some(b.add_constant(&format!("p{i}"), Tensor::from_f32(Shape::from([c]), v).unwrap())));
+            }
+            let y = b.add_node("bn", Op::Nn(NnOp::BatchNorm(ir::BatchNorm { epsilon: 1e-5 })), ins, &["y".to_string()]).unwrap();
+            b.add_output(y[0]);
+            check(b.finish().unwrap());
+            if x.len() >= 3 {
+                let inorm = Op::Nn(NnOp::InstanceNorm(ir::InstanceNorm { epsilon: 1e-5 }));
+                check(one_node(inorm, vec![Arg::Input(x.clone()), Arg::Const(vec![c]), Arg::Const(vec![c])], 1, &mut rng));
+            }
+            let axis = rng.below(x.len() as u64) as i64 - if rng.below(2) == 1 { x.len() as i64 } else { 0 };
+            let first = if axis < 0 { (axis + x.len() as i64) as usize } else { axis as usize };
+            let outputs = 1 + rng.below(3) as usize;
+            let ln = ir::LayerNorm { axis, epsilon: 1e-5, stash: DType::F32, outputs };
+            let scale = x[first..].to_vec();
+            let bias = match rng.below(3) {
+                0 => Arg::Absent,
+                1 => Arg::Const(vec![*x.last().unwrap()]),
+                _ => Arg::Input(scale.clone()),
+            };
+            check(one_node(Op::Nn(NnOp::LayerNorm(ln)), vec![Arg::Input(x.clone()), Arg::Const(scale.clone()), bias], outputs, &mut rng));
+            let rms = ir::RmsNorm { axis, epsilon: 1e-5 };
+            check(one_node(Op::Nn(NnOp::RmsNorm(rms)), vec![Arg::Input(x.clone()), Arg::Const(scale)], 1, &mut rng));
+            let lp = ir::LpNorm { axis, p: 1 + rng.below(2) as u32 };
+            check(one_node(Op::Nn(NnOp::LpNorm(lp)), vec![Arg::Input(x.clone())], 1, &mut rng));
+            let groups = pick(&mut rng, &[1, c]);
+            let per_group = rng.below(2) == 1;
+            let gn = ir::GroupNorm { num_groups: groups, epsilon: 1e-5, per_group_affine: per_group };
+            let affine = if per_group { groups } else { c };
+            check(one_node(Op::Nn(NnOp::GroupNorm(gn)), vec![Arg::Input(x.clone()), Arg::Const(vec![affine]), Arg::Const(vec![affine])], 1, &mut rng));
+        }
+    }
+
+    #[test]
+    fn softmax_family_matches_reference() {
+        let mut rng = Rng::new(6);
+        for i in 0..30 {
+            let x: Vec<usize> = (0..1 + rng.below(4)).map(|_| 1 + rng.below(4) as usize).collect();
+            let kind = [ir::SoftmaxKind::Softmax, ir::SoftmaxKind::LogSoftmax, ir::SoftmaxKind::Hardmax][i % 3];
+            let axis = rng.below(x.len() as u64) as i64 - if rng.below(2) == 1 { x.len() as i64 } else { 0 };
+            let s = ir::Softmax { kind, axis, flatten: rng.below(2) == 1 };
+            check(one_node(Op::Nn(NnOp::Softmax(s)), vec![Arg::Input(x)], 1, &mut rng));
+        }
+    }
+
+    /// The light models: every nn node lowers; where the whole model lowers
+    /// (the other families' lowerings present), it runs compiled and matches
+    /// the expected output. Slow: run with `--ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn light_models() {
+        use std::path::PathBuf;
+        let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+        let dir = home.join(".cache/kann-data/onnx-1.23.2/light");
+        let only = std::env::var("KANN_MODEL").ok();
+        for name in ["bvlc_alexnet", "zfnet512", "vgg19", "inception_v1", "inception_v2", "resnet50", "squeezenet", "shufflenet", "densenet121"] {
+            if only.as_deref().is_some_and(|o| o != name) {
+                continue;
+            }
+            let t0 = std::time::Instant::now();
+            let model = kann_onnx::import_file(&dir.join(name).join("model.onnx"), &kann_onnx::ImportOptions::default(), Some(&kann_reference::Reference)).unwrap();
+            let mut g = model.graph;
+            crate::optimize(&mut g, Some(&kann_reference::Reference)).unwrap();
+            let missing = match super::super::lower_graph(&g) {
+                Ok(_) => vec![],
+                Err(m) => m,
+            };
+            let op_of = |u: &super::super::Unlowered| (0..g.nodes.len()).find(|&i| g.locate(kann_ir::NodeId(i as u32)) == u.node).map(|i| &g.nodes[i].op);
+            let ours: Vec<_> = missing.iter().filter(|u| matches!(op_of(u), Some(Op::Nn(_)) | Some(Op::Fused(_)))).collect();
+            let mut kinds: Vec<String> = missing.iter().map(|u| u.op.clone()).collect();
+            kinds.sort();
+            kinds.dedup();
+            println!("{name}: {} nodes, unlowered ops {kinds:?}", g.nodes.len());
+            for u in &ours {
+                println!("  nn node not lowered: {u}");
+            }
+            if !missing.is_empty() {
+                continue;
+            }
+            let read = |f: &str| kann_onnx::tensor::read_tensor_file(&dir.join(name).join("test_data_set_0").join(f)).unwrap().1;
+            let (input, want) = (read("input_0.pb"), read("output_0.pb"));
+            let opts = crate::CompileOptions { n_clusters: 4, arch: kann_artifact::Arch::Generic };
+            let c = crate::compile(g, &opts, Some(&kann_reference::Reference)).unwrap();
+            let t1 = std::time::Instant::now();
+            let got = crate::testing::run_compiled(&c, &[input]).unwrap();
+            let run_s = t1.elapsed().as_secs_f64();
+            let res = crate::testing::compare(&got, &[want], 1e-5, 1e-3);
+            println!("  compiled run {run_s:.2} s (total {:.1} s): {res:?}", t0.elapsed().as_secs_f64());
+        }
+    }
+
+    /// The ONNX node tests of the nn ops this file lowers, run compiled
+    /// against their expected outputs. Run with `--ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn onnx_node_tests() {
+        use std::path::PathBuf;
+        let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+        let dir = home.join(".cache/kann-data/onnx-1.23.2/node");
+        let prefixes = ["test_conv", "test_basic_conv", "test_gemm", "test_matmul_", "test_maxpool", "test_averagepool", "test_lppool", "test_global", "test_lrn", "test_batchnorm_e", "test_instancenorm", "test_layer_normalization", "test_rms_normalization", "test_group_normalization", "test_lpnormalization", "test_softmax", "test_logsoftmax", "test_hardmax"];
+        let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        let (mut pass, mut fail) = (0, vec![]);
+        for name in names.iter().filter(|n| prefixes.iter().any(|p| n.starts_with(p)) && !n.contains("expanded") && !n.contains("training")) {
+            let case = dir.join(name);
+            let result = (|| -> Result<(), String> {
+                let model = kann_onnx::import_file(&case.join("model.onnx"), &kann_onnx::ImportOptions::default(), Some(&kann_reference::Reference)).map_err(|e| e.to_string())?;
+                let data = case.join("test_data_set_0");
+                let read = |prefix: &str| -> Vec<kann_tensor::Tensor> {
+                    (0..).map(|i| data.join(format!("{prefix}_{i}.pb"))).take_while(|p| p.exists()).map(|p| kann_onnx::tensor::read_tensor_file(&p).unwrap().1).collect()
+                };
+                let (inputs, want) = (read("input"), read("output"));
+                let opts = crate::CompileOptions { n_clusters: 2, arch: kann_artifact::Arch::Generic };
+                let c = crate::compile(model.graph, &opts, Some(&kann_reference::Reference)).map_err(|e| e.to_string())?;
+                let got = crate::testing::run_compiled(&c, &inputs)?;
+                crate::testing::compare(&got, &want, 1e-4, 1e-3)
+            })();
+            match result {
+                Ok(()) => pass += 1,
+                Err(e) => fail.push(format!("{name}: {e}")),
+            }
+        }
+        println!("{pass} passed, {} failed", fail.len());
+        for f in &fail {
+            println!("  {f}");
+        }
+    }
 }

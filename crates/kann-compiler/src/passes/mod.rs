@@ -23,6 +23,20 @@
 //!    Conv producing its input. After `fold_batch_norm`, so that
 //!    Conv → BN → Mul → Add chains fold completely; it repeats until the
 //!    Conv's output has no more foldable consumer.
+//! 7. `fuse_pad` — folds a zero (or, for MaxPool, `-inf`) constant Pad of
+//!    the spatial axes into the Conv or pool reading it. Before the
+//!    epilogue fusions, so that the Conv they fuse already has its pads.
+//! 8. `fuse_residual_add` — makes `Add(Conv(x), other)` one Fused
+//!    Conv+Add. Before `fuse_activation`, which only fuses into a producer
+//!    without an activation: the other order would fuse the Relu of
+//!    `Conv → Add → Relu` into the Add and leave the Conv alone.
+//! 9. `fuse_activation` — moves an activation (Relu, Clip, LeakyRelu,
+//!    Sigmoid, HardSigmoid, HardSwish, Tanh, SiLU) into the Conv, Gemm,
+//!    MatMul, Add or Fused op producing its input. After the folds above,
+//!    which need the plain Conv (a BatchNormalization after a Conv+Relu
+//!    could not fold).
+//! 10. `choose_layouts` — last: records the layout every convolution runs
+//!     in (NCHW for the portable kernels), counting the final convolutions.
 //!
 //! Every pass mutates the graph only through the [`Editor`], which compacts
 //! and verifies the graph when the pass finishes; the pipeline verifies the
@@ -31,18 +45,26 @@
 //! Passes that leave nodes without readers remove them themselves, so the
 //! pipeline needs no second dead-code sweep.
 
+mod choose_layouts;
 mod eliminate_dead_code;
 mod fold_affine;
 mod fold_batch_norm;
 mod fold_constants;
 mod fold_reshape_chains;
+mod fuse_activation;
+mod fuse_pad;
+mod fuse_residual_add;
 mod remove_identity;
 
+pub use choose_layouts::ChooseLayouts;
 pub use eliminate_dead_code::EliminateDeadCode;
 pub use fold_affine::FoldAffine;
 pub use fold_batch_norm::FoldBatchNorm;
 pub use fold_constants::{FoldConstants, DEFAULT_FOLD_LIMIT};
 pub use fold_reshape_chains::FoldReshapeChains;
+pub use fuse_activation::FuseActivation;
+pub use fuse_pad::FusePad;
+pub use fuse_residual_add::FuseResidualAdd;
 pub use remove_identity::RemoveIdentity;
 
 use crate::{CompileError, Editor};
@@ -173,6 +195,10 @@ impl Pipeline {
                 Box::new(FoldReshapeChains),
                 Box::new(FoldBatchNorm),
                 Box::new(FoldAffine),
+                Box::new(FusePad),
+                Box::new(FuseResidualAdd),
+                Box::new(FuseActivation),
+                Box::new(ChooseLayouts),
             ],
         }
     }
@@ -249,7 +275,7 @@ mod tests {
         let mut g = graph();
         let before = g.clone();
         let log = Pipeline::standard().run(&mut g, &mut PassCx::new(Some(&kann_reference::Reference))).unwrap();
-        assert_eq!(op_names(&g), ["Conv", "Relu", "Reshape"]);
+        assert_eq!(op_names(&g), ["Fused", "Reshape"]);
         assert_eq!(
             log.to_string(),
             "fold_constants: folded 1 constant nodes\n\
@@ -257,7 +283,11 @@ mod tests {
              remove_identity: removed 1 Identity\n\
              fold_reshape_chains: collapsed 1 reshape chains, removed 1 links\n\
              fold_batch_norm: folded 1 BatchNormalization into Conv\n\
-             fold_affine: folded 1 Mul into Conv\n"
+             fold_affine: folded 1 Mul into Conv\n\
+             fuse_pad: no change\n\
+             fuse_residual_add: no change\n\
+             fuse_activation: fused 1 Relu; Relu: 1/1 fused\n\
+             choose_layouts: no change; layout: NCHW for 1 convolutions, 0 transposes\n"
         );
         assert_same_outputs(&before, &g);
     }
@@ -286,7 +316,7 @@ mod tests {
     #[test]
     fn standard_order_is_documented() {
         let names = Pipeline::standard().names();
-        assert_eq!(names, ["fold_constants", "eliminate_dead_code", "remove_identity", "fold_reshape_chains", "fold_batch_norm", "fold_affine"]);
+        assert_eq!(names, ["fold_constants", "eliminate_dead_code", "remove_identity", "fold_reshape_chains", "fold_batch_norm", "fold_affine", "fuse_pad", "fuse_residual_add", "fuse_activation", "choose_layouts"]);
         let doc = include_str!("mod.rs");
         let mut at = 0;
         for n in names {
