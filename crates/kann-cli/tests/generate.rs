@@ -1,6 +1,7 @@
 //! `kann generate` end to end on tiny models: the generated folder, the
 //! log's sections, the optional outputs, and one-line errors.
 
+use kann_io::stream::{write_input_stream, IoSpec, Manifest};
 use kann_onnx::proto::data_type as dt;
 use kann_testkit::*;
 use std::path::{Path, PathBuf};
@@ -138,14 +139,35 @@ fn genref_reads_a_generated_folder() {
     assert_eq!(code, 0, "{out}{err}");
     let io = d.join("io");
     std::fs::create_dir_all(&io).unwrap();
-    // Two frames of batch 2, raw little-endian f32.
+    // Two frames of batch 2 as an input stream (raw little-endian f32 + manifest).
     let vals: Vec<f32> = (0..2 * 2 * 8 * 16).map(|i| i as f32 - 200.0).collect();
     let bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(io.join("x.bin"), bytes).unwrap();
+    let spec = IoSpec { name: "x".into(), dtype: kann_tensor::DType::F32, shape: vec![2, 8, 4, 4] };
+    let (f0, f1) = bytes.split_at(bytes.len() / 2);
+    write_input_stream(&io, &spec, &[f0, f1]).unwrap();
     let (code, out, err) = kann(&["genref", s(&dest), s(&io)]);
     assert_eq!(code, 0, "{out}{err}");
     let y = kann_tensor::npy::read(&io.join("genref/y.npy")).unwrap();
     assert_eq!(y.dims(), &[4, 8, 4, 4]);
     let want: Vec<f32> = vals.iter().map(|v| v.max(0.0)).collect();
     assert_eq!(y.as_f32().unwrap(), &want[..]);
+    // The golden outputs are a stream folder too; diff reads it (all frames).
+    let m = Manifest::read(&io.join("genref")).unwrap().expect("a manifest");
+    assert_eq!(m.entries.len(), 1);
+    assert_eq!(m.entries[0].frames, 2);
+    let (code, out, err) = kann(&["diff", s(&io.join("genref")), s(&io.join("genref"))]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("verdict: PASS") && out.contains("       512 "), "{out}");
+    // A stream folder against the .npy of the same outputs.
+    let npy_dir = d.join("npy");
+    kann_io::tensor_set::write_npy(&npy_dir, "y", &y).unwrap();
+    let (code, out, err) = kann(&["diff", s(&io.join("genref")), s(&npy_dir)]);
+    assert_eq!(code, 0, "{out}{err}");
+    // A perturbed output stream fails.
+    let wrong: Vec<u8> = want.iter().map(|v| v + 1.0).flat_map(|v| v.to_le_bytes()).collect();
+    let out_spec = IoSpec { name: "y".into(), dtype: kann_tensor::DType::F32, shape: vec![2, 8, 4, 4] };
+    let (w0, w1) = wrong.split_at(wrong.len() / 2);
+    kann_io::stream::write_output_stream(&io, &out_spec, &[w0, w1]).unwrap();
+    let (code, out, _) = kann(&["diff", s(&io), s(&io.join("genref"))]);
+    assert_eq!(code, 1, "{out}");
 }
