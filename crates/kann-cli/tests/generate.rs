@@ -51,7 +51,7 @@ fn a_yaml_network_generates_a_complete_folder() {
     let dest = d.join("gen");
     let (code, out, err) = kann(&["generate", s(&d.join("network.yaml")), "-d", s(&dest), "--arch", "generic", "--generate-txt-cmds", "--draw-graph"]);
     assert_eq!(code, 0, "{out}{err}");
-    for f in ["tiny-net.kann", "network.dump.yaml", "log.txt", "classes.txt", "graph.dot", "cmds/cluster_0.txt", "cmds/cluster_1.txt"] {
+    for f in ["tiny-net.kann", "optimized-model.onnx", "network.dump.yaml", "log.txt", "classes.txt", "graph.dot", "cmds/cluster_0.txt", "cmds/cluster_1.txt"] {
         assert!(dest.join(f).is_file(), "{f} missing; {out}");
     }
     let log = std::fs::read_to_string(dest.join("log.txt")).unwrap();
@@ -68,6 +68,9 @@ fn a_yaml_network_generates_a_complete_folder() {
     assert!(cmds.contains("run step #0"), "{cmds}");
     let dot = std::fs::read_to_string(dest.join("graph.dot")).unwrap();
     assert!(dot.starts_with("digraph") && dot.contains("->") && dot.contains("output y"), "{dot}");
+    // The exported optimised graph imports again.
+    let g = kann_onnx::import_file(&dest.join("optimized-model.onnx"), &Default::default(), None).unwrap();
+    assert_eq!(g.graph.outputs.len(), 1);
     // The artifact reads back with the metadata.
     let art = kann_artifact::Artifact::open(dest.join("tiny-net.kann")).unwrap();
     assert_eq!(art.header().arch, kann_artifact::Arch::Generic);

@@ -235,7 +235,15 @@ fn copy_tree(src: &Path, to: &Path) -> std::io::Result<()> {
 /// EXPORTS: the optimised ONNX model, the graph drawing, the command lists.
 fn exports(log: &mut GenLog, args: &GenerateArgs, c: &Compiled, dest: &Path) -> anyhow::Result<()> {
     log.section("EXPORTS");
-    log.info("optimized-model.onnx: not written, this build of kann has no ONNX exporter");
+    let onnx = dest.join("optimized-model.onnx");
+    match kann_onnx::export_model(&c.graph) {
+        Ok(bytes) => {
+            std::fs::write(&onnx, &bytes).with_context(|| format!("cannot write {}", onnx.display()))?;
+            log.info(format!("~> optimised graph exported to '{}' ({} bytes)", onnx.display(), bytes.len()));
+        }
+        // The artifact does not depend on it: say why and go on.
+        Err(e) => log.warn(format!("optimized-model.onnx not written: {e}")),
+    }
     if args.draw_graph || args.draw_graph_pdf {
         let text = draw::dot(&c.program, &c.graph);
         let mut files = vec![("graph.dot", "graph.svg")];
