@@ -121,8 +121,10 @@ fn bad_configurations_are_one_line_errors() {
 #[test]
 fn unlowered_ops_are_listed() {
     let d = temp_dir("unlowered");
-    let shape = [Some(1), Some(4)];
-    let m = model(13, vec![node("Sigmoid", &["x"], &["h"], vec![]), node("Neg", &["h"], &["y"], vec![])], vec![value_info("x", dt::FLOAT, &shape)], vec![value_info("y", dt::FLOAT, &shape)], vec![]);
+    let k = initializer("k", &kann_tensor::Tensor::from_i64(kann_tensor::Shape::from([1]), vec![2]).unwrap());
+    let axis = initializer("axis", &kann_tensor::Tensor::scalar_i64(1));
+    let nodes = vec![node("TopK", &["x", "k"], &["v", "i"], vec![]), node("CumSum", &["v", "axis"], &["y"], vec![])];
+    let m = model(13, nodes, vec![value_info("x", dt::FLOAT, &[Some(1), Some(4)])], vec![value_info("y", dt::FLOAT, &[Some(1), Some(2)])], vec![k, axis]);
     let p = d.join("m.onnx");
     std::fs::write(&p, encode(&m)).unwrap();
     let (code, _, err) = kann(&["generate", s(&p), "-d", s(&d.join("g")), "-q"]);
@@ -130,7 +132,9 @@ fn unlowered_ops_are_listed() {
         return; // Both ops lowered by now: nothing left to report.
     }
     assert_one_error_line(code, &err, "cannot be compiled");
-    assert!(d.join("g/log.txt").is_file(), "the log of a failed generation is kept");
+    assert!(err.contains("TopK") && err.contains("CumSum"), "{err}");
+    let log = std::fs::read_to_string(d.join("g/log.txt")).expect("the log of a failed generation is kept");
+    assert!(log.contains("[ERROR]"), "{log}");
 }
 
 #[test]
@@ -173,4 +177,22 @@ fn genref_reads_a_generated_folder() {
     kann_io::stream::write_output_stream(&io, &out_spec, &[w0, w1]).unwrap();
     let (code, out, _) = kann(&["diff", s(&io), s(&io.join("genref"))]);
     assert_eq!(code, 1, "{out}");
+}
+
+#[test]
+fn a_convolution_reports_its_parameters() {
+    let d = temp_dir("conv");
+    let w = initializer("w", &kann_tensor::Tensor::from_f32(kann_tensor::Shape::from([4, 3, 3, 3]), (0..108).map(|i| i as f32 / 100.0).collect()).unwrap());
+    let b = initializer("b", &kann_tensor::Tensor::from_f32(kann_tensor::Shape::from([4]), vec![0.1, -0.2, 0.3, 0.0]).unwrap());
+    let nodes = vec![node("Conv", &["x", "w", "b"], &["c"], vec![attr_ints("pads", &[1, 1, 1, 1])]), node("Relu", &["c"], &["y"], vec![])];
+    let m = model(13, nodes, vec![value_info("x", dt::FLOAT, &[Some(1), Some(3), Some(8), Some(8)])], vec![value_info("y", dt::FLOAT, &[Some(1), Some(4), Some(8), Some(8)])], vec![w, b]);
+    let p = d.join("conv.onnx");
+    std::fs::write(&p, encode(&m)).unwrap();
+    let (code, out, err) = kann(&["generate", s(&p), "-d", s(&d.join("g")), "--nbr-clusters", "2", "--generate-txt-cmds"]);
+    if err.contains("cannot be compiled") {
+        return; // Convolution not lowered in this build.
+    }
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("parameters: 112"), "{out}");
+    assert!(out.contains("input  x: f32[1, 3, 8, 8] (nchw)"), "{out}");
 }
