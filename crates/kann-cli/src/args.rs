@@ -35,7 +35,7 @@ pub enum Command {
         #[arg(long, value_name = "N", num_args = 0..=1, require_equals = true, default_missing_value = "2")]
         compiled: Option<usize>,
     },
-    /// Compute golden outputs with the reference interpreter: reads IO_DIR/<input>.npy|.pb|.bin, writes IO_DIR/genref/<output>.npy.
+    /// Compute golden outputs with the reference interpreter: reads IO_DIR/<input> streams (.bin + manifest.yaml, .npy, .pb), writes IO_DIR/genref/<output>.bin + manifest.yaml and .npy.
     Genref {
         /// The ONNX model, or a folder written by `kann generate` (its network.dump.yaml names the model).
         model: PathBuf,
@@ -45,7 +45,7 @@ pub enum Command {
         #[arg(long = "input-shape", value_name = "NAME=DIMS")]
         input_shapes: Vec<String>,
     },
-    /// Compare two output sets (folders of .npy files, or two .npy files) tensor by tensor; B is the reference.
+    /// Compare two output sets (IO folders of streams with manifest.yaml, folders of .npy files, or two .npy files) tensor by tensor; B is the reference.
     Diff {
         a: PathBuf,
         b: PathBuf,
