@@ -158,3 +158,40 @@ pub fn read(gen_dir: &Path) -> anyhow::Result<Dumped> {
 pub fn is_generated(dir: &Path) -> bool {
     dir.is_dir() && dir.join(DUMP_FILE).is_file()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kann_config::{Arch as ConfigArch, Layout};
+    use kann_tensor::DType;
+
+    #[test]
+    fn the_dump_reads_back_as_a_configuration() {
+        let dir = std::env::temp_dir().join(format!("kann-dump-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let model = dir.join("m \"odd\".onnx");
+        std::fs::write(&model, b"x").unwrap();
+        let mut net = NetworkConfig::from_onnx(&model, vec![]).unwrap();
+        net.preprocessing = Some(Preprocessing { mean: vec![0.5, 0.25, 0.125], scale: 1.0 / 255.0, layout: Some(Layout::Nchw), ..Preprocessing::default() });
+        let opts = Options { arch_requested: "native".into(), arch: kann_artifact::Arch::X86_64V3, n_clusters: 3, precision: "fp32".into(), forced_batch: Some(2) };
+        let io = |name: &str, shape: Vec<usize>| Io { name: name.into(), dtype: DType::F32, shape, layout: "nchw".into() };
+        let inputs = [io("in:0", vec![2, 3, 8, 8])];
+        let outputs = [io("out", vec![2, 10])];
+        let d = Decided { opts: &opts, inputs: &inputs, outputs: &outputs, batch: 2, artifact: "m.kann", extra_data: &[] };
+        let text = render(&net, &d);
+        let back = NetworkConfig::from_yaml_str(&text, &dir.join(DUMP_FILE)).unwrap();
+        let c = back.config;
+        assert_eq!(c.model_path, net.model_path);
+        assert_eq!(c.input_nodes_name, ["in:0"]);
+        assert_eq!(c.input_nodes_shape[0].dims, [2, 3, 8, 8]);
+        assert_eq!(c.output_nodes_name, ["out"]);
+        assert_eq!(c.generate_options.arch, Some(ConfigArch::X86_64V3));
+        assert_eq!(c.generate_options.n_clusters, Some(3));
+        assert_eq!(c.generate_options.forced_batch_size, Some(2));
+        assert_eq!(c.preprocessing, net.preprocessing);
+        // Only the `generated` block is unknown to the reader.
+        assert_eq!(back.warnings.len(), 1, "{:?}", back.warnings);
+        assert!(back.warnings[0].contains("generated"), "{:?}", back.warnings);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

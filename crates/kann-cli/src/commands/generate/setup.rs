@@ -267,3 +267,53 @@ pub fn safe_name(name: &str) -> String {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kann_onnx::proto::data_type as dt;
+    use kann_testkit::{model, node, value_info};
+
+    #[test]
+    fn layouts_default_to_nchw() {
+        assert_eq!(layout_of(&[1, 3, 224, 224], ShapeReading::AsWritten), "nchw");
+        assert_eq!(layout_of(&[1, 8, 4, 4], ShapeReading::AsWritten), "nchw");
+        assert_eq!(layout_of(&[1, 224, 224, 3], ShapeReading::AsWritten), "nhwc");
+        assert_eq!(layout_of(&[1, 224, 224, 3], ShapeReading::Nchw), "nchw");
+        assert_eq!(layout_of(&[1, 1000], ShapeReading::AsWritten), "plain");
+    }
+
+    #[test]
+    fn names_are_made_safe() {
+        assert_eq!(safe_name("RegNet X/1.6g"), "RegNet_X_1.6g");
+        assert_eq!(safe_name(""), "network");
+        assert_eq!(safe_name(".."), "network..");
+    }
+
+    fn two_relus(batch: Option<i64>) -> ModelProto {
+        let shape = [batch, Some(4)];
+        model(13, vec![node("Relu", &["x"], &["h"], vec![]), node("Relu", &["h"], &["y"], vec![])], vec![value_info("x", dt::FLOAT, &shape)], vec![value_info("y", dt::FLOAT, &shape)], vec![])
+    }
+
+    #[test]
+    fn outputs_can_be_cut_at_an_intermediate_tensor() {
+        let mut m = two_relus(Some(1));
+        prepare_model(&mut m, &["h".to_string()], None).unwrap();
+        let g = m.graph.as_ref().unwrap();
+        assert_eq!(g.output.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["h"]);
+        let err = prepare_model(&mut two_relus(Some(1)), &["nope".to_string()], None).unwrap_err();
+        assert!(err.to_string().contains("no tensor 'nope'"), "{err}");
+    }
+
+    #[test]
+    fn a_forced_batch_rebinds_a_static_batch() {
+        let mut m = two_relus(Some(1));
+        prepare_model(&mut m, &[], Some(3)).unwrap();
+        let mut net = NetworkConfig::from_onnx(std::env::current_exe().unwrap(), vec![]).unwrap();
+        net.input_nodes_name = vec!["x".into()];
+        net.input_nodes_shape = vec![TensorShape::new(vec![1, 4])];
+        let b = bind_inputs(&net, &m, Some(3)).unwrap();
+        assert_eq!(b.import.input_shapes["x"], vec![3, 4]);
+        assert_eq!(model_inputs(&m)[0].1, Some(vec![None, Some(4)]));
+    }
+}
