@@ -1,6 +1,6 @@
 //! Command-line arguments (clap derive only; no logic here).
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -12,6 +12,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Compile a network (a network YAML, or a bare .onnx file with --input-shape) into a generated folder.
+    Generate(GenerateArgs),
     /// Run ONNX backend test folders through the importer and the reference interpreter.
     Conformance {
         /// Folder of test folders (default: the fetched ONNX data, node and light suites).
@@ -33,9 +35,9 @@ pub enum Command {
         #[arg(long, value_name = "N", num_args = 0..=1, require_equals = true, default_missing_value = "2")]
         compiled: Option<usize>,
     },
-    /// Compute golden outputs with the reference interpreter: reads IO_DIR/<input>.npy|.pb|.bin, writes IO_DIR/genref/<output>.npy.
+    /// Compute golden outputs with the reference interpreter: reads IO_DIR/<input> streams (.bin + manifest.yaml, .npy, .pb), writes IO_DIR/genref/<output>.bin + manifest.yaml and .npy.
     Genref {
-        /// The ONNX model.
+        /// The ONNX model, or a folder written by `kann generate` (its network.dump.yaml names the model).
         model: PathBuf,
         /// Folder holding one file per model input.
         io_dir: PathBuf,
@@ -43,7 +45,7 @@ pub enum Command {
         #[arg(long = "input-shape", value_name = "NAME=DIMS")]
         input_shapes: Vec<String>,
     },
-    /// Compare two output sets (folders of .npy files, or two .npy files) tensor by tensor; B is the reference.
+    /// Compare two output sets (IO folders of streams with manifest.yaml, folders of .npy files, or two .npy files) tensor by tensor; B is the reference.
     Diff {
         a: PathBuf,
         b: PathBuf,
@@ -72,4 +74,41 @@ pub enum Command {
         #[arg(long)]
         markdown: bool,
     },
+}
+
+/// `kann generate [OPTIONS] CONFIG`.
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// A network configuration (YAML), or a bare .onnx model (shapes from the model or --input-shape).
+    pub config: PathBuf,
+    /// Destination folder (default: generated_<arch>_<name>_<precision>_<N>c).
+    #[arg(short, long)]
+    pub dest: Option<PathBuf>,
+    /// Target instruction set: native, x86-64-v4, x86-64-v3, generic or aarch64 (default: the config's, else native).
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Clusters (worker threads) to split the work across (default: the config's, else all cores).
+    #[arg(long = "nbr-clusters", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub nbr_clusters: Option<u32>,
+    /// Binds the batch dimension (axis 0) of every input.
+    #[arg(long = "forced-batch-size", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub forced_batch_size: Option<u32>,
+    /// Precision of the compiled network: fp32 (fp16, bf16 and int8 are not supported yet).
+    #[arg(long)]
+    pub precision: Option<String>,
+    /// Also write each cluster's command list in readable form (cmds/cluster_<i>.txt).
+    #[arg(long = "generate-txt-cmds")]
+    pub generate_txt_cmds: bool,
+    /// Draw the compiled graph: graph.dot (and graph.svg when Graphviz's `dot` is installed).
+    #[arg(long = "draw-graph")]
+    pub draw_graph: bool,
+    /// KaNN's spelling of --draw-graph; also writes neural_network.dot (and .pdf with Graphviz).
+    #[arg(long = "draw-graph-pdf")]
+    pub draw_graph_pdf: bool,
+    /// Shape of an input of a bare .onnx model: [NAME=]D0,D1,… (repeatable; unnamed ones bind by position).
+    #[arg(long = "input-shape", value_name = "NAME=DIMS")]
+    pub input_shapes: Vec<String>,
+    /// Do not print the log (log.txt is still written).
+    #[arg(short, long)]
+    pub quiet: bool,
 }
