@@ -14,6 +14,31 @@ pub struct Cli {
 pub enum Command {
     /// Compile a network (a network YAML, or a bare .onnx file with --input-shape) into a generated folder.
     Generate(GenerateArgs),
+    /// Run a generated network on the frames of an IO folder: per-frame latency, the per-kernel
+    /// per-cluster table of the last frame, PERF HOST / PERF DEVICE; writes IO_DIR/<output>.bin + manifest.
+    Run {
+        /// The generated folder, or its .kann file.
+        gen: PathBuf,
+        /// Folder of input streams (<input>.bin + manifest.yaml, .npy, or KaNN raw files).
+        io_dir: PathBuf,
+        /// Frames to run (inputs repeat when there are fewer).
+        #[arg(long = "nb-frames")]
+        nb_frames: Option<usize>,
+        /// Run on this many cores (the cluster count is fixed at generate).
+        #[arg(long = "nbr-clusters")]
+        n_clusters: Option<usize>,
+        /// Write the inputs the runtime consumed to IO_DIR/check/.
+        #[arg(long = "dump-inputs")]
+        dump_inputs: bool,
+    },
+    /// Run a generated network on random inputs (in a temporary IO folder), as `kann run` does.
+    Infer {
+        /// The generated folder, or its .kann file.
+        gen: PathBuf,
+        /// Frames to run.
+        #[arg(short = 'n')]
+        n: Option<usize>,
+    },
     /// Run ONNX backend test folders through the importer and the reference interpreter.
     Conformance {
         /// Folder of test folders (default: the fetched ONNX data, node and light suites).
