@@ -123,7 +123,9 @@ const TOP_KEYS: &[&str] = &[
 ];
 /// Top-level zoo keys that are known and ignored (graph optimisation is
 /// kann's own business).
-const TOP_IGNORED: &[&str] = &["onnx_graph_optim", "tensorflow_graph_optim"];
+/// `generated` is the block `kann generate` adds to `network.dump.yaml`
+/// (what generation decided), so a dump reads back as a configuration.
+const TOP_IGNORED: &[&str] = &["onnx_graph_optim", "tensorflow_graph_optim", "generated"];
 
 impl NetworkConfig {
     /// Reads and validates the YAML file at `path`. Relative paths inside are
