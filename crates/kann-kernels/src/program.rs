@@ -175,7 +175,7 @@ impl Program {
             for b in s.inputs.iter().chain(&s.outputs) {
                 in_bounds(b, &format!("a buffer of step #{i} '{}'", s.name))?;
             }
-            if matches!(s.outputs.iter().find(|b| matches!(b, BufRef::Weights { .. })), Some(_)) {
+            if s.outputs.iter().any(|b| matches!(b, BufRef::Weights { .. })) {
                 return Err(format!("step #{i} '{}' writes into the weights", s.name));
             }
             s.kernel.check(s.inputs.len(), s.outputs.len()).map_err(|e| format!("step #{i} '{}': {e}", s.name))?;
