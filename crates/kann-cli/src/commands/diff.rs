@@ -9,6 +9,7 @@ use kann_io::diff::{diff, Tolerance};
 use kann_io::stream::{Manifest, Role};
 use kann_io::tensor_set::{read_npy_set, read_raw_frames};
 use kann_tensor::{Shape, Tensor};
+use kann_io::tensor_set::file_stem;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -44,12 +45,16 @@ pub fn run(a: &Path, b: &Path, tol: Tolerance, top_k: usize) -> anyhow::Result<i
         let (_, tb) = set_b.iter().next().expect("one tensor");
         vec![(na, ta, tb)]
     } else {
-        let only_a: Vec<_> = set_a.keys().filter(|k| !set_b.contains_key(*k)).cloned().collect();
-        let only_b: Vec<_> = set_b.keys().filter(|k| !set_a.contains_key(*k)).cloned().collect();
+        // A tensor matches by name, or by file stem: `.npy` sets are named
+        // after their files (`gpu_0_softmax_1`), streams by tensor
+        // (`gpu_0/softmax_1`).
+        let find = |k: &str| set_a.get(k).or_else(|| set_a.iter().find(|(ka, _)| file_stem(ka) == file_stem(k)).map(|(_, t)| t));
+        let only_b: Vec<_> = set_b.keys().filter(|k| find(k).is_none()).cloned().collect();
         if !only_b.is_empty() {
+            let only_a: Vec<_> = set_a.keys().filter(|k| !set_b.keys().any(|kb| file_stem(kb) == file_stem(k))).cloned().collect();
             bail!("the two sets hold different tensors: only in {}: [{}]; only in {}: [{}]", a.display(), only_a.join(", "), b.display(), only_b.join(", "));
         }
-        set_b.iter().map(|(k, tb)| (k, &set_a[k], tb)).collect()
+        set_b.iter().map(|(k, tb)| (k, find(k).expect("checked above"), tb)).collect()
     };
     println!("{:<28} {:>10} {:>11} {:>11} {:>11} {:>10} {:>9} {:>9}", "tensor", "elements", "max abs", "mean abs", "max rel", "cosine", "SNR dB", "top-k");
     let mut ok = true;
