@@ -44,6 +44,7 @@ pub enum Kernel {
     Where(binary::Where),
     IntBinary(binary::int::IntBinary),
     IntUnary(binary::int::IntUnary),
+    Cast(crate::cast::Cast),
     // --- end of element-wise kernels ---
 
     // --- nn kernels (conv.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
@@ -84,6 +85,7 @@ macro_rules! dispatch {
             Kernel::Where($k) => $e,
             Kernel::IntBinary($k) => $e,
             Kernel::IntUnary($k) => $e,
+            Kernel::Cast($k) => $e,
             // --- end of element-wise kernels ---
 
             // --- nn kernels ---

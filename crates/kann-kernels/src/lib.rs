@@ -37,6 +37,7 @@ pub mod serial;
 
 // Element-wise kernels.
 pub mod binary;
+pub mod cast;
 pub mod unary;
 
 // Convolution, matrix products, pooling, normalisation, softmax.

@@ -8,16 +8,18 @@
 //! Arithmetic is f32, plus integer (i8/u8/i32/i64) arithmetic, bit ops,
 //! comparisons, Relu/Abs/Neg/Sign/BitwiseNot, Clip and variadic
 //! Sum/Max/Min; Identity, Dropout and Where copy elements of any dtype.
-//! Casts, other dtypes (f16, f64…) and integer Pow/Mean are refused with a
-//! reason.
+//! Cast/CastLike convert between every dtype (a view when the dtype does
+//! not change). Other dtypes (f16, f64…) and integer Pow/Mean are refused
+//! with a reason.
 
-use super::{require_f32, LowerCx, LowerResult, Operand};
+use super::{elem_type, require_f32, LowerCx, LowerResult, Operand};
 use kann_ir::ops::elementwise::{Activation as IrAct, BinaryKind as IrBinary, ElementwiseOp, UnaryKind as IrUnary, VariadicKind};
 use kann_ir::ops::fused::{Fused, FusedActivation};
 use kann_ir::ops::Op;
 use kann_ir::{Node, NodeId, ValueId};
 use kann_kernels::binary::int::{IntBinary, IntOp, IntType, IntUnary, IntUnaryOp};
 use kann_kernels::binary::{broadcast_strides, coalesce, Binary, BinaryKind, Compare, CompareKind, Where};
+use kann_kernels::cast::Cast;
 use kann_kernels::unary::{CopyBytes, Predicate, PredicateKind, Unary, UnaryKind};
 use kann_kernels::{Activation, Kernel};
 use kann_tensor::DType;
@@ -36,7 +38,7 @@ pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, op: &ElementwiseO
         ElementwiseOp::PRelu => arithmetic_step(cx, id, node, BinaryKind::PRelu),
         ElementwiseOp::SwiGlu { alpha } => arithmetic_step(cx, id, node, BinaryKind::SwiGlu { alpha: *alpha }),
         ElementwiseOp::Dropout(_) => lower_dropout(cx, id, node),
-        ElementwiseOp::Cast(_) | ElementwiseOp::CastLike => Err(format!("the compiler does not lower {} (dtype conversion) yet", op.name())),
+        ElementwiseOp::Cast(_) | ElementwiseOp::CastLike => lower_cast(cx, id, node),
     }
 }
 
@@ -190,6 +192,21 @@ fn copy_step(cx: &mut LowerCx, id: NodeId, x: ValueId, y: ValueId) -> LowerResul
     }
     let k = CopyBytes { elem_bytes: info.dtype.size() as u64, len: info.numel() as u64 };
     cx.push(id, Kernel::CopyBytes(k), vec![Operand::Value(x)], vec![Operand::Value(y)], 0);
+    Ok(())
+}
+
+/// Cast and CastLike: the output's inferred dtype (Cast's `to`, CastLike's
+/// second input's) is the target; a cast to the same dtype is a view.
+fn lower_cast(cx: &mut LowerCx, id: NodeId, node: &Node) -> LowerResult {
+    let x = cx.input(node, 0)?;
+    let y = node.outputs[0];
+    let (from, to) = (cx.info(x).dtype, cx.info(y).dtype);
+    if from == to {
+        return super::movement::view_or_copy(cx, id, y, x);
+    }
+    let len = cx.info(y).numel() as u64;
+    let k = Cast { from: elem_type(from), to: elem_type(to), len };
+    cx.push(id, Kernel::Cast(k), vec![Operand::Value(x)], vec![Operand::Value(y)], 0);
     Ok(())
 }
 
@@ -817,5 +834,90 @@ mod fused_add_tests {
             let got = run_lowered(&g, &inputs);
             compare(&got, &want, 1e-6, 1e-5).unwrap_or_else(|e| panic!("{act:?}: {e}"));
         }
+    }
+}
+
+/// Cast and CastLike compiled against the reference: random inputs through
+/// `check_against_reference`, and edge values (NaN, infinities, large,
+/// negative, fractional) compared byte for byte.
+#[cfg(test)]
+mod cast_tests {
+    use super::tests::{one_node, Slot};
+    use crate::testing::{check_against_reference, run_compiled};
+    use kann_ir::ops::elementwise::{Cast, ElementwiseOp};
+    use kann_ir::{Graph, Op};
+    use kann_tensor::{npy::raw_le_bytes, DType, Shape, Tensor};
+
+    const ALL: [DType; 9] = [DType::F32, DType::F16, DType::BF16, DType::F64, DType::I8, DType::U8, DType::I32, DType::I64, DType::Bool];
+
+    fn cast(to: DType) -> Op {
+        Op::Elementwise(ElementwiseOp::Cast(Cast { to }))
+    }
+
+    /// Edge values of `d`, `n` of them (repeating), so parts split them.
+    fn edge_values(d: DType, n: usize) -> Tensor {
+        let floats = [0.0, -0.0, 0.7, -0.7, 2.5, -3.5, 127.9, -128.9, 255.5, 300.2, -300.2, 65519.0, 1e6, -3e9, 1e20, f64::INFINITY, f64::NEG_INFINITY, f64::NAN];
+        let ints = [0i64, 1, -1, 127, 128, -129, 255, 256, 2049, 65536 + 7, (1 << 24) + 1, 3_000_000_000, i64::MIN, i64::MAX];
+        if d.is_float() {
+            let v: Vec<f64> = (0..n).map(|i| floats[i % floats.len()]).collect();
+            Tensor::from_f64(d, Shape::from([n]), &v).unwrap()
+        } else {
+            let v: Vec<i64> = (0..n).map(|i| ints[i % ints.len()]).collect();
+            Tensor::from_i64_values(d, Shape::from([n]), &v).unwrap()
+        }
+    }
+
+    /// Compiles `g` on `clusters`, runs it on `inputs`, and checks the bytes equal the reference's.
+    fn exact(g: Graph, inputs: &[Tensor], clusters: usize, what: &str) {
+        let want = kann_reference::run(&g, inputs).unwrap();
+        let opts = crate::CompileOptions { n_clusters: clusters, arch: kann_artifact::Arch::Generic };
+        let c = crate::compile(g, &opts, Some(&kann_reference::Reference)).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let got = run_compiled(&c, inputs).unwrap();
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (a, b) in got.iter().zip(&want) {
+            assert_eq!((a.dtype(), a.dims()), (b.dtype(), b.dims()), "{what}");
+            assert_eq!(raw_le_bytes(a), raw_le_bytes(b), "{what} on {clusters} clusters");
+        }
+    }
+
+    #[test]
+    fn every_pair_matches_the_reference_on_random_inputs() {
+        for from in ALL {
+            for to in ALL {
+                for clusters in [1, 3] {
+                    let g = one_node(cast(to), vec![Slot::In(from, vec![3, 5, 7])], 1);
+                    if let Err(e) = check_against_reference(g, clusters) {
+                        panic!("Cast {from} -> {to} on {clusters} clusters: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_pair_matches_the_reference_bit_for_bit_on_edge_values() {
+        for from in ALL {
+            let x = edge_values(from, 61);
+            for to in ALL {
+                for clusters in [1, 3] {
+                    let g = one_node(cast(to), vec![Slot::In(from, vec![61])], 1);
+                    exact(g.clone(), std::slice::from_ref(&x), clusters, &format!("Cast {from} -> {to}"));
+                    let like = one_node(Op::Elementwise(ElementwiseOp::CastLike), vec![Slot::In(from, vec![61]), Slot::In(to, vec![2])], 1);
+                    let t = Tensor::from_i64_values(to, Shape::from([2]), &[1, 0]).unwrap();
+                    exact(like, &[x.clone(), t], clusters, &format!("CastLike {from} -> {to}"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_same_dtype_cast_is_a_view_and_a_scalar_works() {
+        let g = one_node(cast(DType::F32), vec![Slot::In(DType::F32, vec![4, 4])], 1);
+        let c = check_against_reference(g, 3).unwrap();
+        assert!(c.program.steps.iter().all(|s| !s.kernel.name().contains("cast")));
+        let g = one_node(cast(DType::I64), vec![Slot::In(DType::F16, vec![])], 1);
+        check_against_reference(g, 3).unwrap();
+        let g = one_node(cast(DType::U8), vec![Slot::In(DType::F32, vec![0, 3])], 1);
+        check_against_reference(g, 2).unwrap();
     }
 }
