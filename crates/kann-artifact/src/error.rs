@@ -10,10 +10,12 @@ use crate::format::{FormatVersion, SectionKind, FORMAT_MAJOR, HEADER_LEN};
 /// [`ArtifactError::root`] to ignore that wrapper.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
-    #[error("{}: {source}", path.display())]
+    /// The file at fault and what is wrong with it. `error` is part of the
+    /// message, not a `source`, so a chained print (`{:#}`) says it once.
+    #[error("{}: {error}", path.display())]
     File {
         path: PathBuf,
-        source: Box<ArtifactError>,
+        error: Box<ArtifactError>,
     },
 
     #[error("{0}")]
@@ -102,7 +104,7 @@ impl ArtifactError {
     /// The error without its [`ArtifactError::File`] wrapper.
     pub fn root(&self) -> &ArtifactError {
         match self {
-            ArtifactError::File { source, .. } => source.root(),
+            ArtifactError::File { error, .. } => error.root(),
             other => other,
         }
     }
@@ -112,7 +114,7 @@ impl ArtifactError {
             e @ ArtifactError::File { .. } => e,
             e => ArtifactError::File {
                 path: path.to_path_buf(),
-                source: Box::new(e),
+                error: Box::new(e),
             },
         }
     }

@@ -245,7 +245,7 @@ impl Program {
 
     /// Reads the sections back; the caller then runs [`Program::validate`].
     pub fn decode(steps: &[u8], clusters: &[&[u8]], memory_plan: &[u8]) -> Result<Program, String> {
-        let s: StepsSection = postcard::from_bytes(steps).map_err(|e| format!("the program section is corrupt: {e}"))?;
+        let s: StepsSection = postcard::from_bytes(steps).map_err(|e| format!("the program section cannot be decoded ({e}): the artifact was made by a different kann build; regenerate it with `kann generate`"))?;
         if s.version != PROGRAM_VERSION {
             return Err(format!("program version {} is not supported (this runtime reads {PROGRAM_VERSION})", s.version));
         }

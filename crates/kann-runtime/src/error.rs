@@ -8,7 +8,7 @@ use kann_artifact::ArtifactError;
 pub enum RuntimeError {
     /// The artifact file itself was refused (magic, version, checksum,
     /// truncation, arch/CPU); the message starts with the path.
-    #[error("{0}")]
+    #[error(transparent)]
     Artifact(#[from] ArtifactError),
 
     /// A section the runtime needs is absent.

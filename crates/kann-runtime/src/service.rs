@@ -86,7 +86,7 @@ impl Service {
         let artifact = Artifact::open(path)?;
         artifact
             .check_cpu(&CpuFeatures::detect())
-            .map_err(|e| ArtifactError::File { path: path.to_path_buf(), source: Box::new(e) })?;
+            .map_err(|e| ArtifactError::File { path: path.to_path_buf(), error: Box::new(e) })?;
         let metadata = match artifact.find(SectionKind::Metadata, 0) {
             Some(s) => String::from_utf8_lossy(artifact.section_bytes(s.id)?).into_owned(),
             None => String::new(),
