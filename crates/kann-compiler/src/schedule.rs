@@ -47,9 +47,8 @@ pub fn schedule(steps: &[Step], n: usize, cost: &CostModel) -> Schedule {
         let parts = split(step, n, cost, &phase, producer_cluster(step, &pending));
         let clusters: Vec<usize> = parts.iter().map(|p| p.0).collect();
         if needs_barrier(step, &clusters, &pending) {
-            for (c, cmds) in sched.clusters.iter_mut().enumerate() {
+            for cmds in sched.clusters.iter_mut() {
                 cmds.push(Command::Barrier { index: sched.barriers });
-                let _ = c;
             }
             sched.barriers += 1;
             sched.latency_seconds += phase.iter().cloned().fold(0.0, f64::max) + cost.barrier_s;
