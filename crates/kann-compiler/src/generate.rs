@@ -196,6 +196,33 @@ mod tests {
         }
     }
 
+    /// Branches that join, with buffers reused across them: on 3 clusters
+    /// every split step needs its barriers (read-after-write on the join,
+    /// write-after-read when a dead branch's bytes are reused).
+    #[test]
+    fn diamonds_on_three_clusters_match_the_reference() {
+        use kann_ir::ops::elementwise::{Binary, BinaryKind};
+        let unary = |k| Op::Elementwise(ElementwiseOp::Unary(Unary { kind: k }));
+        let binary = |k| Op::Elementwise(ElementwiseOp::Binary(Binary { kind: k }));
+        let mut b = GraphBuilder::new("diamonds", None);
+        let mut x = b.add_input("x", TensorInfo::new(DType::F32, Shape::from([3, 70_001]))).unwrap();
+        for i in 0..4 {
+            let a = b.add_node(&format!("relu{i}"), unary(UnaryKind::Relu), vec![Some(x)], &[format!("a{i}")]).unwrap()[0];
+            let s = b.add_node(&format!("sig{i}"), unary(UnaryKind::Sigmoid), vec![Some(x)], &[format!("s{i}")]).unwrap()[0];
+            let j = b.add_node(&format!("add{i}"), binary(BinaryKind::Add), vec![Some(a), Some(s)], &[format!("j{i}")]).unwrap()[0];
+            x = b.add_node(&format!("mul{i}"), binary(BinaryKind::Mul), vec![Some(j), Some(a)], &[format!("m{i}")]).unwrap()[0];
+        }
+        b.add_output(x);
+        let g = b.finish().unwrap();
+        for clusters in [1, 2, 3] {
+            let c = check_against_reference(g.clone(), clusters).unwrap();
+            assert!(c.stats.arena_bytes < c.stats.naive_bytes, "buffers are reused");
+            if clusters > 1 {
+                assert!(c.stats.barriers >= 4, "joins need barriers: {}", c.stats.barriers);
+            }
+        }
+    }
+
     #[test]
     fn small_steps_stay_on_one_cluster_without_barriers() {
         let c = check_against_reference(relu_chain(3, 64), 2).unwrap();
