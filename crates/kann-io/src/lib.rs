@@ -5,6 +5,7 @@
 //! on kann-tensor.
 
 pub mod diff;
+pub mod post;
 mod error;
 pub mod stream;
 pub mod tensor_set;
