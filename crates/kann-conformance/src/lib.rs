@@ -401,6 +401,12 @@ pub fn default_data_dir() -> PathBuf {
     base.join("onnx-1.23.2")
 }
 
+/// Where `scripts/make-random-models.sh` puts the random-weight light
+/// models: `$KANN_DATA` or `~/.cache/kann-data`, then `random-models-v1`.
+pub fn random_models_dir() -> PathBuf {
+    default_data_dir().with_file_name("random-models-v1")
+}
+
 /// Is this dtype compared exactly?
 pub fn exact(d: DType) -> bool {
     !d.is_float()

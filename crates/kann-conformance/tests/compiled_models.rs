@@ -5,16 +5,11 @@
 //! `KANN_REQUIRE_DATA` is set.
 
 use kann_conformance::{compiled_vs_reference, discover, test_name};
-use std::path::PathBuf;
 
-fn data_dir() -> PathBuf {
-    let base = std::env::var_os("KANN_DATA").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kann-data"));
-    base.join("random-models-v1")
-}
 
 #[test]
 fn light_models_compile_and_match_the_reference() {
-    let dir = data_dir();
+    let dir = kann_conformance::random_models_dir();
     if !dir.join(".complete").exists() {
         assert!(std::env::var_os("KANN_REQUIRE_DATA").is_none(), "KANN_REQUIRE_DATA is set but {} holds no data; run scripts/make-random-models.sh", dir.display());
         eprintln!("skipping: no random-weight models in {} (run scripts/make-random-models.sh)", dir.display());

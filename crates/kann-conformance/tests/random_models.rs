@@ -4,16 +4,11 @@
 //! Without the data the test says so and passes, unless `KANN_REQUIRE_DATA` is set.
 
 use kann_conformance::{discover, run_test, Outcome};
-use std::path::PathBuf;
 
-fn data_dir() -> PathBuf {
-    let base = std::env::var_os("KANN_DATA").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kann-data"));
-    base.join("random-models-v1")
-}
 
 #[test]
 fn random_weight_models_match_onnxruntime() {
-    let dir = data_dir();
+    let dir = kann_conformance::random_models_dir();
     if !dir.join(".complete").exists() {
         assert!(std::env::var_os("KANN_REQUIRE_DATA").is_none(), "KANN_REQUIRE_DATA is set but {} holds no data; run scripts/make-random-models.sh", dir.display());
         eprintln!("skipping: no random-weight models in {} (run scripts/make-random-models.sh)", dir.display());
