@@ -1,0 +1,1 @@
+//! Drawing results on images (see the crate doc).

@@ -1,0 +1,1 @@
+//! Decoding images and preparing them into input frames (see the crate doc).
