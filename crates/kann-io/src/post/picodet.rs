@@ -28,13 +28,18 @@ pub fn picodet_anchor_count(input_hw: [usize; 2], level: usize) -> usize {
 
 /// Pairs a PicoDet model's outputs with its levels.
 ///
-/// There are two outputs per level, so `outputs.len() / 2` levels with
-/// strides 8, 16, 32, .... Level `l` takes the first two not yet used outputs
-/// (in the given order) whose shape is `[N, A_l, _]` with `A_l` from
-/// [`picodet_anchor_count`]; the earlier of the two is the score tensor and the
-/// later the box distribution (PaddleDetection lists all score heads before
-/// all box heads). Returns `(scores, distributions)`, one entry per level.
-/// `names[i]` names `outputs[i]` in error messages.
+/// There are two outputs per level, all `[N, A, _]`: `outputs.len() / 2`
+/// levels with strides 8, 16, 32, .... First the outputs are split into score
+/// tensors and box distributions by their last axis: when it takes two values,
+/// the one that is a multiple of 4 (and at least 8) while the other is not is
+/// the distributions; if both or neither are, the group of the first-listed
+/// output is the scores. When all share one last axis (`C = 4 · (reg_max +
+/// 1)`), the first half are the scores and the second half the distributions
+/// (PaddleDetection lists all score heads before all box heads). Then, within
+/// each group, level `l` takes the first unused tensor with `A_l` anchors
+/// ([`picodet_anchor_count`] of `input_hw = [h, w]`). Returns `(scores,
+/// distributions)`, one entry per level. `names[i]` names `outputs[i]` in
+/// error messages.
 pub fn match_picodet_outputs<'a>(
     names: &[&str],
     outputs: &[&'a Tensor],
@@ -56,29 +61,65 @@ pub fn match_picodet_outputs<'a>(
             ));
         }
     }
-    let mut used = vec![false; outputs.len()];
-    let (mut scores, mut dists) = (Vec::new(), Vec::new());
-    for level in 0..outputs.len() / 2 {
+    let (score_ids, dist_ids) = split_heads(outputs)?;
+    let levels = outputs.len() / 2;
+    let scores = assign_levels(&score_ids, outputs, input_hw, levels, "score")?;
+    let dists = assign_levels(&dist_ids, outputs, input_hw, levels, "box distribution")?;
+    Ok((scores, dists))
+}
+
+/// Splits output indices into score heads and box-distribution heads (see
+/// [`match_picodet_outputs`]).
+fn split_heads(outputs: &[&Tensor]) -> Result<(Vec<usize>, Vec<usize>), String> {
+    let last = |i: usize| outputs[i].dims()[2];
+    let half = outputs.len() / 2;
+    let first_last = last(0);
+    let (same, other): (Vec<usize>, Vec<usize>) =
+        (0..outputs.len()).partition(|&i| last(i) == first_last);
+    if other.is_empty() {
+        return Ok(((0..half).collect(), (half..outputs.len()).collect()));
+    }
+    let other_last = last(other[0]);
+    if same.len() != half || other.iter().any(|&i| last(i) != other_last) {
+        let lasts: Vec<usize> = (0..outputs.len()).map(last).collect();
+        return Err(format!(
+            "picodet outputs' last axes {lasts:?} do not split into {half} score and {half} box tensors"
+        ));
+    }
+    let is_dist = |k: usize| k >= 8 && k % 4 == 0;
+    if is_dist(first_last) && !is_dist(other_last) {
+        Ok((other, same))
+    } else {
+        Ok((same, other))
+    }
+}
+
+/// Orders the tensors `ids` by level: level `l` takes the first unused one
+/// with `A_l` anchors.
+fn assign_levels<'a>(
+    ids: &[usize],
+    outputs: &[&'a Tensor],
+    input_hw: [usize; 2],
+    levels: usize,
+    what: &str,
+) -> Result<Vec<&'a Tensor>, String> {
+    let mut used = vec![false; ids.len()];
+    let mut ordered = Vec::with_capacity(levels);
+    for level in 0..levels {
         let anchors = picodet_anchor_count(input_hw, level);
-        let found: Vec<usize> = (0..outputs.len())
-            .filter(|&i| !used[i] && outputs[i].dims()[1] == anchors)
-            .take(2)
-            .collect();
-        let [s, d] = found[..] else {
+        let Some(k) = (0..ids.len()).find(|&k| !used[k] && outputs[ids[k]].dims()[1] == anchors)
+        else {
             return Err(format!(
-                "picodet level {level} (stride {}) needs two outputs with {anchors} anchors for a {}x{} input; found {}",
+                "picodet level {level} (stride {}) needs a {what} output with {anchors} anchors for a {}x{} input; none left",
                 picodet_stride(level),
                 input_hw[0],
-                input_hw[1],
-                found.len()
+                input_hw[1]
             ));
         };
-        used[s] = true;
-        used[d] = true;
-        scores.push(outputs[s]);
-        dists.push(outputs[d]);
+        used[k] = true;
+        ordered.push(outputs[ids[k]]);
     }
-    Ok((scores, dists))
+    Ok(ordered)
 }
 
 /// Decodes PicoDet outputs, one `scores[l]` / `distributions[l]` pair per
@@ -320,6 +361,12 @@ mod tests {
         // Order as exported: all scores, then all boxes.
         let names = ["s0", "s1", "d0", "d1"];
         let (s, d) = match_picodet_outputs(&names, &[&s0, &s1, &d0, &d1], [16, 16]).unwrap();
+        assert_eq!(s[0].dims(), &[1, 4, 2]);
+        assert_eq!(d[0].dims(), &[1, 4, 32]);
+        assert_eq!(s[1].dims(), &[1, 1, 2]);
+        assert_eq!(d[1].dims(), &[1, 1, 32]);
+        // Interleaved and shuffled: still paired by last axis and anchor count.
+        let (s, d) = match_picodet_outputs(&names, &[&d1, &s0, &d0, &s1], [16, 16]).unwrap();
         assert_eq!(s[0].dims(), &[1, 4, 2]);
         assert_eq!(d[0].dims(), &[1, 4, 32]);
         assert_eq!(s[1].dims(), &[1, 1, 2]);
