@@ -90,7 +90,15 @@ fn boxes_of_map(prob: &[f32], w: usize, h: usize, params: &DbnetParams) -> Vec<T
         if score < params.box_thresh {
             continue;
         }
-        let grown = rect.grown(rect.area() * params.unclip_ratio / rect.perimeter());
+        // A rectangle of zero perimeter (a single pixel with min_size <= 0)
+        // does not grow.
+        let perimeter = rect.perimeter();
+        let distance = if perimeter > 0.0 {
+            rect.area() * params.unclip_ratio / perimeter
+        } else {
+            0.0
+        };
+        let grown = rect.grown(distance);
         if grown.short_side() < params.min_size + 2.0 {
             continue;
         }
@@ -488,6 +496,18 @@ mod tests {
         // box, 26 × 19, is three times larger).
         assert!((s1.max(s2) - 45.0 / 2f32.sqrt()).abs() < 1e-3, "{s1} {s2}");
         assert!((s1.min(s2) - 7.0 / 2f32.sqrt()).abs() < 1e-3, "{s1} {s2}");
+    }
+
+    #[test]
+    fn single_pixel_with_no_minimum_is_finite() {
+        let t = map(5, 5, &[(2, 2, 3, 3, 0.9)]);
+        let params = DbnetParams {
+            min_size: -2.0,
+            ..no_dilate()
+        };
+        let out = decode_dbnet(&t, &params).unwrap();
+        assert_eq!(out[0].len(), 1);
+        assert!(out[0][0].points.iter().all(|&(x, y)| (x, y) == (2.0, 2.0)));
     }
 
     #[test]
