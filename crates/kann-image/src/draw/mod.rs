@@ -2,7 +2,7 @@
 //! network's outputs into an [`Outcome`] following the configuration's
 //! `postprocessing` block, [`Outcome::lines`] says it in words for `kann
 //! demo`, and [`annotate`] paints it on the source photo through the
-//! [`Geometry`](crate::Geometry) that prepared the input.
+//! [`Geometry`] that prepared the input.
 
 mod annotate;
 pub mod canvas;
