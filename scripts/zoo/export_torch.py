@@ -3,9 +3,9 @@
 Run by scripts/zoo-fetch.sh with Debian's python3-torch / python3-torchvision
 (unpacked, not installed) and the unpacked PyPI wheels on PYTHONPATH:
 
-    python3 export_torch.py NAME OUT.onnx
+    python3 export_torch.py NAME OUT.onnx [NAME OUT.onnx ...]
 
-NAME is one of EXPORTERS below. Every export is opset 13, eval mode, constant
+NAME is one of EXPORTERS below (several in one run share torch's start-up). Every export is opset 13, eval mode, constant
 folding on, one input `images` [1,3,H,W] and one output (`logits` [1,1000],
 or `masks` [1,21,H,W] for unet-seg). Random-weight networks are seeded with
 torch.manual_seed(0) so that the file is the same on every run.
@@ -153,9 +153,13 @@ def export(name, out):
 
 
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in EXPORTERS:
-        sys.exit(f"usage: export_torch.py {{{'|'.join(EXPORTERS)}}} OUT.onnx")
-    export(sys.argv[1], sys.argv[2])
+    args = sys.argv[1:]
+    pairs = list(zip(args[::2], args[1::2]))
+    if not pairs or len(args) % 2 or any(name not in EXPORTERS for name, _ in pairs):
+        sys.exit(f"usage: export_torch.py {{{'|'.join(EXPORTERS)}}} OUT.onnx [...]")
+    for name, out in pairs:
+        export(name, out)
+        print(f"exported {name} to {out}", flush=True)
 
 
 if __name__ == "__main__":
