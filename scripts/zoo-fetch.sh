@@ -85,6 +85,17 @@ pip_python() {
     die "pip is needed to download wheels from PyPI: no 'python3 -m pip' found (install pip for python3 and retry)"
 }
 
+# A python3 to unpack wheels with (its zipfile module).
+unzip_python() {
+    if command -v python3 >/dev/null 2>&1 && python3 -c '' >/dev/null 2>&1; then
+        echo python3
+    elif [[ -x /usr/bin/python3 ]]; then
+        echo /usr/bin/python3
+    else
+        die "python3 is needed to unpack wheels (install python3)"
+    fi
+}
+
 # Download (if needed), check and unpack one wheel into site/.
 fetch_wheel() {
     local key=$1 line k req file sha flags
@@ -120,7 +131,7 @@ fetch_wheel() {
         die "$file has sha256 $got, expected $sha (removed; rerun to download it again)"
     fi
     say "unpacking $file"
-    python3 -m zipfile -e "$whl" "$CACHE/site/" || die "cannot unpack $whl (corrupt? delete it and rerun)"
+    "$(unzip_python)" -m zipfile -e "$whl" "$CACHE/site/" || die "cannot unpack $whl (corrupt? delete it and rerun)"
     touch "$stamp"
 }
 
