@@ -140,7 +140,7 @@ mod tests {
     fn empty_folders_and_missing_paths_are_errors() {
         let d = temp_dir("empty");
         std::fs::write(d.join("readme.md"), b"x").unwrap();
-        let e = collect_sources(&[d.clone()]).unwrap_err();
+        let e = collect_sources(std::slice::from_ref(&d)).unwrap_err();
         assert!(matches!(e, PrepareError::EmptyFolder { .. }), "{e}");
         assert!(e.to_string().contains(&d.display().to_string()), "{e}");
         let e = collect_sources(&[d.join("nope.png")]).unwrap_err();

@@ -395,7 +395,7 @@ fn sources_are_read_prepared_and_batched() {
             shape: vec![2, 5],
         },
     ];
-    let p = prepare_sources(&[d.clone()], Some(&pre), &specs, None).unwrap();
+    let p = prepare_sources(std::slice::from_ref(&d), Some(&pre), &specs, None).unwrap();
     assert_eq!(
         p.sources
             .iter()
@@ -409,7 +409,7 @@ fn sources_are_read_prepared_and_batched() {
     assert_eq!(p.not_fed, ["mask"]);
     assert_eq!(p.input.name, "images");
     // The artifact's batch is 2: asking for 4 is an error.
-    let e = prepare_sources(&[d.clone()], Some(&pre), &specs, Some(4)).unwrap_err();
+    let e = prepare_sources(std::slice::from_ref(&d), Some(&pre), &specs, Some(4)).unwrap_err();
     assert!(
         matches!(
             e,
