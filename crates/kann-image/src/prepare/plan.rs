@@ -212,14 +212,15 @@ impl Plan {
         })
     }
 
-    /// One 8-bit RGB image as one batch element (see [`Plan::prepare_f32`]).
+    /// One 8-bit RGB image as one batch element: the bytes (little-endian,
+    /// the input's dtype and layout) and the [`Geometry`] that maps the
+    /// network's pixels back to the image's. Resize, then center crop (see
+    /// the module doc); the result must be the input's height and width.
     pub fn prepare(&self, img: &RgbImage) -> Result<(Vec<u8>, Geometry)> {
         self.prepare_samples(&to_samples(img))
     }
 
-    /// One image of working samples (see [`UNIT`]) as one batch element:
-    /// the bytes (little-endian, the input's dtype and layout) and where
-    /// its pixels came from.
+    /// [`Plan::prepare`] on an image of working samples (see [`UNIT`]).
     fn prepare_samples(&self, img: &Rgb32FImage) -> Result<(Vec<u8>, Geometry)> {
         let (src_w, src_h) = img.dimensions();
         let (rw, rh) = self.resized_size(src_w as usize, src_h as usize);
