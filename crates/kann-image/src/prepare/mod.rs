@@ -8,7 +8,8 @@
 //!   [`infer_layout`]) and prepares one image: resize, center crop, colour,
 //!   `(pixel * scale - mean[c]) / std[c]`, layout, dtype.
 //! - [`prepare_image`] does that for a single image.
-//! - [`prepare_sources`] reads files and folders and packs the prepared
+//! - [`prepare_sources`] reads files and folders (a `.npy` array may hold
+//!   several prepared elements stacked on a leading axis) and packs the prepared
 //!   images into frames of the artifact's batch size. The last frame is
 //!   padded by repeating the last image (the padding's outputs are valid
 //!   and are simply ignored); [`Prepared::padded`] says how many.
@@ -51,7 +52,8 @@ pub struct Prepared {
     pub frames: Vec<Vec<u8>>,
     /// One per source, in order (padding excluded).
     pub geometries: Vec<Geometry>,
-    /// The source files, in order.
+    /// The source file of each batch element, in order (a stacked `.npy`
+    /// array appears once per element it holds; padding excluded).
     pub sources: Vec<PathBuf>,
     /// Batch elements added to fill the last frame (copies of the last image).
     pub padded: usize,
@@ -108,22 +110,24 @@ pub fn prepare_sources(
         });
     }
     let files = collect_sources(sources)?;
-    let mut elements = Vec::with_capacity(files.len());
-    let mut geometries = Vec::with_capacity(files.len());
+    let (mut elements, mut geometries, mut names) = (Vec::new(), Vec::new(), Vec::new());
     for path in &files {
-        let (bytes, geometry) = match read_source(path)? {
-            Source::Image(img) => plan.prepare(&img).map_err(|e| e.at(path))?,
-            Source::Array(t) => plan.prepare_array(&t, path)?,
+        let prepared = match read_source(path)? {
+            Source::Image(img) => vec![plan.prepare(&img).map_err(|e| e.at(path))?],
+            Source::Array(t) => plan.prepare_stack(&t, path)?,
         };
-        elements.push(bytes);
-        geometries.push(geometry);
+        for (bytes, geometry) in prepared {
+            elements.push(bytes);
+            geometries.push(geometry);
+            names.push(path.clone());
+        }
     }
     let (frames, padded) = pack_batches(elements, plan.input.batch);
     Ok(Prepared {
         input: spec.clone(),
         frames,
         geometries,
-        sources: files,
+        sources: names,
         padded,
         not_fed: specs
             .iter()

@@ -365,6 +365,42 @@ impl Plan {
         self.prepare_samples(&img).map_err(|e| e.at(path))
     }
 
+    /// A `.npy` array as one or more batch elements: `[k, …element]` (the
+    /// input's element shape stacked on a leading axis) gives `k` prepared
+    /// elements; anything else is one, see [`Plan::prepare_array`].
+    pub fn prepare_stack(&self, t: &Tensor, path: &Path) -> Result<Vec<(Vec<u8>, Geometry)>> {
+        let elem = self.input.element_shape();
+        let dims = t.dims();
+        let Some((&k, rest)) = dims
+            .split_first()
+            .filter(|(_, rest)| rest.len() == elem.len())
+        else {
+            return Ok(vec![self.prepare_array(t, path)?]);
+        };
+        if rest != elem {
+            if let Some(found) = self.other_channels(rest) {
+                return Err(PrepareError::Channels {
+                    path: path.to_path_buf(),
+                    found,
+                    expected: self.input.channels,
+                    input: self.input.spec.name.clone(),
+                });
+            }
+            return Ok(vec![self.prepare_array(t, path)?]);
+        }
+        let values = t.to_f64_vec();
+        let geometry = Geometry::identity(self.input.width as u32, self.input.height as u32);
+        let n = self.input.element_len();
+        Ok((0..k)
+            .map(|i| {
+                (
+                    to_bytes(&values[i * n..(i + 1) * n], self.input.spec.dtype),
+                    geometry,
+                )
+            })
+            .collect())
+    }
+
     /// The channel count of `dims` when it is an element's shape with
     /// another channel count.
     fn other_channels(&self, dims: &[usize]) -> Option<usize> {

@@ -292,6 +292,26 @@ fn arrays_are_prepared_tensors_or_images() {
         plan.prepare_array(&t, p),
         Err(PrepareError::NpyShape { .. })
     ));
+    // Stacked prepared elements, and a stack with the wrong channel count.
+    let t = Tensor::from_f32(
+        Shape::from(&[2usize, 3, 2, 4][..]),
+        (0..48).map(|i| i as f32).collect(),
+    )
+    .unwrap();
+    let stack = plan.prepare_stack(&t, p).unwrap();
+    assert_eq!(stack.len(), 2);
+    assert_eq!(stack[1].0, (24..48).collect::<Vec<u8>>());
+    let t = Tensor::from_f32(Shape::from(&[2usize, 1, 2, 4][..]), vec![0.0; 16]).unwrap();
+    assert!(matches!(
+        plan.prepare_stack(&t, p),
+        Err(PrepareError::Channels { found: 1, .. })
+    ));
+    let t = Tensor::from_f32(Shape::from(&[2usize, 4][..]), vec![0.0; 8]).unwrap();
+    assert_eq!(
+        plan.prepare_stack(&t, p).unwrap().len(),
+        1,
+        "an image is one element"
+    );
     // An image array whose size does not fit is named.
     let t = Tensor::from_f32(Shape::from(&[3usize, 3][..]), vec![0.0; 9]).unwrap();
     let shorter = Plan::new(
