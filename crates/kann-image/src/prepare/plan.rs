@@ -4,6 +4,14 @@
 //! batch element in the input's dtype and layout, with the [`Geometry`]
 //! that maps the result back to the source.
 //!
+//! Sizes: `resize_shorter_side: s` scales the shorter side to `s` and the
+//! other to `s * long / short` truncated (torchvision's `Resize(int)`);
+//! `resize: [h, w]` is exact; a block with neither resizes straight to the
+//! input's size, unless it has a `center_crop`, which then crops the image
+//! as it is. The crop's corner is `round((size - crop) / 2)` (ties to
+//! even, torchvision's `CenterCrop`). The result must be the input's
+//! height and width, or [`PrepareError::Size`] names both.
+//!
 //! Resampling is `image::imageops::resize` with `FilterType::Triangle`:
 //! bilinear, with the filter widened by the scale factor on downscaling
 //! (antialiased, as PIL's BILINEAR and torchvision's `antialias=True`),
