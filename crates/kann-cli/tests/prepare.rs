@@ -127,6 +127,7 @@ fn a_png_is_prepared_exactly_and_runs() {
     assert_eq!(code, 0, "{out}{err}");
     let y = f32s(&std::fs::read(io.join("y.bin")).unwrap());
     assert_eq!(y, v.iter().map(|&a| a.max(0.0)).collect::<Vec<_>>());
+    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -218,6 +219,7 @@ fn random_images_round_trip_through_prepare() {
         s(&out_dir.join("x")),
     ]);
     assert_one_error_line(code, &err, &["batch size 4", "batch 2"]);
+    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -253,4 +255,5 @@ fn bad_inputs_are_one_line_errors() {
     let (code, _, err) = kann(&["random-images", s(&d.join("r")), s(&gen), "--format", "gif"]);
     assert_one_error_line(code, &err, &["--format", "gif"]);
     assert!(!io.join("x.bin").exists(), "nothing written on error");
+    let _ = std::fs::remove_dir_all(&d);
 }
