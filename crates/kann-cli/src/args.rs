@@ -39,6 +39,43 @@ pub enum Command {
         #[arg(short = 'n')]
         n: Option<usize>,
     },
+    /// Prepare images (PNG, JPEG, TIFF, BMP), .npy arrays or folders of them into a network's
+    /// input stream with its `preprocessing`: writes IO_DIR/<input>.bin + manifest.yaml.
+    Prepare {
+        /// The folder written by `kann generate` (or a network YAML).
+        network: PathBuf,
+        /// The IO folder to write.
+        #[arg(short = 'o', long = "output", value_name = "IO_DIR")]
+        io_dir: PathBuf,
+        /// Images per frame; must be the artifact's batch size.
+        #[arg(long = "batch-size", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        batch_size: Option<u32>,
+        /// Image files, .npy files or folders of them (taken in name order).
+        #[arg(required = true, value_name = "SOURCES")]
+        sources: Vec<PathBuf>,
+    },
+    /// Write random input images for a network, one subfolder per input node (OUT/<input>/image_<i>.png|npy).
+    RandomImages {
+        /// Output folder.
+        out: PathBuf,
+        /// The folder written by `kann generate`, or a network YAML.
+        config: PathBuf,
+        /// png (uint8) or npy (float32 by default); `.png` / `.npy` too.
+        #[arg(long, default_value = "png")]
+        format: String,
+        /// Image shape H W C (default: the input's).
+        #[arg(long, num_args = 3, value_names = ["H", "W", "C"])]
+        shape: Option<Vec<usize>>,
+        /// Element type of .npy files (default float32; PNG is uint8).
+        #[arg(long)]
+        dtype: Option<String>,
+        /// Value range LO HI (default: 0 255 for integers, 0 1 for floats).
+        #[arg(long, num_args = 2, value_names = ["LO", "HI"], allow_negative_numbers = true)]
+        range: Option<Vec<f64>>,
+        /// Number of images per input.
+        #[arg(long = "nb-images", alias = "nb_images", default_value_t = 1)]
+        nb_images: usize,
+    },
     /// Run ONNX backend test folders through the importer and the reference interpreter.
     Conformance {
         /// Folder of test folders (default: the fetched ONNX data, node and light suites).

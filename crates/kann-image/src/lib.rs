@@ -5,6 +5,7 @@
 //! links the two: it says where a pixel of the network's input came from in
 //! the source image, so boxes found by the network land on the right spot.
 
+pub mod decode;
 pub mod draw;
 pub mod prepare;
 

@@ -4,6 +4,8 @@ mod diff;
 mod generate;
 mod genref;
 mod infer;
+mod prepare;
+mod random_images;
 mod run;
 mod supported_ops;
 
@@ -19,6 +21,12 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<i32> {
         Command::Genref { model, io_dir, input_shapes } => genref::run(&model, &io_dir, &input_shapes),
         Command::Diff { a, b, atol, rtol, top_k } => diff::run(&a, &b, kann_io::diff::Tolerance { atol, rtol }, top_k),
         Command::Convert { files, output } => convert::run(&files, &output),
+        Command::Prepare { network, io_dir, batch_size, sources } => prepare::run(&network, &io_dir, batch_size.map(|b| b as usize), &sources),
+        Command::RandomImages { out, config, format, shape, dtype, range, nb_images } => {
+            let format = random_images::Format::parse(&format).map_err(|e| anyhow::anyhow!("--format: {e}"))?;
+            let range = range.map(|r| (r[0], r[1]));
+            random_images::run(&out, &config, &random_images::Options { format, shape, dtype, range, count: nb_images })
+        }
         Command::SupportedOps { markdown } => supported_ops::run(markdown),
     }
 }

@@ -1,1 +1,0 @@
-//! Decoding images and preparing them into input frames (see the crate doc).
