@@ -46,8 +46,8 @@ die() {
 }
 
 usage() {
-    echo "usage: bash scripts/zoo-fetch.sh NAME|all [--zoo-dir DIR]" >&2
-    echo "NAME: ${NAMES[*]}" >&2
+    echo "usage: bash scripts/zoo-fetch.sh NAME|all|samples [--zoo-dir DIR]" >&2
+    echo "NAME: ${NAMES[*]} (samples: scikit-image's photos into DIR/samples/)" >&2
     exit 2
 }
 
@@ -280,6 +280,9 @@ copy_samples() {
 # A zoo folder elsewhere gets the zoo's text files (network.yaml, classes.txt).
 copy_configs() {
     if [[ $(cd "$ZOO_DIR" && pwd) == "$REPO_ZOO" ]]; then return 0; fi
+    # A copy of this script outside a checkout (`kann zoo fetch`) has no zoo
+    # next to it: kann writes the configurations itself.
+    if [[ ! -f $REPO_ZOO/README.md ]]; then return 0; fi
     local f rel
     while IFS= read -r f; do
         rel=${f#"$REPO_ZOO"/}
@@ -309,6 +312,8 @@ done
 [[ -n $TARGET ]] || usage
 if [[ $TARGET == all ]]; then
     SELECTED=("${NAMES[@]}")
+elif [[ $TARGET == samples ]]; then
+    SELECTED=()
 elif [[ " ${NAMES[*]} " == *" $TARGET "* ]]; then
     SELECTED=("$TARGET")
 else
@@ -319,6 +324,6 @@ fi
 mkdir -p "$ZOO_DIR" || die "cannot create $ZOO_DIR"
 ZOO_DIR=$(cd "$ZOO_DIR" && pwd)
 copy_configs
-make_models "${SELECTED[@]}"
-if [[ $TARGET == all ]]; then copy_samples; fi
-say "done in $((SECONDS - START)) s: ${SELECTED[*]} in $ZOO_DIR (cache $CACHE)"
+if ((${#SELECTED[@]} > 0)); then make_models "${SELECTED[@]}"; fi
+if [[ $TARGET == all || $TARGET == samples ]]; then copy_samples; fi
+say "done in $((SECONDS - START)) s: ${SELECTED[*]:-samples} in $ZOO_DIR (cache $CACHE)"

