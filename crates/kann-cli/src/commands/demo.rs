@@ -185,7 +185,10 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<i32> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     if !opts.no_display {
-        println!("note: this build has no display; results are printed (use --save-img DIR for annotated images)");
+        match opts.save_img {
+            Some(dir) => println!("note: this build has no display; results are printed and drawn into {}", dir.display()),
+            None => println!("note: this build has no display; results are printed (--save-img=DIR draws them)"),
+        }
     }
     println!(
         "demo: {} on {} ({} image(s)), postprocessing {}",
