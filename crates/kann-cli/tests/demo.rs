@@ -13,7 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn kann(args: &[&str]) -> (i32, String, String) {
+    kann_in(&std::env::temp_dir(), args)
+}
+
+/// Runs kann in folder `cwd`: its exit code, stdout and stderr.
+fn kann_in(cwd: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_kann"))
+        .current_dir(cwd)
         .args(args)
         .output()
         .expect("kann runs");
@@ -247,6 +253,16 @@ fn save_img_draws_the_labels() {
     let draw = Regex::new(r"draw ([0-9.]+) \|").unwrap();
     let ms: f64 = draw.captures(&out).expect("draw time")[1].parse().unwrap();
     assert!(ms > 0.0, "{out}");
+    // A bare --save-img writes into ./demo-out.
+    let (code, out, err) = kann_in(
+        &d.0,
+        &["demo", "gen", "blue.png", "--no-display", "--save-img"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let drawn_again = image::open(d.0.join("demo-out/blue.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(drawn_again, drawn);
 }
 
 #[test]

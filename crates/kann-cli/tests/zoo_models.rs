@@ -220,6 +220,11 @@ fn efficientnet_lite0_classifies_the_samples() {
         top1[0]
     );
     assert_eq!(top1[1], "espresso", "coffee");
+    // `kann diff` says the same: within tolerance, top-5 equal on 4 frames.
+    let (code, out, err) = kann(&["diff", s(&io), s(&io.join("genref"))]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("verdict: PASS"), "{out}");
+    assert!(out.contains("4/4 @5"), "{out}");
 }
 
 /// The network's text boxes or detections on page.png, by `kann demo`,
