@@ -170,7 +170,8 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// The compiled outputs of `io` and the reference's in `io/genref`: the
-/// same tensors and frame counts, cosine ≥ 0.9999 on every frame. Both.
+/// same tensors and frame counts, cosine ≥ 0.9999 on every frame;
+/// returns (compiled, reference).
 fn assert_matches_reference(io: &Path, frames: usize) -> (Vec<Output>, Vec<Output>) {
     let got = outputs(io);
     let want = outputs(&io.join("genref"));
