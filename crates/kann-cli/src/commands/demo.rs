@@ -51,6 +51,9 @@ const VIDEO_EXTENSIONS: &[&str] = &["mp4", "avi", "mkv", "mov", "webm", "m4v", "
 /// The configuration a generated folder was made from, with its decisions.
 fn generated_config(gen: &Path) -> anyhow::Result<NetworkConfig> {
     let dump = gen.join(super::generate::dump::DUMP_FILE);
+    if !gen.exists() {
+        bail!("{} does not exist: pass a folder written by `kann generate`", gen.display());
+    }
     if !dump.is_file() {
         bail!("{} is not a generated folder (no {}): run `kann generate` first", gen.display(), super::generate::dump::DUMP_FILE);
     }
