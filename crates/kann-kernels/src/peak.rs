@@ -65,7 +65,7 @@ pub fn loops() -> Vec<PeakLoop> {
     let mut out = Vec::new();
     #[cfg(target_arch = "x86_64")]
     x86::push_available(&mut out);
-    out.push(PeakLoop { name: "fp32-portable", kind: Kind::Fp32, instruction: "Rust a*b+c on 32 lanes", ops_per_iter: portable::OPS_PER_ITER, body: portable::run });
+    out.push(PeakLoop { name: "fp32-portable", kind: Kind::Fp32, instruction: "Rust a*b+c, 32 lanes", ops_per_iter: portable::OPS_PER_ITER, body: portable::run });
     out
 }
 
@@ -123,15 +123,19 @@ mod portable {
     use std::hint::black_box;
 
     const LANES: usize = 32;
-    pub const OPS_PER_ITER: f64 = 2.0 * LANES as f64;
+    /// Multiply-adds per lane between two `black_box`es.
+    const ROUNDS: usize = 16;
+    pub const OPS_PER_ITER: f64 = 2.0 * (LANES * ROUNDS) as f64;
 
     pub fn run(iters: u64) {
         let a = black_box(0.999_f32);
         let b = black_box(1e-3_f32);
         let mut acc = black_box([1.0f32; LANES]);
         for _ in 0..iters {
-            for x in acc.iter_mut() {
-                *x = *x * a + b;
+            for _ in 0..ROUNDS {
+                for x in acc.iter_mut() {
+                    *x = *x * a + b;
+                }
             }
             // Keeps each iteration's work observable.
             acc = black_box(acc);
