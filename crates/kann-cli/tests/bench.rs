@@ -33,7 +33,8 @@ fn write_network(dir: &Path) -> PathBuf {
     let w: Vec<f32> = (0..8 * 4 * 9).map(|i| ((i * 37 % 17) as f32 - 8.0) / 16.0).collect();
     let w = initializer("w", &Tensor::from_f32(Shape::from([8, 4, 3, 3]), w).unwrap());
     let nodes = vec![node("Conv", &["x", "w"], &["h"], vec![attr_ints("pads", &[1, 1, 1, 1])]), node("Relu", &["h"], &["y"], vec![])];
-    let m = model(13, nodes, vec![value_info("x", dt::FLOAT, &[Some(1), Some(4), Some(8), Some(8)])], vec![value_info("y", dt::FLOAT, &[Some(1), Some(8), Some(8), Some(8)])], vec![w]);
+    let m =
+        model(13, nodes, vec![value_info("x", dt::FLOAT, &[Some(1), Some(4), Some(8), Some(8)])], vec![value_info("y", dt::FLOAT, &[Some(1), Some(8), Some(8), Some(8)])], vec![w]);
     std::fs::write(dir.join("conv.onnx"), encode(&m)).unwrap();
     let yaml = dir.join("network.yaml");
     std::fs::write(&yaml, "name: tiny-conv\nonnx_model: conv.onnx\ninput_nodes_name: [x]\ninput_nodes_shape: [[1, 4, 8, 8]]\noutput_nodes_name: [y]\n").unwrap();
@@ -96,7 +97,11 @@ fn bench_prints_the_table_and_writes_json() {
 
     // A generated folder benches too, several models in one table.
     let gen = d.join("gen");
-    let (code, out, err) = Command::new(env!("CARGO_BIN_EXE_kann")).args(["generate", s(&yaml), "-d", s(&gen), "-q"]).output().map(|o| (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())).unwrap();
+    let (code, out, err) = Command::new(env!("CARGO_BIN_EXE_kann"))
+        .args(["generate", s(&yaml), "-d", s(&gen), "-q"])
+        .output()
+        .map(|o| (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned()))
+        .unwrap();
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = kann(&d.join("data"), &["bench", s(&gen), s(&yaml), "-n", "2", "--warmup", "0"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -133,10 +138,7 @@ fn bench_against_onnxruntime_when_its_venv_exists() {
 #[test]
 fn bad_inputs_are_one_line_errors() {
     let d = temp_dir("bad");
-    for (args, needle) in [
-        (vec!["bench", "/nonexistent/x.kann"], "does not exist"),
-        (vec!["bench", s(&d)], "holds no .kann artifact"),
-    ] {
+    for (args, needle) in [(vec!["bench", "/nonexistent/x.kann"], "does not exist"), (vec!["bench", s(&d)], "holds no .kann artifact")] {
         let (code, _, err) = kann(&d.join("data"), &args);
         assert_eq!(code, 2, "{err}");
         let lines: Vec<&str> = err.lines().collect();

@@ -136,7 +136,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<i32> {
     // After the models, so that a bad one fails before any measurement.
     let (info, cache, _) = devices::load_or_measure(false, true)?;
     let (per_core, name) = info.fp32_per_core().context("kann devices measured no fp32 peak")?;
-    let peak = Peak { per_core, what: format!("{name}, {} (kann devices: {})", info.model, cache.display()) };
+    let peak = Peak { per_core, what: format!("{name} on {}; kann devices, cached in {}", info.model, cache.display()) };
     print!("{}", table(&rows, &peak, args));
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&to_json(&rows, &peak, args))?;

@@ -78,9 +78,21 @@ impl DeviceInfo {
 
     fn from_json(v: &Value) -> Option<DeviceInfo> {
         let s = |v: &Value, k: &str| v.get(k)?.as_str().map(str::to_string);
-        let caches = v.get("caches")?.as_array()?.iter().map(|c| Some(Cache { level: c.get("level")?.as_u64()? as u32, kind: s(c, "type")?, bytes: c.get("bytes")?.as_u64()?, shared_with: s(c, "shared_with")? })).collect::<Option<_>>()?;
+        let caches = v
+            .get("caches")?
+            .as_array()?
+            .iter()
+            .map(|c| Some(Cache { level: c.get("level")?.as_u64()? as u32, kind: s(c, "type")?, bytes: c.get("bytes")?.as_u64()?, shared_with: s(c, "shared_with")? }))
+            .collect::<Option<_>>()?;
         let peaks = v.get("peaks")?.as_array()?.iter().map(|p| {
-            Some(PeakRow { name: s(p, "name")?, kind: s(p, "kind")?, unit: s(p, "unit")?, instruction: s(p, "instruction")?, per_core: p.get("per_core")?.as_f64()?, all_cores: p.get("all_cores")?.as_f64()? })
+            Some(PeakRow {
+                name: s(p, "name")?,
+                kind: s(p, "kind")?,
+                unit: s(p, "unit")?,
+                instruction: s(p, "instruction")?,
+                per_core: p.get("per_core")?.as_f64()?,
+                all_cores: p.get("all_cores")?.as_f64()?,
+            })
         });
         Some(DeviceInfo {
             model: s(v, "model")?,
