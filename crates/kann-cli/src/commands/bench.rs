@@ -377,7 +377,7 @@ fn table(rows: &[Row], peak: &Peak, args: &BenchArgs) -> String {
     let w = rows.iter().map(|r| r.name.chars().count()).max().unwrap_or(5).max(5);
     let mut o = format!("\nkann bench: {} timed frame(s) after {} warm-up, random inputs; times in ms per frame\n", args.n, args.warmup);
     o += &format!("peak: {:.1} GFLOP/s per core ({}), times the cores each model runs on\n\n", peak.per_core, peak.what);
-    o += &format!("{:<w$}  {:>7}  {:>7}  {:>9}  {:>17}  {:>8}  {:>8}  {:>9}  {:>6}", "model", "GFLOP", "cl/thr", "median", "p10 – p90", "max", "GFLOP/s", "at peak", "eff.");
+    o += &format!("{:<w$}  {:>7}  {:>7}  {:>9}  {:>21}  {:>8}  {:>8}  {:>9}  {:>6}", "model", "GFLOP", "cl/thr", "median", "p10 – p90", "max", "GFLOP/s", "at peak", "eff.");
     if with_ort {
         o += &format!("  {:>9}  {:>8}", "ORT med.", "kann/ORT");
     }
@@ -386,7 +386,7 @@ fn table(rows: &[Row], peak: &Peak, args: &BenchArgs) -> String {
         let (at_peak, gflops, eff) = derived(r, peak);
         let spread = format!("{:.3} – {:.3}", r.kann.p10, r.kann.p90);
         o += &format!(
-            "{:<w$}  {:>7.3}  {:>7}  {:>9.3}  {:>17}  {:>8.3}  {:>8.1}  {:>9.3}  {:>5.1}%",
+            "{:<w$}  {:>7.3}  {:>7}  {:>9.3}  {:>21}  {:>8.3}  {:>8.1}  {:>9.3}  {:>5.1}%",
             r.name,
             r.gflop,
             format!("{}/{}", r.clusters, r.threads),
