@@ -308,10 +308,12 @@ fn render(info: &DeviceInfo) -> String {
         let caches: Vec<String> = info.caches.iter().map(|c| format!("{} {} (cpus {})", short(c), human_bytes(c.bytes), c.shared_with)).collect();
         o += &format!("caches:   {}\n", caches.join(", "));
     }
-    o += &format!("peak (best {} ms slice of ~1 ms; {n} core(s) run the loop together for the last column):\n", info.window_ms);
+    o += &format!("peak (best ~0.5 ms slice of a {} ms run; last column: {n} core(s) running the loop at once):\n", info.window_ms);
     o += &format!("  {:<18} {:<20} {:>16} {:>16}\n", "loop", "instruction", "one core", format!("{n} core(s)"));
     for p in &info.peaks {
-        o += &format!("  {:<18} {:<20} {:>8.1} {:<7} {:>8.1} {:<7}\n", p.name, p.instruction, p.per_core, p.unit, p.all_cores, p.unit);
+        let line = format!("  {:<18} {:<20} {:>8.1} {:<7} {:>8.1} {:<7}", p.name, p.instruction, p.per_core, p.unit, p.all_cores, p.unit);
+        o += line.trim_end();
+        o.push('\n');
     }
     o
 }
