@@ -58,9 +58,9 @@ pub struct DeviceInfo {
 }
 
 impl DeviceInfo {
-    /// The best fp32 rate of one core (GFLOP/s) and its loop's name.
-    pub fn fp32_per_core(&self) -> Option<(f64, &str)> {
-        self.peaks.iter().filter(|p| p.kind == "fp32").map(|p| (p.per_core, p.name.as_str())).max_by(|a, b| a.0.total_cmp(&b.0))
+    /// The fp32 loop with the best rate on one core.
+    pub fn best_fp32(&self) -> Option<&PeakRow> {
+        self.peaks.iter().filter(|p| p.kind == "fp32").max_by(|a, b| a.per_core.total_cmp(&b.per_core))
     }
 
     fn to_json(&self) -> Value {
@@ -363,7 +363,7 @@ mod tests {
             window_ms: 150,
         };
         assert_eq!(DeviceInfo::from_json(&info.to_json()), Some(info.clone()));
-        assert_eq!(info.fp32_per_core(), Some((100.0, "fp32-avx2")));
+        assert_eq!(info.best_fp32().map(|p| p.name.as_str()), Some("fp32-avx2"));
         let text = render(&info);
         for want in ["Test CPU", "avx2 fma", "2 usable", "L1d 48 KiB", "fp32-avx2", "190.0"] {
             assert!(text.contains(want), "{want} missing from\n{text}");
