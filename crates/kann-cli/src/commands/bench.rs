@@ -217,6 +217,9 @@ fn start(artifact: &Path, n: Option<u32>) -> anyhow::Result<(Service, usize)> {
         Some(n) => Device::cores(all.core_ids().iter().copied().cycle().take(n as usize).collect()),
     };
     service.init_device(&device)?;
+    for w in service.warnings() {
+        eprintln!("warning: {}: {w}", artifact.display());
+    }
     let mut cores = device.core_ids().to_vec();
     cores.sort_unstable();
     cores.dedup();
