@@ -170,6 +170,19 @@ pub enum Command {
         #[command(subcommand)]
         action: ZooAction,
     },
+    /// What this machine offers: CPU model, ISA features, usable cores, caches, and the measured
+    /// peak throughput per core and for all cores (cached per machine; --refresh measures again).
+    Devices {
+        /// Measure the peaks again instead of reading the cache.
+        #[arg(long)]
+        refresh: bool,
+        /// Print the description as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Time networks: warm-up, N timed frames on random inputs, median and spread, GFLOP/s, the
+    /// device's peak and the efficiency; --vs-onnxruntime also times ONNX Runtime in the same run.
+    Bench(BenchArgs),
     /// List the ONNX operators kann imports (the source of SUPPORTED-OPS.md).
     SupportedOps {
         /// Print the Markdown table of SUPPORTED-OPS.md.
@@ -213,6 +226,32 @@ pub struct GenerateArgs {
     /// Do not print the log (log.txt is still written).
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// `kann bench [OPTIONS] MODEL…`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Generated folders (or .kann files), network YAMLs or ONNX models (generated into a temporary folder).
+    #[arg(required = true, value_name = "MODEL")]
+    pub models: Vec<PathBuf>,
+    /// Timed frames per model.
+    #[arg(short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub n: u32,
+    /// Untimed frames before them.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: u32,
+    /// Clusters: generate YAML/ONNX models for this many and run on this many cores; ONNX Runtime gets as many threads (default: all cores).
+    #[arg(long = "nbr-clusters", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub nbr_clusters: Option<u32>,
+    /// Also time ONNX Runtime (Python package, in a venv kann creates and reuses) on each model, interleaved with kann's frames.
+    #[arg(long = "vs-onnxruntime")]
+    pub vs_onnxruntime: bool,
+    /// Also write the results as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Shape of an input of a bare .onnx model: [NAME=]D0,D1,… (repeatable), as for `kann generate`.
+    #[arg(long = "input-shape", value_name = "NAME=DIMS")]
+    pub input_shapes: Vec<String>,
 }
 
 /// `kann zoo …`.

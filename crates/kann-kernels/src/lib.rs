@@ -43,6 +43,7 @@ pub mod unary;
 // Convolution, matrix products, pooling, normalisation, softmax.
 pub mod conv;
 pub mod gemm;
+pub mod peak;
 pub mod norm;
 pub mod pool;
 pub mod softmax;

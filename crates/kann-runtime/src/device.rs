@@ -63,7 +63,7 @@ pub(crate) const MAX_CORE: usize = usize::MAX;
 /// Pins the calling thread to `core`; Err(reason) when the OS refuses or
 /// cannot pin.
 #[cfg(target_os = "linux")]
-pub(crate) fn pin_current_thread(core: usize) -> Result<(), String> {
+pub fn pin_current_thread(core: usize) -> Result<(), String> {
     if core > MAX_CORE {
         return Err(format!("core {core} is beyond the {} cores pinning can name", MAX_CORE + 1));
     }
@@ -80,8 +80,9 @@ pub(crate) fn pin_current_thread(core: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Pinning is only implemented on Linux: always Err(reason) here.
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn pin_current_thread(core: usize) -> Result<(), String> {
+pub fn pin_current_thread(core: usize) -> Result<(), String> {
     Err(format!("thread pinning is only implemented on Linux; core {core} not pinned"))
 }
 

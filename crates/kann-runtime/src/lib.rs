@@ -41,7 +41,7 @@ mod sync;
 pub mod testing;
 mod worker;
 
-pub use device::Device;
+pub use device::{pin_current_thread, Device};
 pub use error::RuntimeError;
 pub use profile::{Profile, StepProfile};
 pub use service::{FrameStats, Service};

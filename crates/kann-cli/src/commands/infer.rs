@@ -44,7 +44,7 @@ fn fresh_dir() -> anyhow::Result<PathBuf> {
 
 /// One frame of `spec`: floats uniform in [0, 1), integers in 0..10, bools
 /// half true; raw little-endian bytes.
-fn random_frame(spec: &IoSpec, rng: &mut XorShift) -> anyhow::Result<Vec<u8>> {
+pub fn random_frame(spec: &IoSpec, rng: &mut XorShift) -> anyhow::Result<Vec<u8>> {
     let n: usize = spec.shape.iter().product();
     let values: Vec<f64> = (0..n)
         .map(|_| {
@@ -66,7 +66,7 @@ fn random_frame(spec: &IoSpec, rng: &mut XorShift) -> anyhow::Result<Vec<u8>> {
 }
 
 /// A small deterministic generator (xorshift64*).
-struct XorShift(u64);
+pub struct XorShift(pub u64);
 
 impl XorShift {
     fn unit(&mut self) -> f64 {

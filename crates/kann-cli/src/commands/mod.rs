@@ -1,6 +1,8 @@
+mod bench;
 mod conformance;
 mod convert;
 pub mod demo;
+mod devices;
 mod diff;
 mod generate;
 mod genref;
@@ -30,6 +32,8 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<i32> {
             let range = range.map(|r| (r[0], r[1]));
             random_images::run(&out, &config, &random_images::Options { format, shape, dtype, range, count: nb_images })
         }
+        Command::Devices { refresh, json } => devices::run(refresh, json),
+        Command::Bench(args) => bench::run(&args),
         Command::SupportedOps { markdown } => supported_ops::run(markdown),
         Command::Demo { gen, source, no_display, save_img, device, n_clusters, verbose, no_replay: _ } => {
             demo::run(&demo::DemoOptions { gen: &gen, source: &source, save_img: save_img.as_deref(), device, n_clusters, verbose, no_display })
