@@ -44,6 +44,7 @@ pub mod unary;
 pub mod conv;
 pub mod gemm;
 pub mod norm;
+pub mod packed;
 pub mod pool;
 pub mod softmax;
 
