@@ -42,6 +42,7 @@ pub mod unary;
 
 // Convolution, matrix products, pooling, normalisation, softmax.
 pub mod conv;
+pub mod conv_gemm;
 pub mod gemm;
 pub mod norm;
 pub mod packed;

@@ -33,7 +33,7 @@ mod micro_avx2;
 mod micro_avx512;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use crate::Activation;
 use serde::{Deserialize, Serialize};
