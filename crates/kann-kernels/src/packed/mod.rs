@@ -210,12 +210,15 @@ pub(crate) trait BSource {
     fn fill(&self, k: usize, n0: usize, dst: &mut [f32]);
 }
 
-/// B as a row-major matrix with row stride `ld`.
+/// B as a row-major matrix with row stride `ld` (the tests' source; the
+/// Gemm/MatMul path will use it).
+#[cfg(test)]
 pub(crate) struct Matrix<'a> {
     pub data: &'a [f32],
     pub ld: usize,
 }
 
+#[cfg(test)]
 impl BSource for Matrix<'_> {
     fn fill(&self, k: usize, n0: usize, dst: &mut [f32]) {
         dst.copy_from_slice(&self.data[k * self.ld + n0..][..dst.len()]);
@@ -286,8 +289,10 @@ fn pack_b<M: Micro>(b: &impl BSource, k0: usize, kc: usize, n0: usize, nc: usize
 /// As [`gemm`].
 unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [f32]) {
     let (m, k, n) = (call.m, call.k, call.n);
-    for n0 in (0..n).step_by(NC) {
-        let nc = NC.min(n - n0);
+    // Column blocks of equal width (in whole panels), at most NC.
+    let width = n.div_ceil(n.div_ceil(NC).max(1)).next_multiple_of(M::NR);
+    for n0 in (0..n).step_by(width.max(1)) {
+        let nc = width.min(n - n0);
         let panels = nc.div_ceil(M::NR);
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
