@@ -7,7 +7,18 @@ use super::{activate_scalar, simd_tile, Micro, PwAct, TileEpi};
 use std::arch::x86_64::*;
 
 simd_tile!(
-    Avx512, "avx512f", mr = 8, lanes = 16, __m512,
-    zero = _mm512_setzero_ps, load = _mm512_loadu_ps, store = _mm512_storeu_ps, set1 = _mm512_set1_ps,
-    fmadd = _mm512_fmadd_ps, add = _mm512_add_ps, mul = _mm512_mul_ps, max = _mm512_max_ps, min = _mm512_min_ps
+    Avx512,
+    "avx512f",
+    mr = 8,
+    lanes = 16,
+    __m512,
+    zero = _mm512_setzero_ps,
+    load = _mm512_loadu_ps,
+    store = _mm512_storeu_ps,
+    set1 = _mm512_set1_ps,
+    fmadd = _mm512_fmadd_ps,
+    add = _mm512_add_ps,
+    mul = _mm512_mul_ps,
+    max = _mm512_max_ps,
+    min = _mm512_min_ps
 );

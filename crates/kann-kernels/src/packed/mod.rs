@@ -26,11 +26,11 @@
 
 pub mod pack;
 
-mod micro_generic;
 #[cfg(target_arch = "x86_64")]
 mod micro_avx2;
 #[cfg(target_arch = "x86_64")]
 mod micro_avx512;
+mod micro_generic;
 
 #[cfg(test)]
 pub(crate) mod tests;
@@ -109,9 +109,17 @@ pub(crate) enum PwAct {
     Identity,
     /// `clamp(alpha * x + beta, lo, hi)`, times `x` when `times_x`
     /// (relu, clip, hard-sigmoid, hard-swish).
-    Clamp { alpha: f32, beta: f32, lo: f32, hi: f32, times_x: bool },
+    Clamp {
+        alpha: f32,
+        beta: f32,
+        lo: f32,
+        hi: f32,
+        times_x: bool,
+    },
     /// `max(x, 0) + alpha * min(x, 0)`.
-    Leaky { alpha: f32 },
+    Leaky {
+        alpha: f32,
+    },
 }
 
 impl PwAct {
