@@ -684,6 +684,58 @@ mod tests {
         }
     }
 
+    /// The arches this CPU runs, generic first.
+    fn runnable_arches() -> Vec<kann_artifact::Arch> {
+        let cpu = kann_artifact::CpuFeatures::detect();
+        [kann_artifact::Arch::Generic, kann_artifact::Arch::X86_64V3, kann_artifact::Arch::X86_64V4]
+            .into_iter()
+            .filter(|a| a.family().is_none_or(|f| f == cpu.family) && a.required_features().difference(cpu.features).is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn conv_gemm_matches_reference_on_every_arch() {
+        let mut rng = Rng::new(31);
+        for arch in runnable_arches() {
+            let isa = super::gemm_isa(arch).name();
+            let mut packed = 0;
+            for _ in 0..30 {
+                let (op, args) = conv_op(&mut rng);
+                let g = one_node(op, args, 1, &mut rng);
+                for clusters in [1, 2] {
+                    let c = crate::testing::check_against_reference_on(g.clone(), clusters, arch).unwrap_or_else(|e| panic!("{arch}: {e}\ngraph: {g:?}"));
+                    packed += c.program.steps.iter().filter(|s| s.kernel.name() == format!("f32_conv2d_gemm_{isa}")).count();
+                }
+            }
+            assert!(packed > 0, "{arch}: no convolution took the packed GEMM");
+        }
+    }
+
+    #[test]
+    fn lowering_picks_the_gemm_kernel_and_axis() {
+        use kann_kernels::conv_gemm::GemmAxis;
+        use kann_kernels::Kernel;
+        let mut rng = Rng::new(5);
+        // (channels, group, extent, expected: None = direct kernel, else the axis)
+        for (c, group, hw, want) in [(16, 1, 20, Some(GemmAxis::Columns)), (64, 1, 7, Some(GemmAxis::Channels)), (8, 8, 9, None), (8, 2, 9, Some(GemmAxis::Columns))] {
+            let mut w = ir::Window::new(ir::AutoPad::NotSet);
+            w.kernel_shape = vec![3, 3];
+            w.pads = vec![1, 1, 1, 1];
+            let op = Op::Nn(NnOp::Conv(ir::Conv { attrs: ir::ConvAttrs { window: w, group } }));
+            let g = one_node(op, vec![Arg::Input(vec![1, c, hw, hw]), Arg::Const(vec![c, c / group, 3, 3]), Arg::Absent], 1, &mut rng);
+            let lowered = crate::lower::lower_graph(&g, kann_artifact::Arch::X86_64V4).unwrap();
+            let got = match &lowered.steps[0].kernel {
+                Kernel::ConvGemm(k) => {
+                    assert_eq!(k.isa, kann_kernels::packed::Isa::Avx512);
+                    Some(k.axis)
+                }
+                Kernel::Conv(_) => None,
+                other => panic!("unexpected kernel {}", other.name()),
+            };
+            assert_eq!(got, want, "channels {c}, group {group}, extent {hw}");
+        }
+    }
+
     #[test]
     fn conv_transpose_matches_reference() {
         let mut rng = Rng::new(8);

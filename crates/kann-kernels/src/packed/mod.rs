@@ -105,6 +105,7 @@ impl Isa {
 
 /// An activation the SIMD tiles apply in registers: every piecewise-linear one.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) enum PwAct {
     Identity,
     /// `clamp(alpha * x + beta, lo, hi)`, times `x` when `times_x`
@@ -122,6 +123,7 @@ pub(crate) enum PwAct {
     },
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl PwAct {
     /// The in-register form of `a`, or `None` when it needs the scalar pass.
     pub(crate) fn of(a: Activation) -> Option<PwAct> {
@@ -201,6 +203,7 @@ pub(crate) unsafe fn merge_scalar(tile: &[f32], nr: usize, c: *mut f32, ldc: usi
 }
 
 /// Applies an activation with no in-register form to a stored tile.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 ///
 /// # Safety
 /// `c` is valid for `rows` rows of `cols` floats `ldc` apart.
