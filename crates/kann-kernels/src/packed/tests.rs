@@ -73,7 +73,11 @@ fn check(isa: Isa, cs: &Case, rng: &mut Rng) {
     }
 }
 
-fn isas() -> Vec<Isa> {
+/// The ISAs this CPU runs; says which are skipped.
+pub(crate) fn isas() -> Vec<Isa> {
+    for isa in Isa::ALL.into_iter().filter(|i| !i.available()) {
+        println!("skipping the {} kernels: this CPU lacks the ISA", isa.name());
+    }
     Isa::ALL.into_iter().filter(|i| i.available()).collect()
 }
 
