@@ -181,7 +181,7 @@ impl Stats {
         for (c, t) in self.est_busy.iter().enumerate() {
             let _ = writeln!(o, "cluster {c}: {:.3} ms busy", t * 1e3);
         }
-        let _ = writeln!(o, "estimated latency (portable-kernel cost model): {:.3} ms", self.est_latency * 1e3);
+        let _ = writeln!(o, "estimated latency (cost model): {:.3} ms", self.est_latency * 1e3);
         o
     }
 }

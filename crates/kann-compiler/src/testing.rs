@@ -99,9 +99,15 @@ pub fn compare(got: &[Tensor], want: &[Tensor], atol: f64, rtol: f64) -> Result<
 /// compares with the reference interpreter (atol 1e-4, rtol 1e-4).
 #[cfg(test)]
 pub fn check_against_reference(g: Graph, n_clusters: usize) -> Result<crate::Compiled, String> {
+    check_against_reference_on(g, n_clusters, kann_artifact::Arch::Generic)
+}
+
+/// [`check_against_reference`] with the kernels of `arch` (which this CPU must run).
+#[cfg(test)]
+pub fn check_against_reference_on(g: Graph, n_clusters: usize, arch: kann_artifact::Arch) -> Result<crate::Compiled, String> {
     let inputs = random_inputs(&g, 7);
     let want = kann_reference::run(&g, &inputs).map_err(|e| format!("reference: {e}"))?;
-    let opts = crate::CompileOptions { n_clusters, arch: kann_artifact::Arch::Generic };
+    let opts = crate::CompileOptions { n_clusters, arch };
     let compiled = crate::compile(g, &opts, Some(&kann_reference::Reference)).map_err(|e| e.to_string())?;
     let got = run_compiled(&compiled, &inputs)?;
     compare(&got, &want, 1e-4, 1e-4)?;

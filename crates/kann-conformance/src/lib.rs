@@ -112,9 +112,20 @@ pub fn run_test_mode(dir: &Path, mode: Mode) -> TestResult {
     TestResult { name, outcome, compiled }
 }
 
+/// The arch the compiled mode targets: `KANN_CONFORMANCE_ARCH` (`generic`,
+/// `x86-64-v3`, `x86-64-v4` or `native`) when set, else generic, so a run by
+/// hand can check the SIMD kernels against the same expected outputs.
+pub fn target_arch() -> kann_artifact::Arch {
+    match std::env::var("KANN_CONFORMANCE_ARCH").as_deref() {
+        Ok("native") => kann_artifact::Arch::best_for(&kann_artifact::CpuFeatures::detect()),
+        Ok(name) => name.parse().unwrap_or_else(|e| panic!("KANN_CONFORMANCE_ARCH: {e}")),
+        Err(_) => kann_artifact::Arch::Generic,
+    }
+}
+
 /// Compiles `g` for `n` clusters and runs it once on `inputs` (by name).
 fn run_compiled(g: &kann_ir::Graph, inputs: &HashMap<String, Tensor>, n: usize) -> Result<Vec<Tensor>, Outcome> {
-    let opts = kann_compiler::CompileOptions { n_clusters: n, arch: kann_artifact::Arch::Generic };
+    let opts = kann_compiler::CompileOptions { n_clusters: n, arch: target_arch() };
     let compiled = match kann_compiler::compile(g.clone(), &opts, Some(&kann_reference::Reference)) {
         Ok(c) => c,
         Err(kann_compiler::GenerateError::Unlowered(u)) => {
@@ -140,7 +151,7 @@ pub fn run_on_runtime(compiled: &kann_compiler::Compiled, inputs: &[Tensor]) -> 
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = std::env::temp_dir().join(format!("kann-conformance-{}-{n}.kann", std::process::id()));
-    let writer = compiled.artifact(kann_artifact::Arch::Generic, "{}").map_err(|e| e.to_string())?;
+    let writer = compiled.artifact(target_arch(), "{}").map_err(|e| e.to_string())?;
     writer.write_to(&path).map_err(|e| e.to_string())?;
     let result = (|| {
         let mut service = kann_runtime::Service::load(&path).map_err(|e| e.to_string())?;

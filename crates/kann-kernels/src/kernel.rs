@@ -47,8 +47,9 @@ pub enum Kernel {
     Cast(crate::cast::Cast),
     // --- end of element-wise kernels ---
 
-    // --- nn kernels (conv.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
+    // --- nn kernels (conv.rs, conv_gemm.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
     Conv(crate::conv::Conv),
+    ConvGemm(crate::conv_gemm::ConvGemm),
     ConvTranspose(crate::conv::ConvTranspose),
     Gemm(crate::gemm::Gemm),
     Pool(crate::pool::Pool),
@@ -90,6 +91,7 @@ macro_rules! dispatch {
 
             // --- nn kernels ---
             Kernel::Conv($k) => $e,
+            Kernel::ConvGemm($k) => $e,
             Kernel::ConvTranspose($k) => $e,
             Kernel::Gemm($k) => $e,
             Kernel::Pool($k) => $e,

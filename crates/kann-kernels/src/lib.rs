@@ -1,9 +1,10 @@
 //! kann-kernels owns what the runtime executes: the compiled [`Program`]
 //! (steps, per-cluster command lists, buffer references), the closed
 //! catalog of [`Kernel`]s with their parameters, and the kernels themselves.
-//! Every kernel here is a portable Rust twin; SIMD microkernels (issue "4 of
-//! 4") slot in as further variants chosen at generate, with the same
-//! parameter structs and the same work split.
+//! Every kernel has a portable Rust twin. The first SIMD path is the packed
+//! GEMM of [`packed`] (AVX-512 and AVX2+FMA register tiles, runtime-detected,
+//! with a portable twin of the same algorithm), which [`conv_gemm`] runs 2-D
+//! convolutions on; the compiler picks the ISA variant from the target arch.
 //!
 //! It depends on nothing of kann's: both the compiler (which builds programs
 //! and packs weights with the functions here) and the runtime (which runs
@@ -42,9 +43,11 @@ pub mod unary;
 
 // Convolution, matrix products, pooling, normalisation, softmax.
 pub mod conv;
+pub mod conv_gemm;
 pub mod gemm;
 pub mod peak;
 pub mod norm;
+pub mod packed;
 pub mod pool;
 pub mod softmax;
 

@@ -634,7 +634,7 @@ pub(super) mod tests {
     #[test]
     fn unsupported_dtypes_are_refused_with_a_reason() {
         let g = one_node(ew(ElementwiseOp::Binary(Binary { kind: IrBinary::Add })), vec![Slot::In(DType::F64, vec![3]), Slot::In(DType::F64, vec![3])], 1);
-        let err = crate::lower::lower_graph(&g).unwrap_err();
+        let err = crate::lower::lower_graph(&g, kann_artifact::Arch::Generic).unwrap_err();
         assert!(err[0].reason.contains("f64"), "{}", err[0].reason);
     }
 }
@@ -757,7 +757,7 @@ mod fused_add_tests {
     }
 
     fn run_lowered(g: &Graph, inputs: &[Tensor]) -> Vec<Tensor> {
-        let mut cx = LowerCx::new(g);
+        let mut cx = LowerCx::new(g, kann_artifact::Arch::Generic);
         let node = g.node(NodeId(0));
         let Op::Fused(f) = &node.op else { panic!("not fused") };
         super::lower_fused_add(&mut cx, NodeId(0), node, f).unwrap();

@@ -18,6 +18,7 @@ mod nn;
 mod reduce;
 mod resample;
 
+use kann_artifact::Arch;
 use kann_ir::{Graph, Node, NodeId, Op, TensorInfo, ValueId};
 use kann_kernels::{ElemType, Kernel};
 use kann_tensor::{DType, Tensor};
@@ -79,6 +80,8 @@ impl std::fmt::Display for Unlowered {
 /// What a lowering function may use.
 pub struct LowerCx<'g> {
     pub graph: &'g Graph,
+    /// The instruction set the artifact is compiled for (picks kernel variants).
+    pub arch: Arch,
     out: Lowered,
 }
 
@@ -86,8 +89,8 @@ pub struct LowerCx<'g> {
 pub type LowerResult = Result<(), String>;
 
 impl<'g> LowerCx<'g> {
-    fn new(graph: &'g Graph) -> LowerCx<'g> {
-        LowerCx { graph, out: Lowered::default() }
+    fn new(graph: &'g Graph, arch: Arch) -> LowerCx<'g> {
+        LowerCx { graph, arch, out: Lowered::default() }
     }
 
     /// The static type of a value.
@@ -186,10 +189,11 @@ fn lower_node(cx: &mut LowerCx, id: NodeId) -> LowerResult {
     }
 }
 
-/// Lowers every node of `g` (in order). Constant graph outputs are copied
-/// from the weights. Fails with every node that cannot be lowered.
-pub fn lower_graph(g: &Graph) -> Result<Lowered, Vec<Unlowered>> {
-    let mut cx = LowerCx::new(g);
+/// Lowers every node of `g` (in order) with the kernels of `arch`. Constant
+/// graph outputs are copied from the weights. Fails with every node that
+/// cannot be lowered.
+pub fn lower_graph(g: &Graph, arch: Arch) -> Result<Lowered, Vec<Unlowered>> {
+    let mut cx = LowerCx::new(g, arch);
     let mut missing = Vec::new();
     for i in 0..g.nodes.len() {
         let id = NodeId(i as u32);

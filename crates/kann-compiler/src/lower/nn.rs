@@ -15,7 +15,10 @@ use kann_ir::ops::fused::{Fused, FusedActivation};
 use kann_ir::ops::nn::matmul::plan_matmul;
 use kann_ir::ops::nn::{self as ir, NnOp};
 use kann_ir::{Node, NodeId, Op, TensorInfo, ValueId};
+use kann_artifact::Arch;
 use kann_kernels::conv::{pack_conv_weights, Conv, ConvTranspose};
+use kann_kernels::conv_gemm::{pack_conv_gemm_weights, ConvGemm, GemmAxis};
+use kann_kernels::packed::Isa;
 use kann_kernels::gemm::{matrix_strides, pack_gemm_b, Gemm};
 use kann_kernels::norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LpNorm, Lrn};
 use kann_kernels::pool::{Indices, Pool, PoolKind};
@@ -128,6 +131,11 @@ fn lower_conv(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAttrs, 
     require_f32(cx, w, "W")?;
     let (xd, wd) = (cx.info(x).shape.dims(), cx.info(w).shape.dims());
     let plan = attrs.plan(xd, wd)?;
+    if let Some(wv) = constant_f32(cx, w)? {
+        if xd.len() == 4 && attrs.group < xd[1] {
+            return lower_conv_gemm(cx, id, node, attrs, extra, &plan, wv);
+        }
+    }
     // The portable kernel reads W in the ONNX layout: a computed W works too.
     let w_op = match constant_f32(cx, w)? {
         Some(wv) => cx.weights_f32(&pack_conv_weights(wv)),
@@ -153,6 +161,62 @@ fn lower_conv(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAttrs, 
     };
     let y = output(node, 0)?;
     cx.push(id, Kernel::Conv(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+/// The packed-GEMM ISA of the target arch.
+fn gemm_isa(arch: Arch) -> Isa {
+    match arch {
+        Arch::X86_64V4 => Isa::Avx512,
+        Arch::X86_64V3 => Isa::Avx2,
+        _ => Isa::Generic,
+    }
+}
+
+/// The work axis of a GEMM convolution: output columns, unless the images
+/// are small (ResNet's 7×7 and 14×14 stages) while there are enough channel
+/// panels to share, where splitting output channels wastes fewer tile columns.
+fn gemm_axis(batch: u64, plane: u64, channel_panels: u64) -> GemmAxis {
+    if plane <= 256 && batch * channel_panels >= 8 {
+        GemmAxis::Channels
+    } else {
+        GemmAxis::Columns
+    }
+}
+
+/// A 2-D convolution with constant weights and groups of more than one
+/// channel, on the packed GEMM of the target's ISA.
+fn lower_conv_gemm(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAttrs, extra: Extra, plan: &ir::WindowPlan, w: &[f32]) -> LowerResult {
+    let (x, b) = (cx.input(node, 0)?, cx.optional_input(node, 2));
+    let (xd, wd) = (cx.info(x).shape.dims(), cx.info(cx.input(node, 1)?).shape.dims());
+    let isa = gemm_isa(cx.arch);
+    let w_op = cx.weights_f32(&pack_conv_gemm_weights(w, wd[0], attrs.group, isa));
+    let mut inputs = vec![Operand::Value(x), w_op];
+    if let Some(b) = b {
+        require_f32(cx, b, "B")?;
+        inputs.push(Operand::Value(b));
+    }
+    let two = |v: &[usize]| -> Result<[u64; 2], String> { <[u64; 2]>::try_from(dims_u64(v)).map_err(|_| format!("a 2-D conv has {} spatial values", v.len())) };
+    let pad_begin = <[u64; 2]>::try_from(pads_u64(&plan.pad_begin)?).map_err(|_| "a 2-D conv needs two pads".to_string())?;
+    let (out, group, out_channels) = (two(&plan.out)?, attrs.group as u64, wd[0] as u64);
+    let panels = group * (out_channels / group).div_ceil(isa.mr() as u64);
+    let kernel = ConvGemm {
+        batch: xd[0] as u64,
+        in_channels: xd[1] as u64,
+        out_channels,
+        group,
+        input: two(&xd[2..])?,
+        kernel: two(&plan.kernel)?,
+        strides: two(&plan.strides)?,
+        dilations: two(&plan.dilations)?,
+        pad_begin,
+        output: out,
+        epilogue: epilogue(&mut inputs, b.is_some(), extra),
+        isa,
+        axis: gemm_axis(xd[0] as u64, out[0] * out[1], panels),
+    };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::ConvGemm(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
     Ok(())
 }
 
@@ -620,6 +684,58 @@ mod tests {
         }
     }
 
+    /// The arches this CPU runs, generic first.
+    fn runnable_arches() -> Vec<kann_artifact::Arch> {
+        let cpu = kann_artifact::CpuFeatures::detect();
+        [kann_artifact::Arch::Generic, kann_artifact::Arch::X86_64V3, kann_artifact::Arch::X86_64V4]
+            .into_iter()
+            .filter(|a| a.family().is_none_or(|f| f == cpu.family) && a.required_features().difference(cpu.features).is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn conv_gemm_matches_reference_on_every_arch() {
+        let mut rng = Rng::new(31);
+        for arch in runnable_arches() {
+            let isa = super::gemm_isa(arch).name();
+            let mut packed = 0;
+            for _ in 0..30 {
+                let (op, args) = conv_op(&mut rng);
+                let g = one_node(op, args, 1, &mut rng);
+                for clusters in [1, 2] {
+                    let c = crate::testing::check_against_reference_on(g.clone(), clusters, arch).unwrap_or_else(|e| panic!("{arch}: {e}\ngraph: {g:?}"));
+                    packed += c.program.steps.iter().filter(|s| s.kernel.name() == format!("f32_conv2d_gemm_{isa}")).count();
+                }
+            }
+            assert!(packed > 0, "{arch}: no convolution took the packed GEMM");
+        }
+    }
+
+    #[test]
+    fn lowering_picks_the_gemm_kernel_and_axis() {
+        use kann_kernels::conv_gemm::GemmAxis;
+        use kann_kernels::Kernel;
+        let mut rng = Rng::new(5);
+        // (channels, group, extent, expected: None = direct kernel, else the axis)
+        for (c, group, hw, want) in [(16, 1, 20, Some(GemmAxis::Columns)), (64, 1, 7, Some(GemmAxis::Channels)), (8, 8, 9, None), (8, 2, 9, Some(GemmAxis::Columns))] {
+            let mut w = ir::Window::new(ir::AutoPad::NotSet);
+            w.kernel_shape = vec![3, 3];
+            w.pads = vec![1, 1, 1, 1];
+            let op = Op::Nn(NnOp::Conv(ir::Conv { attrs: ir::ConvAttrs { window: w, group } }));
+            let g = one_node(op, vec![Arg::Input(vec![1, c, hw, hw]), Arg::Const(vec![c, c / group, 3, 3]), Arg::Absent], 1, &mut rng);
+            let lowered = crate::lower::lower_graph(&g, kann_artifact::Arch::X86_64V4).unwrap();
+            let got = match &lowered.steps[0].kernel {
+                Kernel::ConvGemm(k) => {
+                    assert_eq!(k.isa, kann_kernels::packed::Isa::Avx512);
+                    Some(k.axis)
+                }
+                Kernel::Conv(_) => None,
+                other => panic!("unexpected kernel {}", other.name()),
+            };
+            assert_eq!(got, want, "channels {c}, group {group}, extent {hw}");
+        }
+    }
+
     #[test]
     fn conv_transpose_matches_reference() {
         let mut rng = Rng::new(8);
@@ -861,7 +977,7 @@ mod tests {
             let model = kann_onnx::import_file(&dir.join(name).join("model.onnx"), &kann_onnx::ImportOptions::default(), Some(&kann_reference::Reference)).unwrap();
             let mut g = model.graph;
             crate::optimize(&mut g, Some(&kann_reference::Reference)).unwrap();
-            let missing = match super::super::lower_graph(&g) {
+            let missing = match super::super::lower_graph(&g, kann_artifact::Arch::Generic) {
                 Ok(_) => vec![],
                 Err(m) => m,
             };

@@ -279,7 +279,7 @@ fn light_models_movement_nodes_lower() {
         crate::optimize(&mut g, Some(&kann_reference::Reference)).unwrap();
         let ours: Vec<String> = g.nodes.iter().filter(|n| matches!(n.op, Op::Movement(_) | Op::Resample(_))).map(|n| n.op.describe()).collect();
         seen += ours.len();
-        if let Err(missing) = crate::lower::lower_graph(&g) {
+        if let Err(missing) = crate::lower::lower_graph(&g, kann_artifact::Arch::Generic) {
             refused.extend(missing.into_iter().filter(|u| ours.contains(&u.op)).map(|u| format!("{name}: {u}")));
         }
     }

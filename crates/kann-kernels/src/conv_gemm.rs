@@ -1,0 +1,412 @@
+//! 2-D f32 convolution (NCHW) lowered onto the packed GEMM of [`crate::packed`]:
+//! per image and group, `Y[mg × P] = W[mg × K] · cols(X)[K × P]` with
+//! `K = C/group · kh · kw` and `P = oh · ow`, and the conv epilogue (bias,
+//! residual, activation) applied to each register tile.
+//!
+//! W is packed at generate by [`pack_conv_gemm_weights`] (each group's rows
+//! into MR-row panels). B is built at run time straight into the packed
+//! panels in the cluster's scratch, one `KC × NC` block at a time: a 1×1
+//! stride-1 unpadded convolution copies X's channel rows themselves; any
+//! other one gathers the im2col rows (contiguous runs per output row, zeros
+//! where the window leaves the input), so no full im2col matrix is ever built.
+//!
+//! Work split ([`GemmAxis`]): by output columns (spatial positions of each
+//! image, `N · P` items) so each cluster builds only its own columns; or,
+//! for small spatial extents with many channels, by MR-row panels of output
+//! channels (`N · group · ceil(mg/MR)` items), each cluster then building all
+//! columns of its images.
+//!
+//! Inputs: X `[N, C, H, W]`, packed W, then B `[M]` if `epilogue.bias`, then
+//! the residual (Y's shape) if `epilogue.residual`. Output: Y `[N, M, oh, ow]`.
+
+use crate::kernel::{expect_io, KernelImpl};
+use crate::packed::{self, pack::pack_a, BSource, GemmCall, Isa};
+use crate::{Epilogue, Io};
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+
+/// The axis a [`ConvGemm`] step splits across clusters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GemmAxis {
+    /// Output spatial positions, image by image (`N · oh · ow` items).
+    Columns,
+    /// MR-row panels of output channels (`N · group · ceil(mg/MR)` items).
+    Channels,
+}
+
+/// A 2-D convolution run as packed GEMMs; geometry as [`crate::conv::Conv`]
+/// with two spatial axes `[h, w]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConvGemm {
+    pub batch: u64,
+    pub in_channels: u64,
+    pub out_channels: u64,
+    pub group: u64,
+    pub input: [u64; 2],
+    pub kernel: [u64; 2],
+    pub strides: [u64; 2],
+    pub dilations: [u64; 2],
+    pub pad_begin: [u64; 2],
+    pub output: [u64; 2],
+    pub epilogue: Epilogue,
+    pub isa: Isa,
+    pub axis: GemmAxis,
+}
+
+/// Packs W `[M, C/group, kh, kw]` for [`ConvGemm`]: each group's `M/group`
+/// rows of `K = C/group · kh · kw` into MR-row panels, groups one after another.
+pub fn pack_conv_gemm_weights(w: &[f32], out_channels: usize, group: usize, isa: Isa) -> Vec<f32> {
+    let mg = out_channels / group;
+    let k = w.len() / out_channels;
+    w.chunks_exact(mg * k).flat_map(|g| pack_a(g, mg, k, isa)).collect()
+}
+
+/// `ceil(a / b)` for `b > 0`.
+fn ceil_div(a: isize, b: isize) -> isize {
+    a.div_euclid(b) + isize::from(a.rem_euclid(b) != 0)
+}
+
+/// The im2col matrix of one image and group, read by runs: row
+/// `k = (ci, ky, kx)`, column `p = (oy, ox)` (from `col0`) holds
+/// `X[ci, oy·sh + ky·dh − ph, ox·sw + kx·dw − pw]`, or 0 outside.
+struct Im2col<'a> {
+    /// The group's `C/group` input planes of the image.
+    x: &'a [f32],
+    g: &'a ConvGemm,
+    col0: usize,
+    pointwise: bool,
+}
+
+impl BSource for Im2col<'_> {
+    fn fill(&self, k: usize, n0: usize, dst: &mut [f32]) {
+        let g = self.g;
+        let [ih, iw] = g.input.map(|v| v as usize);
+        let [kh, kw] = g.kernel.map(|v| v as usize);
+        let ow = g.output[1] as usize;
+        let (ci, tap) = (k / (kh * kw), k % (kh * kw));
+        let plane = &self.x[ci * ih * iw..][..ih * iw];
+        let mut pos = self.col0 + n0;
+        if self.pointwise {
+            dst.copy_from_slice(&plane[pos..][..dst.len()]);
+            return;
+        }
+        let (ky, kx) = ((tap / kw) as isize, (tap % kw) as isize);
+        let [sh, sw] = g.strides.map(|v| v as isize);
+        let [dh, dw] = g.dilations.map(|v| v as isize);
+        let [ph, pw] = g.pad_begin.map(|v| v as isize);
+        // Output columns o read input column o·sw + off; inside for lo..hi.
+        let off = kx * dw - pw;
+        let lo = ceil_div(-off, sw).max(0) as usize;
+        let hi = (ceil_div(iw as isize - off, sw).max(0) as usize).min(ow);
+        let mut j = 0;
+        while j < dst.len() {
+            let (oy, ox) = (pos / ow, pos % ow);
+            let run = (ow - ox).min(dst.len() - j);
+            let d = &mut dst[j..j + run];
+            let iy = oy as isize * sh + ky * dh - ph;
+            let (a, b) = (lo.clamp(ox, ox + run), hi.clamp(ox, ox + run).max(lo.clamp(ox, ox + run)));
+            if iy < 0 || iy >= ih as isize || a >= b {
+                d.fill(0.0);
+            } else {
+                let row = &plane[iy as usize * iw..][..iw];
+                d[..a - ox].fill(0.0);
+                d[b - ox..].fill(0.0);
+                let start = (a as isize * sw + off) as usize;
+                let dv = &mut d[a - ox..b - ox];
+                if sw == 1 {
+                    dv.copy_from_slice(&row[start..start + dv.len()]);
+                } else {
+                    for (v, &x) in dv.iter_mut().zip(row[start..].iter().step_by(sw as usize)) {
+                        *v = x;
+                    }
+                }
+            }
+            j += run;
+            pos += run;
+        }
+    }
+}
+
+impl ConvGemm {
+    fn plane_out(&self) -> usize {
+        (self.output[0] * self.output[1]) as usize
+    }
+
+    /// GEMM depth: `C/group · kh · kw`.
+    fn depth(&self) -> usize {
+        (self.in_channels / self.group * self.kernel[0] * self.kernel[1]) as usize
+    }
+
+    /// Output channels per group.
+    fn mg(&self) -> usize {
+        (self.out_channels / self.group) as usize
+    }
+
+    fn pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.strides == [1, 1] && self.pad_begin == [0, 0] && self.input == self.output
+    }
+
+    /// Runs the GEMM of image `b`, group `grp`, rows `rows` (a multiple of
+    /// MR at the start) and output columns `cols`.
+    ///
+    /// # Safety
+    /// As [`KernelImpl::run`]; this part owns those outputs.
+    unsafe fn run_block(&self, io: &Io, b: usize, grp: usize, rows: Range<usize>, cols: Range<usize>, scratch: &mut [f32]) {
+        let (c, m, plane_out) = (self.in_channels as usize, self.out_channels as usize, self.plane_out());
+        let (k, mg, cg) = (self.depth(), self.mg(), c / self.group as usize);
+        let plane_in = (self.input[0] * self.input[1]) as usize;
+        // SAFETY: inputs are not written during the step (the run contract).
+        let (x, w) = unsafe { (io.inputs[0].f32(), io.inputs[1].f32()) };
+        // SAFETY: as above.
+        let bias = self.epilogue.bias.then(|| unsafe { io.inputs[2].f32() });
+        let first_row = b * m + grp * mg + rows.start;
+        let at = first_row * plane_out + cols.start;
+        let residual = match self.epilogue.residual {
+            // SAFETY: `at` lies inside the residual, which has Y's shape.
+            true => unsafe { io.inputs[2 + usize::from(self.epilogue.bias)].f32()[at..].as_ptr() },
+            false => std::ptr::null(),
+        };
+        let y = &io.outputs[0];
+        assert!((first_row + rows.len()) * plane_out <= y.len_bytes() / 4, "conv gemm output is too small");
+        let a_group = packed::pack::packed_a_len(mg, k, self.isa);
+        let call = GemmCall {
+            m: rows.len(),
+            k,
+            n: cols.len(),
+            a: &w[grp * a_group + rows.start * k..],
+            // SAFETY: in bounds (asserted above); this part alone writes these
+            // rows' columns `cols` (the run contract).
+            c: unsafe { (y.as_ptr() as *mut f32).add(at) },
+            ldc: plane_out,
+            bias: bias.map(|bv| &bv[grp * mg + rows.start..grp * mg + rows.end]),
+            residual,
+            act: self.epilogue.activation,
+        };
+        let src = Im2col { x: &x[(b * c + grp * cg) * plane_in..][..cg * plane_in], g: self, col0: cols.start, pointwise: self.pointwise() };
+        // SAFETY: C and the residual cover rows × cols at stride plane_out;
+        // the scratch holds scratch_floats (see scratch_bytes).
+        unsafe { packed::gemm(self.isa, &call, &src, scratch) };
+    }
+
+    /// The columns a part of `items` builds at once.
+    fn part_columns(&self, items: u64) -> usize {
+        match self.axis {
+            GemmAxis::Columns => (items as usize).min(self.plane_out()),
+            GemmAxis::Channels => self.plane_out(),
+        }
+    }
+}
+
+impl KernelImpl for ConvGemm {
+    fn name(&self) -> String {
+        format!("f32_conv2d_gemm_{}", self.isa.name())
+    }
+
+    fn work_items(&self) -> u64 {
+        match self.axis {
+            GemmAxis::Columns => self.batch * self.plane_out() as u64,
+            GemmAxis::Channels => self.batch * self.group * self.mg().div_ceil(self.isa.mr()) as u64,
+        }
+    }
+
+    fn scratch_bytes(&self, items: u64) -> usize {
+        if items == 0 {
+            return 0;
+        }
+        4 * packed::scratch_floats(self.isa, self.depth(), self.part_columns(items))
+    }
+
+    fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String> {
+        let want = 2 + usize::from(self.epilogue.bias) + usize::from(self.epilogue.residual);
+        expect_io(n_inputs, n_outputs, want..want + 1, 1)?;
+        if self.group == 0 || self.in_channels % self.group != 0 || self.out_channels % self.group != 0 || self.strides.contains(&0) || self.dilations.contains(&0) {
+            return Err(format!("conv gemm groups, strides or dilations are invalid: {self:?}"));
+        }
+        if self.depth() == 0 || self.out_channels == 0 {
+            return Err(format!("conv gemm has an empty product: {self:?}"));
+        }
+        Ok(())
+    }
+
+    unsafe fn run(&self, io: &Io, part: Range<u64>, scratch: &mut [u8]) {
+        // SAFETY: any bit pattern is a valid f32.
+        let (pre, scratch, _) = unsafe { scratch.align_to_mut::<f32>() };
+        assert!(pre.is_empty(), "conv gemm scratch is not 4-byte aligned");
+        let (p0, p1) = (part.start as usize, part.end as usize);
+        let g = self.group as usize;
+        match self.axis {
+            GemmAxis::Columns => {
+                let plane = self.plane_out();
+                let mut item = p0;
+                while item < p1 {
+                    let (b, col) = (item / plane, item % plane);
+                    let end = (col + p1 - item).min(plane);
+                    for grp in 0..g {
+                        // SAFETY: this part owns columns col..end of image b.
+                        unsafe { self.run_block(io, b, grp, 0..self.mg(), col..end, scratch) };
+                    }
+                    item += end - col;
+                }
+            }
+            GemmAxis::Channels => {
+                let (mr, mg) = (self.isa.mr(), self.mg());
+                let panels = mg.div_ceil(mr);
+                let mut item = p0;
+                while item < p1 {
+                    let (bg, panel) = (item / panels, item % panels);
+                    let end = (panel + p1 - item).min(panels);
+                    let rows = panel * mr..(end * mr).min(mg);
+                    // SAFETY: this part owns these channel rows of image bg / g.
+                    unsafe { self.run_block(io, bg / g, bg % g, rows, 0..self.plane_out(), scratch) };
+                    item += end - panel;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::testutil::*;
+    use crate::conv::{pack_conv_weights, Conv};
+    use crate::packed::tests::all_activations;
+
+    /// The portable direct kernel's geometry for the same convolution.
+    fn direct(k: &ConvGemm) -> Conv {
+        Conv {
+            batch: k.batch,
+            in_channels: k.in_channels,
+            out_channels: k.out_channels,
+            group: k.group,
+            input: k.input.to_vec(),
+            kernel: k.kernel.to_vec(),
+            strides: k.strides.to_vec(),
+            dilations: k.dilations.to_vec(),
+            pad_begin: k.pad_begin.to_vec(),
+            output: k.output.to_vec(),
+            epilogue: k.epilogue,
+        }
+    }
+
+    /// Compares every available ISA and both axes with the direct kernel, run
+    /// as 1, 2 and 3 parts.
+    fn compare(base: &ConvGemm, rng: &mut Rng) {
+        let d = direct(base);
+        let (c, m) = (base.in_channels as usize, base.out_channels as usize);
+        let x = rng.vec(base.batch as usize * c * (base.input[0] * base.input[1]) as usize);
+        let w = rng.vec(m * base.depth());
+        let out_len = base.batch as usize * m * base.plane_out();
+        let (bias, res) = (rng.vec(m), rng.vec(out_len));
+        let mut inputs = vec![x, pack_conv_weights(&w)];
+        if base.epilogue.bias {
+            inputs.push(bias);
+        }
+        if base.epilogue.residual {
+            inputs.push(res);
+        }
+        let want = run_parts(&d, &inputs, &[out_len], 1).remove(0);
+        for isa in crate::packed::tests::isas() {
+            for axis in [GemmAxis::Columns, GemmAxis::Channels] {
+                let k = ConvGemm { isa, axis, ..base.clone() };
+                let mut ins = inputs.clone();
+                ins[1] = pack_conv_gemm_weights(&w, m, base.group as usize, isa);
+                for parts in [1, 2, 3] {
+                    let got = run_parts(&k, &ins, &[out_len], parts).remove(0);
+                    assert_close(&got, &want, 2e-5 * (base.depth() as f32).sqrt().max(1.0));
+                }
+            }
+        }
+    }
+
+    fn random_conv(rng: &mut Rng, epilogue: Epilogue) -> ConvGemm {
+        let group = 1 + rng.below(3);
+        let (cg, mg) = (1 + rng.below(6), 1 + rng.below(20));
+        let mut k = ConvGemm {
+            batch: 1 + rng.below(2),
+            in_channels: cg * group,
+            out_channels: mg * group,
+            group,
+            input: [0; 2],
+            kernel: [0; 2],
+            strides: [0; 2],
+            dilations: [0; 2],
+            pad_begin: [0; 2],
+            output: [0; 2],
+            epilogue,
+            isa: Isa::Generic,
+            axis: GemmAxis::Columns,
+        };
+        for a in 0..2 {
+            let (kk, s, d, pb, pe) = (1 + rng.below(3), 1 + rng.below(3), 1 + rng.below(2), rng.below(3), rng.below(3));
+            let eff = (kk - 1) * d + 1;
+            let inp = eff.saturating_sub(pb + pe) + rng.below(12);
+            k.input[a] = inp;
+            k.kernel[a] = kk;
+            k.strides[a] = s;
+            k.dilations[a] = d;
+            k.pad_begin[a] = pb;
+            k.output[a] = (inp + pb + pe - eff) / s + 1;
+        }
+        k
+    }
+
+    #[test]
+    fn matches_direct_on_random_geometries() {
+        let mut rng = Rng(23);
+        for i in 0..120 {
+            let e = Epilogue { bias: rng.below(2) == 1, residual: rng.below(2) == 1, activation: all_activations()[i % 9] };
+            let k = random_conv(&mut rng, e);
+            compare(&k, &mut rng);
+        }
+    }
+
+    #[test]
+    fn pointwise_and_large_shapes_cross_the_blocks() {
+        let mut rng = Rng(29);
+        // 1x1 stride 1 (straight from X's rows), then a 3x3 whose depth and
+        // columns exceed KC and NC, then a strided 1x1 (gathered).
+        for (c, m, hw, kk, s, pad) in [(70, 37, 23, 1, 1, 0), (40, 19, 21, 3, 1, 1), (33, 20, 17, 1, 2, 0)] {
+            let out = (hw + 2 * pad - kk) / s + 1;
+            let k = ConvGemm {
+                batch: 2,
+                in_channels: c,
+                out_channels: m,
+                group: 1,
+                input: [hw, hw],
+                kernel: [kk, kk],
+                strides: [s, s],
+                dilations: [1, 1],
+                pad_begin: [pad, pad],
+                output: [out, out],
+                epilogue: Epilogue { bias: true, residual: true, activation: crate::Activation::Relu },
+                isa: Isa::Generic,
+                axis: GemmAxis::Columns,
+            };
+            compare(&k, &mut rng);
+        }
+    }
+
+    #[test]
+    fn scratch_is_bounded_and_names_the_isa() {
+        let k = ConvGemm {
+            batch: 1,
+            in_channels: 512,
+            out_channels: 512,
+            group: 1,
+            input: [56, 56],
+            kernel: [3, 3],
+            strides: [1, 1],
+            dilations: [1, 1],
+            pad_begin: [1, 1],
+            output: [56, 56],
+            epilogue: Epilogue::default(),
+            isa: Isa::Avx512,
+            axis: GemmAxis::Columns,
+        };
+        assert_eq!(k.scratch_bytes(k.work_items()), 4 * packed::KC * packed::NC);
+        assert_eq!(k.scratch_bytes(5), 4 * packed::KC * 32);
+        assert_eq!(k.name(), "f32_conv2d_gemm_avx512");
+        assert!(k.check(2, 1).is_ok() && k.check(3, 1).is_err());
+    }
+}

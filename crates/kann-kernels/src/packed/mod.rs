@@ -1,0 +1,437 @@
+//! Packed GEMM: `C[M×N] = A[M×K] · B[K×N]` with a register-tile microkernel
+//! per instruction set and the conv epilogue (row bias, residual, activation)
+//! applied to each tile while it is in registers.
+//!
+//! Layouts (see [`pack`]):
+//! - A (the weights) is packed at generate into row panels of `MR` rows:
+//!   `[ceil(M/MR)][K][MR]`, rows past M zero. A microkernel reads one panel's
+//!   `kc` columns as one contiguous run, whatever the K blocking.
+//! - B (the activations) is packed at run time, one `KC × NC` block at a time,
+//!   into column panels of `NR` columns in the cluster's scratch:
+//!   `[ceil(nc/NR)][kc][NR]`, columns past the block zero.
+//!
+//! Blocking ([`KC`], [`MC`], [`NC`]): a `KC × NR` B panel (32 KiB at most)
+//! stays in the 48 KiB L1 while the `MC / MR` A panels of the current row
+//! block stream past it from L2 (`MC × KC` = 240 KiB); the packed `KC × NC` B
+//! block (384 KiB) stays in L2 across the row blocks. Partial sums cross K
+//! blocks through C itself (the first block stores, later ones add); the
+//! epilogue runs with the last K block.
+//!
+//! Tiles: AVX-512 8×32 (16 zmm accumulators + 2 B vectors + 1 broadcast:
+//! 16 FMAs per 2 loads and 8 broadcasts, enough independent chains to hide
+//! the 4-cycle FMA latency on two ports), AVX2+FMA 6×16 (12 ymm accumulators
+//! of 16 registers), portable 4×8 (plain Rust the compiler vectorises).
+//! Edge tiles (M or N remainders) run the same microkernel into a padded
+//! temporary tile and merge the valid part with a scalar epilogue.
+
+pub mod pack;
+
+#[cfg(target_arch = "x86_64")]
+mod micro_avx2;
+#[cfg(target_arch = "x86_64")]
+mod micro_avx512;
+mod micro_generic;
+
+#[cfg(test)]
+pub(crate) mod tests;
+
+use crate::Activation;
+use serde::{Deserialize, Serialize};
+
+/// Depth of a K block: rows of a B panel kept in L1.
+pub const KC: usize = 256;
+/// Rows of A per row block (a multiple of every MR), kept in L2.
+pub const MC: usize = 240;
+/// Columns of B per packed block, kept in L2.
+pub const NC: usize = 384;
+/// The largest tile of any ISA (for the padded edge tile).
+const MAX_TILE: usize = 8 * 32;
+
+/// The instruction set a packed kernel runs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Isa {
+    /// Plain Rust, any CPU.
+    Generic,
+    /// AVX2 + FMA (x86-64-v3).
+    Avx2,
+    /// AVX-512F (x86-64-v4).
+    Avx512,
+}
+
+impl Isa {
+    /// Every ISA, portable first.
+    pub const ALL: [Isa; 3] = [Isa::Generic, Isa::Avx2, Isa::Avx512];
+
+    /// The suffix of kernel names (`avx512`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Generic => "generic",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// Rows of the register tile (and of A's packed panels).
+    pub fn mr(self) -> usize {
+        match self {
+            Isa::Generic => micro_generic::MR,
+            Isa::Avx2 => 6,
+            Isa::Avx512 => 8,
+        }
+    }
+
+    /// Columns of the register tile (and of B's packed panels).
+    pub fn nr(self) -> usize {
+        match self {
+            Isa::Generic => micro_generic::NR,
+            Isa::Avx2 => 16,
+            Isa::Avx512 => 32,
+        }
+    }
+
+    /// Whether this CPU runs the ISA.
+    pub fn available(self) -> bool {
+        match self {
+            Isa::Generic => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+}
+
+/// An activation the SIMD tiles apply in registers: every piecewise-linear one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) enum PwAct {
+    Identity,
+    /// `clamp(alpha * x + beta, lo, hi)`, times `x` when `times_x`
+    /// (relu, clip, hard-sigmoid, hard-swish).
+    Clamp {
+        alpha: f32,
+        beta: f32,
+        lo: f32,
+        hi: f32,
+        times_x: bool,
+    },
+    /// `max(x, 0) + alpha * min(x, 0)`.
+    Leaky {
+        alpha: f32,
+    },
+}
+
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+impl PwAct {
+    /// The in-register form of `a`, or `None` when it needs the scalar pass.
+    pub(crate) fn of(a: Activation) -> Option<PwAct> {
+        let clamp = |alpha, beta, lo, hi, times_x| PwAct::Clamp { alpha, beta, lo, hi, times_x };
+        Some(match a {
+            Activation::None => PwAct::Identity,
+            Activation::Relu => clamp(1.0, 0.0, 0.0, f32::INFINITY, false),
+            Activation::Clip { min, max } => clamp(1.0, 0.0, min, max, false),
+            Activation::HardSigmoid { alpha, beta } => clamp(alpha, beta, 0.0, 1.0, false),
+            Activation::HardSwish => clamp(1.0 / 6.0, 0.5, 0.0, 1.0, true),
+            Activation::LeakyRelu { alpha } => PwAct::Leaky { alpha },
+            Activation::Sigmoid | Activation::Silu | Activation::Tanh => return None,
+        })
+    }
+}
+
+/// What a tile does besides `A · B`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TileEpi {
+    /// Add the tile to what C holds (a K block after the first).
+    pub accumulate: bool,
+    /// Apply bias, residual and activation (the last K block).
+    pub finish: bool,
+    /// `MR` per-row biases, or null.
+    pub bias: *const f32,
+    /// The residual tile (C's layout and stride), or null.
+    pub residual: *const f32,
+    pub act: Activation,
+}
+
+impl TileEpi {
+    /// Plain store: no accumulation, no epilogue.
+    const PLAIN: TileEpi = TileEpi { accumulate: false, finish: false, bias: std::ptr::null(), residual: std::ptr::null(), act: Activation::None };
+}
+
+/// A register-tile microkernel.
+pub(crate) trait Micro {
+    const MR: usize;
+    const NR: usize;
+    /// `C[MR×NR] (+)= A_panel · B_panel` with the epilogue `e`.
+    ///
+    /// # Safety
+    /// `a` holds `kc * MR` floats, `b` `kc * NR`; `c` (and `e.residual`)
+    /// are valid for `MR` rows of `NR` floats `ldc` apart (reads and, for
+    /// `c`, writes); `e.bias` holds `MR` floats; the CPU has the ISA.
+    unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, e: &TileEpi);
+}
+
+/// Merges a computed `rows × cols` tile (`tile`, `NR` apart) into C with the
+/// epilogue, one value at a time: the edge tiles and the portable kernel.
+///
+/// # Safety
+/// As [`Micro::tile`] for `rows` rows of `cols` floats.
+pub(crate) unsafe fn merge_scalar(tile: &[f32], nr: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
+    for i in 0..rows {
+        for j in 0..cols {
+            // SAFETY: (i, j) lies inside the tile the caller vouches for.
+            unsafe {
+                let at = c.add(i * ldc + j);
+                let mut v = tile[i * nr + j];
+                if e.accumulate {
+                    v += *at;
+                }
+                if e.finish {
+                    if !e.bias.is_null() {
+                        v += *e.bias.add(i);
+                    }
+                    if !e.residual.is_null() {
+                        v += *e.residual.add(i * ldc + j);
+                    }
+                    v = e.act.apply(v);
+                }
+                *at = v;
+            }
+        }
+    }
+}
+
+/// Applies an activation with no in-register form to a stored tile.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+///
+/// # Safety
+/// `c` is valid for `rows` rows of `cols` floats `ldc` apart.
+pub(crate) unsafe fn activate_scalar(c: *mut f32, ldc: usize, rows: usize, cols: usize, act: Activation) {
+    for i in 0..rows {
+        // SAFETY: row i of the tile the caller vouches for.
+        let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
+        row.iter_mut().for_each(|v| *v = act.apply(*v));
+    }
+}
+
+/// Where B's values come from: the packer asks for runs of one row.
+pub(crate) trait BSource {
+    /// `dst[j] = B[k][n0 + j]` for `j < dst.len()`.
+    fn fill(&self, k: usize, n0: usize, dst: &mut [f32]);
+}
+
+/// B as a row-major matrix with row stride `ld` (the tests' source; the
+/// Gemm/MatMul path will use it).
+#[cfg(test)]
+pub(crate) struct Matrix<'a> {
+    pub data: &'a [f32],
+    pub ld: usize,
+}
+
+#[cfg(test)]
+impl BSource for Matrix<'_> {
+    fn fill(&self, k: usize, n0: usize, dst: &mut [f32]) {
+        dst.copy_from_slice(&self.data[k * self.ld + n0..][..dst.len()]);
+    }
+}
+
+/// One GEMM: the rows and columns of C it computes and the epilogue.
+pub(crate) struct GemmCall<'a> {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    /// Packed A, from the first row panel of this call (`K * MR` per panel).
+    pub a: &'a [f32],
+    /// C's first element; row `i` starts `i * ldc` further.
+    pub c: *mut f32,
+    pub ldc: usize,
+    /// `m` per-row biases.
+    pub bias: Option<&'a [f32]>,
+    /// The residual's element matching C's first, or null (same stride).
+    pub residual: *const f32,
+    pub act: Activation,
+}
+
+/// Floats of B block scratch a GEMM of depth `k` over `n` columns needs.
+pub fn scratch_floats(isa: Isa, k: usize, n: usize) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    k.min(KC) * n.min(NC).next_multiple_of(isa.nr())
+}
+
+/// Runs a GEMM with the ISA's microkernel.
+///
+/// # Safety
+/// C (and the residual) are valid for `m` rows of `n` floats `ldc` apart and
+/// no one else touches C's elements meanwhile; `a` holds the packed panels
+/// covering `m` rows; `scratch` holds [`scratch_floats`]; the CPU has `isa`.
+pub(crate) unsafe fn gemm(isa: Isa, call: &GemmCall, b: &impl BSource, scratch: &mut [f32]) {
+    assert!(isa.available(), "the packed kernel needs {}, which this CPU lacks", isa.name());
+    // SAFETY: the caller's contract; the ISA is present (checked above).
+    unsafe {
+        match isa {
+            Isa::Generic => gemm_with::<micro_generic::Generic>(call, b, scratch),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => gemm_with::<micro_avx2::Avx2>(call, b, scratch),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => gemm_with::<micro_avx512::Avx512>(call, b, scratch),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("checked by available()"),
+        }
+    }
+}
+
+/// Packs B rows `k0..k0+kc`, columns `n0..n0+nc` into NR-column panels.
+fn pack_b<M: Micro>(b: &impl BSource, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32]) {
+    for (p, panel) in dst.chunks_exact_mut(kc * M::NR).take(nc.div_ceil(M::NR)).enumerate() {
+        let cols = M::NR.min(nc - p * M::NR);
+        for (kk, row) in panel.chunks_exact_mut(M::NR).enumerate() {
+            b.fill(k0 + kk, n0 + p * M::NR, &mut row[..cols]);
+            row[cols..].fill(0.0);
+        }
+    }
+}
+
+/// The blocked GEMM loop nest around microkernel `M`.
+///
+/// # Safety
+/// As [`gemm`].
+unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [f32]) {
+    let (m, k, n) = (call.m, call.k, call.n);
+    // Column blocks of equal width (in whole panels), at most NC.
+    let width = n.div_ceil(n.div_ceil(NC).max(1)).next_multiple_of(M::NR);
+    for n0 in (0..n).step_by(width.max(1)) {
+        let nc = width.min(n - n0);
+        let panels = nc.div_ceil(M::NR);
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            let bp = &mut scratch[..panels * kc * M::NR];
+            pack_b::<M>(b, k0, kc, n0, nc, bp);
+            let (first, last) = (k0 == 0, k0 + kc == k);
+            for m0 in (0..m).step_by(MC) {
+                let row_panels = m0 / M::MR..(m0 + MC).min(m).div_ceil(M::MR);
+                for p in 0..panels {
+                    let cols = M::NR.min(nc - p * M::NR);
+                    for i in row_panels.clone() {
+                        let rows = M::MR.min(m - i * M::MR);
+                        let off = i * M::MR * call.ldc + n0 + p * M::NR;
+                        let e = TileEpi {
+                            accumulate: !first,
+                            finish: last,
+                            bias: call.bias.map_or(std::ptr::null(), |bv| bv[i * M::MR..].as_ptr()),
+                            // SAFETY: inside the residual (same layout as C).
+                            residual: if call.residual.is_null() { call.residual } else { unsafe { call.residual.add(off) } },
+                            act: call.act,
+                        };
+                        let a = call.a[(i * k + k0) * M::MR..][..kc * M::MR].as_ptr();
+                        let bpp = bp[p * kc * M::NR..].as_ptr();
+                        // SAFETY: the tile lies inside C (rows < m, cols < n).
+                        let c = unsafe { call.c.add(off) };
+                        if rows == M::MR && cols == M::NR {
+                            // SAFETY: a full tile inside C; panels are kc deep.
+                            unsafe { M::tile(kc, a, bpp, c, call.ldc, &e) };
+                        } else {
+                            let mut tmp = [0.0f32; MAX_TILE];
+                            // SAFETY: tmp holds MR rows of NR.
+                            unsafe { M::tile(kc, a, bpp, tmp.as_mut_ptr(), M::NR, &TileEpi::PLAIN) };
+                            // SAFETY: rows × cols lies inside C.
+                            unsafe { merge_scalar(&tmp, M::NR, c, call.ldc, rows, cols, &e) };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Defines a SIMD register-tile microkernel `$name` (a [`Micro`]) of `$mr`
+/// rows by two vectors of `$w` lanes, from the ISA's intrinsics. One
+/// template keeps the AVX2 and AVX-512 tiles the same algorithm.
+#[cfg(target_arch = "x86_64")]
+macro_rules! simd_tile {
+    (
+        $name:ident, $feat:literal, mr = $mr:literal, lanes = $w:literal, $vec:ty,
+        zero = $zero:path, load = $load:path, store = $store:path, set1 = $set1:path,
+        fmadd = $fmadd:path, add = $add:path, mul = $mul:path, max = $max:path, min = $min:path
+    ) => {
+        /// The register tile of this ISA.
+        pub(crate) struct $name;
+
+        impl $name {
+            /// The in-register activation of one vector.
+            #[target_feature(enable = $feat)]
+            fn act(x: $vec, a: PwAct) -> $vec {
+                match a {
+                    PwAct::Identity => x,
+                    PwAct::Clamp { alpha, beta, lo, hi, times_x } => {
+                        let t = $min($max($fmadd(x, $set1(alpha), $set1(beta)), $set1(lo)), $set1(hi));
+                        if times_x {
+                            $mul(t, x)
+                        } else {
+                            t
+                        }
+                    }
+                    PwAct::Leaky { alpha } => $add($max(x, $zero()), $mul($set1(alpha), $min(x, $zero()))),
+                }
+            }
+
+            /// The tile body (see [`Micro::tile`]).
+            #[target_feature(enable = $feat)]
+            unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, e: &TileEpi) {
+                let mut acc = [[$zero(); 2]; $mr];
+                for p in 0..kc {
+                    // SAFETY: p < kc: B's row p is NR floats, A's column p MR floats.
+                    let (b0, b1, ap) = unsafe { ($load(b.add(p * 2 * $w)), $load(b.add(p * 2 * $w + $w)), a.add(p * $mr)) };
+                    for (i, row) in acc.iter_mut().enumerate() {
+                        // SAFETY: i < MR.
+                        let av = $set1(unsafe { *ap.add(i) });
+                        row[0] = $fmadd(av, b0, row[0]);
+                        row[1] = $fmadd(av, b1, row[1]);
+                    }
+                }
+                let simd_act = if e.finish { PwAct::of(e.act) } else { Some(PwAct::Identity) };
+                for (i, row) in acc.iter_mut().enumerate() {
+                    for (h, v) in row.iter_mut().enumerate() {
+                        let off = i * ldc + h * $w;
+                        // SAFETY: (i, h) lies in the MR × NR tile the caller vouches for.
+                        unsafe {
+                            if e.accumulate {
+                                *v = $add(*v, $load(c.add(off)));
+                            }
+                            if e.finish {
+                                if !e.bias.is_null() {
+                                    *v = $add(*v, $set1(*e.bias.add(i)));
+                                }
+                                if !e.residual.is_null() {
+                                    *v = $add(*v, $load(e.residual.add(off)));
+                                }
+                            }
+                            if let Some(pw) = simd_act {
+                                *v = Self::act(*v, pw);
+                            }
+                            $store(c.add(off), *v);
+                        }
+                    }
+                }
+                if simd_act.is_none() {
+                    // SAFETY: the tile the caller vouches for.
+                    unsafe { activate_scalar(c, ldc, $mr, 2 * $w, e.act) };
+                }
+            }
+        }
+
+        impl Micro for $name {
+            const MR: usize = $mr;
+            const NR: usize = 2 * $w;
+
+            unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, e: &TileEpi) {
+                // SAFETY: the caller's contract, including the CPU having the ISA.
+                unsafe { Self::run(kc, a, b, c, ldc, e) }
+            }
+        }
+    };
+}
+#[cfg(target_arch = "x86_64")]
+use simd_tile;

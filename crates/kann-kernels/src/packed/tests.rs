@@ -1,0 +1,168 @@
+//! The packed GEMM against a naive triple loop (f64 sums) for every ISA this
+//! CPU has: every remainder of M, N and K around the tile and block sizes,
+//! every epilogue.
+
+use super::pack::pack_a;
+use super::*;
+use crate::conv::testutil::Rng;
+
+/// The activations of the epilogue, each kind once.
+pub(crate) fn all_activations() -> Vec<Activation> {
+    vec![
+        Activation::None,
+        Activation::Relu,
+        Activation::Clip { min: -0.25, max: 0.5 },
+        Activation::LeakyRelu { alpha: 0.1 },
+        Activation::Sigmoid,
+        Activation::HardSigmoid { alpha: 0.3, beta: 0.4 },
+        Activation::HardSwish,
+        Activation::Silu,
+        Activation::Tanh,
+    ]
+}
+
+struct Case {
+    m: usize,
+    k: usize,
+    n: usize,
+    bias: bool,
+    residual: bool,
+    act: Activation,
+}
+
+/// Runs one case through `isa` with C embedded in a wider matrix (ldc > n)
+/// and checks it against the naive product; the columns outside stay NaN.
+fn check(isa: Isa, cs: &Case, rng: &mut Rng) {
+    let (m, k, n, ldc) = (cs.m, cs.k, cs.n, cs.n + 3);
+    let (a, b, bias, res) = (rng.vec(m * k), rng.vec(k * n), rng.vec(m), rng.vec(m * ldc));
+    let packed = pack_a(&a, m, k, isa);
+    let mut c = vec![f32::NAN; m * ldc];
+    let mut scratch = vec![0.0f32; scratch_floats(isa, k, n)];
+    let call = GemmCall {
+        m,
+        k,
+        n,
+        a: &packed,
+        c: c.as_mut_ptr(),
+        ldc,
+        bias: cs.bias.then_some(&bias[..]),
+        residual: if cs.residual { res.as_ptr() } else { std::ptr::null() },
+        act: cs.act,
+    };
+    // SAFETY: the buffers have the sizes the call states; the ISA is present.
+    unsafe { gemm(isa, &call, &Matrix { data: &b, ld: n }, &mut scratch) };
+    let tol = 1e-6 * (k as f64).max(16.0) * 4.0;
+    for i in 0..m {
+        for j in 0..ldc {
+            let got = c[i * ldc + j];
+            if j >= n {
+                assert!(got.is_nan(), "{isa:?}: wrote outside C at ({i}, {j})");
+                continue;
+            }
+            let mut acc: f64 = (0..k).map(|p| f64::from(a[i * k + p]) * f64::from(b[p * n + j])).sum();
+            if cs.bias {
+                acc += f64::from(bias[i]);
+            }
+            if cs.residual {
+                acc += f64::from(res[i * ldc + j]);
+            }
+            let want = f64::from(cs.act.apply(acc as f32));
+            let err = (f64::from(got) - want).abs();
+            assert!(err <= tol * (1.0 + want.abs()), "{isa:?} m{m} k{k} n{n} {:?} bias {} res {}: ({i},{j}) got {got}, want {want}", cs.act, cs.bias, cs.residual);
+        }
+    }
+}
+
+/// The ISAs this CPU runs; says which are skipped.
+pub(crate) fn isas() -> Vec<Isa> {
+    for isa in Isa::ALL.into_iter().filter(|i| !i.available()) {
+        println!("skipping the {} kernels: this CPU lacks the ISA", isa.name());
+    }
+    Isa::ALL.into_iter().filter(|i| i.available()).collect()
+}
+
+#[test]
+fn every_remainder_around_the_tile() {
+    let mut rng = Rng(3);
+    for isa in isas() {
+        let (mr, nr) = (isa.mr(), isa.nr());
+        for m in [1, mr - 1, mr, mr + 1, 2 * mr + 1] {
+            for n in [1, nr - 1, nr, nr + 1, 2 * nr + 3] {
+                for k in [1, 2, 7, 17] {
+                    check(isa, &Case { m, k, n, bias: true, residual: true, act: Activation::Relu }, &mut rng);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_remainder_around_the_blocks() {
+    let mut rng = Rng(5);
+    for isa in isas() {
+        for (m, k, n) in [(MC + 3, KC + 1, 40), (17, 2 * KC + 5, NC + 7), (MC, KC, NC), (MC + isa.mr(), KC - 1, NC - 1)] {
+            check(isa, &Case { m, k, n, bias: true, residual: false, act: Activation::Clip { min: -1.0, max: 1.0 } }, &mut rng);
+        }
+    }
+}
+
+#[test]
+fn every_epilogue_on_full_and_edge_tiles() {
+    let mut rng = Rng(11);
+    for isa in isas() {
+        for act in all_activations() {
+            for (bias, residual) in [(false, false), (true, false), (false, true), (true, true)] {
+                for (m, n) in [(isa.mr(), isa.nr()), (2 * isa.mr() + 1, 3 * isa.nr() - 2)] {
+                    check(isa, &Case { m, k: 33, n, bias, residual, act }, &mut rng);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn simd_tiles_agree_with_the_portable_one() {
+    let mut rng = Rng(19);
+    let (m, k, n) = (37, 300, 101);
+    let (a, b) = (rng.vec(m * k), rng.vec(k * n));
+    let run = |isa: Isa| {
+        let packed = pack_a(&a, m, k, isa);
+        let mut c = vec![0.0f32; m * n];
+        let mut scratch = vec![0.0f32; scratch_floats(isa, k, n)];
+        let call = GemmCall { m, k, n, a: &packed, c: c.as_mut_ptr(), ldc: n, bias: None, residual: std::ptr::null(), act: Activation::HardSwish };
+        // SAFETY: sizes as stated; the ISA is present.
+        unsafe { gemm(isa, &call, &Matrix { data: &b, ld: n }, &mut scratch) };
+        c
+    };
+    let want = run(Isa::Generic);
+    for isa in isas() {
+        crate::conv::testutil::assert_close(&run(isa), &want, 1e-4);
+    }
+}
+
+/// GFLOP/s of each ISA on ResNet-50 GEMM shapes, one thread. Run by hand:
+/// `cargo test --release -p kann-kernels packed::tests::speed -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn speed() {
+    let mut rng = Rng(1);
+    for (m, k, n) in [(256, 2304, 196), (64, 576, 3136), (512, 4608, 49), (256, 64, 3136), (2048, 512, 49)] {
+        let (a, b) = (rng.vec(m * k), rng.vec(k * n));
+        for isa in isas() {
+            let packed = pack_a(&a, m, k, isa);
+            let mut c = vec![0.0f32; m * n];
+            let mut scratch = vec![0.0f32; scratch_floats(isa, k, n)];
+            let call = GemmCall { m, k, n, a: &packed, c: c.as_mut_ptr(), ldc: n, bias: None, residual: std::ptr::null(), act: Activation::Relu };
+            let mut times = Vec::new();
+            for _ in 0..7 {
+                let t = std::time::Instant::now();
+                // SAFETY: sizes as stated; the ISA is present.
+                unsafe { gemm(isa, &call, &Matrix { data: &b, ld: n }, &mut scratch) };
+                times.push(t.elapsed().as_secs_f64());
+            }
+            times.sort_by(f64::total_cmp);
+            let gf = 2.0 * (m * k * n) as f64 / times[3] / 1e9;
+            println!("M={m} K={k} N={n} {:>8}: {:.3} ms, {gf:.1} GFLOP/s", isa.name(), times[3] * 1e3);
+        }
+    }
+}
