@@ -219,11 +219,7 @@ impl NetworkConfig {
                 });
             }
         }
-        let name = model_path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "network".to_string());
+        let name = onnx_name(&model_path);
         Ok(NetworkConfig {
             name,
             framework: Framework::Onnx,
@@ -538,5 +534,29 @@ fn read_extra_data(cx: &Cx, key: &str, node: &Node, out: &mut Vec<PathBuf>) -> R
         }
         Kind::Seq(_) | Kind::Str(_) => push_all(key, node),
         _ => Err(cx.expected(key, node, "a list of paths or a mapping of paths")),
+    }
+}
+
+/// The name of a bare ONNX model: its file stem, or its folder's name when
+/// the stem is the generic `model` (the ONNX test layout `<name>/model.onnx`).
+fn onnx_name(path: &Path) -> String {
+    let stem = |p: &Path| p.file_stem().map(|s| s.to_string_lossy().into_owned()).filter(|s| !s.is_empty());
+    match stem(path) {
+        Some(s) if s == "model" => path.parent().and_then(|d| d.file_name()).map(|d| d.to_string_lossy().into_owned()).unwrap_or(s),
+        Some(s) => s,
+        None => "network".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod onnx_name_tests {
+    use super::onnx_name;
+    use std::path::Path;
+
+    #[test]
+    fn a_generic_model_file_is_named_after_its_folder() {
+        assert_eq!(onnx_name(Path::new("/d/resnet50/model.onnx")), "resnet50");
+        assert_eq!(onnx_name(Path::new("/d/resnet50/rn.onnx")), "rn");
+        assert_eq!(onnx_name(Path::new("model.onnx")), "model");
     }
 }
