@@ -50,6 +50,7 @@ pub enum Kernel {
     // --- nn kernels (conv.rs, conv_gemm.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
     Conv(crate::conv::Conv),
     ConvGemm(crate::conv_gemm::ConvGemm),
+    FcGemm(crate::fc_gemm::FcGemm),
     ConvTranspose(crate::conv::ConvTranspose),
     Gemm(crate::gemm::Gemm),
     Pool(crate::pool::Pool),
@@ -92,6 +93,7 @@ macro_rules! dispatch {
             // --- nn kernels ---
             Kernel::Conv($k) => $e,
             Kernel::ConvGemm($k) => $e,
+            Kernel::FcGemm($k) => $e,
             Kernel::ConvTranspose($k) => $e,
             Kernel::Gemm($k) => $e,
             Kernel::Pool($k) => $e,
