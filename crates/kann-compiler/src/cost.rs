@@ -51,6 +51,11 @@ impl CostModel {
                 Isa::Avx2 => self.packed_flops[1],
                 Isa::Avx512 => self.packed_flops[2],
             },
+            Kernel::FcGemm(f) => match f.isa {
+                Isa::Generic => self.packed_flops[0],
+                Isa::Avx2 => self.packed_flops[1],
+                Isa::Avx512 => self.packed_flops[2],
+            },
             _ if is_matmul_like(k) => self.matmul_flops,
             _ => self.other_flops,
         }

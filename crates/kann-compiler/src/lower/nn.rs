@@ -18,6 +18,7 @@ use kann_ir::{Node, NodeId, Op, TensorInfo, ValueId};
 use kann_artifact::Arch;
 use kann_kernels::conv::{pack_conv_weights, Conv, ConvTranspose};
 use kann_kernels::conv_gemm::{pack_conv_gemm_weights, ConvGemm, GemmAxis};
+use kann_kernels::fc_gemm::{pack_fc_weights, FcGemm};
 use kann_kernels::packed::Isa;
 use kann_kernels::gemm::{matrix_strides, pack_gemm_b, Gemm};
 use kann_kernels::norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LpNorm, Lrn};
@@ -267,6 +268,9 @@ fn lower_gemm(cx: &mut LowerCx, id: NodeId, node: &Node, g: &ir::Gemm, extra: Ex
     require_f32(cx, a, "A")?;
     require_f32(cx, b, "B")?;
     let (m, k, n) = g.dims(cx.info(a).shape.dims(), cx.info(b).shape.dims())?;
+    if let Some(fc) = gemm_fc(cx, g, b, c, (m, k, n))? {
+        return lower_fc(cx, id, node, fc, extra);
+    }
     let (m, k, n) = (m as u64, k as u64, n as u64);
     let (b_op, b_strides) = match constant_f32(cx, b)? {
         Some(bv) => (cx.weights_f32(&pack_gemm_b(bv, k as usize, n as usize, g.trans_b)), [n, 1]),
@@ -296,6 +300,58 @@ fn lower_gemm(cx: &mut LowerCx, id: NodeId, node: &Node, g: &ir::Gemm, extra: Ex
     };
     let y = output(node, 0)?;
     cx.push(id, Kernel::Gemm(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+/// A fully connected product for [`FcGemm`]: constant weights, a bias
+/// per output feature at most.
+struct FcPlan<'g> {
+    m: usize,
+    k: usize,
+    n: usize,
+    trans_a: bool,
+    /// W as stored: `[K, N]`, or `[N, K]` when `trans_b`.
+    w: &'g [f32],
+    trans_b: bool,
+    alpha: f32,
+    /// `beta * C` broadcast to `[N]`.
+    bias: Option<Vec<f32>>,
+}
+
+/// The fully connected form of a Gemm: B constant, and C absent or a
+/// constant that broadcasts along rows (scalar, `[N]`, `[1, N]`).
+fn gemm_fc<'g>(cx: &LowerCx<'g>, g: &ir::Gemm, b: ValueId, c: Option<ValueId>, (m, k, n): (usize, usize, usize)) -> Result<Option<FcPlan<'g>>, String> {
+    let Some(w) = constant_f32(cx, b)? else { return Ok(None) };
+    let bias = match c {
+        None => None,
+        Some(c) => {
+            let cd = cx.info(c).shape.dims();
+            let per_row = match *cd {
+                [] | [1] | [1, 1] => false,
+                [nn] | [1, nn] if nn == n => true,
+                _ => return Ok(None),
+            };
+            let Some(cv) = constant_f32(cx, c)? else { return Ok(None) };
+            let beta = g.beta as f32;
+            Some((0..n).map(|j| beta * cv[if per_row { j } else { 0 }]).collect())
+        }
+    };
+    Ok(Some(FcPlan { m, k, n, trans_a: g.trans_a, w, trans_b: g.trans_b, alpha: g.alpha as f32, bias }))
+}
+
+/// A fully connected product on the packed weights of the target's ISA.
+fn lower_fc(cx: &mut LowerCx, id: NodeId, node: &Node, fc: FcPlan, extra: Extra) -> LowerResult {
+    let a = cx.input(node, 0)?;
+    let isa = gemm_isa(cx.arch);
+    let w_op = cx.weights_f32(&pack_fc_weights(fc.w, fc.k, fc.n, fc.trans_b, fc.alpha, isa));
+    let mut inputs = vec![Operand::Value(a), w_op];
+    if let Some(bias) = &fc.bias {
+        let b_op = cx.weights_f32(bias);
+        inputs.push(b_op);
+    }
+    let kernel = FcGemm { m: fc.m as u64, k: fc.k as u64, n: fc.n as u64, trans_a: fc.trans_a, epilogue: epilogue(&mut inputs, fc.bias.is_some(), extra), isa };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::FcGemm(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
     Ok(())
 }
 
@@ -329,6 +385,13 @@ fn lower_matmul(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra) -> Lowe
     require_f32(cx, b, "B")?;
     let (ad, bd) = (cx.info(a).shape.dims(), cx.info(b).shape.dims());
     let p = plan_matmul(ad, bd)?;
+    if ad.len() >= 2 && bd.len() == 2 {
+        if let Some(w) = constant_f32(cx, b)? {
+            let rows = ad[..ad.len() - 1].iter().product();
+            let fc = FcPlan { m: rows, k: p.k, n: p.n, trans_a: false, w, trans_b: false, alpha: 1.0, bias: None };
+            return lower_fc(cx, id, node, fc, extra);
+        }
+    }
     let (m, k, n) = (p.m as u64, p.k as u64, p.n as u64);
     // A 1-D B is a column [K, 1]: row stride 1.
     let b_strides = if bd.len() == 1 { [1, 1] } else { [n, 1] };
@@ -882,6 +945,44 @@ mod tests {
             check(one_node(op, args, 1, &mut rng));
             let (op, args) = matmul_op(&mut rng);
             check(one_node(op, args, 1, &mut rng));
+        }
+    }
+
+    #[test]
+    fn constant_weight_products_take_the_fc_kernel_on_every_arch() {
+        use kann_kernels::Kernel;
+        let mut rng = Rng::new(12);
+        let gemm = |trans_a, trans_b, c: Arg| {
+            let g = ir::Gemm { alpha: 0.75, beta: -0.5, trans_a, trans_b };
+            let (m, k, n) = (3, 70, 37);
+            let a = if trans_a { vec![k, m] } else { vec![m, k] };
+            let b = if trans_b { vec![n, k] } else { vec![k, n] };
+            (Op::Nn(NnOp::Gemm(g)), vec![Arg::Input(a), Arg::Const(b), c])
+        };
+        let matmul = |b| (Op::Nn(NnOp::MatMul), vec![Arg::Input(vec![2, 3, 40]), b]);
+        // (node, whether the fc kernel applies)
+        let cases = [
+            (gemm(false, true, Arg::Const(vec![37])), true),
+            (gemm(true, false, Arg::Const(vec![])), true),
+            (gemm(false, false, Arg::Absent), true),
+            (gemm(false, true, Arg::Const(vec![3, 37])), false),
+            (gemm(false, true, Arg::Input(vec![37])), false),
+            (matmul(Arg::Const(vec![40, 19])), true),
+            (matmul(Arg::Input(vec![40, 19])), false),
+        ];
+        let graphs: Vec<(Graph, bool)> = cases.into_iter().map(|((op, args), fc)| (one_node(op, args, 1, &mut rng), fc)).collect();
+        for arch in runnable_arches() {
+            let isa = super::gemm_isa(arch);
+            for (g, fc) in graphs.iter().cloned() {
+                let lowered = crate::lower::lower_graph(&g, arch).unwrap();
+                match &lowered.steps[0].kernel {
+                    Kernel::FcGemm(k) => assert!(fc && k.isa == isa, "{arch}: unexpected fc kernel"),
+                    other => assert!(!fc, "{arch}: got {}", other.name()),
+                }
+                for clusters in [1, 3] {
+                    crate::testing::check_against_reference_on(g.clone(), clusters, arch).unwrap_or_else(|e| panic!("{arch}: {e}\ngraph: {g:?}"));
+                }
+            }
         }
     }
 
