@@ -414,16 +414,10 @@ mod tests {
         }
     }
 
-    fn compare(
-        m: usize,
-        k: usize,
-        n: usize,
-        trans_a: bool,
-        trans_b: bool,
-        alpha: f32,
-        e: Epilogue,
-        rng: &mut Rng,
-    ) {
+    /// `(trans_a, trans_b, alpha)` of a case.
+    type Form = (bool, bool, f32);
+
+    fn compare((m, k, n): (usize, usize, usize), (trans_a, trans_b, alpha): Form, e: Epilogue, rng: &mut Rng) {
         let (x, w, bias, res) = (rng.vec(m * k), rng.vec(k * n), rng.vec(n), rng.vec(m * n));
         let base = FcGemm {
             m: m as u64,
@@ -473,16 +467,8 @@ mod tests {
             } else {
                 0.5 + rng.next()
             };
-            compare(
-                m,
-                k,
-                n,
-                rng.below(2) == 1,
-                rng.below(2) == 1,
-                alpha,
-                e,
-                &mut rng,
-            );
+            let form = (rng.below(2) == 1, rng.below(2) == 1, alpha);
+            compare((m, k, n), form, e, &mut rng);
         }
     }
 
@@ -496,7 +482,7 @@ mod tests {
                 residual: false,
                 activation: crate::Activation::Relu,
             };
-            compare(m, k, n, false, true, 1.0, e, &mut rng);
+            compare((m, k, n), (false, true, 1.0), e, &mut rng);
         }
     }
 
