@@ -47,9 +47,10 @@ pub enum Kernel {
     Cast(crate::cast::Cast),
     // --- end of element-wise kernels ---
 
-    // --- nn kernels (conv.rs, conv_gemm.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
+    // --- nn kernels (conv.rs, conv_gemm.rs, depthwise.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
     Conv(crate::conv::Conv),
     ConvGemm(crate::conv_gemm::ConvGemm),
+    DepthwiseConv(crate::depthwise::DepthwiseConv),
     ConvTranspose(crate::conv::ConvTranspose),
     Gemm(crate::gemm::Gemm),
     Pool(crate::pool::Pool),
@@ -92,6 +93,7 @@ macro_rules! dispatch {
             // --- nn kernels ---
             Kernel::Conv($k) => $e,
             Kernel::ConvGemm($k) => $e,
+            Kernel::DepthwiseConv($k) => $e,
             Kernel::ConvTranspose($k) => $e,
             Kernel::Gemm($k) => $e,
             Kernel::Pool($k) => $e,

@@ -44,6 +44,7 @@ pub mod unary;
 // Convolution, matrix products, pooling, normalisation, softmax.
 pub mod conv;
 pub mod conv_gemm;
+pub mod depthwise;
 pub mod gemm;
 pub mod peak;
 pub mod norm;
