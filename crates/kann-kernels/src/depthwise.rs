@@ -95,10 +95,13 @@ struct Plane<'a> {
     residual: Option<&'a [f32]>,
 }
 
+/// The geometry as usize pairs: input, output, kernel, strides, dilations, padding.
+type Dims = [[usize; 2]; 6];
+
 impl DepthwiseConv {
-    fn dims(&self) -> ([usize; 2], [usize; 2], [usize; 2], [usize; 2], [usize; 2], [usize; 2]) {
+    fn dims(&self) -> Dims {
         let u = |v: [u64; 2]| v.map(|e| e as usize);
-        (u(self.input), u(self.output), u(self.kernel), u(self.strides), u(self.dilations), u(self.pad_begin))
+        [u(self.input), u(self.output), u(self.kernel), u(self.strides), u(self.dilations), u(self.pad_begin)]
     }
 
     /// Floats of the phase rows: `s` phases of `ceil(iw / s)` columns.
@@ -149,7 +152,7 @@ fn plane_avx2(k: &DepthwiseConv, p: &Plane, y: &mut [f32], taps: &[Tap], phases:
 /// The rows of one output plane: bias, every tap, residual, activation.
 #[inline(always)]
 fn plane_rows(k: &DepthwiseConv, p: &Plane, y: &mut [f32], taps: &[Tap], phases: &mut [f32]) {
-    let ([ih, iw], [_, ow], [kh, kw], [sh, sw], [dh, _], [ph, _]) = k.dims();
+    let [[ih, iw], [_, ow], [kh, kw], [sh, sw], [dh, _], [ph, _]] = k.dims();
     let pw_len = iw.div_ceil(sw);
     for (oy, row) in y.chunks_exact_mut(ow).enumerate() {
         row.fill(p.bias);
@@ -226,7 +229,7 @@ impl KernelImpl for DepthwiseConv {
     }
 
     unsafe fn run(&self, io: &Io, part: Range<u64>, _scratch: &mut [u8]) {
-        let ([ih, iw], [oh, ow], [kh, kw], [_, sw], [_, dw], [_, pw]) = self.dims();
+        let [[ih, iw], [oh, ow], [kh, kw], [_, sw], [_, dw], [_, pw]] = self.dims();
         let (c, m) = (self.in_channels as usize, self.out_channels as usize);
         let (in_plane, out_plane, mult) = (ih * iw, oh * ow, m / c);
         // SAFETY: inputs are not written during the step (the run contract).
