@@ -189,8 +189,10 @@ fn plane_rows(k: &DepthwiseConv, p: &Plane, y: &mut [f32], taps: &[Tap], phases:
 /// `phases[q · len + j] = row[j · s + q]` (the tail of the last phases unused).
 #[inline(always)]
 fn split_phases(row: &[f32], s: usize, len: usize, phases: &mut [f32]) {
-    for (i, &v) in row.iter().enumerate() {
-        phases[(i % s) * len + i / s] = v;
+    for (q, dst) in phases.chunks_exact_mut(len.max(1)).take(s).enumerate() {
+        for (d, &v) in dst.iter_mut().zip(row.iter().skip(q).step_by(s)) {
+            *d = v;
+        }
     }
 }
 
