@@ -47,10 +47,11 @@ pub enum Kernel {
     Cast(crate::cast::Cast),
     // --- end of element-wise kernels ---
 
-    // --- nn kernels (conv.rs, conv_gemm.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
+    // --- nn kernels (conv.rs, conv_gemm.rs, depthwise.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
     Conv(crate::conv::Conv),
     ConvGemm(crate::conv_gemm::ConvGemm),
     FcGemm(crate::fc_gemm::FcGemm),
+    DepthwiseConv(crate::depthwise::DepthwiseConv),
     ConvTranspose(crate::conv::ConvTranspose),
     Gemm(crate::gemm::Gemm),
     Pool(crate::pool::Pool),
@@ -94,6 +95,7 @@ macro_rules! dispatch {
             Kernel::Conv($k) => $e,
             Kernel::ConvGemm($k) => $e,
             Kernel::FcGemm($k) => $e,
+            Kernel::DepthwiseConv($k) => $e,
             Kernel::ConvTranspose($k) => $e,
             Kernel::Gemm($k) => $e,
             Kernel::Pool($k) => $e,

@@ -45,6 +45,7 @@ pub mod unary;
 pub mod conv;
 pub mod conv_gemm;
 pub mod fc_gemm;
+pub mod depthwise;
 pub mod gemm;
 pub mod peak;
 pub mod norm;

@@ -17,6 +17,7 @@ use kann_ir::ops::nn::{self as ir, NnOp};
 use kann_ir::{Node, NodeId, Op, TensorInfo, ValueId};
 use kann_artifact::Arch;
 use kann_kernels::conv::{pack_conv_weights, Conv, ConvTranspose};
+use kann_kernels::depthwise::{pack_dwconv_weights, DepthwiseConv};
 use kann_kernels::conv_gemm::{pack_conv_gemm_weights, ConvGemm, GemmAxis};
 use kann_kernels::fc_gemm::{pack_fc_weights, FcGemm};
 use kann_kernels::packed::Isa;
@@ -133,6 +134,9 @@ fn lower_conv(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAttrs, 
     let (xd, wd) = (cx.info(x).shape.dims(), cx.info(w).shape.dims());
     let plan = attrs.plan(xd, wd)?;
     if let Some(wv) = constant_f32(cx, w)? {
+        if xd.len() == 4 && attrs.group == xd[1] && wd[0] % xd[1] == 0 {
+            return lower_depthwise(cx, id, node, extra, &plan, wv);
+        }
         if xd.len() == 4 && attrs.group < xd[1] {
             return lower_conv_gemm(cx, id, node, attrs, extra, &plan, wv);
         }
@@ -218,6 +222,37 @@ fn lower_conv_gemm(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAt
     };
     let y = output(node, 0)?;
     cx.push(id, Kernel::ConvGemm(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+/// A 2-D depthwise convolution (`group == C`) with constant weights, on the
+/// row-vectorised depthwise kernel of the target's ISA.
+fn lower_depthwise(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, plan: &ir::WindowPlan, w: &[f32]) -> LowerResult {
+    let (x, b) = (cx.input(node, 0)?, cx.optional_input(node, 2));
+    let (xd, wd) = (cx.info(x).shape.dims(), cx.info(cx.input(node, 1)?).shape.dims());
+    let w_op = cx.weights_f32(&pack_dwconv_weights(w));
+    let mut inputs = vec![Operand::Value(x), w_op];
+    if let Some(b) = b {
+        require_f32(cx, b, "B")?;
+        inputs.push(Operand::Value(b));
+    }
+    let two = |v: &[usize]| -> Result<[u64; 2], String> { <[u64; 2]>::try_from(dims_u64(v)).map_err(|_| format!("a 2-D conv has {} spatial values", v.len())) };
+    let pad_begin = <[u64; 2]>::try_from(pads_u64(&plan.pad_begin)?).map_err(|_| "a 2-D conv needs two pads".to_string())?;
+    let kernel = DepthwiseConv {
+        batch: xd[0] as u64,
+        in_channels: xd[1] as u64,
+        out_channels: wd[0] as u64,
+        input: two(&xd[2..])?,
+        kernel: two(&plan.kernel)?,
+        strides: two(&plan.strides)?,
+        dilations: two(&plan.dilations)?,
+        pad_begin,
+        output: two(&plan.out)?,
+        epilogue: epilogue(&mut inputs, b.is_some(), extra),
+        isa: gemm_isa(cx.arch),
+    };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::DepthwiseConv(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
     Ok(())
 }
 
@@ -780,7 +815,7 @@ mod tests {
         use kann_kernels::Kernel;
         let mut rng = Rng::new(5);
         // (channels, group, extent, expected: None = direct kernel, else the axis)
-        for (c, group, hw, want) in [(16, 1, 20, Some(GemmAxis::Columns)), (64, 1, 7, Some(GemmAxis::Channels)), (8, 8, 9, None), (8, 2, 9, Some(GemmAxis::Columns))] {
+        for (c, group, hw, want) in [(16, 1, 20, Some(GemmAxis::Columns)), (64, 1, 7, Some(GemmAxis::Channels)), (8, 2, 9, Some(GemmAxis::Columns))] {
             let mut w = ir::Window::new(ir::AutoPad::NotSet);
             w.kernel_shape = vec![3, 3];
             w.pads = vec![1, 1, 1, 1];
@@ -796,6 +831,44 @@ mod tests {
                 other => panic!("unexpected kernel {}", other.name()),
             };
             assert_eq!(got, want, "channels {c}, group {group}, extent {hw}");
+        }
+    }
+
+    /// Builds a 3×3 padded 2-D conv over `[n, c, hw, hw]` with `m` output channels.
+    fn conv2d_graph(rng: &mut Rng, n: usize, c: usize, m: usize, group: usize, hw: usize, w_const: bool) -> Graph {
+        let mut w = ir::Window::new(ir::AutoPad::NotSet);
+        w.kernel_shape = vec![3, 3];
+        w.pads = vec![1, 0, 1, 2];
+        w.strides = vec![2, 1];
+        let op = Op::Nn(NnOp::Conv(ir::Conv { attrs: ir::ConvAttrs { window: w, group } }));
+        let wd = vec![m, c / group, 3, 3];
+        let w_arg = if w_const { Arg::Const(wd) } else { Arg::Input(wd) };
+        one_node(op, vec![Arg::Input(vec![n, c, hw, hw]), w_arg, Arg::Const(vec![m])], 1, rng)
+    }
+
+    #[test]
+    fn lowering_picks_the_depthwise_kernel() {
+        use kann_kernels::Kernel;
+        let mut rng = Rng::new(8);
+        for arch in runnable_arches() {
+            let isa = super::gemm_isa(arch);
+            // (channels, outputs, group, constant weights, depthwise expected)
+            for (c, m, group, w_const, want) in [(8, 8, 8, true, true), (4, 8, 4, true, true), (8, 8, 8, false, false), (8, 8, 4, true, false)] {
+                let g = conv2d_graph(&mut rng, 2, c, m, group, 11, w_const);
+                let lowered = crate::lower::lower_graph(&g, arch).unwrap();
+                let got = match &lowered.steps[0].kernel {
+                    Kernel::DepthwiseConv(k) => {
+                        assert_eq!(k.isa, isa);
+                        assert_eq!(k.out_channels, m as u64);
+                        true
+                    }
+                    _ => false,
+                };
+                assert_eq!(got, want, "{arch}: channels {c}, outputs {m}, group {group}");
+                for clusters in [1, 2] {
+                    crate::testing::check_against_reference_on(g.clone(), clusters, arch).unwrap_or_else(|e| panic!("{arch}: {e}"));
+                }
+            }
         }
     }
 

@@ -1,0 +1,409 @@
+//! Depthwise 2-D f32 convolution (NCHW): every output channel reads one
+//! input channel (`group == C`, output channel `oc` reads input channel
+//! `oc / multiplier`), with any kernel size, strides, dilations, explicit
+//! padding and the fused epilogue (bias, residual, activation).
+//!
+//! Work items are output planes (`N · M`), as [`crate::conv::Conv`]. An
+//! output row is a sum over the kernel taps of `w · (a contiguous run of an
+//! input row)`: the columns each horizontal tap reads inside the input are
+//! computed once per kernel, so every tap is one multiply-add over a
+//! contiguous run of output columns (the padding columns are skipped, never
+//! tested per element). For a stride `s > 1` the input row is first split
+//! into its `s` phases (`phase[p][j] = row[j·s + p]`, in the scratch), after
+//! which each tap again reads a contiguous run of one phase.
+//!
+//! The row loop is one `#[inline(always)]` body compiled three times: with
+//! AVX-512F, with AVX2+FMA (`#[target_feature]`, chosen from the kernel's
+//! [`Isa`] and checked at run time) and portable; the compiler vectorises
+//! the contiguous multiply-adds and the piecewise-linear activations for
+//! each instruction set.
+//!
+//! Inputs: X `[N, C, H, W]`, W `[M, 1, kh, kw]` (packed by
+//! [`pack_dwconv_weights`]), then B `[M]` if `epilogue.bias`, then the
+//! residual (Y's shape) if `epilogue.residual`. Output: Y `[N, M, oh, ow]`.
+
+use crate::kernel::{expect_io, KernelImpl};
+use crate::packed::Isa;
+use crate::{Epilogue, Io};
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+
+/// A depthwise 2-D convolution; geometry as [`crate::conv::Conv`] with two
+/// spatial axes `[h, w]` and `group == in_channels`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DepthwiseConv {
+    pub batch: u64,
+    pub in_channels: u64,
+    /// A multiple of `in_channels` (the channel multiplier).
+    pub out_channels: u64,
+    pub input: [u64; 2],
+    pub kernel: [u64; 2],
+    pub strides: [u64; 2],
+    pub dilations: [u64; 2],
+    pub pad_begin: [u64; 2],
+    pub output: [u64; 2],
+    pub epilogue: Epilogue,
+    pub isa: Isa,
+}
+
+/// Packs W `[M, 1, kh, kw]`: each output channel's `kh · kw` taps, row-major,
+/// which is the ONNX layout itself.
+pub fn pack_dwconv_weights(w: &[f32]) -> Vec<f32> {
+    w.to_vec()
+}
+
+/// `ceil(a / b)` for `b > 0`.
+fn ceil_div(a: i64, b: i64) -> i64 {
+    a.div_euclid(b) + i64::from(a.rem_euclid(b) != 0)
+}
+
+/// One horizontal tap: output columns `lo..hi` read phase `phase` of the
+/// input row from position `at` on (contiguously).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Tap {
+    lo: usize,
+    hi: usize,
+    phase: usize,
+    at: usize,
+}
+
+/// The horizontal taps of a kernel row: output column `o` of tap `kx` reads
+/// input column `o · s + kx · d − p`, which is inside the row for `lo..hi`.
+fn horizontal_taps(iw: usize, ow: usize, kw: usize, s: usize, d: usize, p: usize) -> Vec<Tap> {
+    (0..kw)
+        .map(|kx| {
+            let off = (kx * d) as i64 - p as i64;
+            let lo = ceil_div(-off, s as i64).max(0);
+            let hi = ceil_div(iw as i64 - off, s as i64).min(ow as i64);
+            if lo >= hi {
+                return Tap { lo: 0, hi: 0, phase: 0, at: 0 };
+            }
+            let first = (lo * s as i64 + off) as usize;
+            Tap { lo: lo as usize, hi: hi as usize, phase: first % s, at: first / s }
+        })
+        .collect()
+}
+
+/// Everything one output plane's rows need besides the data.
+struct Plane<'a> {
+    /// The input plane `[ih, iw]`.
+    x: &'a [f32],
+    /// The channel's `kh · kw` taps.
+    w: &'a [f32],
+    bias: f32,
+    /// The residual plane `[oh, ow]`, if any.
+    residual: Option<&'a [f32]>,
+}
+
+/// The geometry as usize pairs: input, output, kernel, strides, dilations, padding.
+type Dims = [[usize; 2]; 6];
+
+impl DepthwiseConv {
+    fn dims(&self) -> Dims {
+        let u = |v: [u64; 2]| v.map(|e| e as usize);
+        [u(self.input), u(self.output), u(self.kernel), u(self.strides), u(self.dilations), u(self.pad_begin)]
+    }
+
+    /// Floats of the phase rows: `s` phases of `ceil(iw / s)` columns.
+    fn phase_floats(&self) -> usize {
+        let (s, iw) = (self.strides[1] as usize, self.input[1] as usize);
+        if s > 1 {
+            s * iw.div_ceil(s)
+        } else {
+            0
+        }
+    }
+
+    /// The ISA the rows run with: the requested one when the CPU has it.
+    fn run_isa(&self) -> Isa {
+        if self.isa.available() {
+            self.isa
+        } else {
+            Isa::Generic
+        }
+    }
+
+    /// Computes one output plane `y` (`[oh, ow]`).
+    fn plane(&self, p: &Plane, y: &mut [f32], taps: &[Tap], phases: &mut [f32]) {
+        match self.run_isa() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX-512F (checked by run_isa).
+            Isa::Avx512 => unsafe { plane_avx512(self, p, y, taps, phases) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX2 and FMA (checked by run_isa).
+            Isa::Avx2 => unsafe { plane_avx2(self, p, y, taps, phases) },
+            _ => plane_rows(self, p, y, taps, phases),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn plane_avx512(k: &DepthwiseConv, p: &Plane, y: &mut [f32], taps: &[Tap], phases: &mut [f32]) {
+    plane_rows(k, p, y, taps, phases)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn plane_avx2(k: &DepthwiseConv, p: &Plane, y: &mut [f32], taps: &[Tap], phases: &mut [f32]) {
+    plane_rows(k, p, y, taps, phases)
+}
+
+/// The rows of one output plane: bias, every tap, residual, activation.
+#[inline(always)]
+fn plane_rows(k: &DepthwiseConv, p: &Plane, y: &mut [f32], taps: &[Tap], phases: &mut [f32]) {
+    let [[ih, iw], [_, ow], [kh, kw], [sh, sw], [dh, _], [ph, _]] = k.dims();
+    let pw_len = iw.div_ceil(sw);
+    for (oy, row) in y.chunks_exact_mut(ow).enumerate() {
+        row.fill(p.bias);
+        for ky in 0..kh {
+            let iy = (oy * sh + ky * dh) as i64 - ph as i64;
+            if iy < 0 || iy >= ih as i64 {
+                continue;
+            }
+            let x_row = &p.x[iy as usize * iw..][..iw];
+            let src: &[f32] = if sw == 1 {
+                x_row
+            } else {
+                split_phases(x_row, sw, pw_len, phases);
+                phases
+            };
+            let stride = if sw == 1 { iw } else { pw_len };
+            for (t, &wv) in taps.iter().zip(&p.w[ky * kw..][..kw]) {
+                let out = &mut row[t.lo..t.hi];
+                let inp = &src[t.phase * stride + t.at..][..out.len()];
+                for (o, &xv) in out.iter_mut().zip(inp) {
+                    *o += wv * xv;
+                }
+            }
+        }
+        if let Some(r) = p.residual {
+            for (o, &rv) in row.iter_mut().zip(&r[oy * ow..][..ow]) {
+                *o += rv;
+            }
+        }
+        activate(row, k.epilogue);
+    }
+}
+
+/// `phases[q · len + j] = row[j · s + q]` (the tail of the last phases unused).
+#[inline(always)]
+fn split_phases(row: &[f32], s: usize, len: usize, phases: &mut [f32]) {
+    for (q, dst) in phases.chunks_exact_mut(len.max(1)).take(s).enumerate() {
+        for (d, &v) in dst.iter_mut().zip(row.iter().skip(q).step_by(s)) {
+            *d = v;
+        }
+    }
+}
+
+/// Applies the activation to a row.
+#[inline(always)]
+fn activate(row: &mut [f32], e: Epilogue) {
+    use crate::Activation as A;
+    match e.activation {
+        A::None => {}
+        A::Relu => row.iter_mut().for_each(|v| *v = v.max(0.0)),
+        A::Clip { min, max } => row.iter_mut().for_each(|v| *v = v.max(min).min(max)),
+        act => row.iter_mut().for_each(|v| *v = act.apply(*v)),
+    }
+}
+
+impl KernelImpl for DepthwiseConv {
+    fn name(&self) -> String {
+        format!("f32_dwconv2d_direct_{}", self.isa.name())
+    }
+
+    fn work_items(&self) -> u64 {
+        self.batch * self.out_channels
+    }
+
+    fn scratch_bytes(&self, _items: u64) -> usize {
+        self.phase_floats() * 4
+    }
+
+    fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String> {
+        let want = 2 + usize::from(self.epilogue.bias) + usize::from(self.epilogue.residual);
+        expect_io(n_inputs, n_outputs, want..want + 1, 1)?;
+        if self.in_channels == 0 || self.out_channels % self.in_channels != 0 || self.strides.contains(&0) || self.dilations.contains(&0) {
+            return Err(format!("depthwise conv channels, strides or dilations are invalid: {self:?}"));
+        }
+        Ok(())
+    }
+
+    unsafe fn run(&self, io: &Io, part: Range<u64>, _scratch: &mut [u8]) {
+        let [[ih, iw], [oh, ow], [kh, kw], [_, sw], [_, dw], [_, pw]] = self.dims();
+        let (c, m) = (self.in_channels as usize, self.out_channels as usize);
+        let (in_plane, out_plane, mult) = (ih * iw, oh * ow, m / c);
+        // SAFETY: inputs are not written during the step (the run contract).
+        let (x, w) = unsafe { (io.inputs[0].f32(), io.inputs[1].f32()) };
+        // SAFETY: as above.
+        let bias = self.epilogue.bias.then(|| unsafe { io.inputs[2].f32() });
+        let r_at = 2 + usize::from(self.epilogue.bias);
+        // SAFETY: as above.
+        let residual = self.epilogue.residual.then(|| unsafe { io.inputs[r_at].f32() });
+        let (p0, p1) = (part.start as usize, part.end as usize);
+        // SAFETY: this part owns output planes p0..p1 (the run contract).
+        let y = unsafe { io.outputs[0].f32_part(p0 * out_plane..p1 * out_plane) };
+        let taps = horizontal_taps(iw, ow, kw, sw, dw, pw);
+        let mut phases = vec![0.0f32; self.phase_floats()];
+        for (item, y_plane) in (p0..p1).zip(y.chunks_exact_mut(out_plane.max(1))) {
+            let (b, oc) = (item / m, item % m);
+            let plane = Plane {
+                x: &x[(b * c + oc / mult) * in_plane..][..in_plane],
+                w: &w[oc * kh * kw..][..kh * kw],
+                bias: bias.map_or(0.0, |bv| bv[oc]),
+                residual: residual.map(|rv| &rv[item * out_plane..][..out_plane]),
+            };
+            self.plane(&plane, y_plane, &taps, &mut phases);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::testutil::*;
+    use crate::conv::{pack_conv_weights, Conv};
+    use crate::Activation;
+
+    const ACTIVATIONS: [Activation; 9] = [
+        Activation::None,
+        Activation::Relu,
+        Activation::Clip { min: -0.2, max: 0.3 },
+        Activation::LeakyRelu { alpha: 0.1 },
+        Activation::Sigmoid,
+        Activation::HardSigmoid { alpha: 0.2, beta: 0.5 },
+        Activation::HardSwish,
+        Activation::Silu,
+        Activation::Tanh,
+    ];
+
+    /// The portable grouped convolution with the same geometry.
+    fn as_conv(k: &DepthwiseConv) -> Conv {
+        Conv {
+            batch: k.batch,
+            in_channels: k.in_channels,
+            out_channels: k.out_channels,
+            group: k.in_channels,
+            input: k.input.to_vec(),
+            kernel: k.kernel.to_vec(),
+            strides: k.strides.to_vec(),
+            dilations: k.dilations.to_vec(),
+            pad_begin: k.pad_begin.to_vec(),
+            output: k.output.to_vec(),
+            epilogue: k.epilogue,
+        }
+    }
+
+    /// A random depthwise geometry: kernel 1..7, stride 1..3, dilation 1..2,
+    /// asymmetric padding, widths around the vector widths.
+    fn random_geometry(rng: &mut Rng, isa: Isa, activation: Activation) -> DepthwiseConv {
+        let c = 1 + rng.below(4);
+        let mult = if rng.below(4) == 0 { 2 } else { 1 };
+        let mut axis = |wide: bool| {
+            let (k, s, d) = (1 + rng.below(7), 1 + rng.below(3), 1 + rng.below(2));
+            let (pb, pe) = (rng.below(k), rng.below(k));
+            let eff = (k - 1) * d + 1;
+            let extra = if wide { pick_width(rng) } else { rng.below(6) };
+            let inp = eff.saturating_sub(pb + pe).max(1) + extra;
+            let out = (inp + pb + pe - eff) / s + 1;
+            (inp, k, s, d, pb, out)
+        };
+        let (h, w) = (axis(false), axis(true));
+        DepthwiseConv {
+            batch: 1 + rng.below(2),
+            in_channels: c,
+            out_channels: c * mult,
+            input: [h.0, w.0],
+            kernel: [h.1, w.1],
+            strides: [h.2, w.2],
+            dilations: [h.3, w.3],
+            pad_begin: [h.4, w.4],
+            output: [h.5, w.5],
+            epilogue: Epilogue { bias: rng.below(2) == 1, residual: rng.below(2) == 1, activation },
+            isa,
+        }
+    }
+
+    /// Extra widths around 8, 16 and 32 lanes (and their multiples).
+    fn pick_width(rng: &mut Rng) -> u64 {
+        let base = [0u64, 7, 8, 15, 16, 31, 32, 33, 47, 64][rng.below(10) as usize];
+        base + rng.below(3)
+    }
+
+    fn inputs(rng: &mut Rng, k: &DepthwiseConv) -> (Vec<Vec<f32>>, usize) {
+        let in_len = (k.batch * k.in_channels * k.input[0] * k.input[1]) as usize;
+        let out_len = (k.batch * k.out_channels * k.output[0] * k.output[1]) as usize;
+        let mut v = vec![rng.vec(in_len), rng.vec((k.out_channels * k.kernel[0] * k.kernel[1]) as usize)];
+        if k.epilogue.bias {
+            v.push(rng.vec(k.out_channels as usize));
+        }
+        if k.epilogue.residual {
+            v.push(rng.vec(out_len));
+        }
+        (v, out_len)
+    }
+
+    #[test]
+    fn matches_portable_conv_on_random_geometries_every_isa() {
+        let mut rng = Rng(11);
+        for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+            for _ in 0..60 {
+                for act in ACTIVATIONS {
+                    let k = random_geometry(&mut rng, isa, act);
+                    let (ins, out_len) = inputs(&mut rng, &k);
+                    let conv = as_conv(&k);
+                    let mut conv_ins = ins.clone();
+                    conv_ins[1] = pack_conv_weights(&ins[1]);
+                    let want = run_parts(&conv, &conv_ins, &[out_len], 1);
+                    let mut dw_ins = ins.clone();
+                    dw_ins[1] = pack_dwconv_weights(&ins[1]);
+                    for parts in [1, 3] {
+                        let got = run_parts(&k, &dw_ins, &[out_len], parts);
+                        assert_close(&got[0], &want[0], 1e-5);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hand_made_stride_two_with_padding() {
+        // One 1×5 row, 1×3 kernel of ones, stride 2, padding 1: columns
+        // (-1,0,1), (1,2,3), (3,4,5) → 0+1, 1+2+3, 3+4 with x = 0..5.
+        let k = DepthwiseConv {
+            batch: 1,
+            in_channels: 1,
+            out_channels: 1,
+            input: [1, 5],
+            kernel: [1, 3],
+            strides: [1, 2],
+            dilations: [1, 1],
+            pad_begin: [0, 1],
+            output: [1, 3],
+            epilogue: Epilogue { bias: true, residual: false, activation: Activation::Relu },
+            isa: Isa::Generic,
+        };
+        let got = run_parts(&k, &[vec![0.0, 1.0, 2.0, 3.0, 4.0], vec![1.0; 3], vec![-2.0]], &[3], 1);
+        assert_eq!(got[0], vec![0.0, 4.0, 5.0]);
+    }
+
+    #[test]
+    fn taps_cover_exactly_the_inside_columns() {
+        // iw 5, ow 3, kernel 3, stride 2, dilation 1, padding 1.
+        let t = horizontal_taps(5, 3, 3, 2, 1, 1);
+        assert_eq!(t[0], Tap { lo: 1, hi: 3, phase: 1, at: 0 });
+        assert_eq!(t[1], Tap { lo: 0, hi: 3, phase: 0, at: 0 });
+        assert_eq!(t[2], Tap { lo: 0, hi: 2, phase: 1, at: 0 });
+        // A tap entirely in the padding is empty.
+        assert_eq!(horizontal_taps(1, 1, 3, 1, 1, 2)[0], Tap { lo: 0, hi: 0, phase: 0, at: 0 });
+    }
+
+    #[test]
+    fn names_and_check() {
+        let mut k = random_geometry(&mut Rng(3), Isa::Avx2, Activation::None);
+        assert_eq!(k.name(), "f32_dwconv2d_direct_avx2");
+        k.out_channels = k.in_channels * 2 + 1;
+        assert!(k.check(2 + usize::from(k.epilogue.bias) + usize::from(k.epilogue.residual), 1).is_err());
+    }
+}
