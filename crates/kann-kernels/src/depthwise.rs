@@ -230,7 +230,7 @@ impl KernelImpl for DepthwiseConv {
         Ok(())
     }
 
-    unsafe fn run(&self, io: &Io, part: Range<u64>, _scratch: &mut [u8]) {
+    unsafe fn run(&self, io: &Io, part: Range<u64>, scratch: &mut [u8]) {
         let [[ih, iw], [oh, ow], [kh, kw], [_, sw], [_, dw], [_, pw]] = self.dims();
         let (c, m) = (self.in_channels as usize, self.out_channels as usize);
         let (in_plane, out_plane, mult) = (ih * iw, oh * ow, m / c);
@@ -245,7 +245,11 @@ impl KernelImpl for DepthwiseConv {
         // SAFETY: this part owns output planes p0..p1 (the run contract).
         let y = unsafe { io.outputs[0].f32_part(p0 * out_plane..p1 * out_plane) };
         let taps = horizontal_taps(iw, ow, kw, sw, dw, pw);
-        let mut phases = vec![0.0f32; self.phase_floats()];
+        // The stride phases live in the cluster's scratch: no allocation while a frame runs.
+        // SAFETY: any bit pattern is a valid f32; the slice is only reinterpreted.
+        let (pre, scratch, _) = unsafe { scratch.align_to_mut::<f32>() };
+        assert!(pre.is_empty() && scratch.len() >= self.phase_floats(), "depthwise scratch is not 4-byte aligned or too small");
+        let phases = &mut scratch[..self.phase_floats()];
         for (item, y_plane) in (p0..p1).zip(y.chunks_exact_mut(out_plane.max(1))) {
             let (b, oc) = (item / m, item % m);
             let plane = Plane {
@@ -254,7 +258,7 @@ impl KernelImpl for DepthwiseConv {
                 bias: bias.map_or(0.0, |bv| bv[oc]),
                 residual: residual.map(|rv| &rv[item * out_plane..][..out_plane]),
             };
-            self.plane(&plane, y_plane, &taps, &mut phases);
+            self.plane(&plane, y_plane, &taps, phases);
         }
     }
 }
