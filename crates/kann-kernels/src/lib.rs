@@ -61,4 +61,5 @@ pub mod resample;
 pub use buf::{Io, RawBuf};
 pub use epilogue::{Activation, Epilogue};
 pub use kernel::{Kernel, KernelImpl};
+pub use packed::Isa;
 pub use program::{BufRef, Command, ElemType, EncodedProgram, IoTensor, Program, Step, PROGRAM_VERSION};

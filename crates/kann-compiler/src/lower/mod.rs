@@ -85,6 +85,16 @@ pub struct LowerCx<'g> {
     out: Lowered,
 }
 
+/// The SIMD variant of kernels for the target arch (the runtime refuses an
+/// artifact whose arch the CPU lacks, so the kernels need not check again).
+pub fn kernel_isa(arch: Arch) -> kann_kernels::Isa {
+    match arch {
+        Arch::X86_64V4 => kann_kernels::Isa::Avx512,
+        Arch::X86_64V3 => kann_kernels::Isa::Avx2,
+        _ => kann_kernels::Isa::Generic,
+    }
+}
+
 /// Result of lowering one node: `Err` holds the reason it is not supported.
 pub type LowerResult = Result<(), String>;
 

@@ -15,12 +15,10 @@ use kann_ir::ops::fused::{Fused, FusedActivation};
 use kann_ir::ops::nn::matmul::plan_matmul;
 use kann_ir::ops::nn::{self as ir, NnOp};
 use kann_ir::{Node, NodeId, Op, TensorInfo, ValueId};
-use kann_artifact::Arch;
 use kann_kernels::conv::{pack_conv_weights, Conv, ConvTranspose};
 use kann_kernels::depthwise::{pack_dwconv_weights, DepthwiseConv};
 use kann_kernels::conv_gemm::{pack_conv_gemm_weights, ConvGemm, GemmAxis};
 use kann_kernels::fc_gemm::{pack_fc_weights, FcGemm};
-use kann_kernels::packed::Isa;
 use kann_kernels::gemm::{matrix_strides, pack_gemm_b, Gemm};
 use kann_kernels::norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LpNorm, Lrn};
 use kann_kernels::pool::{Indices, Pool, PoolKind};
@@ -170,14 +168,6 @@ fn lower_conv(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAttrs, 
 }
 
 /// The packed-GEMM ISA of the target arch.
-fn gemm_isa(arch: Arch) -> Isa {
-    match arch {
-        Arch::X86_64V4 => Isa::Avx512,
-        Arch::X86_64V3 => Isa::Avx2,
-        _ => Isa::Generic,
-    }
-}
-
 /// The work axis of a GEMM convolution: output columns, unless the images
 /// are small (ResNet's 7×7 and 14×14 stages) while there are enough channel
 /// panels to share, where splitting output channels wastes fewer tile columns.
@@ -194,7 +184,7 @@ fn gemm_axis(batch: u64, plane: u64, channel_panels: u64) -> GemmAxis {
 fn lower_conv_gemm(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAttrs, extra: Extra, plan: &ir::WindowPlan, w: &[f32]) -> LowerResult {
     let (x, b) = (cx.input(node, 0)?, cx.optional_input(node, 2));
     let (xd, wd) = (cx.info(x).shape.dims(), cx.info(cx.input(node, 1)?).shape.dims());
-    let isa = gemm_isa(cx.arch);
+    let isa = crate::lower::kernel_isa(cx.arch);
     let w_op = cx.weights_f32(&pack_conv_gemm_weights(w, wd[0], attrs.group, isa));
     let mut inputs = vec![Operand::Value(x), w_op];
     if let Some(b) = b {
@@ -249,7 +239,7 @@ fn lower_depthwise(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, plan
         pad_begin,
         output: two(&plan.out)?,
         epilogue: epilogue(&mut inputs, b.is_some(), extra),
-        isa: gemm_isa(cx.arch),
+        isa: crate::lower::kernel_isa(cx.arch),
     };
     let y = output(node, 0)?;
     cx.push(id, Kernel::DepthwiseConv(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
@@ -377,7 +367,7 @@ fn gemm_fc<'g>(cx: &LowerCx<'g>, g: &ir::Gemm, b: ValueId, c: Option<ValueId>, (
 /// A fully connected product on the packed weights of the target's ISA.
 fn lower_fc(cx: &mut LowerCx, id: NodeId, node: &Node, fc: FcPlan, extra: Extra) -> LowerResult {
     let a = cx.input(node, 0)?;
-    let isa = gemm_isa(cx.arch);
+    let isa = crate::lower::kernel_isa(cx.arch);
     let w_op = cx.weights_f32(&pack_fc_weights(fc.w, fc.k, fc.n, fc.trans_b, fc.alpha, isa));
     let mut inputs = vec![Operand::Value(a), w_op];
     if let Some(bias) = &fc.bias {
@@ -795,7 +785,7 @@ mod tests {
     fn conv_gemm_matches_reference_on_every_arch() {
         let mut rng = Rng::new(31);
         for arch in runnable_arches() {
-            let isa = super::gemm_isa(arch).name();
+            let isa = crate::lower::kernel_isa(arch).name();
             let mut packed = 0;
             for _ in 0..30 {
                 let (op, args) = conv_op(&mut rng);
@@ -851,7 +841,7 @@ mod tests {
         use kann_kernels::Kernel;
         let mut rng = Rng::new(8);
         for arch in runnable_arches() {
-            let isa = super::gemm_isa(arch);
+            let isa = crate::lower::kernel_isa(arch);
             // (channels, outputs, group, constant weights, depthwise expected)
             for (c, m, group, w_const, want) in [(8, 8, 8, true, true), (4, 8, 4, true, true), (8, 8, 8, false, false), (8, 8, 4, true, false)] {
                 let g = conv2d_graph(&mut rng, 2, c, m, group, 11, w_const);
@@ -1045,7 +1035,7 @@ mod tests {
         ];
         let graphs: Vec<(Graph, bool)> = cases.into_iter().map(|((op, args), fc)| (one_node(op, args, 1, &mut rng), fc)).collect();
         for arch in runnable_arches() {
-            let isa = super::gemm_isa(arch);
+            let isa = crate::lower::kernel_isa(arch);
             for (g, fc) in graphs.iter().cloned() {
                 let lowered = crate::lower::lower_graph(&g, arch).unwrap();
                 match &lowered.steps[0].kernel {
