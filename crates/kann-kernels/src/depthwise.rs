@@ -204,7 +204,7 @@ fn activate(row: &mut [f32], e: Epilogue) {
         A::None => {}
         A::Relu => row.iter_mut().for_each(|v| *v = v.max(0.0)),
         A::Clip { min, max } => row.iter_mut().for_each(|v| *v = v.max(min).min(max)),
-        act => row.iter_mut().for_each(|v| *v = act.apply(*v)),
+        act => crate::epilogue::activate_in_place(act, row),
     }
 }
 

@@ -61,6 +61,15 @@ impl Activation {
     }
 }
 
+/// Applies `act` to every value of `xs`: what kernels whose inner loop
+/// cannot hold the activation in registers (sigmoid, silu, tanh) call on
+/// each stored row or tile.
+pub fn activate_in_place(act: Activation, xs: &mut [f32]) {
+    if act != Activation::None {
+        xs.iter_mut().for_each(|v| *v = act.apply(*v));
+    }
+}
+
 /// The logistic function, accurate across the f32 range.
 #[inline]
 pub fn sigmoid(x: f32) -> f32 {

@@ -211,7 +211,7 @@ pub(crate) unsafe fn activate_scalar(c: *mut f32, ldc: usize, rows: usize, cols:
     for i in 0..rows {
         // SAFETY: row i of the tile the caller vouches for.
         let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
-        row.iter_mut().for_each(|v| *v = act.apply(*v));
+        crate::epilogue::activate_in_place(act, row);
     }
 }
 
