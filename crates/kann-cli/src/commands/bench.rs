@@ -72,8 +72,14 @@ for line in sys.stdin:
         t0 = time.perf_counter()
         sess.run(outputs, feeds)
         times.append(time.perf_counter() - t0)
+        time.sleep(cfg["settle_s"])
     print(json.dumps(times), flush=True)
 "#;
+
+/// The pause between a kann frame and an ONNX Runtime run (and back): both
+/// runtimes' threads spin a while after their work before they sleep, and
+/// a spinning thread of one would steal a core from the other's next run.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The ONNX Runtime version the venv gets.
 const ORT_VERSION: &str = "1.32.0";
@@ -258,6 +264,7 @@ fn bench_one(model: &Path, args: &BenchArgs, python: Option<&Path>) -> anyhow::R
     for _ in 0..args.n {
         kann_ms.push(frame(&mut service)?);
         if let Some(o) = ort.as_mut() {
+            std::thread::sleep(SETTLE);
             ort_ms.extend(o.time(1)?);
         }
     }
@@ -290,7 +297,7 @@ impl Ort {
     fn start(python: &Path, model: &Path, service: &Service, threads: usize, warmup: u32) -> anyhow::Result<Ort> {
         let shapes: serde_json::Map<String, Value> = service.inputs().iter().map(|t| (t.name.clone(), json!(t.shape))).collect();
         let outputs: Vec<&str> = service.outputs().iter().map(|t| t.name.as_str()).collect();
-        let cfg = json!({"model": model.to_string_lossy(), "threads": threads, "warmup": warmup.max(1), "shapes": shapes, "outputs": outputs});
+        let cfg = json!({"model": model.to_string_lossy(), "threads": threads, "warmup": warmup.max(1), "shapes": shapes, "outputs": outputs, "settle_s": SETTLE.as_secs_f64()});
         let mut child = Command::new(python)
             .arg("-c")
             .arg(ORT_SCRIPT)
@@ -425,7 +432,7 @@ fn table(rows: &[Row], peak: &Peak, args: &BenchArgs) -> String {
     }
     if let Some(g) = geomean_ratio(rows) {
         let version = rows.iter().find_map(|r| r.ort.as_ref().map(|(_, v)| v.as_str())).unwrap_or("?");
-        o += &format!("\ngeometric mean kann/ORT: {g:.3}x (ONNX Runtime {version}, same intra-op threads, one ORT run after each kann frame)\n");
+        o += &format!("\ngeometric mean kann/ORT: {g:.3}x (ONNX Runtime {version}, same intra-op threads, one ORT run after each kann frame, 10 ms apart)\n");
     }
     o
 }
