@@ -92,6 +92,8 @@ fn bench_prints_the_table_and_writes_json() {
     assert!(0.0 < min && min <= med && med <= max, "{k}");
     let eff = m["efficiency"].as_f64().unwrap();
     assert!(eff > 0.0 && eff.is_finite(), "{m}");
+    let est = m["estimate_ms"].as_f64().unwrap_or(-1.0);
+    assert!(est > 0.0 && est.is_finite(), "the cost model's estimate is missing: {m}");
     assert!(v["peak_gflops_per_core"].as_f64().unwrap() > 0.0);
     assert!(v["geomean_ratio_kann_ort"].is_null());
 
@@ -106,6 +108,13 @@ fn bench_prints_the_table_and_writes_json() {
     let (code, out, err) = kann(&d.join("data"), &["bench", s(&gen), s(&yaml), "-n", "2", "--warmup", "0"]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(out.matches("tiny-conv").count(), 2, "{out}");
+
+    // `kann infer` prints the estimate next to what it measures, per step too.
+    let (code, out, err) = kann(&d.join("data"), &["infer", s(&gen), "-n", "2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let all = format!("{out}{err}");
+    assert!(all.contains("estimated latency (cost model): ") && all.contains("measured device / estimated: "), "{all}");
+    assert!(all.contains("estimated busy µs per cluster (cost model): "), "{all}");
 }
 
 #[test]

@@ -52,6 +52,8 @@ pub struct Stats {
     /// Estimated busy seconds per cluster and the estimated latency.
     pub est_busy: Vec<f64>,
     pub est_latency: f64,
+    /// Estimated seconds of each step on each cluster (`[step][cluster]`).
+    pub est_steps: Vec<Vec<f64>>,
 }
 
 impl Stats {
@@ -90,6 +92,7 @@ impl Stats {
         s.split_steps = info.schedule.split_steps;
         s.est_busy = info.schedule.busy_seconds.clone();
         s.est_latency = info.schedule.latency_seconds;
+        s.est_steps = info.schedule.step_seconds.clone();
         for step in &program.steps {
             s.bytes_read += step.inputs.iter().map(|b| b.len()).sum::<u64>();
             s.bytes_written += step.outputs.iter().map(|b| b.len()).sum::<u64>();

@@ -29,6 +29,9 @@ pub struct Schedule {
     pub busy_seconds: Vec<f64>,
     /// Estimated latency: the sum over barrier phases of the slowest cluster.
     pub latency_seconds: f64,
+    /// Estimated seconds of each step's part on each cluster (`[step][cluster]`,
+    /// 0 where the cluster runs none of it).
+    pub step_seconds: Vec<Vec<f64>>,
 }
 
 struct Access {
@@ -40,7 +43,7 @@ struct Access {
 /// Schedules `steps` on `n` clusters.
 pub fn schedule(steps: &[Step], n: usize, cost: &CostModel) -> Schedule {
     let n = n.max(1);
-    let mut sched = Schedule { clusters: vec![Vec::new(); n], barriers: 0, split_steps: 0, busy_seconds: vec![0.0; n], latency_seconds: 0.0 };
+    let mut sched = Schedule { clusters: vec![Vec::new(); n], barriers: 0, split_steps: 0, busy_seconds: vec![0.0; n], latency_seconds: 0.0, step_seconds: vec![vec![0.0; n]; steps.len()] };
     let mut pending: Vec<Access> = Vec::new();
     let mut phase = vec![0.0f64; n];
     for (i, step) in steps.iter().enumerate() {
@@ -61,6 +64,7 @@ pub fn schedule(steps: &[Step], n: usize, cost: &CostModel) -> Schedule {
             let t = cost.step_seconds(step, (end - begin) as f64 / items);
             phase[c] += t;
             sched.busy_seconds[c] += t;
+            sched.step_seconds[i][c] += t;
         }
         if parts.len() > 1 {
             sched.split_steps += 1;

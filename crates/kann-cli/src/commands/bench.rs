@@ -121,6 +121,8 @@ struct Row {
     clusters: usize,
     threads: usize,
     gflop: f64,
+    /// The cost model's latency estimate stored at generate, ms.
+    estimate_ms: Option<f64>,
     kann: Summary,
     /// ONNX Runtime's times and version, with --vs-onnxruntime.
     ort: Option<(Summary, String)>,
@@ -269,10 +271,11 @@ fn bench_one(model: &Path, args: &BenchArgs, python: Option<&Path>) -> anyhow::R
         }
     }
     let flops: u64 = service.program().steps.iter().map(|s| s.flops).sum();
+    let estimate_ms = super::run::Estimate::of(&service).map(|e| e.latency_ms);
     let clusters = service.n_clusters();
     service.terminate();
     let ort = ort.map(|o| o.finish().map(|v| (Summary::of(&ort_ms), v))).transpose()?;
-    Ok(Row { name, source: model.to_path_buf(), clusters, threads, gflop: flops as f64 / 1e9, kann: Summary::of(&kann_ms), ort })
+    Ok(Row { name, source: model.to_path_buf(), clusters, threads, gflop: flops as f64 / 1e9, estimate_ms, kann: Summary::of(&kann_ms), ort })
 }
 
 /// The metadata's network name, else the artifact's stem.
@@ -401,9 +404,9 @@ fn geomean_ratio(rows: &[Row]) -> Option<f64> {
 fn table(rows: &[Row], peak: &Peak, args: &BenchArgs) -> String {
     let with_ort = rows.iter().any(|r| r.ort.is_some());
     let w = rows.iter().map(|r| r.name.chars().count()).max().unwrap_or(5).max(5);
-    let mut o = format!("\nkann bench: {} timed frame(s) after {} warm-up, random inputs; times in ms per frame\n", args.n, args.warmup);
+    let mut o = format!("\nkann bench: {} timed frame(s) after {} warm-up, random inputs; times in ms per frame; est.: the cost model's latency from generate\n", args.n, args.warmup);
     o += &format!("peak: {:.1} GFLOP/s on one core, {:.1} on all {} ({}); a model gets that of the cores it runs on\n\n", peak.per_core, peak.all, peak.all_cores, peak.what);
-    o += &format!("{:<w$}  {:>7}  {:>7}  {:>9}  {:>21}  {:>8}  {:>8}  {:>9}  {:>6}", "model", "GFLOP", "cl/thr", "median", "p10 – p90", "max", "GFLOP/s", "at peak", "eff.");
+    o += &format!("{:<w$}  {:>7}  {:>7}  {:>9}  {:>21}  {:>8}  {:>8}  {:>9}  {:>6}  {:>8}", "model", "GFLOP", "cl/thr", "median", "p10 – p90", "max", "GFLOP/s", "at peak", "eff.", "est.");
     if with_ort {
         o += &format!("  {:>9}  {:>8}", "ORT med.", "kann/ORT");
     }
@@ -412,7 +415,7 @@ fn table(rows: &[Row], peak: &Peak, args: &BenchArgs) -> String {
         let (at_peak, gflops, eff) = derived(r, peak);
         let spread = format!("{:.3} – {:.3}", r.kann.p10, r.kann.p90);
         o += &format!(
-            "{:<w$}  {:>7.3}  {:>7}  {:>9.3}  {:>21}  {:>8.3}  {:>8.1}  {:>9.3}  {:>5.1}%",
+            "{:<w$}  {:>7.3}  {:>7}  {:>9.3}  {:>21}  {:>8.3}  {:>8.1}  {:>9.3}  {:>5.1}%  {:>8}",
             r.name,
             r.gflop,
             format!("{}/{}", r.clusters, r.threads),
@@ -421,7 +424,8 @@ fn table(rows: &[Row], peak: &Peak, args: &BenchArgs) -> String {
             r.kann.max,
             gflops,
             at_peak,
-            eff * 100.0
+            eff * 100.0,
+            r.estimate_ms.map_or_else(|| "-".to_string(), |e| format!("{e:.3}"))
         );
         if let Some((ort, _)) = &r.ort {
             o += &format!("  {:>9.3}  {:>7.2}x", ort.median, r.kann.median / ort.median);
@@ -453,6 +457,7 @@ fn to_json(rows: &[Row], peak: &Peak, args: &BenchArgs) -> Value {
                 "peak_gflops": peak.of(r.threads),
                 "time_at_peak_ms": at_peak,
                 "efficiency": eff,
+                "estimate_ms": r.estimate_ms,
             });
             if let Some((ort, version)) = &r.ort {
                 v["onnxruntime"] = ort.to_json();
@@ -489,7 +494,7 @@ mod tests {
 
     fn row(name: &str, kann: f64, ort: Option<f64>) -> Row {
         let s = |m| Summary { median: m, min: m, max: m, p10: m, p90: m };
-        Row { name: name.into(), source: PathBuf::from("x"), clusters: 2, threads: 2, gflop: 1.0, kann: s(kann), ort: ort.map(|o| (s(o), "1.32.0".to_string())) }
+        Row { name: name.into(), source: PathBuf::from("x"), clusters: 2, threads: 2, gflop: 1.0, estimate_ms: None, kann: s(kann), ort: ort.map(|o| (s(o), "1.32.0".to_string())) }
     }
 
     #[test]

@@ -58,7 +58,7 @@ fn generate(args: &GenerateArgs, log: &mut GenLog, dest_out: &mut Option<PathBuf
     log.section("SERIALISATION");
     let artifact_name = format!("{}.kann", setup::safe_name(&net.name));
     let artifact = dest.join(&artifact_name);
-    let metadata = metadata(&net, &opts, &imported.inputs, &imported.outputs, imported.batch);
+    let metadata = metadata(&net, &opts, &imported.inputs, &imported.outputs, imported.batch, &compiled.stats);
     let bytes = compiled.artifact(opts.arch, &metadata)?.write_to(&artifact).with_context(|| format!("cannot write {}", artifact.display()))?;
     log.info(format!("~> artifact written to '{}' ({bytes} bytes)", artifact.display()));
     let decided = dump::Decided { opts: &opts, inputs: &imported.inputs, outputs: &imported.outputs, batch: imported.batch, artifact: &artifact_name, extra_data: &extra };
@@ -275,7 +275,11 @@ fn exports(log: &mut GenLog, args: &GenerateArgs, c: &Compiled, dest: &Path) -> 
 }
 
 /// The artifact's metadata section (JSON).
-fn metadata(net: &NetworkConfig, opts: &Options, inputs: &[Io], outputs: &[Io], batch: usize) -> String {
+/// `estimate` holds the cost model's latency, busy time per cluster (ms)
+/// and each step's time per cluster (µs), which `kann run` and `kann bench`
+/// print next to what they measure.
+fn metadata(net: &NetworkConfig, opts: &Options, inputs: &[Io], outputs: &[Io], batch: usize, stats: &kann_compiler::report::Stats) -> String {
+    let round = |x: f64| (x * 1e3).round() / 1e3;
     let io = |list: &[Io]| -> Vec<serde_json::Value> {
         list.iter().map(|t| serde_json::json!({ "name": t.name, "dtype": t.dtype.name(), "shape": t.shape, "layout": t.layout })).collect()
     };
@@ -291,6 +295,11 @@ fn metadata(net: &NetworkConfig, opts: &Options, inputs: &[Io], outputs: &[Io], 
         "batch": batch,
         "inputs": io(inputs),
         "outputs": io(outputs),
+        "estimate": {
+            "latency_ms": round(stats.est_latency * 1e3),
+            "busy_ms": stats.est_busy.iter().map(|t| round(t * 1e3)).collect::<Vec<_>>(),
+            "steps_us": stats.est_steps.iter().map(|s| s.iter().map(|t| round(t * 1e6)).collect::<Vec<_>>()).collect::<Vec<_>>(),
+        },
     })
     .to_string()
 }

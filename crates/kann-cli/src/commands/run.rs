@@ -103,10 +103,11 @@ pub fn run(gen: &Path, io: &Path, nb_frames: Option<usize>, n_clusters: Option<u
         let path = write_output_stream(io, spec, &per_frame)?;
         log.line(format!("output {}: {} {:?} x {} -> {}", spec.name, spec.dtype, spec.shape, per_frame.len(), path.display()));
     }
+    let estimate = Estimate::of(&service);
     if let Some(profile) = service.last_profile() {
-        kernel_table(&profile, &mut log);
+        kernel_table(&profile, estimate.as_ref(), &mut log);
     }
-    summary(&service, &stats, &mut log);
+    summary(&service, &stats, estimate.as_ref(), &mut log);
     let name = network_name(&service, &artifact);
     let log_path = io.join(format!("inference_{}_{frames}.log", kann_io::tensor_set::file_stem(&name)));
     log.line(format!("log saved to {}", log_path.display()));
@@ -210,12 +211,42 @@ fn percent(part: Duration, whole: Duration) -> f64 {
 
 /// The per-kernel, per-cluster table of the last frame: µs and % of the
 /// cluster's span, then each cluster's barrier waits and span.
-fn kernel_table(p: &Profile, log: &mut Log) {
+/// The cost model's figures that `kann generate` stored in the artifact's
+/// metadata (absent from artifacts of older versions).
+pub(crate) struct Estimate {
+    pub latency_ms: f64,
+    pub busy_ms: Vec<f64>,
+    /// `[step][cluster]`, µs.
+    pub steps_us: Vec<Vec<f64>>,
+}
+
+impl Estimate {
+    pub(crate) fn of(service: &Service) -> Option<Estimate> {
+        let meta: serde_json::Value = serde_json::from_str(service.metadata()).ok()?;
+        let e = meta.get("estimate")?;
+        let floats = |v: &serde_json::Value| -> Option<Vec<f64>> { v.as_array()?.iter().map(|x| x.as_f64()).collect() };
+        Some(Estimate {
+            latency_ms: e.get("latency_ms")?.as_f64()?,
+            busy_ms: floats(e.get("busy_ms")?)?,
+            steps_us: e.get("steps_us")?.as_array()?.iter().map(floats).collect::<Option<_>>()?,
+        })
+    }
+
+    /// The slowest cluster's estimate for `step`, µs.
+    fn step_us(&self, step: usize) -> Option<f64> {
+        self.steps_us.get(step).map(|s| s.iter().cloned().fold(0.0, f64::max))
+    }
+}
+
+/// Per step and cluster: measured µs and share of the cluster's time, with
+/// the cost model's estimate for the step (its slowest part) when known.
+fn kernel_table(p: &Profile, estimate: Option<&Estimate>, log: &mut Log) {
     log.line("");
-    log.line("kernels of the last frame (µs, % of the cluster's time):");
+    log.line("kernels of the last frame (µs, % of the cluster's time; est.: the cost model's µs for the step):");
     let name_w = p.steps.iter().map(|s| s.name.len()).max().unwrap_or(4).clamp(4, 40);
     let kernel_w = p.steps.iter().map(|s| s.kernel.len()).max().unwrap_or(6).clamp(6, 40);
-    let mut header = format!("{:>4}  {:<name_w$}  {:<kernel_w$}", "#", "step", "kernel");
+    let est = |step: usize| estimate.and_then(|e| e.step_us(step)).map_or_else(|| format!("{:>9}", "-"), |t| format!("{t:>9.1}"));
+    let mut header = format!("{:>4}  {:<name_w$}  {:<kernel_w$}  {:>9}", "#", "step", "kernel", "est.");
     for c in 0..p.n_clusters {
         header += &format!("  {:>19}", format!("cluster {c}"));
     }
@@ -230,15 +261,19 @@ fn kernel_table(p: &Profile, log: &mut Log) {
     for s in &p.steps {
         let kernel: String = s.kernel.chars().take(kernel_w).collect();
         let name: String = s.name.chars().take(name_w).collect();
-        log.line(row(format!("{:>4}  {name:<name_w$}  {kernel:<kernel_w$}", s.step), &s.per_cluster));
+        log.line(row(format!("{:>4}  {name:<name_w$}  {kernel:<kernel_w$}  {}", s.step, est(s.step)), &s.per_cluster));
     }
-    log.line(row(format!("{:>4}  {:<name_w$}  {:<kernel_w$}", "", "barrier wait", ""), &p.barrier_wait));
-    log.line(row(format!("{:>4}  {:<name_w$}  {:<kernel_w$}", "", "total", ""), &p.span));
+    log.line(row(format!("{:>4}  {:<name_w$}  {:<kernel_w$}  {:>9}", "", "barrier wait", "", ""), &p.barrier_wait));
+    log.line(row(format!("{:>4}  {:<name_w$}  {:<kernel_w$}  {:>9}", "", "total", "", ""), &p.span));
+    if let Some(e) = estimate {
+        let busy: Vec<String> = e.busy_ms.iter().map(|t| format!("{:.3}", t * 1e3)).collect();
+        log.line(format!("estimated busy µs per cluster (cost model): {}", busy.join(", ")));
+    }
 }
 
 /// Batch size, number of queries, PERF HOST (with copies) and PERF DEVICE
 /// (compute only), averaged over the frames.
-fn summary(service: &Service, stats: &[FrameStats], log: &mut Log) {
+fn summary(service: &Service, stats: &[FrameStats], estimate: Option<&Estimate>, log: &mut Log) {
     // The leading axis of a multi-dimensional first input (NCHW, NHWC…).
     let batch = service.inputs().first().filter(|t| t.shape.len() >= 2).map_or(1, |t| t.shape[0]).max(1);
     let n = stats.len().max(1) as u32;
@@ -249,6 +284,9 @@ fn summary(service: &Service, stats: &[FrameStats], log: &mut Log) {
     log.line(format!("number of queries: {}", stats.len()));
     for (what, d) in [("PERF HOST  ", host), ("PERF DEVICE", device)] {
         log.line(format!("{what}: {:.3} ms, {:.1} qps, {:.1} fps", ms(d), per_s(d), per_s(d) * batch as f64));
+    }
+    if let Some(e) = estimate.filter(|e| e.latency_ms > 0.0) {
+        log.line(format!("estimated latency (cost model): {:.3} ms; measured device / estimated: {:.2}", e.latency_ms, ms(device) / e.latency_ms));
     }
 }
 
