@@ -6,6 +6,7 @@
 //! by the `N * C` planes; LayerNorm splits by rows (`prod(dims[..axis])`).
 
 use crate::kernel::{expect_io, KernelImpl};
+use crate::Activation;
 use crate::Io;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
@@ -67,7 +68,7 @@ impl KernelImpl for Lrn {
     }
 }
 
-/// `BatchNormalization` (inference): `y = (x - mean[c]) / sqrt(var[c] + epsilon) * scale[c] + B[c]`.
+/// `BatchNormalization` (inference): `y = act((x - mean[c]) / sqrt(var[c] + epsilon) * scale[c] + B[c])`.
 /// Inputs X `[N, C, plane]`, scale, B, mean, var (`[C]` each); output Y.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BatchNorm {
@@ -75,11 +76,18 @@ pub struct BatchNorm {
     pub channels: u64,
     pub plane: u64,
     pub epsilon: f32,
+    /// The activation fused after it (pre-activation networks: BN → Relu → Conv).
+    pub activation: Activation,
 }
 
 impl KernelImpl for BatchNorm {
     fn name(&self) -> String {
-        "f32_batchnorm_direct_generic".into()
+        let act = self.activation.name();
+        if act.is_empty() {
+            "f32_batchnorm_direct_generic".into()
+        } else {
+            format!("f32_batchnorm_{act}_direct_generic")
+        }
     }
 
     fn work_items(&self) -> u64 {
@@ -113,6 +121,7 @@ impl KernelImpl for BatchNorm {
                 let xp = unsafe { &io.inputs[0].f32()[item * plane..][..plane] };
                 yp.iter_mut().zip(xp).for_each(|(o, &v)| *o = v * k + shift);
             }
+            crate::epilogue::activate_in_place(self.activation, yp);
         }
     }
 }
@@ -363,7 +372,7 @@ mod tests {
         let x = rng.vec(24);
         let (scale, bias, mean) = (rng.vec(3), rng.vec(3), rng.vec(3));
         let var: Vec<f32> = rng.vec(3).iter().map(|v| v.abs() + 0.1).collect();
-        let bn = BatchNorm { batch: 2, channels: 3, plane: 4, epsilon: 1e-5 };
+        let bn = BatchNorm { batch: 2, channels: 3, plane: 4, epsilon: 1e-5, activation: Activation::None };
         let want: Vec<f32> = (0..24).map(|i| {
             let c = (i / 4) % 3;
             (x[i] - mean[c]) / (var[c] + 1e-5).sqrt() * scale[c] + bias[c]

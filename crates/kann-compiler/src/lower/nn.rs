@@ -43,7 +43,7 @@ pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, op: &NnOp) -> Low
         NnOp::Pool(p) => lower_pool(cx, id, node, p),
         NnOp::GlobalPool(p) => lower_global_pool(cx, id, node, p),
         NnOp::Lrn(l) => lower_lrn(cx, id, node, l),
-        NnOp::BatchNorm(b) => lower_batch_norm(cx, id, node, b),
+        NnOp::BatchNorm(b) => lower_batch_norm(cx, id, node, b, Activation::None),
         NnOp::InstanceNorm(n) => lower_instance_norm(cx, id, node, n),
         NnOp::LayerNorm(n) => lower_layer_norm(cx, id, node, n),
         NnOp::RmsNorm(n) => lower_rms_norm(cx, id, node, n),
@@ -72,6 +72,7 @@ pub(super) fn lower_fused(cx: &mut LowerCx, id: NodeId, node: &Node, f: &Fused) 
         Op::Nn(NnOp::Conv(c)) => lower_conv(cx, id, node, &c.attrs, extra),
         Op::Nn(NnOp::Gemm(g)) => lower_gemm(cx, id, node, g, extra),
         Op::Nn(NnOp::MatMul) => lower_matmul(cx, id, node, extra),
+        Op::Nn(NnOp::BatchNorm(b)) if extra.residual.is_none() => lower_batch_norm(cx, id, node, b, extra.activation),
         _ => Err(format!("the compiler does not lower fused {} yet", f.describe())),
     }
 }
@@ -524,13 +525,13 @@ fn f32_inputs(cx: &LowerCx, node: &Node, names: &[&str]) -> Result<Vec<Operand>,
         .collect()
 }
 
-fn lower_batch_norm(cx: &mut LowerCx, id: NodeId, node: &Node, b: &ir::BatchNorm) -> LowerResult {
+fn lower_batch_norm(cx: &mut LowerCx, id: NodeId, node: &Node, b: &ir::BatchNorm, activation: Activation) -> LowerResult {
     let inputs = f32_inputs(cx, node, &["X", "scale", "B", "input_mean", "input_var"])?;
     let (batch, channels, plane) = channel_planes(cx, cx.input(node, 0)?)?;
     if node.outputs.len() != 1 {
         return Err("BatchNormalization with running statistics outputs is not supported".into());
     }
-    let kernel = BatchNorm { batch, channels, plane, epsilon: b.epsilon as f32 };
+    let kernel = BatchNorm { batch, channels, plane, epsilon: b.epsilon as f32, activation };
     let y = output(node, 0)?;
     cx.push(id, Kernel::BatchNorm(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
     Ok(())
@@ -679,6 +680,7 @@ mod tests {
     //! Compiled vs reference on random small shapes, on 1 and 3 clusters.
 
     use crate::testing::{check_against_reference, Rng};
+    use kann_ir::ops::elementwise as ir_el;
     use kann_ir::ops::fused::{Fused, FusedActivation};
     use kann_ir::ops::nn::{self as ir, NnOp};
     use kann_ir::{Graph, GraphBuilder, Op, TensorInfo};
@@ -1081,9 +1083,30 @@ mod tests {
                 let v: Vec<f32> = (0..c).map(|_| rng.uniform(if i == 3 { 0.1 } else { -1.0 }, 1.0) as f32).collect();
                 ins.push(Some(b.add_constant(&format!("p{i}"), Tensor::from_f32(Shape::from([c]), v).unwrap())));
             }
-            let y = b.add_node("bn", Op::Nn(NnOp::BatchNorm(ir::BatchNorm { epsilon: 1e-5 })), ins, &["y".to_string()]).unwrap();
+            let mut y = b.add_node("bn", Op::Nn(NnOp::BatchNorm(ir::BatchNorm { epsilon: 1e-5 })), ins, &["y".to_string()]).unwrap();
+            // Pre-activation networks follow the BN with a per-channel Mul
+            // and Add (folded into it) and a Relu (fused into it).
+            let tail = rng.below(3);
+            if tail == 2 {
+                let per_channel: Vec<usize> = (0..x.len()).map(|a| if a == 1 { c } else { 1 }).collect();
+                for (kind, name) in [(ir_el::BinaryKind::Mul, "mul"), (ir_el::BinaryKind::Add, "add")] {
+                    let v: Vec<f32> = (0..c).map(|_| rng.uniform(-1.0, 1.0) as f32).collect();
+                    let k = b.add_constant(&format!("{name}_c"), Tensor::from_f32(Shape::new(per_channel.clone()), v).unwrap());
+                    let op = Op::Elementwise(ir_el::ElementwiseOp::Binary(ir_el::Binary { kind }));
+                    y = b.add_node(name, op, vec![Some(y[0]), Some(k)], &[format!("{name}_y")]).unwrap();
+                }
+            }
+            if tail >= 1 {
+                let op = Op::Elementwise(ir_el::ElementwiseOp::Unary(ir_el::Unary { kind: ir_el::UnaryKind::Relu }));
+                y = b.add_node("relu", op, vec![Some(y[0])], &["relu_y".to_string()]).unwrap();
+            }
             b.add_output(y[0]);
-            check(b.finish().unwrap());
+            let g = b.finish().unwrap();
+            check(g.clone());
+            let compiled = check_against_reference(g, 1).unwrap();
+            let names: Vec<String> = compiled.program.steps.iter().map(|s| s.kernel.name()).collect();
+            let want = if tail >= 1 { "f32_batchnorm_relu_direct_generic" } else { "f32_batchnorm_direct_generic" };
+            assert_eq!(names, [want], "tail {tail}");
             if x.len() >= 3 {
                 let inorm = Op::Nn(NnOp::InstanceNorm(ir::InstanceNorm { epsilon: 1e-5 }));
                 check(one_node(inorm, vec![Arg::Input(x.clone()), Arg::Const(vec![c]), Arg::Const(vec![c])], 1, &mut rng));

@@ -124,6 +124,29 @@ mod tests {
     }
 
     #[test]
+    fn folds_a_pre_activation_mul_add_into_the_batch_norm() {
+        // DenseNet's Caffe-style block: Concat → BN → Mul → Add → Relu → Conv.
+        let mut b = builder();
+        let x = b.input("x", &[1, 2, 4, 4]);
+        let y = b.input("y", &[1, 1, 4, 4]);
+        let cat = b.node("cat", Op::Movement(kann_ir::ops::movement::MovementOp::Concat { axis: 1 }), &[Some(x), Some(y)])[0];
+        let bn = b.batch_norm("bn", cat, 3);
+        let s = b.random("s", &[3, 1, 1]);
+        let m = b.binary("m", BinaryKind::Mul, bn, s);
+        let t = b.random("t", &[1, 3, 1, 1]);
+        let a = b.binary("a", BinaryKind::Sub, t, m);
+        let r = b.unary("r", UnaryKind::Relu, a);
+        let c = b.conv("c", r, 3, 2, 1, true);
+        b.output(c);
+        let mut g = b.finish();
+        let before = g.clone();
+        let rep = run_pass(&FoldAffine, &mut g);
+        assert_eq!(op_names(&g), ["Concat", "BatchNormalization", "Relu", "Conv"]);
+        assert_eq!(rep.to_string(), "fold_affine: folded 1 Mul into BatchNormalization, folded 1 Sub into BatchNormalization");
+        assert_same_outputs(&before, &g);
+    }
+
+    #[test]
     fn leaves_constants_that_vary_along_other_axes_or_grow_the_output() {
         let mut b = builder();
         let x = b.input("x", &[1, 2, 4, 4]);

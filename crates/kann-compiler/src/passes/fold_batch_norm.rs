@@ -16,10 +16,13 @@ use kann_tensor::{Shape, Tensor};
 
 pub struct FoldBatchNorm;
 
-/// The Conv or Gemm producing `x` when its per-output-channel weights and
-/// bias can absorb a per-channel affine map of `x`: weights (and bias, if
-/// any) constant, `x` read once and not a graph output. A Gemm qualifies when
-/// its C input is absent or one row (`[]`, `[1]`, `[N]`, `[1, N]`).
+/// The Conv, Gemm or BatchNormalization producing `x` when its
+/// per-output-channel parameters can absorb a per-channel affine map of `x`:
+/// weights (and bias, if any) or the BN's four parameters constant, `x` read
+/// once and not a graph output. A Gemm qualifies when its C input is absent
+/// or one row (`[]`, `[1]`, `[N]`, `[1, N]`). (A BatchNormalization not folded
+/// into a Conv, as in pre-activation networks — DenseNet's Concat → BN →
+/// Mul → Add → Relu — still absorbs the Mul and Add that follow it.)
 pub(super) fn channel_producer(ed: &Editor, x: ValueId) -> Option<NodeId> {
     let p = ed.producer(x)?;
     if ed.users(x).len() != 1 || ed.is_graph_output(x) {
@@ -31,6 +34,7 @@ pub(super) fn channel_producer(ed: &Editor, x: ValueId) -> Option<NodeId> {
     let float = ed.value(x).info.dtype.is_float();
     match &n.op {
         Op::Nn(NnOp::Conv(_)) => (float && is_const(1) && absent_or_const(2)).then_some(p),
+        Op::Nn(NnOp::BatchNorm(_)) => (float && n.outputs.len() == 1 && (1..5).all(is_const)).then_some(p),
         Op::Nn(NnOp::Gemm(_)) => {
             let row = n.inputs.get(2).copied().flatten().is_none_or(|c| {
                 let d = ed.value(c).info.shape.dims();
@@ -96,7 +100,24 @@ pub(super) fn scale_and_shift(ed: &mut Editor, node: NodeId, scale: &[f64], shif
             ed.set_input(node, 2, Some(c_new));
             ed.set_op(node, Op::Nn(NnOp::Gemm(Gemm { beta: 1.0, ..gemm.clone() })));
         }
-        _ => return Err(err("only Conv and Gemm take per-channel folds".into())),
+        Op::Nn(NnOp::BatchNorm(_)) => {
+            // y = k·(x − mean) + B with k ∝ scale: s·y + t scales `scale` and
+            // maps B to s·B + t; mean and var stay.
+            let b_id = n.inputs[2].expect("checked by channel_producer");
+            let bias = ed.constant(b_id).expect("checked by channel_producer").to_f64_vec();
+            if wv.len() != channels || bias.len() != channels {
+                return Err(err(format!("BatchNormalization parameters of {} and {} values for {channels} channels", wv.len(), bias.len())));
+            }
+            wv.iter_mut().zip(scale).for_each(|(v, s)| *v *= s);
+            let b: Vec<f64> = (0..channels).map(|c| bias[c] * scale[c] + shift[c]).collect();
+            let param = |v: &[f64]| Tensor::from_f64(dtype, Shape::from([channels]), v).map_err(|e| err(e.to_string()));
+            let (s_new, b_new) = (param(&wv)?, param(&b)?);
+            let s_new = ed.add_constant(&format!("{name}:scale_folded"), s_new);
+            let b_new = ed.add_constant(&format!("{name}:b_folded"), b_new);
+            ed.set_input(node, 1, Some(s_new));
+            ed.set_input(node, 2, Some(b_new));
+        }
+        _ => return Err(err("only Conv, Gemm and BatchNormalization take per-channel folds".into())),
     }
     ed.check_node(node)
 }

@@ -1,5 +1,6 @@
 //! `fuse_activation`: an activation whose only input is the output of a
-//! Conv, Gemm, MatMul, binary Add, or an already fused op without an
+//! Conv, Gemm, MatMul, BatchNormalization (one left unfolded, as in
+//! pre-activation networks), binary Add, or an already fused op without an
 //! activation, read by nothing else, becomes that producer's fused
 //! epilogue: the producer turns into (or stays) an [`Op::Fused`] with the
 //! activation, and the activation node goes.
@@ -90,7 +91,7 @@ fn inside_silu(ed: &Editor, id: NodeId) -> bool {
 }
 
 /// The producer of `x` that can take the activation: an f32 Conv, Gemm,
-/// MatMul, binary Add or Fused without activation, whose output `x` is read
+/// MatMul, BatchNormalization, binary Add or Fused without activation, whose output `x` is read
 /// only by the activation (`readers`) and is not a graph output.
 fn fusable_producer(ed: &Editor, x: ValueId, readers: &[NodeId]) -> Option<NodeId> {
     let p = ed.producer(x)?;
@@ -102,7 +103,7 @@ fn fusable_producer(ed: &Editor, x: ValueId, readers: &[NodeId]) -> Option<NodeI
         return None;
     }
     match &ed.node(p).op {
-        Op::Nn(NnOp::Conv(_) | NnOp::Gemm(_) | NnOp::MatMul) => Some(p),
+        Op::Nn(NnOp::Conv(_) | NnOp::Gemm(_) | NnOp::MatMul | NnOp::BatchNorm(_)) => Some(p),
         Op::Elementwise(ElementwiseOp::Binary(b)) if b.kind == BinaryKind::Add => Some(p),
         Op::Fused(f) if f.activation.is_none() => Some(p),
         _ => None,
@@ -270,6 +271,20 @@ mod tests {
         run_pass(&FuseActivation, &mut g);
         let d: Vec<String> = (0..3).map(|i| fused(&g, i).describe()).collect();
         assert_eq!(d, ["Gemm+Relu", "MatMul+Tanh", "Add+Relu"]);
+        assert_same_outputs(&before, &g);
+    }
+
+    #[test]
+    fn fuses_into_an_unfolded_batch_norm() {
+        let mut b = builder();
+        let x = b.input("x", &[1, 3, 4, 4]);
+        let bn = b.batch_norm("bn", x, 3);
+        let r = b.unary("r", UnaryKind::Relu, bn);
+        b.output(r);
+        let mut g = b.finish();
+        let before = g.clone();
+        run_pass(&FuseActivation, &mut g);
+        assert_eq!(fused(&g, 0).describe(), "BatchNormalization+Relu");
         assert_same_outputs(&before, &g);
     }
 
