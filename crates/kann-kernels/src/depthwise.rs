@@ -462,6 +462,49 @@ mod tests {
         }
     }
 
+    /// Timing of the MobileNetV2 / EfficientNet shapes (`cargo test --release -p kann-kernels
+    /// dw_timing -- --ignored --nocapture`): GFLOP/s per shape and ISA.
+    #[test]
+    #[ignore]
+    fn dw_timing() {
+        use crate::buf::RawBuf;
+        for &(c, hw, kk, s) in &[(32u64, 112u64, 3u64, 1u64), (96, 112, 3, 2), (144, 56, 3, 1), (384, 14, 3, 1), (960, 7, 3, 1), (240, 28, 5, 1), (672, 14, 5, 2)] {
+            for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+                let p = kk / 2;
+                let o = (hw + 2 * p - kk) / s + 1;
+                let k = DepthwiseConv {
+                    batch: 1,
+                    in_channels: c,
+                    out_channels: c,
+                    input: [hw, hw],
+                    kernel: [kk, kk],
+                    strides: [s, s],
+                    dilations: [1, 1],
+                    pad_begin: [p, p],
+                    output: [o, o],
+                    epilogue: Epilogue { bias: true, residual: false, activation: Activation::Clip { min: 0.0, max: 6.0 } },
+                    isa,
+                };
+                let (mut ins, out_len) = inputs(&mut Rng(1), &k);
+                let mut out = vec![0.0f32; out_len];
+                let in_bufs: Vec<RawBuf> = ins.iter_mut().map(|v| RawBuf::from_f32(v)).collect();
+                let out_bufs = [RawBuf::from_f32(&mut out)];
+                let io = Io { inputs: &in_bufs, outputs: &out_bufs };
+                let mut scratch = vec![0u8; k.scratch_bytes(c)];
+                let reps = 20;
+                let mut best = f64::MAX;
+                for _ in 0..reps {
+                    let t = std::time::Instant::now();
+                    // SAFETY: the buffers live through the call.
+                    unsafe { k.run(&io, 0..c, &mut scratch) };
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                let flops = 2.0 * (c * o * o * kk * kk) as f64;
+                println!("{c:4} ch {hw:3}² k{kk} s{s} {:8}: {:8.1} µs {:6.1} GFLOP/s", isa.name(), best * 1e6, flops / best * 1e-9);
+            }
+        }
+    }
+
     #[test]
     fn hand_made_stride_two_with_padding() {
         // One 1×5 row, 1×3 kernel of ones, stride 2, padding 1: columns

@@ -14,6 +14,7 @@
 
 use super::{activate, DepthwiseConv, Plane};
 use crate::packed::Isa;
+use crate::{Activation, Epilogue};
 
 /// Floats of the flattened output computed per step of the generic loop
 /// (and the granularity every length is rounded to).
@@ -92,7 +93,8 @@ impl Layout {
     /// Writes input plane `x` (`[ih, iw]`) into the phase planes. The
     /// padding positions are never written (the caller zeroes the phases
     /// once per run; every plane fills the same positions).
-    fn fill(&self, x: &[f32], iw: usize, phases: &mut [f32]) {
+    #[inline(always)]
+    fn fill(&self, x: &[f32], iw: usize, phases: &mut [f32], ops: &Ops) {
         let ([sh, sw], [ph, pw], [hp, wp]) = (self.s, self.pad, self.padded);
         // Input columns inside the padded extent: ix in 0..cols.
         let cols = iw.min(wp.saturating_sub(pw));
@@ -102,81 +104,136 @@ impl Layout {
                 break;
             }
             let base = (r % sh) * sw * self.phase_len + (r / sh) * self.wq;
-            if sw == 1 {
-                phases[base + pw..][..cols].copy_from_slice(&row[..cols]);
+            let row = &row[..cols];
+            match sw {
+                1 => (ops.copy)(row, &mut phases[base + pw..][..cols]),
+                2 => self.fill_pairs(row, &mut phases[base..], ops),
+                _ => self.fill_strided(row, &mut phases[base..]),
+            }
+        }
+    }
+
+    /// One input row into the two column phases (stride 2) from `phases[0]`:
+    /// an odd padded first column alone, then even/odd pairs.
+    #[inline(always)]
+    fn fill_pairs(&self, row: &[f32], phases: &mut [f32], ops: &Ops) {
+        let pw = self.pad[1];
+        let (first, pairs) = row.split_at((pw % 2).min(row.len()));
+        if let Some(&v) = first.first() {
+            phases[self.phase_len + pw / 2] = v;
+        }
+        let at = pw.div_ceil(2);
+        let (even, odd) = phases.split_at_mut(self.phase_len);
+        (ops.split2)(pairs, &mut even[at..][..pairs.len().div_ceil(2)], &mut odd[at..][..pairs.len() / 2]);
+    }
+
+    /// One input row into its `sw` column phases from `phases[0]`.
+    fn fill_strided(&self, row: &[f32], phases: &mut [f32]) {
+        let (sw, pw) = (self.s[1], self.pad[1]);
+        for px in 0..sw {
+            // Padded column c = ix + pw with c % sw == px: the first such ix.
+            let first = (px + sw - pw % sw) % sw;
+            if first >= row.len() {
                 continue;
             }
-            for px in 0..sw {
-                // Padded column c = ix + pw with c % sw == px: the first such ix.
-                let first = (px + sw - pw % sw) % sw;
-                if first >= cols {
-                    continue;
-                }
-                let dst = &mut phases[base + px * self.phase_len + (first + pw) / sw..];
-                for (o, &v) in dst.iter_mut().zip(row[first..cols].iter().step_by(sw)) {
-                    *o = v;
-                }
+            let dst = &mut phases[px * self.phase_len + (first + pw) / sw..];
+            for (o, &v) in dst.iter_mut().zip(row[first..].iter().step_by(sw)) {
+                *o = v;
             }
         }
     }
 }
 
+/// The data movements and the tap loop of one ISA.
+struct Ops {
+    /// `ext[i] = bias + Σ w · phases[offset + i]` for every `i < ext.len()`.
+    acc: fn(&Layout, &[f32], f32, &[f32], &mut [f32]),
+    /// `dst = src` (same lengths).
+    copy: fn(&[f32], &mut [f32]),
+    /// `even[j] = src[2j]`, `odd[j] = src[2j + 1]` (lengths `ceil(n/2)`, `floor(n/2)`).
+    split2: fn(&[f32], &mut [f32], &mut [f32]),
+    /// `dst = act(src + residual)` (same lengths).
+    finish: fn(&[f32], Option<&[f32]>, &mut [f32], Activation),
+}
+
+/// The portable movements.
+const PORTABLE: Ops = Ops { acc: accumulate_generic, copy: copy_portable, split2: split2_portable, finish: finish_portable };
+
 /// Computes output plane `y` (`[oh, ow]`) of `p` through the phases.
 /// `fresh` says whether the phases must be refilled (false when the previous
 /// plane read the same input channel).
 pub(super) fn plane(k: &DepthwiseConv, lay: &Layout, p: &Plane, y: &mut [f32], scratch: &mut [f32], fresh: bool) {
-    let isa = k.run_isa();
-    match isa {
+    match k.run_isa() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has AVX-512F (checked by run_isa).
         Isa::Avx512 => unsafe { plane_avx512(k, lay, p, y, scratch, fresh) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has AVX2 and FMA (checked by run_isa).
         Isa::Avx2 => unsafe { plane_avx2(k, lay, p, y, scratch, fresh) },
-        _ => plane_body(k, lay, p, y, scratch, fresh, accumulate_generic),
+        _ => plane_body(k, lay, p, y, scratch, fresh, &PORTABLE),
     }
 }
-
-/// The tap loop of one ISA: `ext[i] = bias + Σ w · phases[offset + i]` for
-/// every `i < ext.len()`.
-type Accumulate = fn(&Layout, &[f32], f32, &[f32], &mut [f32]);
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn plane_avx512(k: &DepthwiseConv, lay: &Layout, p: &Plane, y: &mut [f32], scratch: &mut [f32], fresh: bool) {
-    // The closure inherits this function's target features.
-    plane_body(k, lay, p, y, scratch, fresh, |l, w, b, ph, e| simd::accumulate_avx512(l, w, b, ph, e))
+    // The closures inherit this function's target features.
+    let ops = Ops {
+        acc: |l, w, b, ph, e| simd::accumulate_avx512(l, w, b, ph, e),
+        copy: |s, d| simd::copy_avx512(s, d),
+        split2: |s, e, o| simd::split2_avx512(s, e, o),
+        finish: |s, r, d, a| simd::finish_avx512(s, r, d, a),
+    };
+    plane_body(k, lay, p, y, scratch, fresh, &ops)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn plane_avx2(k: &DepthwiseConv, lay: &Layout, p: &Plane, y: &mut [f32], scratch: &mut [f32], fresh: bool) {
     // The closure inherits this function's target features.
-    plane_body(k, lay, p, y, scratch, fresh, |l, w, b, ph, e| simd::accumulate_avx2(l, w, b, ph, e))
+    let ops = Ops { acc: |l, w, b, ph, e| simd::accumulate_avx2(l, w, b, ph, e), ..PORTABLE };
+    plane_body(k, lay, p, y, scratch, fresh, &ops)
 }
 
 /// Fill, accumulate, then store the valid columns with the epilogue.
 #[inline(always)]
-fn plane_body(k: &DepthwiseConv, lay: &Layout, p: &Plane, y: &mut [f32], scratch: &mut [f32], fresh: bool, acc: Accumulate) {
+fn plane_body(k: &DepthwiseConv, lay: &Layout, p: &Plane, y: &mut [f32], scratch: &mut [f32], fresh: bool, ops: &Ops) {
     let [[_, iw], [_, ow], ..] = k.dims();
     let (phases, ext) = scratch.split_at_mut(lay.s[0] * lay.s[1] * lay.phase_len);
     let ext = &mut ext[..lay.ext_len];
     if fresh {
-        lay.fill(p.x, iw, phases);
+        lay.fill(p.x, iw, phases, ops);
     }
-    acc(lay, p.w, p.bias, phases, ext);
+    (ops.acc)(lay, p.w, p.bias, phases, ext);
     for (oy, row) in y.chunks_exact_mut(ow.max(1)).enumerate() {
-        let src = &ext[oy * lay.wq..][..ow];
-        match p.residual {
-            Some(r) => {
-                for ((o, &a), &rv) in row.iter_mut().zip(src).zip(&r[oy * ow..][..ow]) {
-                    *o = a + rv;
-                }
-            }
-            None => row.copy_from_slice(src),
-        }
-        activate(row, k.epilogue);
+        let residual = p.residual.map(|r| &r[oy * ow..][..ow]);
+        (ops.finish)(&ext[oy * lay.wq..][..ow], residual, row, k.epilogue.activation);
     }
+}
+
+fn copy_portable(src: &[f32], dst: &mut [f32]) {
+    dst.copy_from_slice(src);
+}
+
+fn split2_portable(src: &[f32], even: &mut [f32], odd: &mut [f32]) {
+    for (e, &v) in even.iter_mut().zip(src.iter().step_by(2)) {
+        *e = v;
+    }
+    for (o, &v) in odd.iter_mut().zip(src.iter().skip(1).step_by(2)) {
+        *o = v;
+    }
+}
+
+fn finish_portable(src: &[f32], residual: Option<&[f32]>, dst: &mut [f32], act: Activation) {
+    match residual {
+        Some(r) => {
+            for ((o, &a), &rv) in dst.iter_mut().zip(src).zip(r) {
+                *o = a + rv;
+            }
+        }
+        None => dst.copy_from_slice(src),
+    }
+    activate(dst, Epilogue { activation: act, ..Epilogue::default() });
 }
 
 /// The portable tap loop, [`LANES`] outputs at a time.
@@ -204,6 +261,8 @@ mod simd {
     //! latency on two ports), then blocks of 4, 2 and 1 for the tail.
 
     use super::Layout;
+    use crate::packed::PwAct;
+    use crate::Activation;
     use std::arch::x86_64::*;
 
     /// Generates one ISA's tap loop.
@@ -270,6 +329,85 @@ mod simd {
         };
     }
 
+    /// `[0, 2, …, 30]` and `[1, 3, …, 31]`: the even and odd lanes of two vectors.
+    #[target_feature(enable = "avx512f")]
+    fn pair_indices() -> (__m512i, __m512i) {
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        (even, _mm512_add_epi32(even, _mm512_set1_epi32(1)))
+    }
+
+    /// The first `n` (≤ 16) lanes.
+    #[target_feature(enable = "avx512f")]
+    fn lanes(n: usize) -> __mmask16 {
+        ((1u32 << n.min(16)) - 1) as __mmask16
+    }
+
+    /// `dst = src` with masked 16-lane moves (no library call for short rows).
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn copy_avx512(src: &[f32], dst: &mut [f32]) {
+        let n = src.len().min(dst.len());
+        for i in (0..n).step_by(16) {
+            let m = lanes(n - i);
+            // SAFETY: the masked lanes are i..min(i + 16, n), inside both slices.
+            unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), m, _mm512_maskz_loadu_ps(m, src.as_ptr().add(i))) };
+        }
+    }
+
+    /// `even[j] = src[2j]`, `odd[j] = src[2j + 1]`, 32 source floats a step.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn split2_avx512(src: &[f32], even: &mut [f32], odd: &mut [f32]) {
+        let n = src.len();
+        assert!(even.len() >= n.div_ceil(2) && odd.len() >= n / 2, "depthwise phase rows too short");
+        let (ie, io) = pair_indices();
+        for i in (0..n).step_by(32) {
+            let (ma, mb) = (lanes(n - i), lanes((n - i).saturating_sub(16)));
+            // SAFETY: the masked lanes are inside src (i.. up to n).
+            let (a, b) = unsafe { (_mm512_maskz_loadu_ps(ma, src.as_ptr().add(i)), _mm512_maskz_loadu_ps(mb, src.as_ptr().add(i + 16))) };
+            let (me, mo) = (lanes((n - i).div_ceil(2)), lanes((n - i) / 2));
+            // SAFETY: the lanes i/2.. up to ceil(n/2) (even) and n/2 (odd) lie inside the rows (asserted).
+            unsafe {
+                _mm512_mask_storeu_ps(even.as_mut_ptr().add(i / 2), me, _mm512_permutex2var_ps(a, ie, b));
+                _mm512_mask_storeu_ps(odd.as_mut_ptr().add(i / 2), mo, _mm512_permutex2var_ps(a, io, b));
+            }
+        }
+    }
+
+    /// `dst = act(src + residual)`, the piecewise-linear activations in
+    /// registers, the others on the stored row.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn finish_avx512(src: &[f32], residual: Option<&[f32]>, dst: &mut [f32], act: Activation) {
+        let n = dst.len();
+        assert!(src.len() >= n && residual.is_none_or(|r| r.len() >= n), "depthwise rows too short");
+        let pw = PwAct::of(act);
+        let zero = _mm512_setzero_ps();
+        for i in (0..n).step_by(16) {
+            let m = lanes(n - i);
+            // SAFETY: the masked lanes are i..min(i + 16, n), inside every slice (asserted).
+            let mut v = unsafe { _mm512_maskz_loadu_ps(m, src.as_ptr().add(i)) };
+            if let Some(r) = residual {
+                // SAFETY: as above.
+                v = _mm512_add_ps(v, unsafe { _mm512_maskz_loadu_ps(m, r.as_ptr().add(i)) });
+            }
+            v = match pw {
+                Some(PwAct::Clamp { alpha, beta, lo, hi, times_x }) => {
+                    let t = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(v, _mm512_set1_ps(alpha), _mm512_set1_ps(beta)), _mm512_set1_ps(lo)), _mm512_set1_ps(hi));
+                    if times_x {
+                        _mm512_mul_ps(t, v)
+                    } else {
+                        t
+                    }
+                }
+                Some(PwAct::Leaky { alpha }) => _mm512_add_ps(_mm512_max_ps(v, zero), _mm512_mul_ps(_mm512_set1_ps(alpha), _mm512_min_ps(v, zero))),
+                Some(PwAct::Identity) | None => v,
+            };
+            // SAFETY: as above.
+            unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), m, v) };
+        }
+        if pw.is_none() {
+            crate::epilogue::activate_in_place(act, dst);
+        }
+    }
+
     accumulate!(accumulate_avx512, block_avx512, "avx512f", __m512, lanes = 16, load = _mm512_loadu_ps, store = _mm512_storeu_ps, set1 = _mm512_set1_ps, fmadd = _mm512_fmadd_ps);
     accumulate!(accumulate_avx2, block_avx2, "avx2,fma", __m256, lanes = 8, load = _mm256_loadu_ps, store = _mm256_storeu_ps, set1 = _mm256_set1_ps, fmadd = _mm256_fmadd_ps);
 }
@@ -313,7 +451,7 @@ mod tests {
         let l = Layout::new(&k);
         let x: Vec<f32> = (1..=15).map(|v| v as f32).collect();
         let mut ph = vec![0.0; l.floats()];
-        l.fill(&x, 5, &mut ph);
+        l.fill(&x, 5, &mut ph, &PORTABLE);
         let padded = |r: usize, c: usize| -> f32 {
             let (iy, ix) = (r as i64 - 1, c as i64 - 2);
             if (0..3).contains(&iy) && (0..5).contains(&ix) {
