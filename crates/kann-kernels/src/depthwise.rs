@@ -468,7 +468,9 @@ mod tests {
     #[ignore]
     fn dw_timing() {
         use crate::buf::RawBuf;
-        for &(c, hw, kk, s) in &[(32u64, 112u64, 3u64, 1u64), (96, 112, 3, 2), (144, 56, 3, 1), (384, 14, 3, 1), (960, 7, 3, 1), (240, 28, 5, 1), (672, 14, 5, 2)] {
+        for &(c, hw, kk, s) in
+            &[(32u64, 112u64, 3u64, 1u64), (96, 112, 3, 2), (144, 56, 3, 1), (384, 14, 3, 1), (960, 7, 3, 1), (240, 28, 5, 1), (672, 14, 5, 2)]
+        {
             for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
                 let p = kk / 2;
                 let o = (hw + 2 * p - kk) / s + 1;

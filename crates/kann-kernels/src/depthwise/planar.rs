@@ -144,6 +144,9 @@ impl Layout {
     }
 }
 
+/// `dst = act(src + residual)` for one output row.
+type Finish = fn(&[f32], Option<&[f32]>, &mut [f32], Activation);
+
 /// The data movements and the tap loop of one ISA.
 struct Ops {
     /// `ext[i] = bias + Σ w · phases[offset + i]` for every `i < ext.len()`.
@@ -153,7 +156,7 @@ struct Ops {
     /// `even[j] = src[2j]`, `odd[j] = src[2j + 1]` (lengths `ceil(n/2)`, `floor(n/2)`).
     split2: fn(&[f32], &mut [f32], &mut [f32]),
     /// `dst = act(src + residual)` (same lengths).
-    finish: fn(&[f32], Option<&[f32]>, &mut [f32], Activation),
+    finish: Finish,
 }
 
 /// The portable movements.
@@ -361,8 +364,9 @@ mod simd {
         let (ie, io) = pair_indices();
         for i in (0..n).step_by(32) {
             let (ma, mb) = (lanes(n - i), lanes((n - i).saturating_sub(16)));
-            // SAFETY: the masked lanes are inside src (i.. up to n).
-            let (a, b) = unsafe { (_mm512_maskz_loadu_ps(ma, src.as_ptr().add(i)), _mm512_maskz_loadu_ps(mb, src.as_ptr().add(i + 16))) };
+            // SAFETY: the masked lanes are inside src (i.. up to n); masked-off lanes are not accessed
+            // (the second pointer may lie past the end when its mask is empty, hence wrapping_add).
+            let (a, b) = unsafe { (_mm512_maskz_loadu_ps(ma, src.as_ptr().add(i)), _mm512_maskz_loadu_ps(mb, src.as_ptr().wrapping_add(i + 16))) };
             let (me, mo) = (lanes((n - i).div_ceil(2)), lanes((n - i) / 2));
             // SAFETY: the lanes i/2.. up to ceil(n/2) (even) and n/2 (odd) lie inside the rows (asserted).
             unsafe {
@@ -390,7 +394,8 @@ mod simd {
             }
             v = match pw {
                 Some(PwAct::Clamp { alpha, beta, lo, hi, times_x }) => {
-                    let t = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(v, _mm512_set1_ps(alpha), _mm512_set1_ps(beta)), _mm512_set1_ps(lo)), _mm512_set1_ps(hi));
+                    let t =
+                        _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(v, _mm512_set1_ps(alpha), _mm512_set1_ps(beta)), _mm512_set1_ps(lo)), _mm512_set1_ps(hi));
                     if times_x {
                         _mm512_mul_ps(t, v)
                     } else {
@@ -408,8 +413,28 @@ mod simd {
         }
     }
 
-    accumulate!(accumulate_avx512, block_avx512, "avx512f", __m512, lanes = 16, load = _mm512_loadu_ps, store = _mm512_storeu_ps, set1 = _mm512_set1_ps, fmadd = _mm512_fmadd_ps);
-    accumulate!(accumulate_avx2, block_avx2, "avx2,fma", __m256, lanes = 8, load = _mm256_loadu_ps, store = _mm256_storeu_ps, set1 = _mm256_set1_ps, fmadd = _mm256_fmadd_ps);
+    accumulate!(
+        accumulate_avx512,
+        block_avx512,
+        "avx512f",
+        __m512,
+        lanes = 16,
+        load = _mm512_loadu_ps,
+        store = _mm512_storeu_ps,
+        set1 = _mm512_set1_ps,
+        fmadd = _mm512_fmadd_ps
+    );
+    accumulate!(
+        accumulate_avx2,
+        block_avx2,
+        "avx2,fma",
+        __m256,
+        lanes = 8,
+        load = _mm256_loadu_ps,
+        store = _mm256_storeu_ps,
+        set1 = _mm256_set1_ps,
+        fmadd = _mm256_fmadd_ps
+    );
 }
 
 #[cfg(test)]
@@ -441,7 +466,7 @@ mod tests {
         assert_eq!(l.ext_len, (55 * 57 + 56usize).next_multiple_of(LANES));
         // Tap (2, 1): row phase 0 shifted one phase row, column phase 1.
         assert_eq!(l.tap_offset(2, 1), l.phase_len + 57);
-        assert!(l.phase_len >= 57 * 57 && l.phase_len >= l.ext_len + 57 + 1);
+        assert!(l.phase_len >= 57 * 57 && l.phase_len > l.ext_len + 57);
     }
 
     #[test]
