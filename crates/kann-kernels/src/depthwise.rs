@@ -22,6 +22,8 @@
 //! [`pack_dwconv_weights`]), then B `[M]` if `epilogue.bias`, then the
 //! residual (Y's shape) if `epilogue.residual`. Output: Y `[N, M, oh, ow]`.
 
+mod planar;
+
 use crate::kernel::{expect_io, KernelImpl};
 use crate::packed::Isa;
 use crate::{Epilogue, Io};
@@ -218,7 +220,7 @@ impl KernelImpl for DepthwiseConv {
     }
 
     fn scratch_bytes(&self, _items: u64) -> usize {
-        self.phase_floats() * 4
+        4 * if planar::Layout::fits(self) { planar::Layout::new(self).floats() } else { self.phase_floats() }
     }
 
     fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String> {
@@ -244,21 +246,30 @@ impl KernelImpl for DepthwiseConv {
         let (p0, p1) = (part.start as usize, part.end as usize);
         // SAFETY: this part owns output planes p0..p1 (the run contract).
         let y = unsafe { io.outputs[0].f32_part(p0 * out_plane..p1 * out_plane) };
-        let taps = horizontal_taps(iw, ow, kw, sw, dw, pw);
-        // The stride phases live in the cluster's scratch: no allocation while a frame runs.
+        // The phases live in the cluster's scratch: no allocation while a frame runs.
         // SAFETY: any bit pattern is a valid f32; the slice is only reinterpreted.
         let (pre, scratch, _) = unsafe { scratch.align_to_mut::<f32>() };
-        assert!(pre.is_empty() && scratch.len() >= self.phase_floats(), "depthwise scratch is not 4-byte aligned or too small");
-        let phases = &mut scratch[..self.phase_floats()];
+        let planar = planar::Layout::fits(self).then(|| planar::Layout::new(self));
+        let need = planar.map_or(self.phase_floats(), |l| l.floats());
+        assert!(pre.is_empty() && scratch.len() >= need, "depthwise scratch is not 4-byte aligned or too small");
+        let scratch = &mut scratch[..need];
+        // Every plane fills the same (interior) positions of the phases: the padding is zeroed once.
+        scratch.fill(0.0);
+        let taps = if planar.is_none() { horizontal_taps(iw, ow, kw, sw, dw, pw) } else { Vec::new() };
+        let mut filled = None;
         for (item, y_plane) in (p0..p1).zip(y.chunks_exact_mut(out_plane.max(1))) {
             let (b, oc) = (item / m, item % m);
+            let input = b * c + oc / mult;
             let plane = Plane {
-                x: &x[(b * c + oc / mult) * in_plane..][..in_plane],
+                x: &x[input * in_plane..][..in_plane],
                 w: &w[oc * kh * kw..][..kh * kw],
                 bias: bias.map_or(0.0, |bv| bv[oc]),
                 residual: residual.map(|rv| &rv[item * out_plane..][..out_plane]),
             };
-            self.plane(&plane, y_plane, &taps, phases);
+            match &planar {
+                Some(lay) => planar::plane(self, lay, &plane, y_plane, scratch, filled.replace(input) != Some(input)),
+                None => self.plane(&plane, y_plane, &taps, scratch),
+            }
         }
     }
 }
@@ -362,11 +373,136 @@ mod tests {
                     let want = run_parts(&conv, &conv_ins, &[out_len], 1);
                     let mut dw_ins = ins.clone();
                     dw_ins[1] = pack_dwconv_weights(&ins[1]);
-                    for parts in [1, 3] {
+                    for parts in [1, 2, 3] {
                         let got = run_parts(&k, &dw_ins, &[out_len], parts);
                         assert_close(&got[0], &want[0], 1e-5);
                     }
                 }
+            }
+        }
+    }
+
+    /// The planar path against the portable conv on one geometry, every ISA, 1–3 parts.
+    fn check_against_conv(k: &DepthwiseConv, seed: u64) {
+        let mut rng = Rng(seed);
+        for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+            let k = DepthwiseConv { isa, ..k.clone() };
+            let (ins, out_len) = inputs(&mut rng, &k);
+            let mut conv_ins = ins.clone();
+            conv_ins[1] = pack_conv_weights(&ins[1]);
+            let want = run_parts(&as_conv(&k), &conv_ins, &[out_len], 1);
+            for parts in [1, 2, 3] {
+                let got = run_parts(&k, &ins, &[out_len], parts);
+                assert_close(&got[0], &want[0], 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn kernels_too_wide_for_the_planar_path_run_the_rows() {
+        let k = DepthwiseConv {
+            batch: 1,
+            in_channels: 3,
+            out_channels: 6,
+            input: [9, 40],
+            kernel: [2, 17],
+            strides: [1, 2],
+            dilations: [2, 1],
+            pad_begin: [1, 8],
+            output: [8, 20],
+            epilogue: Epilogue { bias: true, residual: true, activation: Activation::Silu },
+            isa: Isa::Generic,
+        };
+        assert!(!planar::Layout::fits(&k));
+        assert_eq!(k.scratch_bytes(6), 4 * k.phase_floats());
+        check_against_conv(&k, 5);
+    }
+
+    #[test]
+    fn planes_too_large_for_the_planar_path_run_the_rows() {
+        let k = DepthwiseConv {
+            batch: 1,
+            in_channels: 2,
+            out_channels: 2,
+            input: [1030, 1030],
+            kernel: [3, 3],
+            strides: [2, 1],
+            dilations: [1, 1],
+            pad_begin: [1, 1],
+            output: [515, 1030],
+            epilogue: Epilogue { bias: true, residual: false, activation: Activation::Relu },
+            isa: Isa::Generic,
+        };
+        assert!(!planar::Layout::fits(&k));
+        check_against_conv(&k, 6);
+    }
+
+    #[test]
+    fn mobilenet_like_planes_every_epilogue() {
+        // The common shapes: 3×3 and 5×5, stride 1 and 2, "same" padding, small and odd planes.
+        for (i, &(hw, kk, s)) in [(7u64, 3u64, 1u64), (14, 5, 2), (28, 3, 2), (15, 5, 1), (1, 3, 1), (40, 3, 2), (13, 7, 3)].iter().enumerate() {
+            for (j, act) in ACTIVATIONS.into_iter().enumerate() {
+                let p = kk / 2;
+                let k = DepthwiseConv {
+                    batch: 2,
+                    in_channels: 3,
+                    out_channels: 3,
+                    input: [hw, hw],
+                    kernel: [kk, kk],
+                    strides: [s, s],
+                    dilations: [1, 1],
+                    pad_begin: [p, p],
+                    output: [(hw + 2 * p - kk) / s + 1; 2],
+                    epilogue: Epilogue { bias: j % 2 == 0, residual: j % 3 == 0, activation: act },
+                    isa: Isa::Generic,
+                };
+                assert!(planar::Layout::fits(&k));
+                check_against_conv(&k, (i * 10 + j) as u64);
+            }
+        }
+    }
+
+    /// Timing of the MobileNetV2 / EfficientNet shapes (`cargo test --release -p kann-kernels
+    /// dw_timing -- --ignored --nocapture`): GFLOP/s per shape and ISA.
+    #[test]
+    #[ignore]
+    fn dw_timing() {
+        use crate::buf::RawBuf;
+        for &(c, hw, kk, s) in
+            &[(32u64, 112u64, 3u64, 1u64), (96, 112, 3, 2), (144, 56, 3, 1), (384, 14, 3, 1), (960, 7, 3, 1), (240, 28, 5, 1), (672, 14, 5, 2)]
+        {
+            for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+                let p = kk / 2;
+                let o = (hw + 2 * p - kk) / s + 1;
+                let k = DepthwiseConv {
+                    batch: 1,
+                    in_channels: c,
+                    out_channels: c,
+                    input: [hw, hw],
+                    kernel: [kk, kk],
+                    strides: [s, s],
+                    dilations: [1, 1],
+                    pad_begin: [p, p],
+                    output: [o, o],
+                    epilogue: Epilogue { bias: true, residual: false, activation: Activation::Clip { min: 0.0, max: 6.0 } },
+                    isa,
+                };
+                let (mut ins, out_len) = inputs(&mut Rng(1), &k);
+                let mut out = vec![0.0f32; out_len];
+                let in_bufs: Vec<RawBuf> = ins.iter_mut().map(|v| RawBuf::from_f32(v)).collect();
+                let out_bufs = [RawBuf::from_f32(&mut out)];
+                let io = Io { inputs: &in_bufs, outputs: &out_bufs };
+                let mut scratch = vec![0u8; k.scratch_bytes(c)];
+                let reps = 20;
+                let mut best = f64::MAX;
+                for _ in 0..reps {
+                    let t = std::time::Instant::now();
+                    // SAFETY: the buffers live through the call.
+                    unsafe { k.run(&io, 0..c, &mut scratch) };
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                let flops = 2.0 * (c * o * o * kk * kk) as f64;
+                println!("{c:4} ch {hw:3}² k{kk} s{s} {:8}: {:8.1} µs {:6.1} GFLOP/s", isa.name(), best * 1e6, flops / best * 1e-9);
             }
         }
     }
