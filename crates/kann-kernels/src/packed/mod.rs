@@ -21,8 +21,8 @@
 //! 16 FMAs per 2 loads and 8 broadcasts, enough independent chains to hide
 //! the 4-cycle FMA latency on two ports), AVX2+FMA 6×16 (12 ymm accumulators
 //! of 16 registers), portable 4×8 (plain Rust the compiler vectorises).
-//! Edge tiles (M or N remainders) run the same microkernel into a padded
-//! temporary tile and merge the valid part with a scalar epilogue.
+//! Edge tiles (M or N remainders) run the same microkernel and merge only
+//! their valid rows and columns (masked vector loads and stores).
 
 pub mod pack;
 
@@ -44,8 +44,6 @@ pub const KC: usize = 256;
 pub const MC: usize = 240;
 /// Columns of B per packed block, kept in L2.
 pub const NC: usize = 384;
-/// The largest tile of any ISA (for the padded edge tile).
-const MAX_TILE: usize = 8 * 32;
 
 /// The instruction set a packed kernel runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -156,6 +154,7 @@ pub(crate) struct TileEpi {
 
 impl TileEpi {
     /// Plain store: no accumulation, no epilogue.
+    #[cfg(test)]
     const PLAIN: TileEpi = TileEpi { accumulate: false, finish: false, bias: std::ptr::null(), residual: std::ptr::null(), act: Activation::None };
 }
 
@@ -163,17 +162,21 @@ impl TileEpi {
 pub(crate) trait Micro {
     const MR: usize;
     const NR: usize;
-    /// `C[MR×NR] (+)= A_panel · B_panel` with the epilogue `e`.
+    /// `C[rows×cols] (+)= A_panel · B_panel` with the epilogue `e`: the
+    /// full `MR × NR` product, of which the first `rows` rows and `cols`
+    /// columns are merged into C (the edge tiles mask the rest).
     ///
     /// # Safety
-    /// `a` holds `kc * MR` floats, `b` `kc * NR`; `c` (and `e.residual`)
-    /// are valid for `MR` rows of `NR` floats `ldc` apart (reads and, for
-    /// `c`, writes); `e.bias` holds `MR` floats; the CPU has the ISA.
-    unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, e: &TileEpi);
+    /// `a` holds `kc * MR` floats, `b` `kc * NR`; `1 <= rows <= MR`,
+    /// `1 <= cols <= NR`; `c` (and `e.residual`) are valid for `rows` rows
+    /// of `cols` floats `ldc` apart (reads and, for `c`, writes); `e.bias`
+    /// holds `rows` floats; the CPU has the ISA.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi);
 }
 
 /// Merges a computed `rows × cols` tile (`tile`, `NR` apart) into C with the
-/// epilogue, one value at a time: the edge tiles and the portable kernel.
+/// epilogue, one value at a time: the portable kernel.
 ///
 /// # Safety
 /// As [`Micro::tile`] for `rows` rows of `cols` floats.
@@ -329,16 +332,8 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                         let bpp = bp[p * kc * M::NR..].as_ptr();
                         // SAFETY: the tile lies inside C (rows < m, cols < n).
                         let c = unsafe { call.c.add(off) };
-                        if rows == M::MR && cols == M::NR {
-                            // SAFETY: a full tile inside C; panels are kc deep.
-                            unsafe { M::tile(kc, a, bpp, c, call.ldc, &e) };
-                        } else {
-                            let mut tmp = [0.0f32; MAX_TILE];
-                            // SAFETY: tmp holds MR rows of NR.
-                            unsafe { M::tile(kc, a, bpp, tmp.as_mut_ptr(), M::NR, &TileEpi::PLAIN) };
-                            // SAFETY: rows × cols lies inside C.
-                            unsafe { merge_scalar(&tmp, M::NR, c, call.ldc, rows, cols, &e) };
-                        }
+                        // SAFETY: rows × cols lies inside C; panels are kc deep.
+                        unsafe { M::tile(kc, a, bpp, c, call.ldc, rows, cols, &e) };
                     }
                 }
             }
@@ -353,7 +348,7 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
 macro_rules! simd_tile {
     (
         $name:ident, $feat:literal, mr = $mr:literal, lanes = $w:literal, $vec:ty,
-        zero = $zero:path, load = $load:path, store = $store:path, set1 = $set1:path,
+        zero = $zero:path, load = $load:path, store = $store:path, load_part = $load_part:path, store_part = $store_part:path, set1 = $set1:path,
         fmadd = $fmadd:path, add = $add:path, mul = $mul:path, max = $max:path, min = $min:path
     ) => {
         /// The register tile of this ISA.
@@ -379,7 +374,8 @@ macro_rules! simd_tile {
 
             /// The tile body (see [`Micro::tile`]).
             #[target_feature(enable = $feat)]
-            unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, e: &TileEpi) {
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
                 let mut acc = [[$zero(); 2]; $mr];
                 for p in 0..kc {
                     // SAFETY: p < kc: B's row p is NR floats, A's column p MR floats.
@@ -392,32 +388,71 @@ macro_rules! simd_tile {
                     }
                 }
                 let simd_act = if e.finish { PwAct::of(e.act) } else { Some(PwAct::Identity) };
-                for (i, row) in acc.iter_mut().enumerate() {
+                for (i, row) in acc.iter_mut().enumerate().take(rows) {
                     for (h, v) in row.iter_mut().enumerate() {
+                        // Valid lanes of this vector: all but in the last columns.
+                        let n = cols.saturating_sub(h * $w).min($w);
+                        if n == 0 {
+                            break;
+                        }
                         let off = i * ldc + h * $w;
-                        // SAFETY: (i, h) lies in the MR × NR tile the caller vouches for.
+                        // SAFETY: (i, h) holds n valid columns of the tile the caller vouches for.
                         unsafe {
                             if e.accumulate {
-                                *v = $add(*v, $load(c.add(off)));
+                                *v = $add(*v, Self::load_n(c.add(off), n));
                             }
                             if e.finish {
                                 if !e.bias.is_null() {
                                     *v = $add(*v, $set1(*e.bias.add(i)));
                                 }
                                 if !e.residual.is_null() {
-                                    *v = $add(*v, $load(e.residual.add(off)));
+                                    *v = $add(*v, Self::load_n(e.residual.add(off), n));
                                 }
                             }
                             if let Some(pw) = simd_act {
                                 *v = Self::act(*v, pw);
                             }
-                            $store(c.add(off), *v);
+                            Self::store_n(c.add(off), n, *v);
                         }
                     }
                 }
                 if simd_act.is_none() {
                     // SAFETY: the tile the caller vouches for.
-                    unsafe { activate_scalar(c, ldc, $mr, 2 * $w, e.act) };
+                    unsafe { activate_scalar(c, ldc, rows, cols, e.act) };
+                }
+            }
+
+            /// The first `n` (1..=lanes) floats at `p`, zeros after.
+            ///
+            /// # Safety
+            /// `p` is valid for `n` floats.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            unsafe fn load_n(p: *const f32, n: usize) -> $vec {
+                // SAFETY: the caller's contract; a masked load reads only n floats.
+                unsafe {
+                    if n == $w {
+                        $load(p)
+                    } else {
+                        $load_part(p, n)
+                    }
+                }
+            }
+
+            /// Stores the first `n` (1..=lanes) lanes of `v` at `p`.
+            ///
+            /// # Safety
+            /// `p` is valid for writing `n` floats.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            unsafe fn store_n(p: *mut f32, n: usize, v: $vec) {
+                // SAFETY: the caller's contract; a masked store writes only n floats.
+                unsafe {
+                    if n == $w {
+                        $store(p, v)
+                    } else {
+                        $store_part(p, n, v)
+                    }
                 }
             }
         }
@@ -426,9 +461,9 @@ macro_rules! simd_tile {
             const MR: usize = $mr;
             const NR: usize = 2 * $w;
 
-            unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, e: &TileEpi) {
+            unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
                 // SAFETY: the caller's contract, including the CPU having the ISA.
-                unsafe { Self::run(kc, a, b, c, ldc, e) }
+                unsafe { Self::run(kc, a, b, c, ldc, rows, cols, e) }
             }
         }
     };

@@ -148,21 +148,58 @@ fn speed() {
     let mut rng = Rng(1);
     for (m, k, n) in [(256, 2304, 196), (64, 576, 3136), (512, 4608, 49), (256, 64, 3136), (2048, 512, 49)] {
         let (a, b) = (rng.vec(m * k), rng.vec(k * n));
-        for isa in isas() {
+        // KANN_SPEED_ISA=avx512 measures one ISA (for a profiler).
+        let only = std::env::var("KANN_SPEED_ISA").ok();
+        for isa in isas().into_iter().filter(|i| only.as_deref().is_none_or(|o| o == i.name())) {
             let packed = pack_a(&a, m, k, isa);
             let mut c = vec![0.0f32; m * n];
             let mut scratch = vec![0.0f32; scratch_floats(isa, k, n)];
             let call = GemmCall { m, k, n, a: &packed, c: c.as_mut_ptr(), ldc: n, bias: None, residual: std::ptr::null(), act: Activation::Relu };
             let mut times = Vec::new();
-            for _ in 0..7 {
+            for _ in 0..21 {
                 let t = std::time::Instant::now();
                 // SAFETY: sizes as stated; the ISA is present.
                 unsafe { gemm(isa, &call, &Matrix { data: &b, ld: n }, &mut scratch) };
                 times.push(t.elapsed().as_secs_f64());
             }
             times.sort_by(f64::total_cmp);
-            let gf = 2.0 * (m * k * n) as f64 / times[3] / 1e9;
-            println!("M={m} K={k} N={n} {:>8}: {:.3} ms, {gf:.1} GFLOP/s", isa.name(), times[3] * 1e3);
+            let gf = |t: f64| 2.0 * (m * k * n) as f64 / t / 1e9;
+            println!("M={m} K={k} N={n} {:>8}: {:.3} ms, {:.1} GFLOP/s (median), {:.1} (best)", isa.name(), times[10] * 1e3, gf(times[10]), gf(times[0]));
         }
     }
+}
+
+/// GFLOP/s of each ISA's full register tile alone, its A and B panels hot
+/// in L1 (the ceiling the blocking can reach). Run by hand like [`speed`].
+#[test]
+#[ignore]
+fn tile_speed() {
+    fn run<M: Micro>(name: &str) {
+        let kc = KC;
+        let mut rng = Rng(2);
+        let (a, b) = (rng.vec(kc * M::MR), rng.vec(kc * M::NR));
+        let mut c = vec![0.0f32; M::MR * M::NR];
+        let reps = 1_000;
+        let mut best = f64::INFINITY;
+        for _ in 0..200 {
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                // SAFETY: panels of kc; C is one MR × NR tile; the ISA is present (checked by the caller).
+                unsafe { M::tile(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), M::NR, M::MR, M::NR, &TileEpi::PLAIN) };
+            }
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        let gf = 2.0 * (M::MR * M::NR * kc * reps) as f64 / best / 1e9;
+        println!("tile {name} {}x{} kc {kc}: {gf:.1} GFLOP/s", M::MR, M::NR);
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if Isa::Avx512.available() {
+            run::<micro_avx512::Avx512>("avx512");
+        }
+        if Isa::Avx2.available() {
+            run::<micro_avx2::Avx2>("avx2");
+        }
+    }
+    run::<micro_generic::Generic>("generic");
 }
