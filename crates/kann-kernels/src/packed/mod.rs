@@ -271,28 +271,42 @@ pub fn scratch_floats(isa: Isa, k: usize, n: usize) -> usize {
 /// no one else touches C's elements meanwhile; `a` holds the packed panels
 /// covering `m` rows; `scratch` holds [`scratch_floats`]; the CPU has `isa`.
 pub(crate) unsafe fn gemm(isa: Isa, call: &GemmCall, b: &impl BSource, scratch: &mut [f32]) {
+    // SAFETY: the caller's contract.
+    unsafe { gemm_blocked(isa, call, b, scratch, KC) }
+}
+
+/// [`gemm`] with K blocks at most `kc_max` deep (`<= KC`; the speed test
+/// tries others).
+///
+/// # Safety
+/// As [`gemm`].
+pub(crate) unsafe fn gemm_blocked(isa: Isa, call: &GemmCall, b: &impl BSource, scratch: &mut [f32], kc_max: usize) {
     assert!(isa.available(), "the packed kernel needs {}, which this CPU lacks", isa.name());
+    assert!((1..=KC).contains(&kc_max), "K blocks of {kc_max} do not fit the scratch");
     // SAFETY: the caller's contract; the ISA is present (checked above).
     unsafe {
         match isa {
-            Isa::Generic => gemm_with::<micro_generic::Generic>(call, b, scratch),
+            Isa::Generic => gemm_with::<micro_generic::Generic>(call, b, scratch, kc_max),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => gemm_with::<micro_avx2::Avx2>(call, b, scratch),
+            Isa::Avx2 => gemm_with::<micro_avx2::Avx2>(call, b, scratch, kc_max),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => gemm_with::<micro_avx512::Avx512>(call, b, scratch),
+            Isa::Avx512 => gemm_with::<micro_avx512::Avx512>(call, b, scratch, kc_max),
             #[cfg(not(target_arch = "x86_64"))]
             _ => unreachable!("checked by available()"),
         }
     }
 }
 
-/// Packs B rows `k0..k0+kc`, columns `n0..n0+nc` into NR-column panels.
+/// Packs B rows `k0..k0+kc`, columns `n0..n0+nc` (`nc <= NC`) into
+/// NR-column panels: each row of the block is fetched whole (one `fill`, long
+/// runs) and dealt out to the panels in NR-float pieces.
 fn pack_b<M: Micro>(b: &impl BSource, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32]) {
-    for (p, panel) in dst.chunks_exact_mut(kc * M::NR).take(nc.div_ceil(M::NR)).enumerate() {
-        let cols = M::NR.min(nc - p * M::NR);
-        for (kk, row) in panel.chunks_exact_mut(M::NR).enumerate() {
-            b.fill(k0 + kk, n0 + p * M::NR, &mut row[..cols]);
-            row[cols..].fill(0.0);
+    let padded = nc.next_multiple_of(M::NR);
+    let mut row = [0.0f32; NC];
+    for kk in 0..kc {
+        b.fill(k0 + kk, n0, &mut row[..nc]);
+        for (p, piece) in row[..padded].chunks_exact(M::NR).enumerate() {
+            dst[(p * kc + kk) * M::NR..][..M::NR].copy_from_slice(piece);
         }
     }
 }
@@ -301,15 +315,17 @@ fn pack_b<M: Micro>(b: &impl BSource, k0: usize, kc: usize, n0: usize, nc: usize
 ///
 /// # Safety
 /// As [`gemm`].
-unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [f32]) {
+unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [f32], kc_max: usize) {
     let (m, k, n) = (call.m, call.k, call.n);
     // Column blocks of equal width (in whole panels), at most NC.
     let width = n.div_ceil(n.div_ceil(NC).max(1)).next_multiple_of(M::NR);
     for n0 in (0..n).step_by(width.max(1)) {
         let nc = width.min(n - n0);
         let panels = nc.div_ceil(M::NR);
-        for k0 in (0..k).step_by(KC) {
-            let kc = KC.min(k - k0);
+        // K blocks of equal depth, at most kc_max (no shallow last block).
+        let depth = k.div_ceil(k.div_ceil(kc_max).max(1));
+        for k0 in (0..k).step_by(depth.max(1)) {
+            let kc = depth.min(k - k0);
             let bp = &mut scratch[..panels * kc * M::NR];
             pack_b::<M>(b, k0, kc, n0, nc, bp);
             let (first, last) = (k0 == 0, k0 + kc == k);
@@ -339,6 +355,18 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
             }
         }
     }
+}
+
+/// K steps ahead the SIMD tiles prefetch their A panel (a few L2 latencies).
+#[cfg(target_arch = "x86_64")]
+const A_AHEAD: usize = 16;
+
+/// Asks for the cache line holding `p` in L1 (a hint: never faults).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch(p: *const f32) {
+    // SAFETY: prefetch is a hint and never faults, whatever the address; SSE is baseline on x86-64.
+    unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast()) }
 }
 
 /// Defines a SIMD register-tile microkernel `$name` (a [`Micro`]) of `$mr`
@@ -376,10 +404,26 @@ macro_rules! simd_tile {
             #[target_feature(enable = $feat)]
             #[allow(clippy::too_many_arguments)]
             unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
+                // C's (and the residual's) lines arrive while the K loop runs.
+                for i in 0..rows {
+                    // SAFETY: a prefetch of row i of the tile never faults.
+                    unsafe {
+                        prefetch(c.add(i * ldc));
+                        prefetch(c.add(i * ldc + cols - 1));
+                        if e.finish && !e.residual.is_null() {
+                            prefetch(e.residual.add(i * ldc));
+                            prefetch(e.residual.add(i * ldc + cols - 1));
+                        }
+                    }
+                }
                 let mut acc = [[$zero(); 2]; $mr];
                 for p in 0..kc {
-                    // SAFETY: p < kc: B's row p is NR floats, A's column p MR floats.
-                    let (b0, b1, ap) = unsafe { ($load(b.add(p * 2 * $w)), $load(b.add(p * 2 * $w + $w)), a.add(p * $mr)) };
+                    // SAFETY: p < kc: B's row p is NR floats, A's column p MR floats;
+                    // prefetching A ahead (past its end at the last steps) never faults.
+                    let (b0, b1, ap) = unsafe {
+                        prefetch(a.wrapping_add((p + A_AHEAD) * $mr));
+                        ($load(b.add(p * 2 * $w)), $load(b.add(p * 2 * $w + $w)), a.add(p * $mr))
+                    };
                     for (i, row) in acc.iter_mut().enumerate() {
                         // SAFETY: i < MR.
                         let av = $set1(unsafe { *ap.add(i) });
