@@ -417,18 +417,13 @@ macro_rules! simd_tile {
                     }
                 }
                 let mut acc = [[$zero(); 2]; $mr];
-                for p in 0..kc {
-                    // SAFETY: p < kc: B's row p is NR floats, A's column p MR floats;
-                    // prefetching A ahead (past its end at the last steps) never faults.
-                    let (b0, b1, ap) = unsafe {
-                        prefetch(a.wrapping_add((p + A_AHEAD) * $mr));
-                        ($load(b.add(p * 2 * $w)), $load(b.add(p * 2 * $w + $w)), a.add(p * $mr))
-                    };
-                    for (i, row) in acc.iter_mut().enumerate() {
-                        // SAFETY: i < MR.
-                        let av = $set1(unsafe { *ap.add(i) });
-                        row[0] = $fmadd(av, b0, row[0]);
-                        row[1] = $fmadd(av, b1, row[1]);
+                // SAFETY: the caller's contract (panels kc deep).
+                unsafe {
+                    if cols > $w {
+                        Self::k_loop::<2>(kc, a, b, &mut acc);
+                    } else {
+                        // A tile of at most one vector's columns skips the other.
+                        Self::k_loop::<1>(kc, a, b, &mut acc);
                     }
                 }
                 let simd_act = if e.finish { PwAct::of(e.act) } else { Some(PwAct::Identity) };
@@ -463,6 +458,31 @@ macro_rules! simd_tile {
                 if simd_act.is_none() {
                     // SAFETY: the tile the caller vouches for.
                     unsafe { activate_scalar(c, ldc, rows, cols, e.act) };
+                }
+            }
+
+            /// `acc[i][h] += A[.][i] · B[.][h-th vector]` over the `kc` steps,
+            /// for the first `H` (1 or 2) vectors of each row.
+            ///
+            /// # Safety
+            /// `a` holds `kc * MR` floats, `b` `kc * NR`.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            unsafe fn k_loop<const H: usize>(kc: usize, a: *const f32, b: *const f32, acc: &mut [[$vec; 2]; $mr]) {
+                for p in 0..kc {
+                    // SAFETY: p < kc: B's row p is NR floats, A's column p MR floats;
+                    // prefetching A ahead (past its end at the last steps) never faults.
+                    let (bv, ap) = unsafe {
+                        prefetch(a.wrapping_add((p + A_AHEAD) * $mr));
+                        ([$load(b.add(p * 2 * $w)), $load(b.add(p * 2 * $w + $w * (H - 1)))], a.add(p * $mr))
+                    };
+                    for (i, row) in acc.iter_mut().enumerate() {
+                        // SAFETY: i < MR.
+                        let av = $set1(unsafe { *ap.add(i) });
+                        for h in 0..H {
+                            row[h] = $fmadd(av, bv[h], row[h]);
+                        }
+                    }
                 }
             }
 

@@ -87,7 +87,8 @@ fn every_remainder_around_the_tile() {
     for isa in isas() {
         let (mr, nr) = (isa.mr(), isa.nr());
         for m in [1, mr - 1, mr, mr + 1, 2 * mr + 1] {
-            for n in [1, nr - 1, nr, nr + 1, 2 * nr + 3] {
+            // nr / 2 and nr / 2 + 1: the one-vector (half) tile's edge.
+            for n in [1, nr / 2, nr / 2 + 1, nr - 1, nr, nr + 1, 2 * nr + 3] {
                 for k in [1, 2, 7, 17] {
                     check(isa, &Case { m, k, n, bias: true, residual: true, act: Activation::Relu }, &mut rng);
                 }
