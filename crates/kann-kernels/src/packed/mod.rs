@@ -222,6 +222,12 @@ pub(crate) unsafe fn activate_scalar(c: *mut f32, ldc: usize, rows: usize, cols:
 pub(crate) trait BSource {
     /// `dst[j] = B[k][n0 + j]` for `j < dst.len()`.
     fn fill(&self, k: usize, n0: usize, dst: &mut [f32]);
+
+    /// `B[k][n0..n0 + len]` as a slice, when B holds it contiguously (the
+    /// packer then copies it straight into the panels, with no `fill`).
+    fn row(&self, _k: usize, _n0: usize, _len: usize) -> Option<&[f32]> {
+        None
+    }
 }
 
 /// B as a row-major matrix with row stride `ld` (the tests' source; the
@@ -236,6 +242,10 @@ pub(crate) struct Matrix<'a> {
 impl BSource for Matrix<'_> {
     fn fill(&self, k: usize, n0: usize, dst: &mut [f32]) {
         dst.copy_from_slice(&self.data[k * self.ld + n0..][..dst.len()]);
+    }
+
+    fn row(&self, k: usize, n0: usize, len: usize) -> Option<&[f32]> {
+        Some(&self.data[k * self.ld + n0..][..len])
     }
 }
 
@@ -298,15 +308,29 @@ pub(crate) unsafe fn gemm_blocked(isa: Isa, call: &GemmCall, b: &impl BSource, s
 }
 
 /// Packs B rows `k0..k0+kc`, columns `n0..n0+nc` (`nc <= NC`) into
-/// NR-column panels: each row of the block is fetched whole (one `fill`, long
-/// runs) and dealt out to the panels in NR-float pieces.
+/// NR-column panels: each row of the block is taken whole (B's own row, or
+/// one `fill` with long runs) and dealt out to the panels in NR-float
+/// pieces, the last one padded with zeros.
 fn pack_b<M: Micro>(b: &impl BSource, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32]) {
-    let padded = nc.next_multiple_of(M::NR);
-    let mut row = [0.0f32; NC];
+    let mut buf = [0.0f32; NC];
     for kk in 0..kc {
-        b.fill(k0 + kk, n0, &mut row[..nc]);
-        for (p, piece) in row[..padded].chunks_exact(M::NR).enumerate() {
+        let row = match b.row(k0 + kk, n0, nc) {
+            Some(r) => r,
+            None => {
+                b.fill(k0 + kk, n0, &mut buf[..nc]);
+                &buf[..nc]
+            }
+        };
+        let pieces = row.chunks_exact(M::NR);
+        let tail = pieces.remainder();
+        let full = nc / M::NR;
+        for (p, piece) in pieces.enumerate() {
             dst[(p * kc + kk) * M::NR..][..M::NR].copy_from_slice(piece);
+        }
+        if !tail.is_empty() {
+            let last = &mut dst[(full * kc + kk) * M::NR..][..M::NR];
+            last[..tail.len()].copy_from_slice(tail);
+            last[tail.len()..].fill(0.0);
         }
     }
 }
