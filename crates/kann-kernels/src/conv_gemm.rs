@@ -78,6 +78,12 @@ struct Im2col<'a> {
 }
 
 impl BSource for Im2col<'_> {
+    /// A 1×1 stride-1 unpadded convolution's row `k` is X's channel `k`.
+    fn row(&self, k: usize, n0: usize, len: usize) -> Option<&[f32]> {
+        let plane = (self.g.input[0] * self.g.input[1]) as usize;
+        self.pointwise.then(|| &self.x[k * plane + self.col0 + n0..][..len])
+    }
+
     fn fill(&self, k: usize, n0: usize, dst: &mut [f32]) {
         let g = self.g;
         let [ih, iw] = g.input.map(|v| v as usize);

@@ -1,8 +1,37 @@
 //! The AVX2 + FMA microkernel: a 6×16 tile, 12 ymm accumulators (of 16
-//! registers) plus two B vectors and one broadcast of A.
+//! registers) plus two B vectors and one broadcast of A. Edge tiles merge
+//! through masked loads and stores.
 
-use super::{activate_scalar, simd_tile, Micro, PwAct, TileEpi};
+use super::{activate_scalar, prefetch, simd_tile, Micro, PwAct, TileEpi, A_AHEAD};
 use std::arch::x86_64::*;
+
+/// The mask of the first `n` (< 8) lanes (all bits set in those lanes).
+#[target_feature(enable = "avx2,fma")]
+fn first_lanes(n: usize) -> __m256i {
+    _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+}
+
+/// The first `n` (< 8) floats at `p`, zeros after.
+///
+/// # Safety
+/// `p` is valid for `n` floats.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn load_part(p: *const f32, n: usize) -> __m256 {
+    // SAFETY: masked-off lanes are not read (no fault past n).
+    unsafe { _mm256_maskload_ps(p, first_lanes(n)) }
+}
+
+/// Stores the first `n` (< 8) lanes of `v` at `p`.
+///
+/// # Safety
+/// `p` is valid for writing `n` floats.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn store_part(p: *mut f32, n: usize, v: __m256) {
+    // SAFETY: masked-off lanes are not written.
+    unsafe { _mm256_maskstore_ps(p, first_lanes(n), v) }
+}
 
 simd_tile!(
     Avx2,
@@ -13,6 +42,8 @@ simd_tile!(
     zero = _mm256_setzero_ps,
     load = _mm256_loadu_ps,
     store = _mm256_storeu_ps,
+    load_part = load_part,
+    store_part = store_part,
     set1 = _mm256_set1_ps,
     fmadd = _mm256_fmadd_ps,
     add = _mm256_add_ps,

@@ -16,7 +16,7 @@ impl Micro for Generic {
     const MR: usize = MR;
     const NR: usize = NR;
 
-    unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, e: &TileEpi) {
+    unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
         // SAFETY: the caller's contract: a holds kc*MR floats, b kc*NR.
         let (a, b) = unsafe { (std::slice::from_raw_parts(a, kc * MR), std::slice::from_raw_parts(b, kc * NR)) };
         let mut acc = [0.0f32; MR * NR];
@@ -27,7 +27,7 @@ impl Micro for Generic {
                 }
             }
         }
-        // SAFETY: the caller vouches for the MR × NR tile at c.
-        unsafe { merge_scalar(&acc, NR, c, ldc, MR, NR, e) };
+        // SAFETY: the caller vouches for the rows × cols tile at c.
+        unsafe { merge_scalar(&acc, NR, c, ldc, rows, cols, e) };
     }
 }

@@ -13,16 +13,22 @@
 //! Blocking ([`KC`], [`MC`], [`NC`]): a `KC × NR` B panel (32 KiB at most)
 //! stays in the 48 KiB L1 while the `MC / MR` A panels of the current row
 //! block stream past it from L2 (`MC × KC` = 240 KiB); the packed `KC × NC` B
-//! block (384 KiB) stays in L2 across the row blocks. Partial sums cross K
+//! block (384 KiB) stays in L2 across the row blocks. K is cut into blocks
+//! of equal depth (at most KC: no shallow last block). Partial sums cross K
 //! blocks through C itself (the first block stores, later ones add); the
-//! epilogue runs with the last K block.
+//! epilogue runs with the last K block. The SIMD tiles prefetch their A
+//! panel a few steps ahead and their C (and residual) lines before the K loop.
 //!
 //! Tiles: AVX-512 8×32 (16 zmm accumulators + 2 B vectors + 1 broadcast:
 //! 16 FMAs per 2 loads and 8 broadcasts, enough independent chains to hide
-//! the 4-cycle FMA latency on two ports), AVX2+FMA 6×16 (12 ymm accumulators
-//! of 16 registers), portable 4×8 (plain Rust the compiler vectorises).
-//! Edge tiles (M or N remainders) run the same microkernel into a padded
-//! temporary tile and merge the valid part with a scalar epilogue.
+//! the 4-cycle FMA latency on two ports; hot in L1 it runs at ~190-210
+//! GFLOP/s of the core's ~223, and 12×32 or 14×32 tiles measured no better
+//! while wasting rows on the power-of-two channel counts), AVX2+FMA 6×16
+//! (12 ymm accumulators of 16 registers), portable 4×8 (plain Rust the
+//! compiler vectorises). Edge tiles (M or N remainders) run the same
+//! microkernel and merge only their valid rows and columns (masked vector
+//! loads and stores); a tile of at most one vector's columns computes only
+//! that vector.
 
 pub mod pack;
 
@@ -44,8 +50,6 @@ pub const KC: usize = 256;
 pub const MC: usize = 240;
 /// Columns of B per packed block, kept in L2.
 pub const NC: usize = 384;
-/// The largest tile of any ISA (for the padded edge tile).
-const MAX_TILE: usize = 8 * 32;
 
 /// The instruction set a packed kernel runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -156,6 +160,7 @@ pub(crate) struct TileEpi {
 
 impl TileEpi {
     /// Plain store: no accumulation, no epilogue.
+    #[cfg(test)]
     const PLAIN: TileEpi = TileEpi { accumulate: false, finish: false, bias: std::ptr::null(), residual: std::ptr::null(), act: Activation::None };
 }
 
@@ -163,17 +168,21 @@ impl TileEpi {
 pub(crate) trait Micro {
     const MR: usize;
     const NR: usize;
-    /// `C[MR×NR] (+)= A_panel · B_panel` with the epilogue `e`.
+    /// `C[rows×cols] (+)= A_panel · B_panel` with the epilogue `e`: the
+    /// full `MR × NR` product, of which the first `rows` rows and `cols`
+    /// columns are merged into C (the edge tiles mask the rest).
     ///
     /// # Safety
-    /// `a` holds `kc * MR` floats, `b` `kc * NR`; `c` (and `e.residual`)
-    /// are valid for `MR` rows of `NR` floats `ldc` apart (reads and, for
-    /// `c`, writes); `e.bias` holds `MR` floats; the CPU has the ISA.
-    unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, e: &TileEpi);
+    /// `a` holds `kc * MR` floats, `b` `kc * NR`; `1 <= rows <= MR`,
+    /// `1 <= cols <= NR`; `c` (and `e.residual`) are valid for `rows` rows
+    /// of `cols` floats `ldc` apart (reads and, for `c`, writes); `e.bias`
+    /// holds `rows` floats; the CPU has the ISA.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi);
 }
 
 /// Merges a computed `rows × cols` tile (`tile`, `NR` apart) into C with the
-/// epilogue, one value at a time: the edge tiles and the portable kernel.
+/// epilogue, one value at a time: the portable kernel.
 ///
 /// # Safety
 /// As [`Micro::tile`] for `rows` rows of `cols` floats.
@@ -219,6 +228,12 @@ pub(crate) unsafe fn activate_scalar(c: *mut f32, ldc: usize, rows: usize, cols:
 pub(crate) trait BSource {
     /// `dst[j] = B[k][n0 + j]` for `j < dst.len()`.
     fn fill(&self, k: usize, n0: usize, dst: &mut [f32]);
+
+    /// `B[k][n0..n0 + len]` as a slice, when B holds it contiguously (the
+    /// packer then copies it straight into the panels, with no `fill`).
+    fn row(&self, _k: usize, _n0: usize, _len: usize) -> Option<&[f32]> {
+        None
+    }
 }
 
 /// B as a row-major matrix with row stride `ld` (the tests' source; the
@@ -233,6 +248,10 @@ pub(crate) struct Matrix<'a> {
 impl BSource for Matrix<'_> {
     fn fill(&self, k: usize, n0: usize, dst: &mut [f32]) {
         dst.copy_from_slice(&self.data[k * self.ld + n0..][..dst.len()]);
+    }
+
+    fn row(&self, k: usize, n0: usize, len: usize) -> Option<&[f32]> {
+        Some(&self.data[k * self.ld + n0..][..len])
     }
 }
 
@@ -268,28 +287,56 @@ pub fn scratch_floats(isa: Isa, k: usize, n: usize) -> usize {
 /// no one else touches C's elements meanwhile; `a` holds the packed panels
 /// covering `m` rows; `scratch` holds [`scratch_floats`]; the CPU has `isa`.
 pub(crate) unsafe fn gemm(isa: Isa, call: &GemmCall, b: &impl BSource, scratch: &mut [f32]) {
+    // SAFETY: the caller's contract.
+    unsafe { gemm_blocked(isa, call, b, scratch, KC) }
+}
+
+/// [`gemm`] with K blocks at most `kc_max` deep (`<= KC`; the speed test
+/// tries others).
+///
+/// # Safety
+/// As [`gemm`].
+pub(crate) unsafe fn gemm_blocked(isa: Isa, call: &GemmCall, b: &impl BSource, scratch: &mut [f32], kc_max: usize) {
     assert!(isa.available(), "the packed kernel needs {}, which this CPU lacks", isa.name());
+    assert!((1..=KC).contains(&kc_max), "K blocks of {kc_max} do not fit the scratch");
     // SAFETY: the caller's contract; the ISA is present (checked above).
     unsafe {
         match isa {
-            Isa::Generic => gemm_with::<micro_generic::Generic>(call, b, scratch),
+            Isa::Generic => gemm_with::<micro_generic::Generic>(call, b, scratch, kc_max),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => gemm_with::<micro_avx2::Avx2>(call, b, scratch),
+            Isa::Avx2 => gemm_with::<micro_avx2::Avx2>(call, b, scratch, kc_max),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => gemm_with::<micro_avx512::Avx512>(call, b, scratch),
+            Isa::Avx512 => gemm_with::<micro_avx512::Avx512>(call, b, scratch, kc_max),
             #[cfg(not(target_arch = "x86_64"))]
             _ => unreachable!("checked by available()"),
         }
     }
 }
 
-/// Packs B rows `k0..k0+kc`, columns `n0..n0+nc` into NR-column panels.
+/// Packs B rows `k0..k0+kc`, columns `n0..n0+nc` (`nc <= NC`) into
+/// NR-column panels: each row of the block is taken whole (B's own row, or
+/// one `fill` with long runs) and dealt out to the panels in NR-float
+/// pieces, the last one padded with zeros.
 fn pack_b<M: Micro>(b: &impl BSource, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32]) {
-    for (p, panel) in dst.chunks_exact_mut(kc * M::NR).take(nc.div_ceil(M::NR)).enumerate() {
-        let cols = M::NR.min(nc - p * M::NR);
-        for (kk, row) in panel.chunks_exact_mut(M::NR).enumerate() {
-            b.fill(k0 + kk, n0 + p * M::NR, &mut row[..cols]);
-            row[cols..].fill(0.0);
+    let mut buf = [0.0f32; NC];
+    for kk in 0..kc {
+        let row = match b.row(k0 + kk, n0, nc) {
+            Some(r) => r,
+            None => {
+                b.fill(k0 + kk, n0, &mut buf[..nc]);
+                &buf[..nc]
+            }
+        };
+        let pieces = row.chunks_exact(M::NR);
+        let tail = pieces.remainder();
+        let full = nc / M::NR;
+        for (p, piece) in pieces.enumerate() {
+            dst[(p * kc + kk) * M::NR..][..M::NR].copy_from_slice(piece);
+        }
+        if !tail.is_empty() {
+            let last = &mut dst[(full * kc + kk) * M::NR..][..M::NR];
+            last[..tail.len()].copy_from_slice(tail);
+            last[tail.len()..].fill(0.0);
         }
     }
 }
@@ -298,15 +345,17 @@ fn pack_b<M: Micro>(b: &impl BSource, k0: usize, kc: usize, n0: usize, nc: usize
 ///
 /// # Safety
 /// As [`gemm`].
-unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [f32]) {
+unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [f32], kc_max: usize) {
     let (m, k, n) = (call.m, call.k, call.n);
     // Column blocks of equal width (in whole panels), at most NC.
     let width = n.div_ceil(n.div_ceil(NC).max(1)).next_multiple_of(M::NR);
     for n0 in (0..n).step_by(width.max(1)) {
         let nc = width.min(n - n0);
         let panels = nc.div_ceil(M::NR);
-        for k0 in (0..k).step_by(KC) {
-            let kc = KC.min(k - k0);
+        // K blocks of equal depth, at most kc_max (no shallow last block).
+        let depth = k.div_ceil(k.div_ceil(kc_max).max(1));
+        for k0 in (0..k).step_by(depth.max(1)) {
+            let kc = depth.min(k - k0);
             let bp = &mut scratch[..panels * kc * M::NR];
             pack_b::<M>(b, k0, kc, n0, nc, bp);
             let (first, last) = (k0 == 0, k0 + kc == k);
@@ -329,21 +378,25 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                         let bpp = bp[p * kc * M::NR..].as_ptr();
                         // SAFETY: the tile lies inside C (rows < m, cols < n).
                         let c = unsafe { call.c.add(off) };
-                        if rows == M::MR && cols == M::NR {
-                            // SAFETY: a full tile inside C; panels are kc deep.
-                            unsafe { M::tile(kc, a, bpp, c, call.ldc, &e) };
-                        } else {
-                            let mut tmp = [0.0f32; MAX_TILE];
-                            // SAFETY: tmp holds MR rows of NR.
-                            unsafe { M::tile(kc, a, bpp, tmp.as_mut_ptr(), M::NR, &TileEpi::PLAIN) };
-                            // SAFETY: rows × cols lies inside C.
-                            unsafe { merge_scalar(&tmp, M::NR, c, call.ldc, rows, cols, &e) };
-                        }
+                        // SAFETY: rows × cols lies inside C; panels are kc deep.
+                        unsafe { M::tile(kc, a, bpp, c, call.ldc, rows, cols, &e) };
                     }
                 }
             }
         }
     }
+}
+
+/// K steps ahead the SIMD tiles prefetch their A panel (a few L2 latencies).
+#[cfg(target_arch = "x86_64")]
+const A_AHEAD: usize = 16;
+
+/// Asks for the cache line holding `p` in L1 (a hint: never faults).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch(p: *const f32) {
+    // SAFETY: prefetch is a hint and never faults, whatever the address; SSE is baseline on x86-64.
+    unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast()) }
 }
 
 /// Defines a SIMD register-tile microkernel `$name` (a [`Micro`]) of `$mr`
@@ -353,7 +406,7 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
 macro_rules! simd_tile {
     (
         $name:ident, $feat:literal, mr = $mr:literal, lanes = $w:literal, $vec:ty,
-        zero = $zero:path, load = $load:path, store = $store:path, set1 = $set1:path,
+        zero = $zero:path, load = $load:path, store = $store:path, load_part = $load_part:path, store_part = $store_part:path, set1 = $set1:path,
         fmadd = $fmadd:path, add = $add:path, mul = $mul:path, max = $max:path, min = $min:path
     ) => {
         /// The register tile of this ISA.
@@ -379,45 +432,121 @@ macro_rules! simd_tile {
 
             /// The tile body (see [`Micro::tile`]).
             #[target_feature(enable = $feat)]
-            unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, e: &TileEpi) {
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
+                // C's (and the residual's) lines arrive while the K loop runs.
+                for i in 0..rows {
+                    // SAFETY: a prefetch of row i of the tile never faults.
+                    unsafe {
+                        prefetch(c.add(i * ldc));
+                        prefetch(c.add(i * ldc + cols - 1));
+                        if e.finish && !e.residual.is_null() {
+                            prefetch(e.residual.add(i * ldc));
+                            prefetch(e.residual.add(i * ldc + cols - 1));
+                        }
+                    }
+                }
                 let mut acc = [[$zero(); 2]; $mr];
-                for p in 0..kc {
-                    // SAFETY: p < kc: B's row p is NR floats, A's column p MR floats.
-                    let (b0, b1, ap) = unsafe { ($load(b.add(p * 2 * $w)), $load(b.add(p * 2 * $w + $w)), a.add(p * $mr)) };
-                    for (i, row) in acc.iter_mut().enumerate() {
-                        // SAFETY: i < MR.
-                        let av = $set1(unsafe { *ap.add(i) });
-                        row[0] = $fmadd(av, b0, row[0]);
-                        row[1] = $fmadd(av, b1, row[1]);
+                // SAFETY: the caller's contract (panels kc deep).
+                unsafe {
+                    if cols > $w {
+                        Self::k_loop::<2>(kc, a, b, &mut acc);
+                    } else {
+                        // A tile of at most one vector's columns skips the other.
+                        Self::k_loop::<1>(kc, a, b, &mut acc);
                     }
                 }
                 let simd_act = if e.finish { PwAct::of(e.act) } else { Some(PwAct::Identity) };
-                for (i, row) in acc.iter_mut().enumerate() {
+                for (i, row) in acc.iter_mut().enumerate().take(rows) {
                     for (h, v) in row.iter_mut().enumerate() {
+                        // Valid lanes of this vector: all but in the last columns.
+                        let n = cols.saturating_sub(h * $w).min($w);
+                        if n == 0 {
+                            break;
+                        }
                         let off = i * ldc + h * $w;
-                        // SAFETY: (i, h) lies in the MR × NR tile the caller vouches for.
+                        // SAFETY: (i, h) holds n valid columns of the tile the caller vouches for.
                         unsafe {
                             if e.accumulate {
-                                *v = $add(*v, $load(c.add(off)));
+                                *v = $add(*v, Self::load_n(c.add(off), n));
                             }
                             if e.finish {
                                 if !e.bias.is_null() {
                                     *v = $add(*v, $set1(*e.bias.add(i)));
                                 }
                                 if !e.residual.is_null() {
-                                    *v = $add(*v, $load(e.residual.add(off)));
+                                    *v = $add(*v, Self::load_n(e.residual.add(off), n));
                                 }
                             }
                             if let Some(pw) = simd_act {
                                 *v = Self::act(*v, pw);
                             }
-                            $store(c.add(off), *v);
+                            Self::store_n(c.add(off), n, *v);
                         }
                     }
                 }
                 if simd_act.is_none() {
                     // SAFETY: the tile the caller vouches for.
-                    unsafe { activate_scalar(c, ldc, $mr, 2 * $w, e.act) };
+                    unsafe { activate_scalar(c, ldc, rows, cols, e.act) };
+                }
+            }
+
+            /// `acc[i][h] += A[.][i] · B[.][h-th vector]` over the `kc` steps,
+            /// for the first `H` (1 or 2) vectors of each row.
+            ///
+            /// # Safety
+            /// `a` holds `kc * MR` floats, `b` `kc * NR`.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            unsafe fn k_loop<const H: usize>(kc: usize, a: *const f32, b: *const f32, acc: &mut [[$vec; 2]; $mr]) {
+                for p in 0..kc {
+                    // SAFETY: p < kc: B's row p is NR floats, A's column p MR floats;
+                    // prefetching A ahead (past its end at the last steps) never faults.
+                    let (bv, ap) = unsafe {
+                        prefetch(a.wrapping_add((p + A_AHEAD) * $mr));
+                        ([$load(b.add(p * 2 * $w)), $load(b.add(p * 2 * $w + $w * (H - 1)))], a.add(p * $mr))
+                    };
+                    for (i, row) in acc.iter_mut().enumerate() {
+                        // SAFETY: i < MR.
+                        let av = $set1(unsafe { *ap.add(i) });
+                        for h in 0..H {
+                            row[h] = $fmadd(av, bv[h], row[h]);
+                        }
+                    }
+                }
+            }
+
+            /// The first `n` (1..=lanes) floats at `p`, zeros after.
+            ///
+            /// # Safety
+            /// `p` is valid for `n` floats.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            unsafe fn load_n(p: *const f32, n: usize) -> $vec {
+                // SAFETY: the caller's contract; a masked load reads only n floats.
+                unsafe {
+                    if n == $w {
+                        $load(p)
+                    } else {
+                        $load_part(p, n)
+                    }
+                }
+            }
+
+            /// Stores the first `n` (1..=lanes) lanes of `v` at `p`.
+            ///
+            /// # Safety
+            /// `p` is valid for writing `n` floats.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            unsafe fn store_n(p: *mut f32, n: usize, v: $vec) {
+                // SAFETY: the caller's contract; a masked store writes only n floats.
+                unsafe {
+                    if n == $w {
+                        $store(p, v)
+                    } else {
+                        $store_part(p, n, v)
+                    }
                 }
             }
         }
@@ -426,9 +555,9 @@ macro_rules! simd_tile {
             const MR: usize = $mr;
             const NR: usize = 2 * $w;
 
-            unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, e: &TileEpi) {
+            unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
                 // SAFETY: the caller's contract, including the CPU having the ISA.
-                unsafe { Self::run(kc, a, b, c, ldc, e) }
+                unsafe { Self::run(kc, a, b, c, ldc, rows, cols, e) }
             }
         }
     };

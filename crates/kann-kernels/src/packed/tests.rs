@@ -87,7 +87,8 @@ fn every_remainder_around_the_tile() {
     for isa in isas() {
         let (mr, nr) = (isa.mr(), isa.nr());
         for m in [1, mr - 1, mr, mr + 1, 2 * mr + 1] {
-            for n in [1, nr - 1, nr, nr + 1, 2 * nr + 3] {
+            // nr / 2 and nr / 2 + 1: the one-vector (half) tile's edge.
+            for n in [1, nr / 2, nr / 2 + 1, nr - 1, nr, nr + 1, 2 * nr + 3] {
                 for k in [1, 2, 7, 17] {
                     check(isa, &Case { m, k, n, bias: true, residual: true, act: Activation::Relu }, &mut rng);
                 }
@@ -140,7 +141,33 @@ fn simd_tiles_agree_with_the_portable_one() {
     }
 }
 
-/// GFLOP/s of each ISA on ResNet-50 GEMM shapes, one thread. Run by hand:
+/// Seconds this thread has run on a CPU (`CLOCK_THREAD_CPUTIME_ID`), so a
+/// busy shared machine does not count the time others hold the core; wall
+/// time off Linux.
+pub(crate) fn cpu_seconds() -> f64 {
+    #[cfg(target_os = "linux")]
+    {
+        #[repr(C)]
+        struct Timespec {
+            sec: i64,
+            nsec: i64,
+        }
+        extern "C" {
+            fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+        }
+        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+        let mut t = Timespec { sec: 0, nsec: 0 };
+        // SAFETY: libc's clock_gettime writes one timespec (two 64-bit fields on 64-bit Linux).
+        if unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) } == 0 {
+            return t.sec as f64 + t.nsec as f64 * 1e-9;
+        }
+    }
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
+}
+
+/// GFLOP/s of each ISA on ResNet-50 GEMM shapes, one thread, in CPU time
+/// ([`cpu_seconds`]). Run by hand:
 /// `cargo test --release -p kann-kernels packed::tests::speed -- --ignored --nocapture`.
 #[test]
 #[ignore]
@@ -148,21 +175,60 @@ fn speed() {
     let mut rng = Rng(1);
     for (m, k, n) in [(256, 2304, 196), (64, 576, 3136), (512, 4608, 49), (256, 64, 3136), (2048, 512, 49)] {
         let (a, b) = (rng.vec(m * k), rng.vec(k * n));
-        for isa in isas() {
+        // KANN_SPEED_ISA=avx512 measures one ISA (for a profiler).
+        let only = std::env::var("KANN_SPEED_ISA").ok();
+        // KANN_SPEED_KC=128,192 also tries shallower K blocks.
+        let kcs: Vec<usize> = std::env::var("KANN_SPEED_KC").map_or(vec![KC], |v| v.split(',').map(|x| x.parse().expect("KANN_SPEED_KC")).collect());
+        for (isa, kc_max) in isas().into_iter().filter(|i| only.as_deref().is_none_or(|o| o == i.name())).flat_map(|i| kcs.iter().map(move |&kc| (i, kc))) {
             let packed = pack_a(&a, m, k, isa);
             let mut c = vec![0.0f32; m * n];
             let mut scratch = vec![0.0f32; scratch_floats(isa, k, n)];
             let call = GemmCall { m, k, n, a: &packed, c: c.as_mut_ptr(), ldc: n, bias: None, residual: std::ptr::null(), act: Activation::Relu };
             let mut times = Vec::new();
-            for _ in 0..7 {
-                let t = std::time::Instant::now();
+            for _ in 0..21 {
+                let t = cpu_seconds();
                 // SAFETY: sizes as stated; the ISA is present.
-                unsafe { gemm(isa, &call, &Matrix { data: &b, ld: n }, &mut scratch) };
-                times.push(t.elapsed().as_secs_f64());
+                unsafe { gemm_blocked(isa, &call, &Matrix { data: &b, ld: n }, &mut scratch, kc_max) };
+                times.push(cpu_seconds() - t);
             }
             times.sort_by(f64::total_cmp);
-            let gf = 2.0 * (m * k * n) as f64 / times[3] / 1e9;
-            println!("M={m} K={k} N={n} {:>8}: {:.3} ms, {gf:.1} GFLOP/s", isa.name(), times[3] * 1e3);
+            let gf = |t: f64| 2.0 * (m * k * n) as f64 / t / 1e9;
+            println!("M={m} K={k} N={n} {:>8} kc {kc_max}: {:.3} ms, {:.1} GFLOP/s (median), {:.1} (best)", isa.name(), times[10] * 1e3, gf(times[10]), gf(times[0]));
         }
     }
+}
+
+/// GFLOP/s of each ISA's full register tile alone, its A and B panels hot
+/// in L1 (the ceiling the blocking can reach). Run by hand like [`speed`].
+#[test]
+#[ignore]
+fn tile_speed() {
+    fn run<M: Micro>(name: &str) {
+        let kc = KC;
+        let mut rng = Rng(2);
+        let (a, b) = (rng.vec(kc * M::MR), rng.vec(kc * M::NR));
+        let mut c = vec![0.0f32; M::MR * M::NR];
+        let reps = 4_000;
+        let mut best = f64::INFINITY;
+        for _ in 0..50 {
+            let t = cpu_seconds();
+            for _ in 0..reps {
+                // SAFETY: panels of kc; C is one MR × NR tile; the ISA is present (checked by the caller).
+                unsafe { M::tile(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), M::NR, M::MR, M::NR, &TileEpi::PLAIN) };
+            }
+            best = best.min(cpu_seconds() - t);
+        }
+        let gf = 2.0 * (M::MR * M::NR * kc * reps) as f64 / best / 1e9;
+        println!("tile {name} {}x{} kc {kc}: {gf:.1} GFLOP/s", M::MR, M::NR);
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if Isa::Avx512.available() {
+            run::<micro_avx512::Avx512>("avx512");
+        }
+        if Isa::Avx2.available() {
+            run::<micro_avx2::Avx2>("avx2");
+        }
+    }
+    run::<micro_generic::Generic>("generic");
 }
