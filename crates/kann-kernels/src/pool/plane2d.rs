@@ -108,18 +108,36 @@ fn max_nan(a: f32, b: f32) -> f32 {
     }
 }
 
-/// `acc[i] = max_nan(acc[i], x[i])` or `acc[i] += x[i]`.
+/// `acc[i] = max_nan(acc[i], x[i])` or `acc[i] += x[i]` over the common
+/// length: in blocks of 16 and then 8 (fixed-size blocks become whole
+/// vector operations even for short rows, where a compiler's unrolled loop
+/// would leave everything to its scalar remainder), then one by one.
 #[inline(always)]
 fn combine(max: bool, acc: &mut [f32], x: &[f32]) {
-    if max {
-        for (a, &v) in acc.iter_mut().zip(x) {
-            *a = max_nan(*a, v);
-        }
-    } else {
-        for (a, &v) in acc.iter_mut().zip(x) {
-            *a += v;
+    let n = acc.len().min(x.len());
+    let done = combine_blocks::<16>(max, &mut acc[..n], &x[..n]);
+    let done = done + combine_blocks::<8>(max, &mut acc[done..n], &x[done..n]);
+    for (a, &v) in acc[done..n].iter_mut().zip(&x[done..n]) {
+        *a = if max { max_nan(*a, v) } else { *a + v };
+    }
+}
+
+/// [`combine`] over the whole blocks of `N`; returns how many values it did.
+#[inline(always)]
+fn combine_blocks<const N: usize>(max: bool, acc: &mut [f32], x: &[f32]) -> usize {
+    for (a, v) in acc.chunks_exact_mut(N).zip(x.chunks_exact(N)) {
+        let (a, v): (&mut [f32; N], &[f32; N]) = (a.try_into().unwrap(), v.try_into().unwrap());
+        if max {
+            for i in 0..N {
+                a[i] = max_nan(a[i], v[i]);
+            }
+        } else {
+            for i in 0..N {
+                a[i] += v[i];
+            }
         }
     }
+    acc.len() - acc.len() % N
 }
 
 /// Splits `row` (a multiple of `s` long) into its `s` phases.
