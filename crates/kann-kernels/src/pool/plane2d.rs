@@ -413,7 +413,18 @@ mod tests {
     #[test]
     fn max_propagates_nan_and_keeps_neg_infinity() {
         // 1×4 plane, 1×2 windows, stride 2: (NaN, 1) and (-inf, -inf).
-        let g = Pool { kind: PoolKind::Max, planes: 1, input: vec![1, 4], kernel: vec![1, 2], strides: vec![1, 2], dilations: vec![1, 1], pad_begin: vec![0, 0], pad_end: vec![0, 0], output: vec![1, 2], indices: None };
+        let g = Pool {
+            kind: PoolKind::Max,
+            planes: 1,
+            input: vec![1, 4],
+            kernel: vec![1, 2],
+            strides: vec![1, 2],
+            dilations: vec![1, 1],
+            pad_begin: vec![0, 0],
+            pad_end: vec![0, 0],
+            output: vec![1, 2],
+            indices: None,
+        };
         for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
             let k = Pool2d::from_pool(&g, isa).unwrap();
             for x in [vec![f32::NAN, 1.0, f32::NEG_INFINITY, f32::NEG_INFINITY], vec![1.0, f32::NAN, f32::NEG_INFINITY, f32::NEG_INFINITY]] {
@@ -428,7 +439,18 @@ mod tests {
     fn hand_made_average_with_padding() {
         // 1×3 row 1,2,3; 1×3 windows, stride 2, pads 1/1 → (0+1+2), (2+3+0).
         for (include, want) in [(true, [1.0, 5.0 / 3.0]), (false, [1.5, 2.5])] {
-            let g = Pool { kind: PoolKind::Average { count_include_pad: include }, planes: 1, input: vec![1, 3], kernel: vec![1, 3], strides: vec![1, 2], dilations: vec![1, 1], pad_begin: vec![0, 1], pad_end: vec![0, 1], output: vec![1, 2], indices: None };
+            let g = Pool {
+                kind: PoolKind::Average { count_include_pad: include },
+                planes: 1,
+                input: vec![1, 3],
+                kernel: vec![1, 3],
+                strides: vec![1, 2],
+                dilations: vec![1, 1],
+                pad_begin: vec![0, 1],
+                pad_end: vec![0, 1],
+                output: vec![1, 2],
+                indices: None,
+            };
             let k = Pool2d::from_pool(&g, Isa::Generic).unwrap();
             let got = run_parts(&k, &[vec![1.0, 2.0, 3.0]], &[2], 1);
             assert_eq!(got[0], want);
