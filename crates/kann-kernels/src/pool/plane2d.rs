@@ -111,11 +111,23 @@ fn max_nan(a: f32, b: f32) -> f32 {
 /// `acc[i] = max_nan(acc[i], x[i])` or `acc[i] += x[i]` over the common
 /// length: in blocks of 16 and then 8 (fixed-size blocks become whole
 /// vector operations even for short rows, where a compiler's unrolled loop
-/// would leave everything to its scalar remainder), then one by one.
+/// would leave everything to its scalar remainder), then for max one last
+/// overlapping block of 8, for sums one by one.
 #[inline(always)]
 fn combine(max: bool, acc: &mut [f32], x: &[f32]) {
     let n = acc.len().min(x.len());
     let done = combine_blocks::<16>(max, &mut acc[..n], &x[..n]);
+    if max && n >= 8 {
+        // Max is idempotent: the rest is at most two blocks of 8, which may
+        // overlap values already done.
+        if n - done > 8 {
+            combine_blocks::<8>(true, &mut acc[done..done + 8], &x[done..done + 8]);
+        }
+        if n > done {
+            combine_blocks::<8>(true, &mut acc[n - 8..n], &x[n - 8..n]);
+        }
+        return;
+    }
     let done = done + combine_blocks::<8>(max, &mut acc[done..n], &x[done..n]);
     for (a, &v) in acc[done..n].iter_mut().zip(&x[done..n]) {
         *a = if max { max_nan(*a, v) } else { *a + v };
