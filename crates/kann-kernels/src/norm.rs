@@ -43,28 +43,50 @@ impl KernelImpl for Lrn {
         Ok(())
     }
 
-    unsafe fn run(&self, io: &Io, part: Range<u64>, _scratch: &mut [u8]) {
+    fn scratch_bytes(&self, _items: u64) -> usize {
+        self.plane as usize * 4
+    }
+
+    unsafe fn run(&self, io: &Io, part: Range<u64>, scratch: &mut [u8]) {
         let (c, plane) = (self.channels as usize, self.plane as usize);
         let (before, after) = ((self.size as usize - 1) / 2, self.size as usize / 2);
-        let scale = f64::from(self.alpha) / self.size as f64;
+        let scale = self.alpha / self.size as f32;
         let (p0, p1) = (part.start as usize, part.end as usize);
         // SAFETY: inputs are not written during the step (the run contract).
         let x = unsafe { io.inputs[0].f32() };
         // SAFETY: this part owns planes p0..p1 (the run contract).
         let y = unsafe { io.outputs[0].f32_part(p0 * plane..p1 * plane) };
-        let mut sq = vec![0.0f64; plane];
+        // SAFETY: any bit pattern is a valid f32; the slice is only reinterpreted.
+        let (pre, scratch, _) = unsafe { scratch.align_to_mut::<f32>() };
+        assert!(pre.is_empty() && scratch.len() >= plane, "LRN scratch is not 4-byte aligned or too small");
+        let sq = &mut scratch[..plane];
         for (item, yp) in (p0..p1).zip(y.chunks_mut(plane.max(1))) {
             let (b, ch) = (item / c, item % c);
             sq.fill(0.0);
             for k in ch.saturating_sub(before)..=(ch + after).min(c - 1) {
                 let xk = &x[(b * c + k) * plane..][..plane];
-                sq.iter_mut().zip(xk).for_each(|(s, &v)| *s += f64::from(v) * f64::from(v));
+                sq.iter_mut().zip(xk).for_each(|(s, &v)| *s += v * v);
             }
+            // The base becomes `(bias + scale * sum)^-beta` in place.
+            sq.iter_mut().for_each(|s| *s = self.bias + scale * *s);
+            inverse_power(sq, self.beta);
             let xp = &x[item * plane..][..plane];
-            for ((o, &v), &s) in yp.iter_mut().zip(xp).zip(&sq) {
-                *o = (f64::from(v) / (f64::from(self.bias) + scale * s).powf(f64::from(self.beta))) as f32;
-            }
+            yp.iter_mut().zip(xp).zip(sq.iter()).for_each(|((o, &v), &d)| *o = v * d);
         }
+    }
+}
+
+/// `v = v^-beta` for every value, with square roots for the usual betas
+/// (0.75, as AlexNet and GoogLeNet use, 0.5 and 1) so the loop vectorises.
+fn inverse_power(v: &mut [f32], beta: f32) {
+    if beta == 0.75 {
+        v.iter_mut().for_each(|b| *b = 1.0 / (b.sqrt() * b.sqrt().sqrt()));
+    } else if beta == 0.5 {
+        v.iter_mut().for_each(|b| *b = 1.0 / b.sqrt());
+    } else if beta == 1.0 {
+        v.iter_mut().for_each(|b| *b = 1.0 / *b);
+    } else {
+        v.iter_mut().for_each(|b| *b = b.powf(-beta));
     }
 }
 
@@ -349,8 +371,8 @@ mod tests {
     #[test]
     fn lrn_matches_formula() {
         let mut rng = Rng(9);
-        for size in 1..6u64 {
-            let k = Lrn { batch: 2, channels: 5, plane: 3, size, alpha: 1e-2, beta: 0.75, bias: 1.5 };
+        for (size, beta) in (1..6u64).flat_map(|s| [(s, 0.75f32), (s, 0.5), (s, 1.0), (s, 0.6)]) {
+            let k = Lrn { batch: 2, channels: 5, plane: 3, size, alpha: 1e-2, beta, bias: 1.5 };
             let x = rng.vec(30);
             let mut want = vec![0.0; 30];
             for (i, w) in want.iter_mut().enumerate() {
@@ -358,7 +380,7 @@ mod tests {
                 let lo = ch.saturating_sub(((size - 1) / 2) as usize);
                 let hi = (ch + (size / 2) as usize).min(4);
                 let s: f32 = (lo..=hi).map(|c| x[b * 15 + c * 3 + p].powi(2)).sum();
-                *w = x[i] / (1.5 + 1e-2 / size as f32 * s).powf(0.75);
+                *w = x[i] / (1.5 + 1e-2 / size as f32 * s).powf(beta);
             }
             for parts in [1, 3] {
                 assert_close(&run_parts(&k, std::slice::from_ref(&x), &[30], parts)[0], &want, 1e-5);

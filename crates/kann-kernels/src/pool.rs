@@ -9,6 +9,12 @@
 //!
 //! Input: X `[N, C, in...]`. Outputs: Y `[N, C, out...]`, then for MaxPool
 //! with `indices` the i64 Indices of the same shape.
+//!
+//! This is the general kernel; the fast paths are [`plane2d::Pool2d`] (2-D
+//! Max and Average pools without Indices) and [`global::GlobalPool`].
+
+pub mod global;
+pub mod plane2d;
 
 use crate::conv::{product, unravel};
 use crate::kernel::{expect_io, KernelImpl};

@@ -21,6 +21,8 @@ use kann_kernels::conv_gemm::{pack_conv_gemm_weights, ConvGemm, GemmAxis};
 use kann_kernels::fc_gemm::{pack_fc_weights, FcGemm};
 use kann_kernels::gemm::{matrix_strides, pack_gemm_b, Gemm};
 use kann_kernels::norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LpNorm, Lrn};
+use kann_kernels::pool::global::GlobalPool;
+use kann_kernels::pool::plane2d::Pool2d;
 use kann_kernels::pool::{Indices, Pool, PoolKind};
 use kann_kernels::softmax::{Softmax, SoftmaxKind};
 use kann_kernels::{Activation, Epilogue, Kernel};
@@ -476,7 +478,11 @@ fn lower_pool(cx: &mut LowerCx, id: NodeId, node: &Node, p: &ir::Pool) -> LowerR
         }
         outputs.push(Operand::Value(ind));
     }
-    cx.push(id, Kernel::Pool(kernel), vec![Operand::Value(x)], outputs, flops(cx, node));
+    let kernel = match Pool2d::from_pool(&kernel, crate::lower::kernel_isa(cx.arch)) {
+        Some(fast) => Kernel::Pool2d(fast),
+        None => Kernel::Pool(kernel),
+    };
+    cx.push(id, kernel, vec![Operand::Value(x)], outputs, flops(cx, node));
     Ok(())
 }
 
@@ -487,9 +493,13 @@ fn lower_global_pool(cx: &mut LowerCx, id: NodeId, node: &Node, p: &ir::GlobalPo
     if xd.len() < 3 {
         return Err(format!("X must have rank >= 3, found {xd:?}"));
     }
-    let kernel = Pool::global(pool_kind(p.kind), (xd[0] * xd[1]) as u64, &dims_u64(&xd[2..]));
+    let (kind, planes, spatial) = (pool_kind(p.kind), (xd[0] * xd[1]) as u64, dims_u64(&xd[2..]));
+    let kernel = match GlobalPool::new(kind, planes, spatial.iter().product(), crate::lower::kernel_isa(cx.arch)) {
+        Some(fast) => Kernel::GlobalPool(fast),
+        None => Kernel::Pool(Pool::global(kind, planes, &spatial)),
+    };
     let y = output(node, 0)?;
-    cx.push(id, Kernel::Pool(kernel), vec![Operand::Value(x)], vec![Operand::Value(y)], flops(cx, node));
+    cx.push(id, kernel, vec![Operand::Value(x)], vec![Operand::Value(y)], flops(cx, node));
     Ok(())
 }
 
