@@ -23,6 +23,7 @@ use kann_kernels::gemm::{matrix_strides, pack_gemm_b, Gemm};
 use kann_kernels::norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LpNorm, Lrn};
 use kann_kernels::pool::{Indices, Pool, PoolKind};
 use kann_kernels::softmax::{Softmax, SoftmaxKind};
+use kann_kernels::winograd::{pack_winograd_weights, WinogradConv};
 use kann_kernels::{Activation, Epilogue, Kernel};
 use kann_tensor::DType;
 
@@ -135,6 +136,9 @@ fn lower_conv(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAttrs, 
         if xd.len() == 4 && attrs.group == xd[1] && wd[0] % xd[1] == 0 {
             return lower_depthwise(cx, id, node, extra, &plan, wv);
         }
+        if xd.len() == 4 && cx.winograd && takes_winograd(cx.arch, attrs.group, xd, wd, &plan) {
+            return lower_winograd(cx, id, node, extra, &plan, wv);
+        }
         if xd.len() == 4 && attrs.group < xd[1] {
             return lower_conv_gemm(cx, id, node, attrs, extra, &plan, wv);
         }
@@ -212,6 +216,50 @@ fn lower_conv_gemm(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAt
     };
     let y = output(node, 0)?;
     cx.push(id, Kernel::ConvGemm(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+/// Whether a 2-D convolution (`xd` NCHW, `wd` its weights' dims) runs by
+/// Winograd F(4×4, 3×3) rather than the packed GEMM: 3×3, stride 1,
+/// dilation 1, one group; at least 32 input and output channels, so the 36
+/// GEMMs per block are deep and tall enough for the register tile and the
+/// transforms (O(C + K) per tile) stay small next to them (O(C · K)); at
+/// least 8×8 outputs, so the 4×4 tiles are mostly whole and fill a GEMM
+/// panel; and only with SIMD (AVX2 or AVX-512), where it is measured faster
+/// than the packed GEMM (the transforms are plain Rust; the portable GEMM
+/// tile is too slow for the 2.25× fewer multiplications to pay).
+fn takes_winograd(arch: kann_artifact::Arch, group: usize, xd: &[usize], wd: &[usize], plan: &ir::WindowPlan) -> bool {
+    let simd = crate::lower::kernel_isa(arch) != kann_kernels::Isa::Generic;
+    let shape = group == 1 && plan.kernel == [3, 3] && plan.strides == [1, 1] && plan.dilations == [1, 1];
+    let pads_ok = plan.pad_begin.iter().chain(&plan.pad_end).all(|&p| p >= 0);
+    simd && shape && pads_ok && xd[1] >= 32 && wd[0] >= 32 && plan.out.iter().all(|&o| o >= 8)
+}
+
+/// A 3×3 stride-1 convolution with constant weights by Winograd F(4×4, 3×3)
+/// on the packed GEMM of the target's ISA (see [`takes_winograd`]).
+fn lower_winograd(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, plan: &ir::WindowPlan, w: &[f32]) -> LowerResult {
+    let (x, b) = (cx.input(node, 0)?, cx.optional_input(node, 2));
+    let xd = cx.info(x).shape.dims();
+    let (isa, out_channels) = (crate::lower::kernel_isa(cx.arch), cx.info(cx.input(node, 1)?).shape.dims()[0]);
+    let w_op = cx.weights_f32(&pack_winograd_weights(w, out_channels, isa));
+    let mut inputs = vec![Operand::Value(x), w_op];
+    if let Some(b) = b {
+        require_f32(cx, b, "B")?;
+        inputs.push(Operand::Value(b));
+    }
+    let two = |v: &[u64]| -> [u64; 2] { [v[0], v[1]] };
+    let kernel = WinogradConv {
+        batch: xd[0] as u64,
+        in_channels: xd[1] as u64,
+        out_channels: out_channels as u64,
+        input: two(&dims_u64(&xd[2..])),
+        pad_begin: two(&pads_u64(&plan.pad_begin)?),
+        output: two(&dims_u64(&plan.out)),
+        epilogue: epilogue(&mut inputs, b.is_some(), extra),
+        isa,
+    };
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::Winograd(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
     Ok(())
 }
 
@@ -1159,7 +1207,7 @@ mod tests {
             }
             let read = |f: &str| kann_onnx::tensor::read_tensor_file(&dir.join(name).join("test_data_set_0").join(f)).unwrap().1;
             let (input, want) = (read("input_0.pb"), read("output_0.pb"));
-            let opts = crate::CompileOptions { n_clusters: 4, arch: kann_artifact::Arch::Generic };
+            let opts = crate::CompileOptions { n_clusters: 4, arch: kann_artifact::Arch::Generic, winograd: true };
             let c = crate::compile(g, &opts, Some(&kann_reference::Reference)).unwrap();
             let t1 = std::time::Instant::now();
             let got = crate::testing::run_compiled(&c, &[input]).unwrap();
@@ -1190,7 +1238,7 @@ mod tests {
                     (0..).map(|i| data.join(format!("{prefix}_{i}.pb"))).take_while(|p| p.exists()).map(|p| kann_onnx::tensor::read_tensor_file(&p).unwrap().1).collect()
                 };
                 let (inputs, want) = (read("input"), read("output"));
-                let opts = crate::CompileOptions { n_clusters: 2, arch: kann_artifact::Arch::Generic };
+                let opts = crate::CompileOptions { n_clusters: 2, arch: kann_artifact::Arch::Generic, winograd: true };
                 let c = crate::compile(model.graph, &opts, Some(&kann_reference::Reference)).map_err(|e| e.to_string())?;
                 let got = crate::testing::run_compiled(&c, &inputs)?;
                 crate::testing::compare(&got, &want, 1e-4, 1e-3)
