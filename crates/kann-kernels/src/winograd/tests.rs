@@ -248,3 +248,67 @@ fn scratch_is_bounded_and_names_the_isa() {
     assert_eq!(k.name(), "f32_conv2d_winograd4x4_avx512");
     assert!(k.check(2, 1).is_ok() && k.check(3, 1).is_err());
 }
+
+/// The fastest of 7 runs of `k` as one part, in µs (buffers made once).
+fn time_kernel(k: &impl KernelImpl, inputs: &mut [Vec<f32>], out_len: usize) -> f64 {
+    let mut out = vec![0.0f32; out_len];
+    let ins: Vec<crate::RawBuf> = inputs.iter_mut().map(|v| crate::RawBuf::from_f32(v)).collect();
+    let outs = [crate::RawBuf::from_f32(&mut out)];
+    let io = Io { inputs: &ins, outputs: &outs };
+    let mut scratch = vec![0u8; k.scratch_bytes(k.work_items())];
+    (0..7)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            // SAFETY: the buffers live through the call; one part at a time.
+            unsafe { k.run(&io, 0..k.work_items(), &mut scratch) };
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Times Winograd against the packed GEMM on VGG/ResNet 3×3 layers (best
+/// ISA, one part, min of 7): `cargo test --release -p kann-kernels
+/// winograd_vs_gemm_timing -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn winograd_vs_gemm_timing() {
+    let mut rng = Rng(59);
+    let best = *isas().last().unwrap();
+    let shapes = [(64, 112), (128, 56), (256, 28), (512, 14), (64, 56), (128, 28), (256, 14), (512, 7), (32, 16), (32, 56)];
+    let portable = [(64, 56), (128, 28), (256, 28)];
+    for (isa, (c, hw)) in shapes.into_iter().map(|s| (best, s)).chain(portable.into_iter().map(|s| (Isa::Generic, s))) {
+        let k = WinogradConv {
+            batch: 1,
+            in_channels: c,
+            out_channels: c,
+            input: [hw, hw],
+            pad_begin: [1, 1],
+            output: [hw, hw],
+            epilogue: Epilogue { bias: true, residual: false, activation: crate::Activation::Relu },
+            isa,
+        };
+        let x = rng.vec((c * hw * hw) as usize);
+        let w = rng.vec((c * c * 9) as usize);
+        let bias = rng.vec(c as usize);
+        let g = ConvGemm {
+            batch: 1,
+            in_channels: c,
+            out_channels: c,
+            group: 1,
+            input: k.input,
+            kernel: [3, 3],
+            strides: [1, 1],
+            dilations: [1, 1],
+            pad_begin: k.pad_begin,
+            output: k.output,
+            epilogue: k.epilogue,
+            isa,
+            axis: if hw * hw <= 256 { GemmAxis::Channels } else { GemmAxis::Columns },
+        };
+        let mut wi = vec![x.clone(), pack_winograd_weights(&w, c as usize, isa), bias.clone()];
+        let mut gi = vec![x.clone(), pack_conv_gemm_weights(&w, c as usize, 1, isa), bias.clone()];
+        let tw = time_kernel(&k, &mut wi, out_len(&k));
+        let tg = time_kernel(&g, &mut gi, out_len(&k));
+        println!("C=K={c} {hw}x{hw} {}: winograd {tw:.0} µs, gemm {tg:.0} µs, speed-up {:.2}", isa.name(), tg / tw);
+    }
+}
