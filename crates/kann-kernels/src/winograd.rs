@@ -64,9 +64,7 @@ pub struct WinogradConv {
 
 /// `G g Gᵀ` of one 3×3 filter, in f64.
 fn transform_filter(g: &[f32]) -> [f64; XI] {
-    let col = |a: f64, b: f64, c: f64| -> [f64; ALPHA] {
-        [a / 4.0, -(a + b + c) / 6.0, -(a - b + c) / 6.0, a / 24.0 + b / 12.0 + c / 6.0, a / 24.0 - b / 12.0 + c / 6.0, c]
-    };
+    let col = |a: f64, b: f64, c: f64| -> [f64; ALPHA] { [a / 4.0, -(a + b + c) / 6.0, -(a - b + c) / 6.0, a / 24.0 + b / 12.0 + c / 6.0, a / 24.0 - b / 12.0 + c / 6.0, c] };
     // Rows of G g (6 × 3), then each row times Gᵀ.
     let mut gg = [[0.0f64; 3]; ALPHA];
     for j in 0..3 {
@@ -158,6 +156,16 @@ fn output_transform(m: &[[Lanes; ALPHA]; ALPHA]) -> [[Lanes; TILE]; TILE] {
     std::array::from_fn(|i| at(&rows[i]))
 }
 
+/// A block of tiles: `n` tiles of image `img` from tile `t0`, `ld` apart
+/// in the scratch rows.
+#[derive(Clone, Copy)]
+struct Block {
+    img: usize,
+    t0: usize,
+    n: usize,
+    ld: usize,
+}
+
 /// One transformed-input matrix `V[ξ]` of a block as the GEMM's B.
 struct Transformed<'a> {
     /// `C` rows of `ld` floats.
@@ -220,14 +228,15 @@ impl WinogradConv {
         }
     }
 
-    /// Output transform of the block's `n` tiles from `m[ξ][k][ld]`, with
-    /// the epilogue, into image `img` of Y, `LANES` tiles at a time.
+    /// Output transform of the block's tiles from `m[ξ][k][ld]`, with the
+    /// epilogue, into its image of Y, `LANES` tiles at a time.
     ///
     /// # Safety
     /// `y` is Y's first element and this part owns the block's tiles in
     /// every channel of image `img`.
     #[inline(always)]
-    unsafe fn finish_block_impl(&self, io: &Io, img: usize, t0: usize, n: usize, ld: usize, m: &[f32], y: *mut f32) {
+    unsafe fn finish_block_impl(&self, io: &Io, blk: Block, m: &[f32], y: *mut f32) {
+        let Block { img, t0, n, ld } = blk;
         let k = self.out_channels as usize;
         let [oh, ow] = self.output.map(|d| d as usize);
         let tw = self.tiles()[1];
@@ -282,15 +291,15 @@ impl WinogradConv {
     ///
     /// # Safety
     /// As [`Self::finish_block_impl`].
-    unsafe fn finish_block(&self, io: &Io, img: usize, t0: usize, n: usize, ld: usize, m: &[f32], y: *mut f32) {
+    unsafe fn finish_block(&self, io: &Io, blk: Block, m: &[f32], y: *mut f32) {
         // SAFETY: the caller's contract; the ISA is present (checked).
         unsafe {
             match self.isa {
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 if Isa::Avx512.available() => simd::finish_avx512(self, io, img, t0, n, ld, m, y),
+                Isa::Avx512 if Isa::Avx512.available() => simd::finish_avx512(self, io, blk, m, y),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 if Isa::Avx2.available() => simd::finish_avx2(self, io, img, t0, n, ld, m, y),
-                _ => self.finish_block_impl(io, img, t0, n, ld, m, y),
+                Isa::Avx2 if Isa::Avx2.available() => simd::finish_avx2(self, io, blk, m, y),
+                _ => self.finish_block_impl(io, blk, m, y),
             }
         }
     }
@@ -310,17 +319,8 @@ impl WinogradConv {
         self.transform_block(&x[img * c * plane_in..][..c * plane_in], t0, n, ld, v);
         let a_len = packed::pack::packed_a_len(k, c, self.isa);
         for xi in 0..XI {
-            let call = GemmCall {
-                m: k,
-                k: c,
-                n,
-                a: &u[xi * a_len..][..a_len],
-                c: m[xi * k * ld..][..k * ld].as_mut_ptr(),
-                ldc: ld,
-                bias: None,
-                residual: std::ptr::null(),
-                act: crate::Activation::None,
-            };
+            let call =
+                GemmCall { m: k, k: c, n, a: &u[xi * a_len..][..a_len], c: m[xi * k * ld..][..k * ld].as_mut_ptr(), ldc: ld, bias: None, residual: std::ptr::null(), act: crate::Activation::None };
             let src = Transformed { v: &v[xi * c * ld..][..c * ld], ld };
             // SAFETY: C is this block's M[ξ] (k rows of ld ≥ n floats) in
             // the scratch; the GEMM scratch holds scratch_floats(c, tb).
@@ -330,7 +330,7 @@ impl WinogradConv {
         let out_len = (self.batch * self.out_channels * self.output[0] * self.output[1]) as usize;
         assert!(out_len <= y.len_bytes() / 4, "winograd output is too small");
         // SAFETY: Y holds out_len floats; this part owns the tiles.
-        unsafe { self.finish_block(io, img, t0, n, ld, m, y.as_ptr() as *mut f32) };
+        unsafe { self.finish_block(io, Block { img, t0, n, ld }, m, y.as_ptr() as *mut f32) };
     }
 }
 
@@ -364,7 +364,7 @@ fn load_patch(plane: &[f32], [ih, iw]: [usize; 2], [y0, x0]: [isize; 2], d: &mut
 /// vectorised across the lanes at the wider width).
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::WinogradConv;
+    use super::{Block, WinogradConv};
     use crate::Io;
 
     #[target_feature(enable = "avx512f")]
@@ -379,20 +379,18 @@ mod simd {
 
     /// # Safety
     /// As [`WinogradConv::finish_block_impl`]; the CPU has AVX-512F.
-    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn finish_avx512(k: &WinogradConv, io: &Io, img: usize, t0: usize, n: usize, ld: usize, m: &[f32], y: *mut f32) {
+    pub(super) unsafe fn finish_avx512(k: &WinogradConv, io: &Io, blk: Block, m: &[f32], y: *mut f32) {
         // SAFETY: the caller's contract.
-        unsafe { k.finish_block_impl(io, img, t0, n, ld, m, y) }
+        unsafe { k.finish_block_impl(io, blk, m, y) }
     }
 
     /// # Safety
     /// As [`WinogradConv::finish_block_impl`]; the CPU has AVX2 and FMA.
-    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn finish_avx2(k: &WinogradConv, io: &Io, img: usize, t0: usize, n: usize, ld: usize, m: &[f32], y: *mut f32) {
+    pub(super) unsafe fn finish_avx2(k: &WinogradConv, io: &Io, blk: Block, m: &[f32], y: *mut f32) {
         // SAFETY: the caller's contract.
-        unsafe { k.finish_block_impl(io, img, t0, n, ld, m, y) }
+        unsafe { k.finish_block_impl(io, blk, m, y) }
     }
 }
 

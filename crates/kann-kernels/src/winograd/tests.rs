@@ -61,16 +61,8 @@ fn compare(base: &WinogradConv, rng: &mut Rng) {
 }
 
 fn random_conv(rng: &mut Rng, epilogue: Epilogue) -> WinogradConv {
-    let mut k = WinogradConv {
-        batch: 1 + rng.below(2),
-        in_channels: 1 + rng.below(40),
-        out_channels: 1 + rng.below(40),
-        input: [0; 2],
-        pad_begin: [0; 2],
-        output: [0; 2],
-        epilogue,
-        isa: Isa::Generic,
-    };
+    let mut k =
+        WinogradConv { batch: 1 + rng.below(2), in_channels: 1 + rng.below(40), out_channels: 1 + rng.below(40), input: [0; 2], pad_begin: [0; 2], output: [0; 2], epilogue, isa: Isa::Generic };
     for a in 0..2 {
         let (pb, pe) = (rng.below(3), rng.below(3));
         let inp = 3u64.saturating_sub(pb + pe).max(1) + rng.below(14);
@@ -178,16 +170,7 @@ fn he_weights(rng: &mut Rng, k: &WinogradConv) -> Vec<f32> {
 fn error_against_f64_stays_near_the_gemm() {
     // One 256-channel layer on 28x28, inputs in [-1, 1), He weights.
     let mut rng = Rng(47);
-    let k = WinogradConv {
-        batch: 1,
-        in_channels: 256,
-        out_channels: 64,
-        input: [28, 28],
-        pad_begin: [1, 1],
-        output: [28, 28],
-        epilogue: Epilogue::default(),
-        isa: Isa::Generic,
-    };
+    let k = WinogradConv { batch: 1, in_channels: 256, out_channels: 64, input: [28, 28], pad_begin: [1, 1], output: [28, 28], epilogue: Epilogue::default(), isa: Isa::Generic };
     let x = rng.vec((256 * 28 * 28) as usize);
     let w = he_weights(&mut rng, &k);
     let want = conv_f64(&k, &x, &w);
@@ -203,16 +186,7 @@ fn error_through_a_chain_of_layers() {
     // reference's previous output rounded to f32 (the per-layer error), and
     // a second chain fed its own outputs (the accumulated error).
     let mut rng = Rng(53);
-    let k = WinogradConv {
-        batch: 1,
-        in_channels: 64,
-        out_channels: 64,
-        input: [20, 20],
-        pad_begin: [1, 1],
-        output: [20, 20],
-        epilogue: Epilogue::default(),
-        isa: Isa::Generic,
-    };
+    let k = WinogradConv { batch: 1, in_channels: 64, out_channels: 64, input: [20, 20], pad_begin: [1, 1], output: [20, 20], epilogue: Epilogue::default(), isa: Isa::Generic };
     let mut x_ref: Vec<f64> = rng.vec(64 * 400).into_iter().map(f64::from).collect();
     let (mut xw, mut xg) = (x_ref.iter().map(|&v| v as f32).collect::<Vec<_>>(), x_ref.iter().map(|&v| v as f32).collect::<Vec<_>>());
     for layer in 0..8 {
@@ -233,16 +207,7 @@ fn error_through_a_chain_of_layers() {
 
 #[test]
 fn scratch_is_bounded_and_names_the_isa() {
-    let k = WinogradConv {
-        batch: 1,
-        in_channels: 512,
-        out_channels: 512,
-        input: [56, 56],
-        pad_begin: [1, 1],
-        output: [56, 56],
-        epilogue: Epilogue::default(),
-        isa: Isa::Avx512,
-    };
+    let k = WinogradConv { batch: 1, in_channels: 512, out_channels: 512, input: [56, 56], pad_begin: [1, 1], output: [56, 56], epilogue: Epilogue::default(), isa: Isa::Avx512 };
     assert_eq!(k.block_tiles(), 32);
     assert!(k.scratch_bytes(k.work_items()) <= 4 * (36 * 1024 * 32 + 512 * 32));
     assert_eq!(k.name(), "f32_conv2d_winograd4x4_avx512");
