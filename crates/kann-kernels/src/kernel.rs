@@ -47,9 +47,10 @@ pub enum Kernel {
     Cast(crate::cast::Cast),
     // --- end of element-wise kernels ---
 
-    // --- nn kernels (conv.rs, conv_gemm.rs, depthwise.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
+    // --- nn kernels (conv.rs, conv_gemm.rs, winograd.rs, depthwise.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
     Conv(crate::conv::Conv),
     ConvGemm(crate::conv_gemm::ConvGemm),
+    Winograd(crate::winograd::WinogradConv),
     FcGemm(crate::fc_gemm::FcGemm),
     DepthwiseConv(crate::depthwise::DepthwiseConv),
     ConvTranspose(crate::conv::ConvTranspose),
@@ -96,6 +97,7 @@ macro_rules! dispatch {
             // --- nn kernels ---
             Kernel::Conv($k) => $e,
             Kernel::ConvGemm($k) => $e,
+            Kernel::Winograd($k) => $e,
             Kernel::FcGemm($k) => $e,
             Kernel::DepthwiseConv($k) => $e,
             Kernel::ConvTranspose($k) => $e,

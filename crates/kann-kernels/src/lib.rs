@@ -52,6 +52,7 @@ pub mod norm;
 pub mod packed;
 pub mod pool;
 pub mod softmax;
+pub mod winograd;
 
 // Data movement, reductions, resampling.
 pub mod movement;

@@ -681,7 +681,7 @@ mod onnx_node_tests {
 
     /// Compiles and runs `g`; Ok(None) when it does not lower (the reason in Err of the inner).
     fn run(g: Graph, inputs: &[Tensor], want: &[Tensor]) -> Result<Result<(), String>, String> {
-        let opts = crate::CompileOptions { n_clusters: 2, arch: kann_artifact::Arch::Generic };
+        let opts = crate::CompileOptions { n_clusters: 2, arch: kann_artifact::Arch::Generic, winograd: true };
         let compiled = match crate::compile(g, &opts, Some(&Reference)) {
             Ok(c) => c,
             Err(e) => return Err(e.to_string()),
@@ -757,7 +757,7 @@ mod fused_add_tests {
     }
 
     fn run_lowered(g: &Graph, inputs: &[Tensor]) -> Vec<Tensor> {
-        let mut cx = LowerCx::new(g, kann_artifact::Arch::Generic);
+        let mut cx = LowerCx::new(g, kann_artifact::Arch::Generic, true);
         let node = g.node(NodeId(0));
         let Op::Fused(f) = &node.op else { panic!("not fused") };
         super::lower_fused_add(&mut cx, NodeId(0), node, f).unwrap();
@@ -870,7 +870,7 @@ mod cast_tests {
     /// Compiles `g` on `clusters`, runs it on `inputs`, and checks the bytes equal the reference's.
     fn exact(g: Graph, inputs: &[Tensor], clusters: usize, what: &str) {
         let want = kann_reference::run(&g, inputs).unwrap();
-        let opts = crate::CompileOptions { n_clusters: clusters, arch: kann_artifact::Arch::Generic };
+        let opts = crate::CompileOptions { n_clusters: clusters, arch: kann_artifact::Arch::Generic, winograd: true };
         let c = crate::compile(g, &opts, Some(&kann_reference::Reference)).unwrap_or_else(|e| panic!("{what}: {e}"));
         let got = run_compiled(&c, inputs).unwrap();
         assert_eq!(got.len(), want.len(), "{what}");

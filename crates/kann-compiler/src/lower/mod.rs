@@ -82,6 +82,8 @@ pub struct LowerCx<'g> {
     pub graph: &'g Graph,
     /// The instruction set the artifact is compiled for (picks kernel variants).
     pub arch: Arch,
+    /// Whether qualifying 3×3 convolutions may run by Winograd.
+    pub winograd: bool,
     out: Lowered,
 }
 
@@ -99,8 +101,8 @@ pub fn kernel_isa(arch: Arch) -> kann_kernels::Isa {
 pub type LowerResult = Result<(), String>;
 
 impl<'g> LowerCx<'g> {
-    fn new(graph: &'g Graph, arch: Arch) -> LowerCx<'g> {
-        LowerCx { graph, arch, out: Lowered::default() }
+    fn new(graph: &'g Graph, arch: Arch, winograd: bool) -> LowerCx<'g> {
+        LowerCx { graph, arch, winograd, out: Lowered::default() }
     }
 
     /// The static type of a value.
@@ -203,7 +205,12 @@ fn lower_node(cx: &mut LowerCx, id: NodeId) -> LowerResult {
 /// graph outputs are copied from the weights. Fails with every node that
 /// cannot be lowered.
 pub fn lower_graph(g: &Graph, arch: Arch) -> Result<Lowered, Vec<Unlowered>> {
-    let mut cx = LowerCx::new(g, arch);
+    lower_graph_with(g, arch, true)
+}
+
+/// [`lower_graph`], with Winograd convolutions allowed or not.
+pub fn lower_graph_with(g: &Graph, arch: Arch, winograd: bool) -> Result<Lowered, Vec<Unlowered>> {
+    let mut cx = LowerCx::new(g, arch, winograd);
     let mut missing = Vec::new();
     for i in 0..g.nodes.len() {
         let id = NodeId(i as u32);
