@@ -287,9 +287,7 @@ fn producer_cluster(step: &Step, pending: &[Access]) -> Option<usize> {
 /// last barrier made on another cluster.
 fn needs_barrier(step: &Step, clusters: &[usize], pending: &[Access]) -> bool {
     let same_single = |other: &[usize]| clusters.len() == 1 && other.len() == 1 && clusters[0] == other[0];
-    let conflicts = |buf: &BufRef, write: bool| {
-        pending.iter().any(|a| (a.write || write) && a.buf.overlaps(buf) && !same_single(&a.clusters))
-    };
+    let conflicts = |buf: &BufRef, write: bool| pending.iter().any(|a| (a.write || write) && a.buf.overlaps(buf) && !same_single(&a.clusters));
     step.inputs.iter().any(|b| conflicts(b, false)) || step.outputs.iter().any(|b| conflicts(b, true))
 }
 
@@ -332,10 +330,15 @@ mod tests {
     fn check(steps: &[Step], sched: &Schedule, cost: &CostModel) {
         let place = placements(sched, steps.len());
         for (i, step) in steps.iter().enumerate() {
-            let mut ranges: Vec<(u64, u64)> = sched.clusters.iter().flatten().filter_map(|c| match *c {
-                Command::Run { step, begin, end } if step as usize == i => Some((begin, end)),
-                _ => None,
-            }).collect();
+            let mut ranges: Vec<(u64, u64)> = sched
+                .clusters
+                .iter()
+                .flatten()
+                .filter_map(|c| match *c {
+                    Command::Run { step, begin, end } if step as usize == i => Some((begin, end)),
+                    _ => None,
+                })
+                .collect();
             ranges.sort_unstable();
             let mut at = 0;
             for (b, e) in ranges {
