@@ -4,12 +4,24 @@
 //! A step worth splitting (enough work items, enough estimated time) is cut
 //! into `n` contiguous ranges of its work items, sized evenly; a small step
 //! runs whole on the cluster with the least estimated work since the last
-//! barrier, so small layers cost no hand-off while others proceed. A
-//! barrier goes before a step only when it touches bytes that an earlier
-//! step since the last barrier wrote (or reads what this step overwrites)
-//! on another cluster: read-after-write, write-after-read and
-//! write-after-write hazards across clusters. Steps that stay on one
-//! cluster need no barrier between them.
+//! barrier, so small layers cost no hand-off while others proceed.
+//!
+//! Independent branches (Inception blocks, fire modules, detection necks)
+//! are better run side by side than each split with a barrier between its
+//! dependent steps: before placing a step the schedule looks ahead at the
+//! following steps up to the first one that joins two branches, groups
+//! them into chains of steps that touch each other's buffers, and assigns
+//! whole chains to clusters (longest first to the least loaded). It keeps
+//! that placement when the cost model estimates it faster than splitting
+//! every step of the window. A chain stays on one cluster in program
+//! order, so steps whose buffers overlap (including buffers the memory
+//! plan reuses) never run concurrently.
+//!
+//! Whatever the placement, a barrier goes before a step exactly when it
+//! touches bytes that an earlier step since the last barrier wrote (or reads
+//! what this step overwrites) on another cluster: read-after-write,
+//! write-after-read and write-after-write hazards across clusters. Steps
+//! that stay on one cluster need no barrier between them.
 
 use crate::cost::CostModel;
 use kann_kernels::{BufRef, Command, Step};
@@ -17,6 +29,9 @@ use kann_kernels::{BufRef, Command, Step};
 /// Steps estimated below this run on one cluster (splitting costs more
 /// than it saves).
 const MIN_SPLIT_SECONDS: f64 = 20e-6;
+
+/// How many steps the branch lookahead considers at most.
+const MAX_WINDOW: usize = 12;
 
 /// The per-cluster command lists and what the schedule decided.
 #[derive(Debug)]
@@ -34,49 +49,207 @@ pub struct Schedule {
     pub step_seconds: Vec<Vec<f64>>,
 }
 
+#[derive(Clone)]
 struct Access {
     buf: BufRef,
     write: bool,
     clusters: Vec<usize>,
 }
 
+/// One scheduling decision, in the order the clusters meet them.
+#[derive(Clone, Copy)]
+enum Op {
+    Barrier,
+    Run { step: usize, cluster: usize, begin: u64, end: u64 },
+}
+
+/// The schedule being built: accesses and estimated time since the last
+/// barrier, the latency of the finished phases, and the decisions so far.
+/// Cheap to fork, so alternatives can be tried and compared.
+#[derive(Clone)]
+struct Sim {
+    pending: Vec<Access>,
+    phase: Vec<f64>,
+    latency: f64,
+    ops: Vec<Op>,
+}
+
 /// Schedules `steps` on `n` clusters.
 pub fn schedule(steps: &[Step], n: usize, cost: &CostModel) -> Schedule {
     let n = n.max(1);
-    let mut sched = Schedule { clusters: vec![Vec::new(); n], barriers: 0, split_steps: 0, busy_seconds: vec![0.0; n], latency_seconds: 0.0, step_seconds: vec![vec![0.0; n]; steps.len()] };
-    let mut pending: Vec<Access> = Vec::new();
-    let mut phase = vec![0.0f64; n];
-    for (i, step) in steps.iter().enumerate() {
-        let parts = split(step, n, cost, &phase, producer_cluster(step, &pending));
-        let clusters: Vec<usize> = parts.iter().map(|p| p.0).collect();
-        if needs_barrier(step, &clusters, &pending) {
-            for cmds in sched.clusters.iter_mut() {
-                cmds.push(Command::Barrier { index: sched.barriers });
+    let mut sim = Sim { pending: Vec::new(), phase: vec![0.0; n], latency: 0.0, ops: Vec::new() };
+    let mut i = 0;
+    while i < steps.len() {
+        let (best, next) = place_next(steps, i, cost, &sim);
+        sim.absorb(best);
+        i = next;
+    }
+    finish(steps, n, cost, sim)
+}
+
+/// Places step `i` (split or whole), or the window of independent branches
+/// starting at it when that is estimated faster. Returns the forked
+/// decisions and the next step to place.
+fn place_next(steps: &[Step], i: usize, cost: &CostModel, sim: &Sim) -> (Sim, usize) {
+    let mut split = sim.fork();
+    split.place_split(steps, i, cost);
+    let mut best = (split.clone(), i + 1, 0.0);
+    let comps = if sim.phase.len() > 1 { branches(steps, i) } else { Vec::new() };
+    for len in 2..=comps.len() {
+        split.place_split(steps, i + len - 1, cost);
+        let chains = &comps[..len];
+        if chains.iter().all(|&c| c == 0) {
+            continue;
+        }
+        for force_barrier in [false, true] {
+            let mut group = sim.fork();
+            group.place_group(steps, i, chains, force_barrier, cost);
+            let saving = split.estimate() - group.estimate();
+            if saving > best.2 + 1e-9 {
+                best = (group, i + len, saving);
             }
-            sched.barriers += 1;
-            sched.latency_seconds += phase.iter().cloned().fold(0.0, f64::max) + cost.barrier_s;
-            phase.iter_mut().for_each(|p| *p = 0.0);
-            pending.clear();
-        }
-        let items = step.kernel.work_items().max(1) as f64;
-        for &(c, begin, end) in &parts {
-            sched.clusters[c].push(Command::Run { step: i as u32, begin, end });
-            let t = cost.step_seconds(step, (end - begin) as f64 / items);
-            phase[c] += t;
-            sched.busy_seconds[c] += t;
-            sched.step_seconds[i][c] += t;
-        }
-        if parts.len() > 1 {
-            sched.split_steps += 1;
-        }
-        for b in &step.inputs {
-            pending.push(Access { buf: *b, write: false, clusters: clusters.clone() });
-        }
-        for b in &step.outputs {
-            pending.push(Access { buf: *b, write: true, clusters: clusters.clone() });
         }
     }
-    sched.latency_seconds += phase.iter().cloned().fold(0.0, f64::max);
+    (best.0, best.1)
+}
+
+/// The chain index of each step from `i` on, up to the first step that
+/// touches the buffers of two chains (a join) or `MAX_WINDOW` steps: steps
+/// that touch each other's buffers share a chain, the others start one.
+fn branches(steps: &[Step], i: usize) -> Vec<usize> {
+    let mut comps = vec![0];
+    let mut count = 1;
+    for j in i + 1..(i + MAX_WINDOW).min(steps.len()) {
+        let mut hit: Vec<usize> = comps.iter().enumerate().filter(|(k, _)| conflict(&steps[i + k], &steps[j])).map(|(_, &c)| c).collect();
+        hit.sort_unstable();
+        hit.dedup();
+        match hit.as_slice() {
+            [] => {
+                comps.push(count);
+                count += 1;
+            }
+            [c] => comps.push(*c),
+            _ => break,
+        }
+    }
+    comps
+}
+
+/// Whether two steps must keep their program order: one writes bytes the
+/// other reads or writes.
+fn conflict(a: &Step, b: &Step) -> bool {
+    let hits = |w: &Step, o: &Step| w.outputs.iter().any(|x| o.inputs.iter().chain(&o.outputs).any(|y| x.overlaps(y)));
+    hits(a, b) || hits(b, a)
+}
+
+/// The cluster of each chain: longest chain first, to the cluster with the
+/// least estimated work (starting from `load`).
+fn assign_chains(steps: &[Step], i: usize, chains: &[usize], load: &[f64], cost: &CostModel) -> Vec<usize> {
+    let count = chains.iter().max().map_or(0, |m| m + 1);
+    let mut weight = vec![0.0f64; count];
+    for (k, &c) in chains.iter().enumerate() {
+        weight[c] += cost.step_seconds(&steps[i + k], 1.0);
+    }
+    let mut order: Vec<usize> = (0..count).collect();
+    order.sort_by(|&a, &b| weight[b].total_cmp(&weight[a]));
+    let mut load = load.to_vec();
+    let mut cluster = vec![0; count];
+    for c in order {
+        let least = (0..load.len()).min_by(|&a, &b| load[a].total_cmp(&load[b])).unwrap_or(0);
+        cluster[c] = least;
+        load[least] += weight[c];
+    }
+    cluster
+}
+
+impl Sim {
+    /// A copy of the state with no decisions of its own yet.
+    fn fork(&self) -> Sim {
+        Sim { pending: self.pending.clone(), phase: self.phase.clone(), latency: self.latency, ops: Vec::new() }
+    }
+
+    /// Takes over a fork's state and decisions.
+    fn absorb(&mut self, fork: Sim) {
+        self.pending = fork.pending;
+        self.phase = fork.phase;
+        self.latency = fork.latency;
+        self.ops.extend(fork.ops);
+    }
+
+    /// Estimated latency if the schedule ended here.
+    fn estimate(&self) -> f64 {
+        self.latency + self.phase.iter().cloned().fold(0.0, f64::max)
+    }
+
+    fn barrier(&mut self, cost: &CostModel) {
+        self.ops.push(Op::Barrier);
+        self.latency += self.phase.iter().cloned().fold(0.0, f64::max) + cost.barrier_s;
+        self.phase.iter_mut().for_each(|p| *p = 0.0);
+        self.pending.clear();
+    }
+
+    /// Runs the parts of step `i`, after a barrier if it conflicts with a
+    /// pending access on another cluster.
+    fn run(&mut self, steps: &[Step], i: usize, parts: &[(usize, u64, u64)], cost: &CostModel) {
+        let step = &steps[i];
+        let clusters: Vec<usize> = parts.iter().map(|p| p.0).collect();
+        if needs_barrier(step, &clusters, &self.pending) {
+            self.barrier(cost);
+        }
+        let items = step.kernel.work_items().max(1) as f64;
+        for &(cluster, begin, end) in parts {
+            self.ops.push(Op::Run { step: i, cluster, begin, end });
+            self.phase[cluster] += cost.step_seconds(step, (end - begin) as f64 / items);
+        }
+        for (bufs, write) in [(&step.inputs, false), (&step.outputs, true)] {
+            self.pending.extend(bufs.iter().map(|b| Access { buf: *b, write, clusters: clusters.clone() }));
+        }
+    }
+
+    /// Step `i` split across the clusters, or whole when small.
+    fn place_split(&mut self, steps: &[Step], i: usize, cost: &CostModel) {
+        let parts = split(&steps[i], self.phase.len(), cost, &self.phase, producer_cluster(&steps[i], &self.pending));
+        self.run(steps, i, &parts, cost);
+    }
+
+    /// Steps `i..i + chains.len()` whole, each chain on one cluster, after a
+    /// barrier first when `force_barrier` (so the chains share out empty
+    /// clusters).
+    fn place_group(&mut self, steps: &[Step], i: usize, chains: &[usize], force_barrier: bool, cost: &CostModel) {
+        if force_barrier && !self.pending.is_empty() {
+            self.barrier(cost);
+        }
+        let cluster = assign_chains(steps, i, chains, &self.phase, cost);
+        for (k, &c) in chains.iter().enumerate() {
+            let items = steps[i + k].kernel.work_items();
+            self.run(steps, i + k, &[(cluster[c], 0, items)], cost);
+        }
+    }
+}
+
+/// Turns the decisions into command lists and estimates.
+fn finish(steps: &[Step], n: usize, cost: &CostModel, sim: Sim) -> Schedule {
+    let mut sched = Schedule { clusters: vec![Vec::new(); n], barriers: 0, split_steps: 0, busy_seconds: vec![0.0; n], latency_seconds: sim.estimate(), step_seconds: vec![vec![0.0; n]; steps.len()] };
+    let mut parts = vec![0usize; steps.len()];
+    for op in sim.ops {
+        match op {
+            Op::Barrier => {
+                for cmds in sched.clusters.iter_mut() {
+                    cmds.push(Command::Barrier { index: sched.barriers });
+                }
+                sched.barriers += 1;
+            }
+            Op::Run { step, cluster, begin, end } => {
+                sched.clusters[cluster].push(Command::Run { step: step as u32, begin, end });
+                let items = steps[step].kernel.work_items().max(1) as f64;
+                let t = cost.step_seconds(&steps[step], (end - begin) as f64 / items);
+                sched.busy_seconds[cluster] += t;
+                sched.step_seconds[step][cluster] += t;
+                parts[step] += 1;
+            }
+        }
+    }
+    sched.split_steps = parts.iter().filter(|&&p| p > 1).count();
     sched
 }
 
@@ -114,8 +287,168 @@ fn producer_cluster(step: &Step, pending: &[Access]) -> Option<usize> {
 /// last barrier made on another cluster.
 fn needs_barrier(step: &Step, clusters: &[usize], pending: &[Access]) -> bool {
     let same_single = |other: &[usize]| clusters.len() == 1 && other.len() == 1 && clusters[0] == other[0];
-    let conflicts = |buf: &BufRef, write: bool| {
-        pending.iter().any(|a| (a.write || write) && a.buf.overlaps(buf) && !same_single(&a.clusters))
-    };
+    let conflicts = |buf: &BufRef, write: bool| pending.iter().any(|a| (a.write || write) && a.buf.overlaps(buf) && !same_single(&a.clusters));
     step.inputs.iter().any(|b| conflicts(b, false)) || step.outputs.iter().any(|b| conflicts(b, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kann_kernels::unary::{Unary, UnaryKind};
+    use kann_kernels::{Kernel, Program, PROGRAM_VERSION};
+
+    const LEN: u64 = 1 << 20;
+
+    fn arena(slot: u64) -> BufRef {
+        BufRef::Arena { offset: slot * LEN * 4, len: LEN * 4 }
+    }
+
+    /// A Relu over `LEN` elements from `input` to `output` (big enough to split).
+    fn relu(input: BufRef, output: BufRef) -> Step {
+        Step { name: "relu".into(), op: "Relu".into(), kernel: Kernel::Unary(Unary { kind: UnaryKind::Relu, len: LEN }), inputs: vec![input], outputs: vec![output], flops: LEN }
+    }
+
+    /// Each step's parts as (cluster, position in its list, barriers before it).
+    fn placements(sched: &Schedule, steps: usize) -> Vec<Vec<(usize, usize, u32)>> {
+        let mut out = vec![Vec::new(); steps];
+        for (c, cmds) in sched.clusters.iter().enumerate() {
+            let mut barriers = 0;
+            for (pos, cmd) in cmds.iter().enumerate() {
+                match *cmd {
+                    Command::Barrier { .. } => barriers += 1,
+                    Command::Run { step, .. } => out[step as usize].push((c, pos, barriers)),
+                }
+            }
+        }
+        out
+    }
+
+    /// Checks that every step runs all its items once, that steps whose
+    /// buffers overlap run in program order, either on the same cluster or
+    /// separated by a barrier, that the program validates and that the
+    /// latency estimate is the sum over phases of the slowest cluster.
+    fn check(steps: &[Step], sched: &Schedule, cost: &CostModel) {
+        let place = placements(sched, steps.len());
+        for (i, step) in steps.iter().enumerate() {
+            let mut ranges: Vec<(u64, u64)> = sched
+                .clusters
+                .iter()
+                .flatten()
+                .filter_map(|c| match *c {
+                    Command::Run { step, begin, end } if step as usize == i => Some((begin, end)),
+                    _ => None,
+                })
+                .collect();
+            ranges.sort_unstable();
+            let mut at = 0;
+            for (b, e) in ranges {
+                assert_eq!(b, at, "step {i} items not covered once");
+                at = e;
+            }
+            assert_eq!(at, step.kernel.work_items(), "step {i} items not covered");
+        }
+        for j in 0..steps.len() {
+            for i in 0..j {
+                if !conflict(&steps[i], &steps[j]) {
+                    continue;
+                }
+                let (a, b) = (&place[i], &place[j]);
+                let same = a.len() == 1 && b.len() == 1 && a[0].0 == b[0].0;
+                if same {
+                    assert!(a[0].1 < b[0].1, "steps {i} and {j} out of order on cluster {}", a[0].0);
+                } else {
+                    let last_i = a.iter().map(|p| p.2).max().unwrap();
+                    let first_j = b.iter().map(|p| p.2).min().unwrap();
+                    assert!(last_i < first_j, "steps {i} and {j} overlap and may run concurrently");
+                }
+            }
+        }
+        let program = Program { version: PROGRAM_VERSION, inputs: vec![], outputs: vec![], steps: steps.to_vec(), clusters: sched.clusters.clone(), arena_bytes: 64 * LEN * 4, scratch_bytes: 0 };
+        program.validate(0).unwrap();
+        let phases = sched.barriers as usize + 1;
+        let mut time = vec![vec![0.0f64; sched.clusters.len()]; phases];
+        for (i, parts) in place.iter().enumerate() {
+            for &(c, _, phase) in parts {
+                time[phase as usize][c] += sched.step_seconds[i][c];
+            }
+        }
+        let latency: f64 = time.iter().map(|t| t.iter().cloned().fold(0.0, f64::max)).sum::<f64>() + sched.barriers as f64 * cost.barrier_s;
+        assert!((latency - sched.latency_seconds).abs() < 1e-9, "latency {} vs {latency}", sched.latency_seconds);
+    }
+
+    #[test]
+    fn independent_branches_run_side_by_side_without_barrier() {
+        let cost = CostModel::portable();
+        let steps = vec![relu(arena(0), arena(1)), relu(arena(1), arena(2)), relu(arena(0), arena(3)), relu(arena(3), arena(4))];
+        let sched = schedule(&steps, 2, &cost);
+        check(&steps, &sched, &cost);
+        assert_eq!(sched.barriers, 0);
+        assert_eq!(sched.split_steps, 0);
+        let place = placements(&sched, steps.len());
+        assert_eq!(place[0][0].0, place[1][0].0);
+        assert_eq!(place[2][0].0, place[3][0].0);
+        assert_ne!(place[0][0].0, place[2][0].0);
+    }
+
+    #[test]
+    fn dependent_chain_is_split_with_barriers() {
+        let cost = CostModel::portable();
+        let steps = vec![relu(arena(0), arena(1)), relu(arena(1), arena(2)), relu(arena(2), arena(3))];
+        let sched = schedule(&steps, 2, &cost);
+        check(&steps, &sched, &cost);
+        assert_eq!(sched.split_steps, 3);
+        assert_eq!(sched.barriers, 2);
+    }
+
+    #[test]
+    fn reused_buffers_never_run_concurrently() {
+        let cost = CostModel::portable();
+        // Step 2 overwrites the bytes step 0 reads (the memory plan reused
+        // them): otherwise the two branches are independent.
+        let steps = vec![relu(arena(0), arena(1)), relu(arena(1), arena(2)), relu(arena(3), arena(0)), relu(arena(0), arena(4))];
+        for n in 1..=3 {
+            let sched = schedule(&steps, n, &cost);
+            check(&steps, &sched, &cost);
+        }
+    }
+
+    #[test]
+    fn one_cluster_runs_everything_in_order() {
+        let cost = CostModel::portable();
+        let steps = vec![relu(arena(0), arena(1)), relu(arena(0), arena(2)), relu(arena(1), arena(3))];
+        let sched = schedule(&steps, 1, &cost);
+        check(&steps, &sched, &cost);
+        assert_eq!(sched.barriers, 0);
+        let order: Vec<u32> = sched.clusters[0].iter().filter_map(|c| if let Command::Run { step, .. } = *c { Some(step) } else { None }).collect();
+        assert_eq!(order, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn random_graphs_keep_every_hazard_ordered() {
+        let cost = CostModel::portable();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        for _ in 0..200 {
+            let count = 2 + next(20) as usize;
+            let steps: Vec<Step> = (0..count)
+                .map(|_| {
+                    let len = [16, 4096, LEN][next(3) as usize];
+                    let buf = |s: u64| BufRef::Arena { offset: s * LEN * 2, len: len * 4 };
+                    let mut s = relu(buf(next(12)), buf(next(12)));
+                    s.kernel = Kernel::Unary(Unary { kind: UnaryKind::Relu, len });
+                    s.flops = len;
+                    s
+                })
+                .collect();
+            for n in 1..=4 {
+                let sched = schedule(&steps, n, &cost);
+                check(&steps, &sched, &cost);
+            }
+        }
+    }
 }
