@@ -446,16 +446,18 @@ fn clamp_keep_nan<V: Lanes>(x: V, lo: V, hi: V) -> V {
 
 // ---- rows ----
 
-/// `dst[i] = f(src[i])` for `n` elements; `src` may equal `dst`.
+/// `dst[i] = f(src[i])` for `n` elements; `src` may equal `dst`. The
+/// function is matched per vector (a predictable branch, no closure: a
+/// closure would not inherit the caller's target features and stay a call).
 ///
 /// # Safety
 /// `src` must be readable and `dst` writable for `n` elements.
 #[inline(always)]
-unsafe fn map<V: Lanes>(src: *const f32, dst: *mut f32, n: usize, f: impl Fn(V) -> V) {
+unsafe fn map<V: Lanes>(f: Func, src: *const f32, dst: *mut f32, n: usize) {
     let mut i = 0;
     while i + V::N <= n {
         // SAFETY: i + N ≤ n elements are in bounds (the caller's promise).
-        unsafe { f(V::load(src.add(i))).store(dst.add(i)) };
+        unsafe { eval(f, V::load(src.add(i))).store(dst.add(i)) };
         i += V::N;
     }
     if i < n {
@@ -465,7 +467,7 @@ unsafe fn map<V: Lanes>(src: *const f32, dst: *mut f32, n: usize, f: impl Fn(V) 
         // SAFETY: `rest` elements remain in bounds; `buf` holds N ≤ 16 lanes.
         unsafe {
             std::ptr::copy(src.add(i), buf.as_mut_ptr(), rest);
-            f(V::load(buf.as_ptr())).store(buf.as_mut_ptr());
+            eval(f, V::load(buf.as_ptr())).store(buf.as_mut_ptr());
             std::ptr::copy(buf.as_ptr(), dst.add(i), rest);
         }
     }
@@ -496,35 +498,29 @@ pub enum Func {
     Act(Activation),
 }
 
-/// Applies `f` to `n` elements of one vector type.
-///
-/// # Safety
-/// As [`map`].
+/// `f(x)` on one vector.
 #[inline(always)]
-unsafe fn map_func<V: Lanes>(f: Func, src: *const f32, dst: *mut f32, n: usize) {
+fn eval<V: Lanes>(f: Func, x: V) -> V {
     use Activation as A;
     let zero = V::splat(0.0);
     let one = V::splat(1.0);
-    // SAFETY (every arm): forwarded from the caller.
-    unsafe {
-        match f {
-            Func::Relu => map::<V>(src, dst, n, |x| V::select(x.lt(zero), zero, x)),
-            Func::Abs => map::<V>(src, dst, n, |x| x.abs()),
-            Func::Neg => map::<V>(src, dst, n, |x| x.neg()),
-            Func::Sqrt => map::<V>(src, dst, n, |x| x.sqrt()),
-            Func::Reciprocal => map::<V>(src, dst, n, |x| one.div(x)),
-            Func::Exp => map::<V>(src, dst, n, exp_v),
-            Func::Sigmoid | Func::Act(A::Sigmoid) => map::<V>(src, dst, n, sigmoid_v),
-            Func::Silu | Func::Act(A::Silu) => map::<V>(src, dst, n, silu_v),
-            Func::Tanh | Func::Act(A::Tanh) => map::<V>(src, dst, n, tanh_v),
-            Func::Clip { min, max } => map::<V>(src, dst, n, |x| clamp_keep_nan(x, V::splat(min), V::splat(max))),
-            Func::Act(A::None) => map::<V>(src, dst, n, |x| x),
-            Func::Act(A::Relu) => map::<V>(src, dst, n, |x| x.max(zero)),
-            Func::Act(A::Clip { min, max }) => map::<V>(src, dst, n, |x| clamp_nan_low(x, V::splat(min), V::splat(max))),
-            Func::Act(A::LeakyRelu { alpha }) => map::<V>(src, dst, n, |x| V::select(x.lt(zero), x.mul(V::splat(alpha)), x)),
-            Func::Act(A::HardSigmoid { alpha, beta }) => map::<V>(src, dst, n, |x| clamp_keep_nan(V::splat(alpha).mul(x).add(V::splat(beta)), zero, one)),
-            Func::Act(A::HardSwish) => map::<V>(src, dst, n, |x| x.mul(clamp_keep_nan(x.div(V::splat(6.0)).add(V::splat(0.5)), zero, one))),
-        }
+    match f {
+        Func::Relu => V::select(x.lt(zero), zero, x),
+        Func::Abs => x.abs(),
+        Func::Neg => x.neg(),
+        Func::Sqrt => x.sqrt(),
+        Func::Reciprocal => one.div(x),
+        Func::Exp => exp_v(x),
+        Func::Sigmoid | Func::Act(A::Sigmoid) => sigmoid_v(x),
+        Func::Silu | Func::Act(A::Silu) => silu_v(x),
+        Func::Tanh | Func::Act(A::Tanh) => tanh_v(x),
+        Func::Clip { min, max } => clamp_keep_nan(x, V::splat(min), V::splat(max)),
+        Func::Act(A::None) => x,
+        Func::Act(A::Relu) => x.max(zero),
+        Func::Act(A::Clip { min, max }) => clamp_nan_low(x, V::splat(min), V::splat(max)),
+        Func::Act(A::LeakyRelu { alpha }) => V::select(x.lt(zero), x.mul(V::splat(alpha)), x),
+        Func::Act(A::HardSigmoid { alpha, beta }) => clamp_keep_nan(V::splat(alpha).mul(x).add(V::splat(beta)), zero, one),
+        Func::Act(A::HardSwish) => x.mul(clamp_keep_nan(x.div(V::splat(6.0)).add(V::splat(0.5)), zero, one)),
     }
 }
 
@@ -532,14 +528,14 @@ unsafe fn map_func<V: Lanes>(f: Func, src: *const f32, dst: *mut f32, n: usize) 
 #[target_feature(enable = "avx512f")]
 unsafe fn map_avx512(f: Func, src: *const f32, dst: *mut f32, n: usize) {
     // SAFETY: forwarded from the caller.
-    unsafe { map_func::<x86::Zmm>(f, src, dst, n) }
+    unsafe { map::<x86::Zmm>(f, src, dst, n) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn map_avx2(f: Func, src: *const f32, dst: *mut f32, n: usize) {
     // SAFETY: forwarded from the caller.
-    unsafe { map_func::<x86::Ymm>(f, src, dst, n) }
+    unsafe { map::<x86::Ymm>(f, src, dst, n) }
 }
 
 /// `dst[i] = f(src[i])` for `n` elements with `isa` (portable when the
@@ -557,7 +553,7 @@ unsafe fn map_isa(isa: Isa, f: Func, src: *const f32, dst: *mut f32, n: usize) {
         // SAFETY: the CPU has AVX2 and FMA (checked by runnable); pointers forwarded.
         Isa::Avx2 => unsafe { map_avx2(f, src, dst, n) },
         // SAFETY: pointers forwarded.
-        _ => unsafe { map_func::<f32>(f, src, dst, n) },
+        _ => unsafe { map::<f32>(f, src, dst, n) },
     }
 }
 
@@ -662,6 +658,19 @@ impl Src {
     }
 }
 
+/// `a ⋄ b` on one vector (max/min give NaN when either is NaN).
+#[inline(always)]
+fn arith_eval<V: Lanes>(op: Arith, x: V, y: V) -> V {
+    match op {
+        Arith::Add => x.add(y),
+        Arith::Sub => x.sub(y),
+        Arith::Mul => x.mul(y),
+        Arith::Div => x.div(y),
+        Arith::Max => V::select(x.unordered(y), x.add(y), x.max(y)),
+        Arith::Min => V::select(x.unordered(y), x.add(y), x.min(y)),
+    }
+}
+
 /// `out[i] = a[i] ⋄ b[i]` for one vector type; the tail goes through the
 /// same vector on the stack.
 ///
@@ -669,11 +678,11 @@ impl Src {
 /// Sources must be readable for `n` elements (one when scalar), `out`
 /// writable for `n`.
 #[inline(always)]
-unsafe fn zip<V: Lanes>(a: Src, b: Src, out: *mut f32, n: usize, f: impl Fn(V, V) -> V) {
+unsafe fn arith<V: Lanes>(op: Arith, a: Src, b: Src, out: *mut f32, n: usize) {
     let mut i = 0;
     while i + V::N <= n {
         // SAFETY: i + N ≤ n (the caller's promise).
-        unsafe { f(a.load(i), b.load(i)).store(out.add(i)) };
+        unsafe { arith_eval(op, a.load::<V>(i), b.load::<V>(i)).store(out.add(i)) };
         i += V::N;
     }
     if i < n {
@@ -688,32 +697,11 @@ unsafe fn zip<V: Lanes>(a: Src, b: Src, out: *mut f32, n: usize, f: impl Fn(V, V
                 t[..rest].fill(unsafe { *s.p });
             }
         }
-        let tail = |s: Src, t: &[f32; 16]| Src { p: if s.step { t.as_ptr() } else { s.p }, step: s.step };
         let mut to = [0.0f32; 16];
         // SAFETY: the stack buffers hold N ≤ 16 lanes; `rest` outputs remain writable.
         unsafe {
-            f(tail(a, &ta).load(0), tail(b, &tb).load(0)).store(to.as_mut_ptr());
+            arith_eval(op, V::load(ta.as_ptr()), V::load(tb.as_ptr())).store(to.as_mut_ptr());
             std::ptr::copy(to.as_ptr(), out.add(i), rest);
-        }
-    }
-}
-
-/// Dispatches `op` for one vector type.
-///
-/// # Safety
-/// As [`zip`].
-#[inline(always)]
-unsafe fn arith<V: Lanes>(op: Arith, a: Src, b: Src, out: *mut f32, n: usize) {
-    let nan_aware = |m: V, x: V, y: V| V::select(x.unordered(y), x.add(y), m);
-    // SAFETY (every arm): forwarded from the caller.
-    unsafe {
-        match op {
-            Arith::Add => zip::<V>(a, b, out, n, |x, y| x.add(y)),
-            Arith::Sub => zip::<V>(a, b, out, n, |x, y| x.sub(y)),
-            Arith::Mul => zip::<V>(a, b, out, n, |x, y| x.mul(y)),
-            Arith::Div => zip::<V>(a, b, out, n, |x, y| x.div(y)),
-            Arith::Max => zip::<V>(a, b, out, n, |x, y| nan_aware(x.max(y), x, y)),
-            Arith::Min => zip::<V>(a, b, out, n, |x, y| nan_aware(x.min(y), x, y)),
         }
     }
 }
