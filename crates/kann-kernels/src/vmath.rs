@@ -39,10 +39,12 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
 /// `e^r ≈ 1 + r + r²·P(r)` on `|r| ≤ ln2/2`, P highest degree first.
+#[allow(clippy::excessive_precision)] // the coefficients as published
 const EXP_P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1];
 /// Below this `|x|`, `tanh` uses its polynomial.
 const TANH_SMALL: f32 = 0.625;
 /// `tanh(x) ≈ x + x³·Q(x²)` for `|x| < 0.625`, Q highest degree first.
+#[allow(clippy::excessive_precision)] // the coefficients as published
 const TANH_Q: [f32; 5] = [-5.704_988_7e-3, 2.063_908_9e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328_2e-1];
 
 /// A vector of f32 lanes and the operations the functions here need.
