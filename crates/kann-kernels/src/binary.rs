@@ -11,7 +11,8 @@
 pub mod int;
 
 use crate::kernel::{expect_io, KernelImpl};
-use crate::{Activation, Io};
+use crate::vmath::{self, Arith, Operand};
+use crate::{Activation, Io, Isa};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
@@ -170,6 +171,25 @@ impl BinaryKind {
         }
     }
 
+    /// The vectorised form of the operator, if it has one.
+    fn arith(self) -> Option<Arith> {
+        match self {
+            BinaryKind::Add => Some(Arith::Add),
+            BinaryKind::Sub => Some(Arith::Sub),
+            BinaryKind::Mul => Some(Arith::Mul),
+            BinaryKind::Div => Some(Arith::Div),
+            BinaryKind::Max => Some(Arith::Max),
+            BinaryKind::Min => Some(Arith::Min),
+            _ => None,
+        }
+    }
+
+    /// Whether [`Binary`] runs this operator with SIMD (the compiler gives
+    /// the others the generic ISA).
+    pub fn vectorised(self) -> bool {
+        self.arith().is_some()
+    }
+
     /// Applies the operator to one pair.
     #[inline]
     pub fn apply(self, a: f32, b: f32) -> f32 {
@@ -224,6 +244,14 @@ fn python_mod(a: f64, b: f64) -> f64 {
 
 /// `y = act(op(a, b) [+ r])` with broadcasting over the output shape
 /// `dims`. Inputs: a, b, and the residual r when `strides` has three entries.
+///
+/// Each output row (the innermost dimension) is computed in passes over
+/// the row: the operator, then `+ r`, then the activation. A pass whose
+/// operands are contiguous or broadcast (inner stride 1 or 0) and whose
+/// operator is add/sub/mul/div/max/min runs vectorised with `isa`
+/// ([`vmath::binary_row`], exact); other operators and strides run element
+/// by element. The activation runs with [`vmath`] (piecewise-linear ones
+/// exact, sigmoid/silu/tanh within a few ulps).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Binary {
     pub kind: BinaryKind,
@@ -232,6 +260,7 @@ pub struct Binary {
     /// Per input, element strides over `dims` (0 on broadcast dimensions).
     pub strides: Vec<Vec<u64>>,
     pub activation: Activation,
+    pub isa: Isa,
 }
 
 impl Binary {
@@ -255,7 +284,7 @@ impl KernelImpl for Binary {
             name.push('_');
             name.push_str(self.activation.name());
         }
-        name + "_generic"
+        format!("{name}_{}", self.isa.name())
     }
 
     fn work_items(&self) -> u64 {
@@ -275,8 +304,7 @@ impl KernelImpl for Binary {
     }
 
     unsafe fn run(&self, io: &Io, part: Range<u64>, _scratch: &mut [u8]) {
-        let op = self.kind;
-        let act = self.activation;
+        let (op, act, isa) = (self.kind, self.activation, self.isa);
         let residual = self.strides.len() > 2;
         let inner = inner_strides(&self.strides);
         // SAFETY: this part owns these output elements (the run contract).
@@ -292,15 +320,37 @@ impl KernelImpl for Binary {
         // SAFETY: as above.
         let r: &[f32] = if residual { unsafe { io.inputs[2].f32() } } else { &[] };
         for_each_row(&self.dims, &self.strides, part, |pos, n, off| {
-            for k in 0..n {
-                let av = if in_place { out[pos + k] } else { a[off[0] + k * inner[0]] };
-                let mut v = op.apply(av, b[off[1] + k * inner[1]]);
-                if residual {
-                    v += r[off[2] + k * inner[2]];
+            let row = &mut out[pos..pos + n];
+            let a_row = if in_place { Some(Operand::Out) } else { operand(a, off[0], inner[0], n) };
+            match (op.arith(), a_row, operand(b, off[1], inner[1], n)) {
+                (Some(arith), Some(x), Some(y)) => vmath::binary_row(isa, arith, x, y, row),
+                _ => {
+                    for (k, o) in row.iter_mut().enumerate() {
+                        let av = if in_place { *o } else { a[off[0] + k * inner[0]] };
+                        *o = op.apply(av, b[off[1] + k * inner[1]]);
+                    }
                 }
-                out[pos + k] = act.apply(v);
+            }
+            if residual {
+                match operand(r, off[2], inner[2], n) {
+                    Some(y) => vmath::binary_row(isa, Arith::Add, Operand::Out, y, row),
+                    None => row.iter_mut().enumerate().for_each(|(k, o)| *o += r[off[2] + k * inner[2]]),
+                }
+            }
+            if act != Activation::None {
+                vmath::map_in_place(isa, vmath::Func::Act(act), row);
             }
         });
+    }
+}
+
+/// A row of `n` elements of `v` from `off` on with element stride `stride`,
+/// as a vectorisable operand: contiguous or broadcast, else `None`.
+fn operand(v: &[f32], off: usize, stride: usize, n: usize) -> Option<Operand<'_>> {
+    match stride {
+        1 => Some(Operand::Row(&v[off..off + n])),
+        0 => Some(Operand::Scalar(v[off])),
+        _ => None,
     }
 }
 
@@ -463,7 +513,9 @@ mod tests {
             (self.next() % 2000) as f32 / 500.0 - 2.0
         }
         fn dim(&mut self) -> usize {
-            1 + (self.next() % 4) as usize
+            // Mostly small, sometimes long enough for vector bodies and tails.
+            let top = if self.next() % 4 == 0 { 40 } else { 4 };
+            1 + (self.next() % top) as usize
         }
     }
 
@@ -515,7 +567,7 @@ mod tests {
         let odims: Vec<u64> = out.iter().map(|&d| d as u64).collect();
         let strides: Vec<Vec<u64>> = ins.iter().map(|d| broadcast_strides(d, out)).collect();
         let (dims, strides) = coalesce(&odims, &strides);
-        Binary { kind, dims, strides, activation }
+        Binary { kind, dims, strides, activation, isa: Isa::Generic }
     }
 
     /// Runs `k` in 1..=3 parts (each separately) into a fresh output.
@@ -535,23 +587,31 @@ mod tests {
     fn binary_matches_naive_broadcast_in_parts() {
         let mut rng = Rng(0x9e3779b97f4a7c15);
         let kinds = [BinaryKind::Add, BinaryKind::Sub, BinaryKind::Mul, BinaryKind::Div, BinaryKind::Pow, BinaryKind::Max, BinaryKind::Min, BinaryKind::Mod, BinaryKind::Fmod, BinaryKind::PRelu];
-        for case in 0..300 {
+        for case in 0..600 {
             let kind = kinds[case % kinds.len()];
             let (sa, sb) = shapes(&mut rng);
             let so = bshape(&sa, &sb);
             let (na, nb, no) = (sa.iter().product::<usize>(), sb.iter().product::<usize>(), so.iter().product::<usize>());
             let mut inputs = vec![(0..na).map(|_| rng.f32()).collect::<Vec<_>>(), (0..nb).map(|_| rng.f32()).collect()];
-            let act = if case % 3 == 0 { Activation::Relu } else { Activation::None };
-            let k = binary_kernel(kind, &[&sa, &sb], &so, act);
+            if case % 7 == 0 {
+                // Special values: NaN, infinities, signed zeros.
+                let special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 0.0, 1e-40];
+                inputs[case % 2].iter_mut().step_by(3).enumerate().for_each(|(i, v)| *v = special[i % special.len()]);
+            }
+            let acts = [Activation::None, Activation::Relu, Activation::LeakyRelu { alpha: 0.1 }, Activation::HardSwish, Activation::Clip { min: -0.5, max: 0.5 }];
+            let act = acts[case % acts.len()];
             let want: Vec<f32> = (0..no)
                 .map(|i| {
                     let idx = unravel(i, &so);
                     act.apply(kind.apply(at(&inputs[0], &sa, &idx), at(&inputs[1], &sb, &idx)))
                 })
                 .collect();
-            let got = run_parts(&k, &mut inputs, no, 1 + (case as u64 % 3));
-            for (g, w) in got.iter().zip(&want) {
-                assert!(g == w || (g.is_nan() && w.is_nan()), "{kind:?} {sa:?} {sb:?}: {got:?} vs {want:?}");
+            for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+                let k = Binary { isa, ..binary_kernel(kind, &[&sa, &sb], &so, act) };
+                let got = run_parts(&k, &mut inputs, no, 1 + (case as u64 % 3));
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(g == w || (g.is_nan() && w.is_nan()), "{isa:?} {kind:?} {act:?} {sa:?} {sb:?}: {got:?} vs {want:?}");
+                }
             }
         }
     }
@@ -559,29 +619,37 @@ mod tests {
     #[test]
     fn residual_and_in_place() {
         let mut rng = Rng(77);
-        let (sa, sb, sr) = (vec![2usize, 3, 4], vec![4usize], vec![3usize, 1]);
-        let a: Vec<f32> = (0..24).map(|_| rng.f32()).collect();
-        let b: Vec<f32> = (0..4).map(|_| rng.f32()).collect();
+        let (sa, sb, sr) = (vec![2usize, 3, 37], vec![37usize], vec![3usize, 1]);
+        let a: Vec<f32> = (0..222).map(|_| rng.f32()).collect();
+        let b: Vec<f32> = (0..37).map(|_| rng.f32()).collect();
         let r: Vec<f32> = (0..3).map(|_| rng.f32()).collect();
-        let k = binary_kernel(BinaryKind::Add, &[&sa, &sb, &sr], &sa, Activation::Relu);
-        assert!(k.in_place_ok());
-        let want: Vec<f32> = (0..24)
-            .map(|i| {
-                let idx = unravel(i, &sa);
-                (at(&a, &sa, &idx) + at(&b, &sb, &idx) + at(&r, &sr, &idx)).max(0.0)
-            })
-            .collect();
-        assert_eq!(run_parts(&k, &mut [a.clone(), b.clone(), r.clone()], 24, 2), want);
-        // In place: input 0 is the output buffer.
-        let mut y = a.clone();
-        let (mut b2, mut r2) = (b.clone(), r.clone());
-        let buf = RawBuf::from_f32(&mut y);
-        let ins = [buf, RawBuf::from_f32(&mut b2), RawBuf::from_f32(&mut r2)];
-        for p in [0..7u64, 7..24] {
-            // SAFETY: live buffers, one thread; input 0 aliases the output as in-place steps do.
-            unsafe { k.run(&Io { inputs: &ins, outputs: &[buf] }, p, &mut []) };
+        for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+            for act in [Activation::Relu, Activation::Silu, Activation::Sigmoid, Activation::Tanh] {
+                let k = Binary { isa, ..binary_kernel(BinaryKind::Add, &[&sa, &sb, &sr], &sa, act) };
+                assert!(k.in_place_ok());
+                let want: Vec<f32> = (0..222)
+                    .map(|i| {
+                        let idx = unravel(i, &sa);
+                        act.apply(at(&a, &sa, &idx) + at(&b, &sb, &idx) + at(&r, &sr, &idx))
+                    })
+                    .collect();
+                let close = |got: &[f32]| got.iter().zip(&want).all(|(g, w)| (g - w).abs() <= 1e-6 * (1.0 + w.abs()));
+                assert!(close(&run_parts(&k, &mut [a.clone(), b.clone(), r.clone()], 222, 2)), "{isa:?} {act:?}");
+                // In place: input 0 is the output buffer.
+                let mut y = a.clone();
+                let (mut b2, mut r2) = (b.clone(), r.clone());
+                let buf = RawBuf::from_f32(&mut y);
+                let ins = [buf, RawBuf::from_f32(&mut b2), RawBuf::from_f32(&mut r2)];
+                for p in [0..7u64, 7..100, 100..222] {
+                    // SAFETY: live buffers, one thread; input 0 aliases the output as in-place steps do.
+                    unsafe { k.run(&Io { inputs: &ins, outputs: &[buf] }, p, &mut []) };
+                }
+                assert!(close(&y), "{isa:?} {act:?} in place");
+                if act == Activation::Relu {
+                    assert_eq!(y, want);
+                }
+            }
         }
-        assert_eq!(y, want);
         assert!(!binary_kernel(BinaryKind::Add, &[&sb, &sa], &sa, Activation::None).in_place_ok());
     }
 

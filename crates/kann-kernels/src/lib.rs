@@ -19,8 +19,8 @@
 //! each output that their range owns, so parts of one step never overlap.
 //!
 //! ```
-//! use kann_kernels::{Kernel, KernelImpl, Io, RawBuf, unary::{Unary, UnaryKind}};
-//! let k = Kernel::Unary(Unary { kind: UnaryKind::Relu, len: 4 });
+//! use kann_kernels::{Isa, Kernel, KernelImpl, Io, RawBuf, unary::{Unary, UnaryKind}};
+//! let k = Kernel::Unary(Unary { kind: UnaryKind::Relu, len: 4, isa: Isa::Generic });
 //! let mut x = [-1.0f32, 2.0, -3.0, 4.0];
 //! let mut y = [0.0f32; 4];
 //! let inputs = [RawBuf::from_f32(&mut x)];
@@ -40,6 +40,7 @@ pub mod serial;
 pub mod binary;
 pub mod cast;
 pub mod unary;
+pub mod vmath;
 
 // Convolution, matrix products, pooling, normalisation, softmax.
 pub mod conv;

@@ -4,10 +4,15 @@
 //! Work items are elements.
 //!
 //! [`Unary`] evaluates each function in f64 and rounds once to f32 (the
-//! reference's precision), except the exact ones (Relu, Abs, Neg…).
+//! reference's precision), except the exact ones (Relu, Abs, Neg…). With an
+//! x86 [`Isa`] the common functions run vectorised ([`UnaryKind::vectorised`]):
+//! the exact ones (Relu, Abs, Neg, Sqrt, Reciprocal, Clip, Identity) give
+//! the same values bit for bit, Exp, Sigmoid and Tanh those of
+//! [`crate::vmath`] (within 2.3 ulps).
 
 use crate::kernel::{expect_io, KernelImpl};
-use crate::Io;
+use crate::vmath::{self, Func};
+use crate::{Io, Isa};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
@@ -116,6 +121,30 @@ impl UnaryKind {
             Swish { .. } => "swish",
             Clip { .. } => "clip",
         }
+    }
+
+    /// The vectorised form of the function, if it has one.
+    fn func(self) -> Option<Func> {
+        use UnaryKind::*;
+        Some(match self {
+            Relu => Func::Relu,
+            Abs => Func::Abs,
+            Neg => Func::Neg,
+            Sqrt => Func::Sqrt,
+            Reciprocal => Func::Reciprocal,
+            Exp => Func::Exp,
+            Sigmoid => Func::Sigmoid,
+            Tanh => Func::Tanh,
+            Identity => Func::Act(crate::Activation::None),
+            Clip { min, max } => Func::Clip { min, max },
+            _ => return None,
+        })
+    }
+
+    /// Whether [`Unary`] runs this function with SIMD (the compiler gives
+    /// the others the generic ISA).
+    pub fn vectorised(self) -> bool {
+        self.func().is_some()
     }
 
     /// Applies the function to one value.
@@ -261,11 +290,13 @@ pub fn erf(x: f64) -> f64 {
 pub struct Unary {
     pub kind: UnaryKind,
     pub len: u64,
+    /// Generic, or the SIMD of a [`UnaryKind::vectorised`] function.
+    pub isa: Isa,
 }
 
 impl KernelImpl for Unary {
     fn name(&self) -> String {
-        format!("f32_{}_generic", self.kind.name())
+        format!("f32_{}_{}", self.kind.name(), self.isa.name())
     }
 
     fn work_items(&self) -> u64 {
@@ -285,7 +316,17 @@ impl KernelImpl for Unary {
         let kind = self.kind;
         // SAFETY: this part owns these output elements (the run contract).
         let out = unsafe { io.outputs[0].f32_part(r.clone()) };
-        if io.inputs[0].same_as(&io.outputs[0]) {
+        let in_place = io.inputs[0].same_as(&io.outputs[0]);
+        if let (Some(f), true) = (kind.func(), self.isa != Isa::Generic) {
+            if in_place {
+                vmath::map_in_place(self.isa, f, out);
+            } else {
+                // SAFETY: no one writes the input during the step.
+                vmath::map_row(self.isa, f, unsafe { &io.inputs[0].f32()[r] }, out);
+            }
+            return;
+        }
+        if in_place {
             out.iter_mut().for_each(|v| *v = kind.apply(*v));
         } else {
             // SAFETY: no one writes the input during the step.
@@ -419,7 +460,7 @@ mod tests {
         ];
         let mut x: Vec<f32> = (0..101).map(|i| (i as f32 - 50.0) / 10.0).collect();
         for kind in kinds {
-            let y = run_parts(&Unary { kind, len: x.len() as u64 }, &mut x);
+            let y = run_parts(&Unary { kind, len: x.len() as u64, isa: Isa::Generic }, &mut x);
             for (&v, &got) in x.iter().zip(&y) {
                 let v64 = v as f64;
                 let want = match kind {
@@ -440,6 +481,35 @@ mod tests {
     }
 
     #[test]
+    fn simd_kinds_match_the_generic_kernel_for_every_length_and_isa() {
+        use UnaryKind::*;
+        let kinds = [Relu, Abs, Neg, Sqrt, Reciprocal, Identity, Clip { min: -1.0, max: 2.0 }, Exp, Sigmoid, Tanh];
+        let special = [0.0, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e-40, -1e-40, 3e38, -3e38, 90.0, -110.0];
+        for n in 0..100usize {
+            let x: Vec<f32> = (0..n).map(|i| if i % 4 == 1 { special[(i / 4 + n) % special.len()] } else { ((i * 37 + n) % 200) as f32 / 20.0 - 5.0 }).collect();
+            for kind in kinds {
+                assert!(kind.vectorised());
+                let want = run_parts(&Unary { kind, len: n as u64, isa: Isa::Generic }, &mut x.clone());
+                for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+                    let k = Unary { kind, len: n as u64, isa };
+                    let mut in_place = x.clone();
+                    let buf = RawBuf::from_f32(&mut in_place);
+                    // SAFETY: input aliases the output, as an in-place step; one thread.
+                    unsafe { k.run(&Io { inputs: &[buf], outputs: &[buf] }, 0..n as u64, &mut []) };
+                    for got in [run_parts(&k, &mut x.clone()), in_place] {
+                        for ((&v, &g), &w) in x.iter().zip(&got).zip(&want) {
+                            let exact = !matches!(kind, Exp | Sigmoid | Tanh);
+                            let ok = g == w || (g.is_nan() && w.is_nan()) || (!exact && (g - w).abs() <= 3e-7 * w.abs());
+                            assert!(ok, "{isa:?} {kind:?}({v}) = {g}, generic {w}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(!Erf.vectorised() && !Log.vectorised());
+    }
+
+    #[test]
     fn erf_matches_known_values() {
         assert!((erf(0.5) - 0.520_499_877_813_046_5).abs() < 1e-14);
         assert!((erf(-2.5) + 0.999_593_047_982_555).abs() < 1e-12);
@@ -453,7 +523,7 @@ mod tests {
     fn in_place_and_predicates_and_copy() {
         let mut x = vec![-1.0f32, 4.0, f32::NAN, f32::NEG_INFINITY];
         let buf = RawBuf::from_f32(&mut x);
-        let k = Unary { kind: UnaryKind::Sqrt, len: 4 };
+        let k = Unary { kind: UnaryKind::Sqrt, len: 4, isa: Isa::Generic };
         // SAFETY: input aliases the output, as an in-place step; one thread.
         unsafe { k.run(&Io { inputs: &[buf], outputs: &[buf] }, 1..2, &mut []) };
         assert_eq!(x[..2], [-1.0, 2.0]);

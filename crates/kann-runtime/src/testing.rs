@@ -28,7 +28,7 @@ fn align64(bytes: u64) -> u64 {
 }
 
 fn relu(len: u64, inputs: Vec<BufRef>, outputs: Vec<BufRef>, name: &str) -> Step {
-    Step { name: name.into(), op: "Relu".into(), kernel: Kernel::Unary(Unary { kind: UnaryKind::Relu, len }), inputs, outputs, flops: len }
+    Step { name: name.into(), op: "Relu".into(), kernel: Kernel::Unary(Unary { kind: UnaryKind::Relu, len, isa: kann_kernels::Isa::Generic }), inputs, outputs, flops: len }
 }
 
 /// The contiguous part `c` of `n` of `items` work items.

@@ -121,7 +121,7 @@ fn a_panicking_kernel_is_an_error_not_a_hang() {
     // Kernel parameters larger than the buffers pass validation but make
     // the kernel's bounds check fail.
     let mut p = relu_chain(2, 8, 0);
-    p.steps[0].kernel = Kernel::Unary(Unary { kind: UnaryKind::Relu, len: 64 });
+    p.steps[0].kernel = Kernel::Unary(Unary { kind: UnaryKind::Relu, len: 64, isa: kann_kernels::Isa::Generic });
     p.clusters[0][0] = Command::Run { step: 0, begin: 0, end: 64 };
     p.clusters[1][0] = Command::Run { step: 0, begin: 64, end: 64 };
     let path = write(&p, &[], "panic.kann");
@@ -255,7 +255,7 @@ fn ping_pong(n: usize, len: u64, depth: usize) -> Program {
             Step {
                 name: format!("relu{i}"),
                 op: "Relu".into(),
-                kernel: Kernel::Unary(Unary { kind: UnaryKind::Relu, len }),
+                kernel: Kernel::Unary(Unary { kind: UnaryKind::Relu, len, isa: kann_kernels::Isa::Generic }),
                 inputs: vec![src],
                 outputs: vec![dst],
                 flops: len,

@@ -12,7 +12,7 @@
 //! not change). Other dtypes (f16, f64…) and integer Pow/Mean are refused
 //! with a reason.
 
-use super::{elem_type, require_f32, LowerCx, LowerResult, Operand};
+use super::{elem_type, kernel_isa, require_f32, LowerCx, LowerResult, Operand};
 use kann_ir::ops::elementwise::{Activation as IrAct, BinaryKind as IrBinary, ElementwiseOp, UnaryKind as IrUnary, VariadicKind};
 use kann_ir::ops::fused::{Fused, FusedActivation};
 use kann_ir::ops::Op;
@@ -21,7 +21,7 @@ use kann_kernels::binary::int::{IntBinary, IntOp, IntType, IntUnary, IntUnaryOp}
 use kann_kernels::binary::{broadcast_strides, coalesce, Binary, BinaryKind, Compare, CompareKind, Where};
 use kann_kernels::cast::Cast;
 use kann_kernels::unary::{CopyBytes, Predicate, PredicateKind, Unary, UnaryKind};
-use kann_kernels::{Activation, Kernel};
+use kann_kernels::{Activation, Isa, Kernel};
 use kann_tensor::DType;
 
 pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, op: &ElementwiseOp) -> LowerResult {
@@ -164,8 +164,18 @@ fn unary_step(cx: &mut LowerCx, id: NodeId, node: &Node, kind: UnaryKind) -> Low
     require_f32(cx, x, "input X")?;
     let y = node.outputs[0];
     let len = cx.info(y).numel() as u64;
-    cx.push(id, Kernel::Unary(Unary { kind, len }), vec![Operand::Value(x)], vec![Operand::Value(y)], len);
+    let isa = if kind.vectorised() { kernel_isa(cx.arch) } else { Isa::Generic };
+    cx.push(id, Kernel::Unary(Unary { kind, len, isa }), vec![Operand::Value(x)], vec![Operand::Value(y)], len);
     Ok(())
+}
+
+/// The ISA of a [`Binary`] step: the target's when the operator has SIMD rows.
+fn binary_isa(cx: &LowerCx, kind: BinaryKind) -> Isa {
+    if kind.vectorised() {
+        kernel_isa(cx.arch)
+    } else {
+        Isa::Generic
+    }
 }
 
 /// One [`Predicate`] step (bool output); IsNaN/IsInf read f32, Not bool.
@@ -323,7 +333,7 @@ fn arithmetic_step(cx: &mut LowerCx, id: NodeId, node: &Node, kind: BinaryKind) 
         let out = cx.info(y).shape.dims();
         let (dims, strides) = walk(&[cx.info(a).shape.dims(), t.dims()], out);
         let n = cx.info(y).numel() as u64;
-        let k = Binary { kind, dims, strides, activation: Activation::None };
+        let k = Binary { kind, dims, strides, activation: Activation::None, isa: binary_isa(cx, kind) };
         cx.push(id, Kernel::Binary(k), vec![Operand::Value(a), w], vec![Operand::Value(y)], n);
         return Ok(());
     }
@@ -340,7 +350,7 @@ fn binary_step(cx: &mut LowerCx, id: NodeId, inputs: &[ValueId], y: ValueId, kin
     let (dims, strides) = walk(&shapes, cx.info(y).shape.dims());
     let n = cx.info(y).numel() as u64;
     let flops = n * (inputs.len() as u64 - 1 + (activation != Activation::None) as u64);
-    let k = Binary { kind, dims, strides, activation };
+    let k = Binary { kind, dims, strides, activation, isa: binary_isa(cx, kind) };
     cx.push(id, Kernel::Binary(k), inputs.iter().map(|&v| Operand::Value(v)).collect(), vec![Operand::Value(y)], flops);
     Ok(())
 }
@@ -405,14 +415,14 @@ fn lower_variadic(cx: &mut LowerCx, id: NodeId, node: &Node, kind: VariadicKind)
         let last = i + 1 == rest.len() && kind != VariadicKind::Mean;
         let dst = if last { Operand::Value(y) } else { cx.temp(n * 4) };
         let (dims, strides) = walk(&[&acc.1, cx.info(x).shape.dims()], &out_dims);
-        let k = Binary { kind: op, dims, strides, activation: Activation::None };
+        let k = Binary { kind: op, dims, strides, activation: Activation::None, isa: binary_isa(cx, op) };
         cx.push(id, Kernel::Binary(k), vec![acc.0, Operand::Value(x)], vec![dst], n);
         acc = (dst, out_dims.clone());
     }
     if kind == VariadicKind::Mean {
         let scale = cx.weights_f32(&[1.0 / inputs.len() as f32]);
         let (dims, strides) = walk(&[&out_dims, &[]], &out_dims);
-        let k = Binary { kind: BinaryKind::Mul, dims, strides, activation: Activation::None };
+        let k = Binary { kind: BinaryKind::Mul, dims, strides, activation: Activation::None, isa: binary_isa(cx, BinaryKind::Mul) };
         cx.push(id, Kernel::Binary(k), vec![acc.0, scale], vec![Operand::Value(y)], n);
     }
     Ok(())
