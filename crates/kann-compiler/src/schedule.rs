@@ -305,7 +305,7 @@ mod tests {
 
     /// A Relu over `LEN` elements from `input` to `output` (big enough to split).
     fn relu(input: BufRef, output: BufRef) -> Step {
-        Step { name: "relu".into(), op: "Relu".into(), kernel: Kernel::Unary(Unary { kind: UnaryKind::Relu, len: LEN }), inputs: vec![input], outputs: vec![output], flops: LEN }
+        Step { name: "relu".into(), op: "Relu".into(), kernel: Kernel::Unary(Unary { kind: UnaryKind::Relu, len: LEN, isa: kann_kernels::Isa::Generic }), inputs: vec![input], outputs: vec![output], flops: LEN }
     }
 
     /// Each step's parts as (cluster, position in its list, barriers before it).
@@ -440,7 +440,7 @@ mod tests {
                     let len = [16, 4096, LEN][next(3) as usize];
                     let buf = |s: u64| BufRef::Arena { offset: s * LEN * 2, len: len * 4 };
                     let mut s = relu(buf(next(12)), buf(next(12)));
-                    s.kernel = Kernel::Unary(Unary { kind: UnaryKind::Relu, len });
+                    s.kernel = Kernel::Unary(Unary { kind: UnaryKind::Relu, len, isa: kann_kernels::Isa::Generic });
                     s.flops = len;
                     s
                 })
