@@ -1,16 +1,17 @@
 //! The cost model: an estimate of each step's time on one core of the
 //! target arch, used to decide whether a step is worth splitting across
-//! clusters and to print the estimated latency per cluster. Numbers are
-//! the kernels' throughput on a 2024-class x86-64 core: the portable
-//! direct kernels, and the packed-GEMM convolutions per ISA (measured on one
-//! Xeon core: ~110-150 GFLOP/s AVX-512 and ~70-100 AVX2 for the bare GEMM on
-//! ResNet-50 shapes, ~18-24 for the portable tile; the rates below are the
-//! whole convolutions' in ResNet-50 on one core, packing, im2col and edge
-//! tiles included: ~12% faster with AVX-512 since the masked edge tiles,
-//! balanced K blocks and prefetching).
+//! clusters and to print the estimated latency per cluster (which `kann
+//! run`, `kann infer` and `kann bench` print next to the measured one).
+//! A step costs a launch, its FLOPs at its kernel family's rate, its
+//! activation bytes at cache speed and its weight bytes at memory speed.
+//! The rates were calibrated on one core of a Sapphire-Rapids-class Xeon
+//! (AVX-512) over eleven networks of the benchmark set (`kann infer` at one
+//! cluster, sum of measured over estimated step times per kernel family,
+//! within ~15% for the convolutions, which are 85-95% of the time);
+//! AVX2 and portable rates are scaled from the kernels' tile measurements.
 
 use kann_kernels::packed::Isa;
-use kann_kernels::{Kernel, Step};
+use kann_kernels::{BufRef, Kernel, Step};
 
 /// Throughputs of one core, in FLOP per second and bytes per second.
 #[derive(Clone, Copy, Debug)]
@@ -22,8 +23,19 @@ pub struct CostModel {
     pub packed_flops: [f64; 3],
     /// Compute throughput of everything else (element-wise, pooling…).
     pub other_flops: f64,
-    /// Memory throughput of one core.
+    /// Throughput of one core on activations (mostly cache-resident).
     pub bytes_per_s: f64,
+    /// Throughput of one core on weights (streamed from memory each frame).
+    pub weight_bytes_per_s: f64,
+    /// Compute throughput of element-wise, pooling and normalisation
+    /// kernels with SIMD variants (generic, AVX2, AVX-512).
+    pub simd_other_flops: [f64; 3],
+    /// Compute throughput of the depthwise kernel (generic, AVX2, AVX-512).
+    pub depthwise_flops: [f64; 3],
+    /// Window operations per second of the 2-D pooling kernel (generic,
+    /// AVX2, AVX-512): short rows and per-row set-up keep it below the
+    /// other SIMD kernels.
+    pub pool_flops: [f64; 3],
     /// Fixed cost of starting a part on a cluster (call + cache warm-up).
     pub launch_s: f64,
     /// What a barrier costs when the clusters arrive together.
@@ -33,14 +45,32 @@ pub struct CostModel {
 impl CostModel {
     /// The model of kann's kernels on one core.
     pub fn portable() -> CostModel {
-        CostModel { matmul_flops: 6e9, packed_flops: [24e9, 65e9, 95e9], other_flops: 1.5e9, bytes_per_s: 8e9, launch_s: 0.5e-6, barrier_s: 2e-6 }
+        CostModel {
+            matmul_flops: 6e9,
+            packed_flops: [24e9, 75e9, 125e9],
+            other_flops: 8e9,
+            simd_other_flops: [3e9, 8e9, 12e9],
+            depthwise_flops: [5e9, 10e9, 15e9],
+            pool_flops: [2e9, 4e9, 5e9],
+            bytes_per_s: 25e9,
+            weight_bytes_per_s: 12e9,
+            launch_s: 3e-6,
+            barrier_s: 2e-6,
+        }
     }
 
     /// Estimated seconds to run the fraction `share` (0..=1) of `step` on one core.
     pub fn step_seconds(&self, step: &Step, share: f64) -> f64 {
-        let bytes: u64 = step.inputs.iter().chain(&step.outputs).map(|b| b.len()).sum();
+        let (mut arena, mut weights) = (0u64, 0u64);
+        for b in step.inputs.iter().chain(&step.outputs) {
+            match b {
+                BufRef::Arena { len, .. } => arena += len,
+                BufRef::Weights { len, .. } => weights += len,
+            }
+        }
         let flops_rate = self.flops_rate(&step.kernel);
-        self.launch_s + share * (step.flops as f64 / flops_rate + bytes as f64 / self.bytes_per_s)
+        let memory = arena as f64 / self.bytes_per_s + weights as f64 / self.weight_bytes_per_s;
+        self.launch_s + share * (step.flops as f64 / flops_rate + memory)
     }
 
     /// The compute throughput of a kernel: its ISA's for the packed GEMM,
@@ -68,10 +98,29 @@ impl CostModel {
                 Isa::Avx2 => self.packed_flops[1],
                 Isa::Avx512 => self.packed_flops[2],
             },
+            Kernel::DepthwiseConv(d) => self.depthwise_flops[isa_index(d.isa)],
+            Kernel::Pool2d(_) => simd_isa(k).map_or(self.pool_flops[0], |isa| self.pool_flops[isa_index(isa)]),
             _ if is_matmul_like(k) => self.matmul_flops,
-            _ => self.other_flops,
+            _ => match simd_isa(k) {
+                Some(isa) => self.simd_other_flops[isa_index(isa)],
+                None => self.other_flops,
+            },
         }
     }
+}
+
+fn isa_index(isa: Isa) -> usize {
+    match isa {
+        Isa::Generic => 0,
+        Isa::Avx2 => 1,
+        Isa::Avx512 => 2,
+    }
+}
+
+/// The ISA of a kernel with SIMD variants, from its name's suffix.
+fn simd_isa(k: &Kernel) -> Option<Isa> {
+    let name = k.name();
+    Isa::ALL.into_iter().filter(|i| *i != Isa::Generic).find(|i| name.ends_with(&format!("_{}", i.name())))
 }
 
 /// Convolution and matrix-product kernels (the compute-bound class).
