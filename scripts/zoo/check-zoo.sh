@@ -10,7 +10,7 @@ shift
 py="${KANN_DATA:-$HOME/.cache/kann-data}/venv/bin/python"
 for name in "$@"; do
     gen=/tmp/zoo-gen/$name io=/tmp/zoo-io/$name
-    rm -rf "$gen" "$io" && mkdir -p "$io"
+    rm -rf "$gen" "$io" && mkdir -p "$io" "$(dirname "$gen")"
     echo "== $name"
     if ! "$kann" generate "zoo/$name/network.yaml" -d "$gen" --nbr-clusters 2 >"$gen.generate.log" 2>&1; then
         echo "generate FAILED:" && tail -n 5 "$gen.generate.log" && continue
