@@ -69,8 +69,14 @@ impl CostModel {
             }
         }
         let flops_rate = self.flops_rate(&step.kernel);
-        let memory = arena as f64 / self.bytes_per_s + weights as f64 / self.weight_bytes_per_s;
-        self.launch_s + share * (step.flops as f64 / flops_rate + memory)
+        // A GEMM convolution split by output columns streams all its weights
+        // in every part; other splits divide them.
+        let weight_share = match &step.kernel {
+            Kernel::ConvGemm(c) if c.axis == kann_kernels::conv_gemm::GemmAxis::Columns => 1.0,
+            _ => share,
+        };
+        let work = share * (step.flops as f64 / flops_rate + arena as f64 / self.bytes_per_s);
+        self.launch_s + work + weight_share * weights as f64 / self.weight_bytes_per_s
     }
 
     /// The compute throughput of a kernel: its ISA's for the packed GEMM,
