@@ -83,27 +83,12 @@ impl CostModel {
     /// the portable matrix rate for other convolutions and products.
     pub fn flops_rate(&self, k: &Kernel) -> f64 {
         match k {
-            Kernel::ConvGemm(c) => match c.isa {
-                Isa::Generic => self.packed_flops[0],
-                Isa::Avx2 => self.packed_flops[1],
-                Isa::Avx512 => self.packed_flops[2],
-            },
+            Kernel::ConvGemm(c) => self.packed_flops[isa_index(c.isa)],
             // Winograd F(4x4, 3x3) does 2.25x fewer multiplications than the
-            // flops the step counts (the direct convolution's); in networks
-            // (one core, AVX-512) it ran the qualifying 3x3 layers 1.56x
-            // faster than the GEMM in VGG-19 and 1.1x in ResNet-50.
-            Kernel::Winograd(w) => {
-                1.3 * match w.isa {
-                    Isa::Generic => self.packed_flops[0],
-                    Isa::Avx2 => self.packed_flops[1],
-                    Isa::Avx512 => self.packed_flops[2],
-                }
-            }
-            Kernel::FcGemm(f) => match f.isa {
-                Isa::Generic => self.packed_flops[0],
-                Isa::Avx2 => self.packed_flops[1],
-                Isa::Avx512 => self.packed_flops[2],
-            },
+            // flops the step counts (the direct convolution's); it is chosen
+            // only where it beats the GEMM (see `lower::nn::takes_winograd`).
+            Kernel::Winograd(w) => 1.3 * self.packed_flops[isa_index(w.isa)],
+            Kernel::FcGemm(f) => self.packed_flops[isa_index(f.isa)],
             Kernel::DepthwiseConv(d) => self.depthwise_flops[isa_index(d.isa)],
             Kernel::Pool2d(_) => simd_isa(k).map_or(self.pool_flops[0], |isa| self.pool_flops[isa_index(isa)]),
             _ if is_matmul_like(k) => self.matmul_flops,
