@@ -51,7 +51,7 @@ impl CostModel {
             other_flops: 8e9,
             simd_other_flops: [3e9, 8e9, 12e9],
             depthwise_flops: [5e9, 10e9, 15e9],
-            pool_flops: [2e9, 4e9, 5e9],
+            pool_flops: [3e9, 6e9, 7e9],
             bytes_per_s: 25e9,
             weight_bytes_per_s: 12e9,
             launch_s: 3e-6,

@@ -4,15 +4,12 @@
 //! windows that run past the padding as `ceil_mode` makes them, and either
 //! divisor of AveragePool).
 //!
-//! For one output row the window's input rows that lie inside the input are
-//! first reduced vertically (element-wise max or sum of whole rows) into a
-//! row buffer whose padding columns hold the neutral value (`-inf` for max,
-//! `0` for sums), so the horizontal pass never tests a border: every
-//! horizontal tap is one element-wise max/sum over a contiguous run of
-//! output columns. For a stride `s > 1` the row buffer is first split into
-//! its `s` phases (`phase[p][j] = row[j·s + p]`), after which each tap again
-//! reads a contiguous run of one phase. An average divides by the product of
-//! the row's and the column's tap counts.
+//! Each output row's window rows are first reduced vertically into a
+//! padded row whose padding holds the neutral value (`-inf` for max, `0`
+//! for sums), so no tap ever tests a border; read as one flat array, the
+//! padded rows of a band make every horizontal window a set of fixed
+//! offsets, one long vector loop (see [`plane_flat`]). An average divides
+//! by the product of the row's and the column's tap counts.
 //!
 //! MaxPool propagates NaN: a NaN anywhere in a window gives NaN, as the
 //! reference does; a window with no tap inside the input gives `-inf`.
@@ -88,23 +85,27 @@ impl Axis {
 
 /// The buffers one plane works in (slices of the cluster's scratch).
 struct Bufs<'a> {
-    /// The padded, vertically reduced row: `pad_begin` neutral values, the
-    /// row, neutral values up to `row_len`.
-    row: &'a mut [f32],
-    /// The stride phases of `row` (empty for stride 1).
-    phases: &'a mut [f32],
     /// Per output column: its tap count (inside the input, or with
     /// `count_include_pad` inside the padded extent).
     col_count: &'a [f32],
+    /// A band's vertical reduction, then its padded input rows and its
+    /// horizontal reduction (see [`plane_flat`]).
+    flat: &'a mut [f32],
 }
 
-/// Max that propagates NaN from either side.
+/// Max that propagates NaN from either side. Two selects and no
+/// short-circuit, so that blocks of it compile to vector compares and
+/// blends (the `||` form stayed scalar).
 #[inline(always)]
 fn max_nan(a: f32, b: f32) -> f32 {
-    if a > b || a.is_nan() {
+    // b when b is NaN or not below a (a NaN compares false).
+    let m = if a > b { a } else { b };
+    #[allow(clippy::eq_op)]
+    let a_nan = a != a;
+    if a_nan {
         a
     } else {
-        b
+        m
     }
 }
 
@@ -139,36 +140,193 @@ fn combine(max: bool, acc: &mut [f32], x: &[f32]) {
 fn combine_blocks<const N: usize>(max: bool, acc: &mut [f32], x: &[f32]) -> usize {
     for (a, v) in acc.chunks_exact_mut(N).zip(x.chunks_exact(N)) {
         let (a, v): (&mut [f32; N], &[f32; N]) = (a.try_into().unwrap(), v.try_into().unwrap());
+        // On local copies: in place through the references the loop stayed scalar.
+        let (mut t, v) = (*a, *v);
         if max {
             for i in 0..N {
-                a[i] = max_nan(a[i], v[i]);
+                t[i] = max_nan(t[i], v[i]);
             }
         } else {
             for i in 0..N {
-                a[i] += v[i];
+                t[i] += v[i];
             }
         }
+        *a = t;
     }
     acc.len() - acc.len() % N
 }
 
-/// Splits `row` (a multiple of `s` long) into its `s` phases.
-#[inline(always)]
-fn deinterleave(row: &[f32], phases: &mut [f32], s: usize) {
-    let len = row.len() / s;
-    if s == 2 {
-        let (even, odd) = phases.split_at_mut(len);
-        for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(row.chunks_exact(2)) {
-            *e = pair[0];
-            *o = pair[1];
-        }
-    } else {
-        for (p, phase) in phases.chunks_exact_mut(len).enumerate() {
-            for (j, v) in phase.iter_mut().enumerate() {
-                *v = row[j * s + p];
+/// Taps reduced in one pass: a window wider or taller runs in groups.
+const GROUP: usize = 16;
+
+/// `dst[j] = op(base[offs[0] + j], base[offs[1] + j], ...)` over the
+/// offsets, op the NaN-propagating max or the sum; with `onto`, `dst`'s own
+/// values join the reduction first. Each output vector is reduced in a
+/// register and stored once: chained in-place row updates stalled on
+/// store-to-load forwarding (the masked tail of one update feeding the
+/// next's load). Offsets satisfy `offs[t] + dst.len() <= base.len()`.
+trait RowOps {
+    fn reduce(max: bool, dst: &mut [f32], base: &[f32], offs: &[usize], onto: bool);
+
+    /// `dst = src` (same length), inline: the library copy is a call, which
+    /// costs more than the copy on rows of a few dozen floats.
+    #[inline(always)]
+    fn copy(dst: &mut [f32], src: &[f32]) {
+        Self::reduce(true, dst, &src[..dst.len()], &[0], false)
+    }
+}
+
+/// The portable rows.
+struct PortableRows;
+
+impl RowOps for PortableRows {
+    #[inline(always)]
+    fn reduce(max: bool, dst: &mut [f32], base: &[f32], offs: &[usize], onto: bool) {
+        let n = dst.len();
+        for (t, &o) in offs.iter().enumerate() {
+            if t == 0 && !onto {
+                dst.copy_from_slice(&base[o..o + n]);
+            } else {
+                combine(max, dst, &base[o..o + n]);
             }
         }
     }
+}
+
+/// Checks the offsets of a [`RowOps::reduce`] against `base`.
+#[inline(always)]
+fn check_offsets(n: usize, base: &[f32], offs: &[usize]) {
+    assert!(offs.iter().all(|&o| o + n <= base.len()), "pool2d row tap out of bounds");
+}
+
+/// Defines the SIMD [`RowOps`] `$name` from the ISA's intrinsics; the last
+/// partial vector is one more full vector ending at the row's end (computed
+/// before anything is stored) or, for rows shorter than a vector, `$tail`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! simd_rows {
+    ($name:ident, $feat:literal, $lanes:literal, $vec:ty, $load:path, $store:path, $add:path, $max_nan:path, $tail:path) => {
+        /// SIMD rows.
+        struct $name;
+
+        impl RowOps for $name {
+            #[inline(always)]
+            fn reduce(max: bool, dst: &mut [f32], base: &[f32], offs: &[usize], onto: bool) {
+                check_offsets(dst.len(), base, offs);
+                // SAFETY: only reached from the plane function of this ISA, whose caller checked it.
+                unsafe { Self::run(max, dst, base, offs, onto) }
+            }
+        }
+
+        impl $name {
+            #[target_feature(enable = $feat)]
+            #[inline]
+            fn run(max: bool, dst: &mut [f32], base: &[f32], offs: &[usize], onto: bool) {
+                let n = dst.len();
+                if n < $lanes {
+                    return $tail(max, dst, base, offs, onto);
+                }
+                // Every access below goes through d (writes) or base (reads).
+                let d = dst.as_mut_ptr();
+                match (onto, offs) {
+                    // 3×3 windows: the taps unrolled, their offsets in registers.
+                    (false, &[o0, o1, o2]) => Self::sweep(d, n, |j| {
+                        let b = base.as_ptr();
+                        // SAFETY: j + lanes <= n, and every offset + n is inside base (checked).
+                        unsafe {
+                            let (v0, v1, v2) = ($load(b.add(o0 + j)), $load(b.add(o1 + j)), $load(b.add(o2 + j)));
+                            if max {
+                                $max_nan($max_nan(v0, v1), v2)
+                            } else {
+                                $add($add(v0, v1), v2)
+                            }
+                        }
+                    }),
+                    _ => Self::sweep(d, n, |j| {
+                        let b = base.as_ptr();
+                        // SAFETY: j + lanes <= n, and every offset + n is inside base (checked).
+                        unsafe {
+                            let (mut r, rest) = if onto { ($load(d.add(j)), offs) } else { ($load(b.add(offs[0] + j)), &offs[1..]) };
+                            for &o in rest {
+                                let v = $load(b.add(o + j));
+                                r = if max { $max_nan(r, v) } else { $add(r, v) };
+                            }
+                            r
+                        }
+                    }),
+                }
+            }
+
+            /// Stores `at(j)` at every vector position `j` of the `n >= lanes`
+            /// floats at `d`, the last one ending at the end; `at` may read
+            /// them, so the last vector is computed first.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            fn sweep(d: *mut f32, n: usize, at: impl Fn(usize) -> $vec) {
+                let last = n - $lanes;
+                let tail = at(last);
+                let mut j = 0;
+                while j < last {
+                    let r = at(j);
+                    // SAFETY: j + lanes <= n.
+                    unsafe { $store(d.add(j), r) };
+                    j += $lanes;
+                }
+                // SAFETY: last + lanes == n.
+                unsafe { $store(d.add(last), tail) };
+            }
+        }
+    };
+}
+
+/// NaN-propagating max of two AVX-512 vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn max_nan_avx512(p: std::arch::x86_64::__m512, q: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    // maxps gives its second operand when either is NaN: q's NaN passes,
+    // p's is put back by the blend.
+    _mm512_mask_mov_ps(_mm512_max_ps(p, q), _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(p, p), p)
+}
+
+/// NaN-propagating max of two AVX vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn max_nan_avx2(p: std::arch::x86_64::__m256, q: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    _mm256_blendv_ps(_mm256_max_ps(p, q), p, _mm256_cmp_ps::<_CMP_UNORD_Q>(p, p))
+}
+
+/// A row shorter than an AVX-512 vector: masked loads and one masked store.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn short_avx512(max: bool, dst: &mut [f32], base: &[f32], offs: &[usize], onto: bool) {
+    use std::arch::x86_64::*;
+    let m = ((1u32 << dst.len()) - 1) as __mmask16;
+    let (d, b) = (dst.as_mut_ptr(), base.as_ptr());
+    // SAFETY: the masked lanes are the row's (checked offsets); masked-off lanes are not touched.
+    unsafe {
+        let (mut r, rest) = if onto { (_mm512_maskz_loadu_ps(m, d), offs) } else { (_mm512_maskz_loadu_ps(m, b.add(offs[0])), &offs[1..]) };
+        for &o in rest {
+            let v = _mm512_maskz_loadu_ps(m, b.add(o));
+            r = if max { max_nan_avx512(r, v) } else { _mm512_add_ps(r, v) };
+        }
+        _mm512_mask_storeu_ps(d, m, r);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+simd_rows!(Avx512Rows, "avx512f", 16, std::arch::x86_64::__m512, std::arch::x86_64::_mm512_loadu_ps, std::arch::x86_64::_mm512_storeu_ps, std::arch::x86_64::_mm512_add_ps, max_nan_avx512, short_avx512);
+#[cfg(target_arch = "x86_64")]
+simd_rows!(Avx2Rows, "avx2", 8, std::arch::x86_64::__m256, std::arch::x86_64::_mm256_loadu_ps, std::arch::x86_64::_mm256_storeu_ps, std::arch::x86_64::_mm256_add_ps, max_nan_avx2, short_portable);
+
+/// A row shorter than a vector, value by value.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+fn short_portable(max: bool, dst: &mut [f32], base: &[f32], offs: &[usize], onto: bool) {
+    PortableRows::reduce(max, dst, base, offs, onto)
 }
 
 impl Pool2d {
@@ -198,18 +356,41 @@ impl Pool2d {
         Axis { size: u(&self.input), out: u(&self.output), k: u(&self.kernel), s: u(&self.strides), d: u(&self.dilations), pb: u(&self.pad_begin), pe: u(&self.pad_end) }
     }
 
-    /// Length of the padded row buffer: it holds the padded input row and
-    /// every tap any output column reads, rounded up to whole phases.
+    /// Width of a padded row: the padded input row and every tap any
+    /// output column reads.
     fn row_len(&self) -> usize {
         let w = self.axis(1);
         let reach = if w.out == 0 || w.k == 0 { 0 } else { (w.out - 1) * w.s + (w.k - 1) * w.d + 1 };
-        (w.pb + w.size).max(reach).div_ceil(w.s) * w.s
+        (w.pb + w.size).max(reach)
     }
 
-    /// Scratch floats: the row, its phases, the column counts.
+    /// Scratch floats: the column counts, the padded plane, its vertical reduction.
     fn scratch_floats(&self) -> usize {
-        let w = self.axis(1);
-        self.row_len() * (1 + usize::from(w.s > 1)) + w.out
+        let (p, v) = self.flat_floats();
+        self.axis(1).out + p + v
+    }
+
+    /// Output rows per band: as many as keep the band's rows within about
+    /// 16 KiB (L1), at least one.
+    fn band_rows(&self) -> usize {
+        (4096 / self.row_len().max(1)).clamp(1, self.axis(0).out.max(1))
+    }
+
+    /// Padded input rows a band of `rows` output rows reads (stride 1).
+    fn band_inputs(&self, rows: usize) -> usize {
+        let h = self.axis(0);
+        rows.max(1) + (h.k.max(1) - 1) * h.d
+    }
+
+    /// Floats of a band's vertical reduction (with the horizontal reach
+    /// past its last row start after it, which the horizontal pass reads)
+    /// and of the buffer that holds, for stride 1, the band's padded input
+    /// rows (with the same reach) and then the horizontal reduction.
+    fn flat_floats(&self) -> (usize, usize) {
+        let (w, wp, band) = (self.axis(1), self.row_len(), self.band_rows());
+        let slack = w.k.saturating_sub(1) * w.d;
+        let inputs = if self.axis(0).s == 1 { self.band_inputs(band) } else { band };
+        (band * wp + slack, inputs * wp + slack)
     }
 
     /// The ISA the rows run with: the requested one when the CPU has it.
@@ -230,7 +411,7 @@ impl Pool2d {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the CPU has AVX2 (checked by run_isa).
             Isa::Avx2 => unsafe { plane_avx2(self, x, y, bufs) },
-            _ => plane_rows(self, x, y, bufs),
+            _ => plane_flat::<PortableRows>(self, x, y, bufs),
         }
     }
 }
@@ -238,55 +419,93 @@ impl Pool2d {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn plane_avx512(k: &Pool2d, x: &[f32], y: &mut [f32], bufs: &mut Bufs) {
-    plane_rows(k, x, y, bufs)
+    plane_flat::<Avx512Rows>(k, x, y, bufs)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn plane_avx2(k: &Pool2d, x: &[f32], y: &mut [f32], bufs: &mut Bufs) {
-    plane_rows(k, x, y, bufs)
+    plane_flat::<Avx2Rows>(k, x, y, bufs)
 }
 
-/// The rows of one output plane: vertical reduction into the row buffer,
-/// then every horizontal tap, then (average) the division.
+/// One output plane in bands of output rows ([`Pool2d::band_rows`]). The
+/// vertical pass reduces, for each output row, the window's input rows that
+/// lie inside the input into one row of `V`, `row_len` wide, whose padding
+/// columns hold the neutral value (`-inf` for max, `0` for sums), so no tap
+/// ever tests a border. Read as one flat array, `V` makes every horizontal
+/// window a set of fixed offsets: `H[i] = op_t V[i + t·dw]` is one long
+/// vector loop over the whole band, and output `(oy, ox)` is
+/// `H[oy·row_len + ox·sw]` (the positions in between, and past `ow`, are
+/// computed and dropped). An average divides by the product of the row's
+/// and the column's tap counts.
 #[inline(always)]
-fn plane_rows(k: &Pool2d, x: &[f32], y: &mut [f32], bufs: &mut Bufs) {
+fn plane_flat<O: RowOps>(k: &Pool2d, x: &[f32], y: &mut [f32], bufs: &mut Bufs) {
     let (h, w) = (k.axis(0), k.axis(1));
     let (max, include_pad) = match k.kind {
         PoolKind::Average { count_include_pad } => (false, count_include_pad),
         _ => (true, false),
     };
-    let phase_len = bufs.row.len() / w.s;
-    for (oy, yr) in y.chunks_exact_mut(w.out).enumerate() {
-        let span = h.span(oy);
-        let inner = &mut bufs.row[w.pb..w.pb + w.size];
-        if span.n == 0 {
-            inner.fill(if max { f32::NEG_INFINITY } else { 0.0 });
+    let neutral = if max { f32::NEG_INFINITY } else { 0.0 };
+    let (wp, band, slack) = (k.row_len(), k.band_rows(), w.k.saturating_sub(1) * w.d);
+    let (v_len, _) = k.flat_floats();
+    let (v_all, p_all) = bufs.flat.split_at_mut(v_len);
+    let mut offs = [0usize; GROUP];
+    for oy0 in (0..h.out).step_by(band) {
+        let rows = band.min(h.out - oy0);
+        let v = &mut v_all[..rows * wp + slack];
+        if h.s == 1 {
+            // The band's padded input rows (row i is input row oy0 + i − pb)
+            // in P, then one vertical pass over the band flattened.
+            let p = &mut p_all[..k.band_inputs(rows) * wp + slack];
+            p.fill(neutral);
+            for i in 0..k.band_inputs(rows) {
+                let r = (oy0 + i).wrapping_sub(h.pb);
+                if r < h.size {
+                    O::copy(&mut p[i * wp + w.pb..][..w.size], &x[r * w.size..][..w.size]);
+                }
+            }
+            for t0 in (0..h.k).step_by(GROUP) {
+                let group = GROUP.min(h.k - t0);
+                for (t, o) in offs[..group].iter_mut().enumerate() {
+                    *o = (t0 + t) * h.d * wp;
+                }
+                O::reduce(max, v, p, &offs[..group], t0 > 0);
+            }
         } else {
-            inner.copy_from_slice(&x[span.first * w.size..][..w.size]);
-            for t in 1..span.n {
-                combine(max, inner, &x[(span.first + t * h.d) * w.size..][..w.size]);
+            // Output rows far apart: each reduces its rows straight from X.
+            v.fill(neutral);
+            for r in 0..rows {
+                let span = h.span(oy0 + r);
+                let dst = &mut v[r * wp + w.pb..][..w.size];
+                for t0 in (0..span.n).step_by(GROUP) {
+                    let group = GROUP.min(span.n - t0);
+                    for (t, o) in offs[..group].iter_mut().enumerate() {
+                        *o = (span.first + (t0 + t) * h.d) * w.size;
+                    }
+                    O::reduce(max, dst, x, &offs[..group], t0 > 0);
+                }
             }
         }
-        let src: &[f32] = if w.s == 1 {
-            bufs.row
-        } else {
-            deinterleave(bufs.row, bufs.phases, w.s);
-            bufs.phases
-        };
-        for kx in 0..w.k {
-            let off = kx * w.d;
-            let run = &src[(off % w.s) * phase_len + off / w.s..][..w.out];
-            if kx == 0 {
-                yr.copy_from_slice(run);
+        let hor = &mut p_all[..rows * wp];
+        for t0 in (0..w.k).step_by(GROUP) {
+            let group = GROUP.min(w.k - t0);
+            for (t, o) in offs[..group].iter_mut().enumerate() {
+                *o = (t0 + t) * w.d;
+            }
+            O::reduce(max, hor, v, &offs[..group], t0 > 0);
+        }
+        for (r, yr) in y[oy0 * w.out..][..rows * w.out].chunks_exact_mut(w.out).enumerate() {
+            let row = &hor[r * wp..][..wp];
+            let scale = if max {
+                None
             } else {
-                combine(max, yr, run);
-            }
-        }
-        if !max {
-            let rows = (if include_pad { span.padded } else { span.n }) as f32;
-            for (v, &c) in yr.iter_mut().zip(bufs.col_count) {
-                *v /= rows * c;
+                let span = h.span(oy0 + r);
+                Some((if include_pad { span.padded } else { span.n }) as f32)
+            };
+            match (scale, w.s) {
+                (None, 1) => O::copy(yr, row),
+                (None, s) => yr.iter_mut().zip(row.iter().step_by(s)).for_each(|(o, &v)| *o = v),
+                (Some(n), s) => yr.iter_mut().zip(row.iter().step_by(s)).zip(bufs.col_count).for_each(|((o, &v), &c)| *o = v / (n * c)),
             }
         }
     }
@@ -328,18 +547,15 @@ impl KernelImpl for Pool2d {
         // SAFETY: any bit pattern is a valid f32; the slice is only reinterpreted.
         let (pre, scratch, _) = unsafe { scratch.align_to_mut::<f32>() };
         assert!(pre.is_empty() && scratch.len() >= self.scratch_floats(), "pool2d scratch is not 4-byte aligned or too small");
-        let row_len = self.row_len();
-        let (row, rest) = scratch.split_at_mut(row_len);
-        let (phases, rest) = rest.split_at_mut(if w.s > 1 { row_len } else { 0 });
-        let col_count = &mut rest[..w.out];
+        let (col_count, rest) = scratch.split_at_mut(w.out);
+        let (p, v) = self.flat_floats();
+        let flat = &mut rest[..p + v];
         let include_pad = self.kind == PoolKind::Average { count_include_pad: true };
         for (ox, c) in col_count.iter_mut().enumerate() {
             let span = w.span(ox);
             *c = (if include_pad { span.padded } else { span.n }) as f32;
         }
-        // The padding columns keep the neutral value; only the inner columns are rewritten.
-        row.fill(if self.kind == PoolKind::Max { f32::NEG_INFINITY } else { 0.0 });
-        let mut bufs = Bufs { row, phases, col_count };
+        let mut bufs = Bufs { col_count, flat };
         for (pl, yp) in (p0..p1).zip(y.chunks_exact_mut(out_plane)) {
             self.plane(&x[pl * in_plane..][..in_plane], yp, &mut bufs);
         }
@@ -423,6 +639,27 @@ mod tests {
     }
 
     #[test]
+    fn wide_planes_run_in_several_bands() {
+        // Rows of 300+ floats: a band holds about a dozen output rows, so
+        // these planes cross band boundaries (strides 1 and 2, both kinds).
+        let mut rng = Rng(24);
+        for (s, kind) in [(1, PoolKind::Max), (2, PoolKind::Max), (1, PoolKind::Average { count_include_pad: false }), (2, PoolKind::Average { count_include_pad: true })] {
+            let (ih, iw, kk, p) = (77u64, 301u64, 3u64, 1u64);
+            let out = |n: u64| (n + 2 * p - kk) / s + 1;
+            let g = Pool { kind, planes: 2, input: vec![ih, iw], kernel: vec![kk, kk], strides: vec![s, s], dilations: vec![1, 1], pad_begin: vec![p, p], pad_end: vec![p, p], output: vec![out(ih), out(iw)], indices: None };
+            let x = rng.vec((2 * ih * iw) as usize);
+            let n_out = (2 * out(ih) * out(iw)) as usize;
+            let want = run_parts(&g, std::slice::from_ref(&x), &[n_out], 1);
+            for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+                let k = Pool2d::from_pool(&g, isa).unwrap();
+                assert!(k.band_rows() * 2 < out(ih) as usize, "{g:?} runs in fewer than three bands");
+                let got = run_parts(&k, std::slice::from_ref(&x), &[n_out], 2);
+                assert_close(&got[0], &want[0], 1e-5);
+            }
+        }
+    }
+
+    #[test]
     fn max_propagates_nan_and_keeps_neg_infinity() {
         // 1×4 plane, 1×2 windows, stride 2: (NaN, 1) and (-inf, -inf).
         let g = Pool {
@@ -476,5 +713,45 @@ mod tests {
         g.kind = PoolKind::Max;
         g.indices = Some(super::super::Indices::RowMajor);
         assert!(Pool2d::from_pool(&g, Isa::Generic).is_none());
+    }
+
+    /// Microseconds of GoogLeNet's and ResNet-50's max pools per ISA; not a
+    /// test of correctness:
+    /// `cargo test --release -p kann-kernels --lib plane2d::tests::pool_speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn pool_speed() {
+        // (planes, size, kernel, stride, pad)
+        for (c, hw, kk, s, p) in [(192, 28, 3, 1, 1), (64, 112, 3, 2, 1), (832, 7, 3, 1, 1)] {
+            let out = (hw + 2 * p - kk) / s + 1;
+            let g = Pool {
+                kind: PoolKind::Max,
+                planes: c,
+                input: vec![hw, hw],
+                kernel: vec![kk, kk],
+                strides: vec![s, s],
+                dilations: vec![1, 1],
+                pad_begin: vec![p, p],
+                pad_end: vec![p, p],
+                output: vec![out, out],
+                indices: None,
+            };
+            let x = Rng(5).vec((c * hw * hw) as usize);
+            for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+                let k = Pool2d::from_pool(&g, isa).unwrap();
+                let (mut xin, mut y) = (x.clone(), vec![0.0f32; (c * out * out) as usize]);
+                let (ins, outs) = ([crate::buf::RawBuf::from_f32(&mut xin)], [crate::buf::RawBuf::from_f32(&mut y)]);
+                let io = Io { inputs: &ins, outputs: &outs };
+                let mut scratch = vec![0u8; k.scratch_bytes(c)];
+                let mut best = f64::INFINITY;
+                for _ in 0..50 {
+                    let t = std::time::Instant::now();
+                    // SAFETY: the buffers outlive the call; one part.
+                    unsafe { k.run(&io, 0..c, &mut scratch) };
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                println!("maxpool {c}x{hw}x{hw} k{kk} s{s} {}: {:.1} us", isa.name(), best * 1e6);
+            }
+        }
     }
 }
