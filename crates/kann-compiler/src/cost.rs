@@ -27,6 +27,9 @@ pub struct CostModel {
     pub bytes_per_s: f64,
     /// Throughput of one core on weights (streamed from memory each frame).
     pub weight_bytes_per_s: f64,
+    /// Bytes per second an im2col packing step moves (gathered runs of a
+    /// few floats, slower than a stream).
+    pub gather_bytes_per_s: f64,
     /// Compute throughput of element-wise, pooling and normalisation
     /// kernels with SIMD variants (generic, AVX2, AVX-512).
     pub simd_other_flops: [f64; 3],
@@ -54,6 +57,7 @@ impl CostModel {
             pool_flops: [3e9, 6e9, 7e9],
             bytes_per_s: 25e9,
             weight_bytes_per_s: 12e9,
+            gather_bytes_per_s: 6e9,
             launch_s: 3e-6,
             barrier_s: 2e-6,
         }
@@ -75,7 +79,8 @@ impl CostModel {
             Kernel::ConvGemm(c) if c.axis == kann_kernels::conv_gemm::GemmAxis::Columns => 1.0,
             _ => share,
         };
-        let work = share * (step.flops as f64 / flops_rate + arena as f64 / self.bytes_per_s);
+        let bytes_per_s = if matches!(step.kernel, Kernel::Im2colPack(_)) { self.gather_bytes_per_s } else { self.bytes_per_s };
+        let work = share * (step.flops as f64 / flops_rate + arena as f64 / bytes_per_s);
         self.launch_s + work + weight_share * weights as f64 / self.weight_bytes_per_s
     }
 

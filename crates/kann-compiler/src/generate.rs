@@ -66,7 +66,7 @@ pub fn optimize(g: &mut Graph, const_eval: Option<&dyn ConstEval>) -> Result<Pas
 
 /// Lowers, plans and schedules an optimised graph.
 pub fn build_program(g: &Graph, opts: &CompileOptions) -> Result<(Program, Vec<u8>, BuildInfo), GenerateError> {
-    let mut lowered = lower_graph_with(g, opts.arch, opts.winograd).map_err(GenerateError::Unlowered)?;
+    let mut lowered = lower_graph_with(g, opts.arch, opts.winograd, opts.n_clusters).map_err(GenerateError::Unlowered)?;
     let plan = plan_memory(g, &mut lowered).map_err(GenerateError::Internal)?;
     let steps = place_steps(g, &lowered, &plan)?;
     let cost = CostModel::portable();

@@ -32,6 +32,11 @@ pub enum GemmAxis {
     Columns,
     /// MR-row panels of output channels (`N · group · ceil(mg/MR)` items).
     Channels,
+    /// As `Channels`, with B packed beforehand by an [`Im2colPack`] step
+    /// (whose clusters share that work) and read in place: input 0 is the
+    /// packed B instead of X. With several clusters each would otherwise
+    /// build all of B itself.
+    PackedChannels,
 }
 
 /// A 2-D convolution run as packed GEMMs; geometry as [`crate::conv::Conv`]
@@ -119,16 +124,100 @@ impl BSource for Im2col<'_> {
                 d[b - ox..].fill(0.0);
                 let start = (a as isize * sw + off) as usize;
                 let dv = &mut d[a - ox..b - ox];
-                if sw == 1 {
-                    dv.copy_from_slice(&row[start..start + dv.len()]);
-                } else {
-                    for (v, &x) in dv.iter_mut().zip(row[start..].iter().step_by(sw as usize)) {
-                        *v = x;
+                match sw {
+                    1 => dv.copy_from_slice(&row[start..start + dv.len()]),
+                    2 => {
+                        // A constant stride the compiler turns into shuffles
+                        // (the stems' and downsampling layers' gathers).
+                        let src = &row[start..start + 2 * dv.len() - 1];
+                        for (i, v) in dv.iter_mut().enumerate() {
+                            *v = src[2 * i];
+                        }
+                    }
+                    _ => {
+                        for (v, &x) in dv.iter_mut().zip(row[start..].iter().step_by(sw as usize)) {
+                            *v = x;
+                        }
                     }
                 }
             }
             j += run;
             pos += run;
+        }
+    }
+}
+
+/// B packed whole by an [`Im2colPack`] step.
+struct Prepacked<'a>(&'a [f32]);
+
+impl BSource for Prepacked<'_> {
+    fn fill(&self, _k: usize, _n0: usize, _dst: &mut [f32]) {
+        unreachable!("a prepacked B is read in place")
+    }
+
+    fn packed(&self) -> Option<&[f32]> {
+        Some(self.0)
+    }
+}
+
+/// The first half of a [`GemmAxis::PackedChannels`] convolution: packs the
+/// B matrix of every image and group (`conv`'s im2col, or X's rows for a
+/// pointwise one) whole into NR-column panels, `[N][group][panels][K][NR]`.
+/// Work items are the `N · group · panels` panels, so clusters share the
+/// packing that each would otherwise repeat. Input: X; output: packed B.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Im2colPack {
+    pub conv: ConvGemm,
+}
+
+impl Im2colPack {
+    /// Floats of the packed output.
+    pub fn output_floats(&self) -> usize {
+        (self.conv.batch * self.conv.group) as usize * self.conv.packed_b_len()
+    }
+
+    fn panels(&self) -> usize {
+        self.conv.plane_out().div_ceil(self.conv.isa.nr())
+    }
+}
+
+impl KernelImpl for Im2colPack {
+    fn name(&self) -> String {
+        format!("f32_im2col_pack_{}", self.conv.isa.name())
+    }
+
+    fn work_items(&self) -> u64 {
+        self.conv.batch * self.conv.group * self.panels() as u64
+    }
+
+    fn scratch_bytes(&self, _items: u64) -> usize {
+        0
+    }
+
+    fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String> {
+        expect_io(n_inputs, n_outputs, 1..2, 1)?;
+        // The geometry's checks, with the convolution's own operand count.
+        let e = &self.conv.epilogue;
+        self.conv.check(2 + usize::from(e.bias) + usize::from(e.residual), 1)
+    }
+
+    unsafe fn run(&self, io: &Io, part: Range<u64>, _scratch: &mut [u8]) {
+        let g = &self.conv;
+        let (c, cg, groups) = (g.in_channels as usize, (g.in_channels / g.group) as usize, g.group as usize);
+        let (plane_in, len, panels, k, nr) = ((g.input[0] * g.input[1]) as usize, g.packed_b_len(), self.panels(), g.depth(), g.isa.nr());
+        // SAFETY: inputs are not written during the step (the run contract).
+        let x = unsafe { io.inputs[0].f32() };
+        let mut item = part.start as usize;
+        while item < part.end as usize {
+            let (bg, panel) = (item / panels, item % panels);
+            let end = (panel + part.end as usize - item).min(panels);
+            let (b, grp) = (bg / groups, bg % groups);
+            let src = Im2col { x: &x[(b * c + grp * cg) * plane_in..][..cg * plane_in], g, col0: 0, pointwise: g.pointwise() };
+            let at = bg * len + panel * k * nr;
+            // SAFETY: this part owns these panels of image b, group grp (the run contract).
+            let dst = unsafe { io.outputs[0].f32_part(at..at + (end - panel) * k * nr) };
+            packed::pack_whole(g.isa, &src, k, g.plane_out(), panel..end, dst);
+            item += end - panel;
         }
     }
 }
@@ -188,6 +277,13 @@ impl ConvGemm {
             residual,
             act: self.epilogue.activation,
         };
+        if self.axis == GemmAxis::PackedChannels {
+            let len = self.packed_b_len();
+            let src = Prepacked(&x[(b * self.group as usize + grp) * len..][..len]);
+            // SAFETY: as below; B is read in place (all columns: the axis splits channels).
+            unsafe { packed::gemm(self.isa, &call, &src, scratch) };
+            return;
+        }
         let src = Im2col { x: &x[(b * c + grp * cg) * plane_in..][..cg * plane_in], g: self, col0: cols.start, pointwise: self.pointwise() };
         // SAFETY: C and the residual cover rows × cols at stride plane_out;
         // the scratch holds scratch_floats (see scratch_bytes).
@@ -199,7 +295,13 @@ impl ConvGemm {
         match self.axis {
             GemmAxis::Columns => (items as usize).min(self.plane_out()),
             GemmAxis::Channels => self.plane_out(),
+            GemmAxis::PackedChannels => 0,
         }
+    }
+
+    /// Floats of B packed whole for one image and group.
+    fn packed_b_len(&self) -> usize {
+        packed::packed_whole_len(self.isa, self.depth(), self.plane_out())
     }
 }
 
@@ -211,7 +313,7 @@ impl KernelImpl for ConvGemm {
     fn work_items(&self) -> u64 {
         match self.axis {
             GemmAxis::Columns => self.batch * self.plane_out() as u64,
-            GemmAxis::Channels => self.batch * self.group * self.mg().div_ceil(self.isa.mr()) as u64,
+            GemmAxis::Channels | GemmAxis::PackedChannels => self.batch * self.group * self.mg().div_ceil(self.isa.mr()) as u64,
         }
     }
 
@@ -254,7 +356,7 @@ impl KernelImpl for ConvGemm {
                     item += end - col;
                 }
             }
-            GemmAxis::Channels => {
+            GemmAxis::Channels | GemmAxis::PackedChannels => {
                 let (mr, mg) = (self.isa.mr(), self.mg());
                 let panels = mg.div_ceil(mr);
                 let mut item = p0;
@@ -321,6 +423,18 @@ mod tests {
                     let got = run_parts(&k, &ins, &[out_len], parts).remove(0);
                     assert_close(&got, &want, 2e-5 * (base.depth() as f32).sqrt().max(1.0));
                 }
+            }
+            // B packed by its own step (in 1-3 parts), then read in place.
+            let k = ConvGemm { isa, axis: GemmAxis::PackedChannels, ..base.clone() };
+            let pack = Im2colPack { conv: k.clone() };
+            pack.check(1, 1).unwrap();
+            for parts in [1, 2, 3] {
+                let mut ins = inputs.clone();
+                ins[0] = run_parts(&pack, &ins[..1], &[pack.output_floats()], parts).remove(0);
+                assert!(ins[0].iter().all(|v| !v.is_nan()), "the pack left floats unwritten");
+                ins[1] = pack_conv_gemm_weights(&w, m, base.group as usize, isa);
+                let got = run_parts(&k, &ins, &[out_len], parts).remove(0);
+                assert_close(&got, &want, 2e-5 * (base.depth() as f32).sqrt().max(1.0));
             }
         }
     }

@@ -50,6 +50,7 @@ pub enum Kernel {
     // --- nn kernels (conv.rs, conv_gemm.rs, winograd.rs, depthwise.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
     Conv(crate::conv::Conv),
     ConvGemm(crate::conv_gemm::ConvGemm),
+    Im2colPack(crate::conv_gemm::Im2colPack),
     Winograd(crate::winograd::WinogradConv),
     FcGemm(crate::fc_gemm::FcGemm),
     DepthwiseConv(crate::depthwise::DepthwiseConv),
@@ -97,6 +98,7 @@ macro_rules! dispatch {
             // --- nn kernels ---
             Kernel::Conv($k) => $e,
             Kernel::ConvGemm($k) => $e,
+            Kernel::Im2colPack($k) => $e,
             Kernel::Winograd($k) => $e,
             Kernel::FcGemm($k) => $e,
             Kernel::DepthwiseConv($k) => $e,

@@ -767,7 +767,7 @@ mod fused_add_tests {
     }
 
     fn run_lowered(g: &Graph, inputs: &[Tensor]) -> Vec<Tensor> {
-        let mut cx = LowerCx::new(g, kann_artifact::Arch::Generic, true);
+        let mut cx = LowerCx::new(g, kann_artifact::Arch::Generic, true, 1);
         let node = g.node(NodeId(0));
         let Op::Fused(f) = &node.op else { panic!("not fused") };
         super::lower_fused_add(&mut cx, NodeId(0), node, f).unwrap();

@@ -84,6 +84,9 @@ pub struct LowerCx<'g> {
     pub arch: Arch,
     /// Whether qualifying 3×3 convolutions may run by Winograd.
     pub winograd: bool,
+    /// Clusters the program will be scheduled on (some lowerings split work
+    /// that every cluster would otherwise repeat into a step of its own).
+    pub clusters: usize,
     out: Lowered,
 }
 
@@ -101,8 +104,8 @@ pub fn kernel_isa(arch: Arch) -> kann_kernels::Isa {
 pub type LowerResult = Result<(), String>;
 
 impl<'g> LowerCx<'g> {
-    fn new(graph: &'g Graph, arch: Arch, winograd: bool) -> LowerCx<'g> {
-        LowerCx { graph, arch, winograd, out: Lowered::default() }
+    fn new(graph: &'g Graph, arch: Arch, winograd: bool, clusters: usize) -> LowerCx<'g> {
+        LowerCx { graph, arch, winograd, clusters, out: Lowered::default() }
     }
 
     /// The static type of a value.
@@ -205,12 +208,13 @@ fn lower_node(cx: &mut LowerCx, id: NodeId) -> LowerResult {
 /// graph outputs are copied from the weights. Fails with every node that
 /// cannot be lowered.
 pub fn lower_graph(g: &Graph, arch: Arch) -> Result<Lowered, Vec<Unlowered>> {
-    lower_graph_with(g, arch, true)
+    lower_graph_with(g, arch, true, 1)
 }
 
-/// [`lower_graph`], with Winograd convolutions allowed or not.
-pub fn lower_graph_with(g: &Graph, arch: Arch, winograd: bool) -> Result<Lowered, Vec<Unlowered>> {
-    let mut cx = LowerCx::new(g, arch, winograd);
+/// [`lower_graph`], with Winograd convolutions allowed or not, for a
+/// program scheduled on `clusters` clusters.
+pub fn lower_graph_with(g: &Graph, arch: Arch, winograd: bool, clusters: usize) -> Result<Lowered, Vec<Unlowered>> {
+    let mut cx = LowerCx::new(g, arch, winograd, clusters);
     let mut missing = Vec::new();
     for i in 0..g.nodes.len() {
         let id = NodeId(i as u32);

@@ -17,7 +17,7 @@ use kann_ir::ops::nn::{self as ir, NnOp};
 use kann_ir::{Node, NodeId, Op, TensorInfo, ValueId};
 use kann_kernels::conv::{pack_conv_weights, Conv, ConvTranspose};
 use kann_kernels::depthwise::{pack_dwconv_weights, DepthwiseConv};
-use kann_kernels::conv_gemm::{pack_conv_gemm_weights, ConvGemm, GemmAxis};
+use kann_kernels::conv_gemm::{pack_conv_gemm_weights, ConvGemm, GemmAxis, Im2colPack};
 use kann_kernels::fc_gemm::{pack_fc_weights, FcGemm};
 use kann_kernels::gemm::{matrix_strides, pack_gemm_b, Gemm};
 use kann_kernels::norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LpNorm, Lrn};
@@ -187,7 +187,12 @@ fn gemm_axis(batch: u64, plane: u64, channel_panels: u64) -> GemmAxis {
 }
 
 /// A 2-D convolution with constant weights and groups of more than one
-/// channel, on the packed GEMM of the target's ISA.
+/// channel, on the packed GEMM of the target's ISA. Split by output
+/// channels over several clusters, a convolution that gathers its B (any
+/// but a 1×1 stride-1 unpadded one, whose B is X itself) first packs B in a
+/// step of its own, which the clusters share, and the GEMM reads it in
+/// place ([`GemmAxis::PackedChannels`]): otherwise each cluster gathers all
+/// of B for its share of the channels.
 fn lower_conv_gemm(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAttrs, extra: Extra, plan: &ir::WindowPlan, w: &[f32]) -> LowerResult {
     let (x, b) = (cx.input(node, 0)?, cx.optional_input(node, 2));
     let (xd, wd) = (cx.info(x).shape.dims(), cx.info(cx.input(node, 1)?).shape.dims());
@@ -216,6 +221,17 @@ fn lower_conv_gemm(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAt
         epilogue: epilogue(&mut inputs, b.is_some(), extra),
         isa,
         axis: gemm_axis(xd[0] as u64, out[0] * out[1], panels),
+    };
+    let pointwise = kernel.kernel == [1, 1] && kernel.strides == [1, 1] && kernel.pad_begin == [0, 0] && kernel.input == kernel.output;
+    let kernel = if kernel.axis == GemmAxis::Channels && cx.clusters > 1 && !pointwise {
+        let kernel = ConvGemm { axis: GemmAxis::PackedChannels, ..kernel };
+        let pack = Im2colPack { conv: kernel.clone() };
+        let packed = cx.temp(4 * pack.output_floats() as u64);
+        cx.push(id, Kernel::Im2colPack(pack), vec![Operand::Value(x)], vec![packed], 0);
+        inputs[0] = packed;
+        kernel
+    } else {
+        kernel
     };
     let y = output(node, 0)?;
     cx.push(id, Kernel::ConvGemm(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
@@ -899,6 +915,37 @@ mod tests {
         }
     }
 
+    #[test]
+    fn channel_split_convs_pack_b_in_a_shared_step_on_several_clusters() {
+        use kann_kernels::conv_gemm::GemmAxis;
+        use kann_kernels::Kernel;
+        let mut rng = Rng::new(6);
+        // 3×3 over 7×7 (split by channels: B gathered) and 1×1 over 7×7 (B is X).
+        for (k, pad, packs) in [(3, 1, true), (1, 0, false)] {
+            let mut w = ir::Window::new(ir::AutoPad::NotSet);
+            w.kernel_shape = vec![k, k];
+            w.pads = vec![pad; 4];
+            let op = Op::Nn(NnOp::Conv(ir::Conv { attrs: ir::ConvAttrs { window: w, group: 1 } }));
+            let g = one_node(op, vec![Arg::Input(vec![1, 64, 7, 7]), Arg::Const(vec![64, 64, k, k]), Arg::Absent], 1, &mut rng);
+            for clusters in [1, 2] {
+                let lowered = crate::lower::lower_graph_with(&g, kann_artifact::Arch::X86_64V4, false, clusters).unwrap();
+                let kinds: Vec<String> = lowered.steps.iter().map(|s| s.kernel.name()).collect();
+                let prepacked = clusters > 1 && packs;
+                assert_eq!(kinds.len(), 1 + usize::from(prepacked), "{kinds:?}");
+                let Kernel::ConvGemm(conv) = &lowered.steps.last().unwrap().kernel else { panic!("{kinds:?}") };
+                assert_eq!(conv.axis, if prepacked { GemmAxis::PackedChannels } else { GemmAxis::Channels });
+                if prepacked {
+                    assert!(matches!(lowered.steps[0].kernel, Kernel::Im2colPack(_)));
+                    assert_eq!(lowered.steps[0].outputs, vec![lowered.steps[1].inputs[0]], "the GEMM reads the packed B");
+                }
+                // And the program computes the reference's result (where this CPU runs it).
+                if runnable_arches().contains(&kann_artifact::Arch::X86_64V4) {
+                    crate::testing::check_against_reference_on(g.clone(), clusters, kann_artifact::Arch::X86_64V4).unwrap();
+                }
+            }
+        }
+    }
+
     /// Builds a 3×3 padded 2-D conv over `[n, c, hw, hw]` with `m` output channels.
     fn conv2d_graph(rng: &mut Rng, n: usize, c: usize, m: usize, group: usize, hw: usize, w_const: bool) -> Graph {
         let mut w = ir::Window::new(ir::AutoPad::NotSet);
@@ -976,7 +1023,7 @@ mod tests {
         ];
         for (arch, c, hw, pads, allowed, want) in cases {
             let g = conv3x3_graph(&mut rng, 1, c, c, [hw, hw], [pads; 4]);
-            let lowered = crate::lower::lower_graph_with(&g, arch, allowed).unwrap();
+            let lowered = crate::lower::lower_graph_with(&g, arch, allowed, 1).unwrap();
             let got = match &lowered.steps[0].kernel {
                 Kernel::Winograd(k) => {
                     assert_eq!(k.isa, crate::lower::kernel_isa(arch));

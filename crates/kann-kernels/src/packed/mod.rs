@@ -42,6 +42,7 @@ mod micro_generic;
 pub(crate) mod tests;
 
 use crate::Activation;
+use std::ops::Range;
 use serde::{Deserialize, Serialize};
 
 /// Depth of a K block: rows of a B panel kept in L1.
@@ -234,6 +235,51 @@ pub(crate) trait BSource {
     fn row(&self, _k: usize, _n0: usize, _len: usize) -> Option<&[f32]> {
         None
     }
+
+    /// B already packed whole, `[ceil(n/NR)][K][NR]` from the call's first
+    /// column (see [`pack_whole`]): the GEMM then reads its panels in place
+    /// and packs nothing.
+    fn packed(&self) -> Option<&[f32]> {
+        None
+    }
+}
+
+/// Floats of B packed whole for `isa`: `ceil(n/NR)` panels of `k × NR`.
+pub fn packed_whole_len(isa: Isa, k: usize, n: usize) -> usize {
+    n.div_ceil(isa.nr()) * k * isa.nr()
+}
+
+/// Packs panels `panels` of B (`k × n`, from `b`) whole into `dst`, which
+/// holds those panels of the [`packed_whole_len`] floats: panel `p` is
+/// `[k][NR]` at `(p − panels.start)·k·NR`, columns past `n` zero. A GEMM
+/// whose B source returns all the panels from [`BSource::packed`] reads
+/// them in place.
+pub(crate) fn pack_whole(isa: Isa, b: &impl BSource, k: usize, n: usize, panels: Range<usize>, dst: &mut [f32]) {
+    const CHUNK: usize = 512;
+    let nr = isa.nr();
+    let first = panels.start;
+    // Rows of up to CHUNK columns (whole panels) at a time: one `fill` per
+    // row run, dealt out to the panels as pack_b does.
+    let per_chunk = CHUNK / nr;
+    let mut buf = [0.0f32; CHUNK];
+    for p0 in panels.clone().step_by(per_chunk) {
+        let p1 = (p0 + per_chunk).min(panels.end);
+        let (c0, c1) = (p0 * nr, (p1 * nr).min(n));
+        for kk in 0..k {
+            let row = match b.row(kk, c0, c1 - c0) {
+                Some(r) => r,
+                None => {
+                    b.fill(kk, c0, &mut buf[..c1 - c0]);
+                    &buf[..c1 - c0]
+                }
+            };
+            for (i, piece) in row.chunks(nr).enumerate() {
+                let at = &mut dst[((p0 + i - first) * k + kk) * nr..][..nr];
+                at[..piece.len()].copy_from_slice(piece);
+                at[piece.len()..].fill(0.0);
+            }
+        }
+    }
 }
 
 /// B as a row-major matrix with row stride `ld` (the tests' source; the
@@ -349,6 +395,7 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
     let (m, k, n) = (call.m, call.k, call.n);
     // Column blocks of equal width (in whole panels), at most NC.
     let width = n.div_ceil(n.div_ceil(NC).max(1)).next_multiple_of(M::NR);
+    let whole = b.packed();
     for n0 in (0..n).step_by(width.max(1)) {
         let nc = width.min(n - n0);
         let panels = nc.div_ceil(M::NR);
@@ -356,8 +403,15 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
         let depth = k.div_ceil(k.div_ceil(kc_max).max(1));
         for k0 in (0..k).step_by(depth.max(1)) {
             let kc = depth.min(k - k0);
-            let bp = &mut scratch[..panels * kc * M::NR];
-            pack_b::<M>(b, k0, kc, n0, nc, bp);
+            // Panel p of this block: kc rows of NR floats at bp[p * stride..].
+            let (bp, stride): (&[f32], usize) = match whole {
+                Some(w) => (&w[(n0 / M::NR * k + k0) * M::NR..], k * M::NR),
+                None => {
+                    let bp = &mut scratch[..panels * kc * M::NR];
+                    pack_b::<M>(b, k0, kc, n0, nc, bp);
+                    (bp, kc * M::NR)
+                }
+            };
             let (first, last) = (k0 == 0, k0 + kc == k);
             for m0 in (0..m).step_by(MC) {
                 let row_panels = m0 / M::MR..(m0 + MC).min(m).div_ceil(M::MR);
@@ -375,7 +429,7 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                             act: call.act,
                         };
                         let a = call.a[(i * k + k0) * M::MR..][..kc * M::MR].as_ptr();
-                        let bpp = bp[p * kc * M::NR..].as_ptr();
+                        let bpp = bp[p * stride..][..kc * M::NR].as_ptr();
                         // SAFETY: the tile lies inside C (rows < m, cols < n).
                         let c = unsafe { call.c.add(off) };
                         // SAFETY: rows × cols lies inside C; panels are kc deep.
