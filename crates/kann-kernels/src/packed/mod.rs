@@ -265,18 +265,29 @@ pub(crate) fn pack_whole(isa: Isa, b: &impl BSource, k: usize, n: usize, panels:
     for p0 in panels.clone().step_by(per_chunk) {
         let p1 = (p0 + per_chunk).min(panels.end);
         let (c0, c1) = (p0 * nr, (p1 * nr).min(n));
+        let (len, padded) = (c1 - c0, (p1 - p0) * nr);
         for kk in 0..k {
-            let row = match b.row(kk, c0, c1 - c0) {
-                Some(r) => r,
+            // The row, zero-padded to whole panels (so every piece below is
+            // a whole panel row: one fixed-size copy, no library call).
+            let row: &[f32] = match b.row(kk, c0, len) {
+                Some(r) if len == padded => r,
+                Some(r) => {
+                    buf[..len].copy_from_slice(r);
+                    buf[len..padded].fill(0.0);
+                    &buf[..padded]
+                }
                 None => {
-                    b.fill(kk, c0, &mut buf[..c1 - c0]);
-                    &buf[..c1 - c0]
+                    b.fill(kk, c0, &mut buf[..len]);
+                    buf[len..padded].fill(0.0);
+                    &buf[..padded]
                 }
             };
-            for (i, piece) in row.chunks(nr).enumerate() {
+            for (i, piece) in row.chunks_exact(nr).enumerate() {
                 let at = &mut dst[((p0 + i - first) * k + kk) * nr..][..nr];
-                at[..piece.len()].copy_from_slice(piece);
-                at[piece.len()..].fill(0.0);
+                match (<&mut [f32; 32]>::try_from(&mut *at), <&[f32; 32]>::try_from(piece)) {
+                    (Ok(a), Ok(p)) => *a = *p,
+                    _ => at.copy_from_slice(piece),
+                }
             }
         }
     }
