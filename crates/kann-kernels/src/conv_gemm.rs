@@ -178,8 +178,9 @@ fn copy_run(d: &mut [f32], s: &[f32]) {
         d[..4].copy_from_slice(&s[..4]);
         d[n - 4..].copy_from_slice(&s[n - 4..]);
     } else {
-        for i in 0..n {
-            d[i] = s[i];
+        // At most 3 floats: one by one (a slice copy would be a call).
+        for (v, &x) in d.iter_mut().zip(s) {
+            *v = x;
         }
     }
 }
