@@ -2,7 +2,7 @@
 //! registers) plus two B vectors and one broadcast of A. Edge tiles merge
 //! through masked loads and stores.
 
-use super::{activate_scalar, prefetch, simd_tile, Micro, PwAct, TileEpi, A_AHEAD};
+use super::{activate_scalar, merge_scalar, prefetch, simd_tile, Micro, NarrowTile, PwAct, TileEpi, A_AHEAD, NARROW_COLS};
 use std::arch::x86_64::*;
 
 /// The mask of the first `n` (< 8) lanes (all bits set in those lanes).
@@ -49,5 +49,6 @@ simd_tile!(
     add = _mm256_add_ps,
     mul = _mm256_mul_ps,
     max = _mm256_max_ps,
-    min = _mm256_min_ps
+    min = _mm256_min_ps,
+    narrow = None
 );

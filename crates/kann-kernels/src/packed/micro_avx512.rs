@@ -4,7 +4,7 @@
 //! each K step loads 2 vectors and 8 scalars for 16 FMAs. Edge tiles merge
 //! through masked loads and stores.
 
-use super::{activate_scalar, prefetch, simd_tile, Micro, PwAct, TileEpi, A_AHEAD};
+use super::{activate_scalar, merge_scalar, prefetch, simd_tile, Micro, NarrowTile, PwAct, TileEpi, A_AHEAD, NARROW_COLS};
 use std::arch::x86_64::*;
 
 /// The mask of the first `n` (< 16) lanes.
@@ -51,5 +51,73 @@ simd_tile!(
     add = _mm512_add_ps,
     mul = _mm512_mul_ps,
     max = _mm512_max_ps,
-    min = _mm512_min_ps
+    min = _mm512_min_ps,
+    narrow = Some(narrow_tile)
 );
+
+/// The narrow columns of a tile (see [`super::NarrowTile`]): one 8-lane
+/// accumulator per column (the tile's 8 rows), one A load and one B
+/// broadcast per column and step. A 17-column panel (a 7×7 map's last
+/// 17 of 49) then costs 8 + 1 vector FMAs a step instead of 16.
+///
+/// # Safety
+/// As [`super::NarrowTile`].
+#[target_feature(enable = "avx512f")]
+unsafe fn narrow_tile(kc: usize, a: *const f32, b: *const f32, n: usize) -> [f32; 8 * NARROW_COLS] {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match n {
+            1 => narrow_n::<1>(kc, a, b),
+            2 => narrow_n::<2>(kc, a, b),
+            3 => narrow_n::<3>(kc, a, b),
+            _ => narrow_n::<4>(kc, a, b),
+        }
+    }
+}
+
+/// [`narrow_tile`] for `N` columns.
+///
+/// # Safety
+/// As [`super::NarrowTile`] with `n = N`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn narrow_n<const N: usize>(kc: usize, a: *const f32, b: *const f32) -> [f32; 8 * NARROW_COLS] {
+    let nr = <Avx512 as Micro>::NR;
+    // Four partial sums per column (steps p mod 4): one chain per column
+    // would wait on the FMA latency every step.
+    let mut acc = [[_mm256_setzero_ps(); N]; 4];
+    let step = |p: usize, acc: &mut [__m256; N]| {
+        // SAFETY: step p < kc of both panels; columns j < N <= n of B's row.
+        unsafe {
+            let av = _mm256_loadu_ps(a.add(p * 8));
+            for (j, s) in acc.iter_mut().enumerate() {
+                *s = _mm256_fmadd_ps(av, _mm256_set1_ps(*b.add(p * nr + j)), *s);
+            }
+        }
+    };
+    let whole = kc - kc % 4;
+    for p in (0..whole).step_by(4) {
+        for (u, part) in acc.iter_mut().enumerate() {
+            step(p + u, part);
+        }
+    }
+    for p in whole..kc {
+        step(p, &mut acc[0]);
+    }
+    let mut sums = acc[0];
+    for part in &acc[1..] {
+        for (s, &v) in sums.iter_mut().zip(part) {
+            *s = _mm256_add_ps(*s, v);
+        }
+    }
+    let mut out = [0.0f32; 8 * NARROW_COLS];
+    for (j, s) in sums.iter().enumerate() {
+        let mut rows = [0.0f32; 8];
+        // SAFETY: rows holds 8 floats.
+        unsafe { _mm256_storeu_ps(rows.as_mut_ptr(), *s) };
+        for (i, &v) in rows.iter().enumerate() {
+            out[i * NARROW_COLS + j] = v;
+        }
+    }
+    out
+}

@@ -452,6 +452,21 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
     }
 }
 
+/// Most columns a [`NarrowTile`] computes.
+#[cfg(target_arch = "x86_64")]
+const NARROW_COLS: usize = 4;
+
+/// `t[i · NARROW_COLS + j] = Σ_p A[p][i] · B[p][j]` for the `n <= NARROW_COLS`
+/// columns of a B panel from `b` (rows `NR` apart) and an 8-row A panel,
+/// over `kc` steps: the column products a tile's narrow last columns run
+/// as (see `simd_tile`).
+///
+/// # Safety
+/// `a` holds `kc * 8` floats, `b` `kc` rows of NR floats (n read of each);
+/// the CPU has the ISA it was compiled for.
+#[cfg(target_arch = "x86_64")]
+pub(crate) type NarrowTile = unsafe fn(usize, *const f32, *const f32, usize) -> [f32; 8 * NARROW_COLS];
+
 /// K steps ahead the SIMD tiles prefetch their A panel (a few L2 latencies).
 #[cfg(target_arch = "x86_64")]
 const A_AHEAD: usize = 16;
@@ -472,7 +487,8 @@ macro_rules! simd_tile {
     (
         $name:ident, $feat:literal, mr = $mr:literal, lanes = $w:literal, $vec:ty,
         zero = $zero:path, load = $load:path, store = $store:path, load_part = $load_part:path, store_part = $store_part:path, set1 = $set1:path,
-        fmadd = $fmadd:path, add = $add:path, mul = $mul:path, max = $max:path, min = $min:path
+        fmadd = $fmadd:path, add = $add:path, mul = $mul:path, max = $max:path, min = $min:path,
+        narrow = $narrow:expr
     ) => {
         /// The register tile of this ISA.
         pub(crate) struct $name;
@@ -512,11 +528,18 @@ macro_rules! simd_tile {
                     }
                 }
                 let mut acc = [[$zero(); 2]; $mr];
+                // A last vector of at most NARROW_COLS columns (the tail of
+                // a 7×7 map's 49 columns, or of a 14×14 map's 196) runs as a
+                // few column products instead, when the ISA has them.
+                let narrow: Option<NarrowTile> = $narrow;
+                let vec_cols = if cols > $w { $w } else { 0 };
+                let narrow = narrow.filter(|_| cols - vec_cols <= NARROW_COLS);
+                let vec_cols = if narrow.is_some() { vec_cols } else { cols };
                 // SAFETY: the caller's contract (panels kc deep).
                 unsafe {
-                    if cols > $w {
+                    if vec_cols > $w {
                         Self::k_loop::<2>(kc, a, b, &mut acc);
-                    } else {
+                    } else if vec_cols > 0 {
                         // A tile of at most one vector's columns skips the other.
                         Self::k_loop::<1>(kc, a, b, &mut acc);
                     }
@@ -525,7 +548,7 @@ macro_rules! simd_tile {
                 for (i, row) in acc.iter_mut().enumerate().take(rows) {
                     for (h, v) in row.iter_mut().enumerate() {
                         // Valid lanes of this vector: all but in the last columns.
-                        let n = cols.saturating_sub(h * $w).min($w);
+                        let n = vec_cols.saturating_sub(h * $w).min($w);
                         if n == 0 {
                             break;
                         }
@@ -552,7 +575,16 @@ macro_rules! simd_tile {
                 }
                 if simd_act.is_none() {
                     // SAFETY: the tile the caller vouches for.
-                    unsafe { activate_scalar(c, ldc, rows, cols, e.act) };
+                    unsafe { activate_scalar(c, ldc, rows, vec_cols, e.act) };
+                }
+                if let Some(tail) = narrow {
+                    let n = cols - vec_cols;
+                    // SAFETY: the panels hold kc rows; columns vec_cols..cols of the tile lie inside C.
+                    unsafe {
+                        let t = tail(kc, a, b.add(vec_cols), n);
+                        let residual = if e.residual.is_null() { e.residual } else { e.residual.add(vec_cols) };
+                        merge_scalar(&t, NARROW_COLS, c.add(vec_cols), ldc, rows, n, &TileEpi { residual, ..*e });
+                    }
                 }
             }
 

@@ -87,8 +87,10 @@ fn every_remainder_around_the_tile() {
     for isa in isas() {
         let (mr, nr) = (isa.mr(), isa.nr());
         for m in [1, mr - 1, mr, mr + 1, 2 * mr + 1] {
-            // nr / 2 and nr / 2 + 1: the one-vector (half) tile's edge.
-            for n in [1, nr / 2, nr / 2 + 1, nr - 1, nr, nr + 1, 2 * nr + 3] {
+            // nr / 2 and nr / 2 + 1: the one-vector (half) tile's edge;
+            // up to 4 columns past a vector (4, nr / 2 + 4, nr + 3): the
+            // AVX-512 tile's narrow column products; 5 and nr / 2 + 5 just past.
+            for n in [1, 4, 5, nr / 2, nr / 2 + 1, nr / 2 + 4, nr / 2 + 5, nr - 1, nr, nr + 1, nr + 3, 2 * nr + 3] {
                 for k in [1, 2, 7, 17] {
                     check(isa, &Case { m, k, n, bias: true, residual: true, act: Activation::Relu }, &mut rng);
                 }
@@ -101,7 +103,8 @@ fn every_remainder_around_the_tile() {
 fn every_remainder_around_the_blocks() {
     let mut rng = Rng(5);
     for isa in isas() {
-        for (m, k, n) in [(MC + 3, KC + 1, 40), (17, 2 * KC + 5, NC + 7), (MC, KC, NC), (MC + isa.mr(), KC - 1, NC - 1)] {
+        // 49 columns: a 7×7 map (a narrow tail accumulated across K blocks).
+        for (m, k, n) in [(MC + 3, KC + 1, 40), (17, 2 * KC + 5, NC + 7), (MC, KC, NC), (MC + isa.mr(), KC - 1, NC - 1), (20, 2 * KC + 5, 49)] {
             check(isa, &Case { m, k, n, bias: true, residual: false, act: Activation::Clip { min: -1.0, max: 1.0 } }, &mut rng);
         }
     }
@@ -113,7 +116,7 @@ fn every_epilogue_on_full_and_edge_tiles() {
     for isa in isas() {
         for act in all_activations() {
             for (bias, residual) in [(false, false), (true, false), (false, true), (true, true)] {
-                for (m, n) in [(isa.mr(), isa.nr()), (2 * isa.mr() + 1, 3 * isa.nr() - 2)] {
+                for (m, n) in [(isa.mr(), isa.nr()), (2 * isa.mr() + 1, 3 * isa.nr() - 2), (isa.mr() + 3, isa.nr() + isa.nr() / 2 + 3)] {
                     check(isa, &Case { m, k: 33, n, bias, residual, act }, &mut rng);
                 }
             }
