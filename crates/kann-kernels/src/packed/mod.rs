@@ -213,7 +213,6 @@ pub(crate) unsafe fn merge_scalar(tile: &[f32], nr: usize, c: *mut f32, ldc: usi
 }
 
 /// Applies an activation with no in-register form to a stored tile.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 ///
 /// # Safety
 /// `c` is valid for `rows` rows of `cols` floats `ldc` apart.
@@ -424,6 +423,13 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                 }
             };
             let (first, last) = (k0 == 0, k0 + kc == k);
+            // An activation with no in-register form (sigmoid, SiLU, tanh)
+            // runs once over each finished block's rows, not per tile: on a
+            // tile row of 32 floats its latency chain ran alone.
+            let (tile_act, block_act) = match PwAct::of(call.act) {
+                None if last => (Activation::None, Some(call.act)),
+                _ => (call.act, None),
+            };
             for m0 in (0..m).step_by(MC) {
                 let row_panels = m0 / M::MR..(m0 + MC).min(m).div_ceil(M::MR);
                 for p in 0..panels {
@@ -437,7 +443,7 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                             bias: call.bias.map_or(std::ptr::null(), |bv| bv[i * M::MR..].as_ptr()),
                             // SAFETY: inside the residual (same layout as C).
                             residual: if call.residual.is_null() { call.residual } else { unsafe { call.residual.add(off) } },
-                            act: call.act,
+                            act: tile_act,
                         };
                         let a = call.a[(i * k + k0) * M::MR..][..kc * M::MR].as_ptr();
                         let bpp = bp[p * stride..][..kc * M::NR].as_ptr();
@@ -445,6 +451,19 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                         let c = unsafe { call.c.add(off) };
                         // SAFETY: rows × cols lies inside C; panels are kc deep.
                         unsafe { M::tile(kc, a, bpp, c, call.ldc, rows, cols, &e) };
+                    }
+                }
+                if let Some(act) = block_act {
+                    let rows = MC.min(m - m0);
+                    let c = call.c.wrapping_add(m0 * call.ldc + n0);
+                    // SAFETY: rows m0.. of columns n0..n0 + nc lie inside C, all
+                    // finished; when they span whole rows they are one run.
+                    unsafe {
+                        if nc == call.ldc {
+                            activate_scalar(c, rows * nc, 1, rows * nc, act);
+                        } else {
+                            activate_scalar(c, call.ldc, rows, nc, act);
+                        }
                     }
                 }
             }

@@ -239,3 +239,29 @@ fn binary_rows_are_exact_for_every_operand_pattern() {
         }
     }
 }
+
+/// Nanoseconds per element of SiLU over long rows and 32-float rows;
+/// not a test of correctness:
+/// `cargo test --release -p kann-kernels --lib vmath::tests::silu_speed -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn silu_speed() {
+    let mut xs: Vec<f32> = (0..1 << 20).map(|i| ((i * 7919) % 2001) as f32 * 0.01 - 10.0).collect();
+    for isa in isas() {
+        for row in [1 << 20, 32, 7] {
+            let mut best = f64::INFINITY;
+            for _ in 0..10 {
+                let t = std::time::Instant::now();
+                for chunk in xs.chunks_mut(row) {
+                    map_in_place(isa, Func::Silu, chunk);
+                }
+                best = best.min(t.elapsed().as_secs_f64());
+                // Keep the values in range: SiLU of SiLU drifts towards 0.
+                for (i, v) in xs.iter_mut().enumerate() {
+                    *v = ((i * 7919) % 2001) as f32 * 0.01 - 10.0;
+                }
+            }
+            println!("silu {isa:?} rows of {row}: {:.3} ns/element", best * 1e9 / xs.len() as f64);
+        }
+    }
+}
