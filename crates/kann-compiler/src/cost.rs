@@ -50,10 +50,10 @@ impl CostModel {
     pub fn portable() -> CostModel {
         CostModel {
             matmul_flops: 6e9,
-            packed_flops: [24e9, 75e9, 125e9],
-            other_flops: 8e9,
-            simd_other_flops: [3e9, 8e9, 12e9],
-            depthwise_flops: [5e9, 10e9, 15e9],
+            packed_flops: [24e9, 75e9, 140e9],
+            other_flops: 14e9,
+            simd_other_flops: [5e9, 13e9, 20e9],
+            depthwise_flops: [7e9, 15e9, 22e9],
             pool_flops: [3e9, 6e9, 7e9],
             bytes_per_s: 25e9,
             weight_bytes_per_s: 12e9,
@@ -92,7 +92,7 @@ impl CostModel {
             // Winograd F(4x4, 3x3) does 2.25x fewer multiplications than the
             // flops the step counts (the direct convolution's); it is chosen
             // only where it beats the GEMM (see `lower::nn::takes_winograd`).
-            Kernel::Winograd(w) => 1.3 * self.packed_flops[isa_index(w.isa)],
+            Kernel::Winograd(w) => 2.0 * self.packed_flops[isa_index(w.isa)],
             Kernel::FcGemm(f) => self.packed_flops[isa_index(f.isa)],
             Kernel::DepthwiseConv(d) => self.depthwise_flops[isa_index(d.isa)],
             Kernel::Pool2d(_) => simd_isa(k).map_or(self.pool_flops[0], |isa| self.pool_flops[isa_index(isa)]),
