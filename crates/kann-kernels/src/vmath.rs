@@ -338,15 +338,9 @@ mod x86 {
         }
         #[inline(always)]
         fn ldexp(self, n: Zmm) -> Zmm {
-            isa!({
-                let n = _mm512_cvtps_epi32(n.0);
-                let h1 = _mm512_srai_epi32::<1>(n);
-                let h2 = _mm512_sub_epi32(n, h1);
-                let bias = _mm512_set1_epi32(127);
-                let p1 = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(h1, bias)));
-                let p2 = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(h2, bias)));
-                Zmm(_mm512_mul_ps(_mm512_mul_ps(self.0, p1), p2))
-            })
+            // One instruction: self · 2^n (n integral), rounded once, over
+            // the whole range (subnormal results included).
+            Zmm(isa!(_mm512_scalef_ps(self.0, n.0)))
         }
     }
 
