@@ -227,6 +227,39 @@ mod tests {
         }
     }
 
+    /// Branches concatenated along channels at batch 1 write straight into
+    /// the concat's output (the step is dropped), including a branch that a
+    /// later step reads again and one reading a sibling slab; a concat at
+    /// batch 2 (slabs interleaved) and one of a graph input stay copies.
+    #[test]
+    fn channel_concats_are_zero_copy() {
+        use kann_ir::ops::movement::MovementOp;
+        let unary = |k| Op::Elementwise(ElementwiseOp::Unary(Unary { kind: k }));
+        let concat = Op::Movement(MovementOp::Concat { axis: 1 });
+        for (batch, want) in [(1, 1), (2, 0)] {
+            let mut b = GraphBuilder::new("concat", None);
+            let x = b.add_input("x", TensorInfo::new(DType::F32, Shape::from([batch, 3, 50, 50]))).unwrap();
+            let a = b.add_node("relu", unary(UnaryKind::Relu), vec![Some(x)], &["a".into()]).unwrap()[0];
+            let s = b.add_node("sig", unary(UnaryKind::Sigmoid), vec![Some(a)], &["s".into()]).unwrap()[0];
+            let t = b.add_node("tanh", unary(UnaryKind::Tanh), vec![Some(s)], &["t".into()]).unwrap()[0];
+            let y = b.add_node("cat", concat.clone(), vec![Some(a), Some(s), Some(t)], &["y".into()]).unwrap()[0];
+            let z = b.add_node("neg", unary(UnaryKind::Neg), vec![Some(y)], &["z".into()]).unwrap()[0];
+            // The branch `s` is read again after the concat.
+            let w = b.add_node("abs", unary(UnaryKind::Abs), vec![Some(s)], &["w".into()]).unwrap()[0];
+            // A concat of a graph input keeps its copy.
+            let v = b.add_node("cat_in", concat.clone(), vec![Some(x), Some(w)], &["v".into()]).unwrap()[0];
+            b.add_output(z);
+            b.add_output(v);
+            let g = b.finish().unwrap();
+            for clusters in [1, 2, 3] {
+                let c = check_against_reference(g.clone(), clusters).unwrap();
+                assert_eq!(c.stats.zero_copy_concats, want, "batch {batch}, {clusters} clusters");
+                let copies = c.program.steps.iter().filter(|s| s.kernel.name().contains("concat")).count();
+                assert_eq!(copies, 2 - want, "batch {batch}");
+            }
+        }
+    }
+
     #[test]
     fn small_steps_stay_on_one_cluster_without_barriers() {
         let c = check_against_reference(relu_chain(3, 64), 2).unwrap();

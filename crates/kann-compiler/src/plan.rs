@@ -9,6 +9,14 @@
 //! their root's storage and extend its lifetime. Placement is greedy:
 //! largest storage first, at the lowest 64-aligned offset that overlaps no
 //! placed storage with an intersecting lifetime.
+//!
+//! A Concat whose inputs are contiguous slabs of its output (nothing
+//! outside the concatenated axis: batch 1 along channels) is zero-copy: its
+//! producers write straight into their slab of the output buffer and the
+//! step is dropped. A slab's storage is its concat output's (lifetimes
+//! merge); an input qualifies when only arena steps write it (not a graph
+//! input or output, not a constant, not another concat's slab or output
+//! with slabs, listed once) and it takes no part in an in-place step.
 
 use crate::lower::{Lowered, Operand};
 use kann_ir::{Graph, ValueId};
@@ -25,6 +33,8 @@ pub struct MemoryPlan {
     pub naive_bytes: u64,
     /// Steps computed in place.
     pub in_place: usize,
+    /// Concat steps made zero-copy (their producers write into the output).
+    pub zero_copy_concats: usize,
     /// Number of arena buffers placed.
     pub buffers: usize,
     values: HashMap<ValueId, BufRef>,
@@ -73,7 +83,6 @@ pub fn plan_memory(g: &Graph, lowered: &mut Lowered) -> Result<MemoryPlan, Strin
         let i = &g.value(v).info;
         (i.numel() * i.dtype.size()) as u64
     };
-    let n_steps = lowered.steps.len() as i64;
     let mut plan = MemoryPlan::default();
 
     // Constants (or views of constants) go to the weights, once each.
@@ -103,15 +112,33 @@ pub fn plan_memory(g: &Graph, lowered: &mut Lowered) -> Result<MemoryPlan, Strin
         }
     }
 
-    // Lifetimes of arena storages.
-    let mut storage_of: HashMap<Key, usize> = HashMap::new();
-    let mut storages: Vec<Storage> = Vec::new();
     let key_of = |op: &Operand| match *op {
         Operand::Value(v) => Some(Key::Value(root(v))),
         Operand::Temp(t) => Some(Key::Temp(t)),
         Operand::Weights { .. } => None,
     };
     let is_const = |k: Key| matches!(k, Key::Value(v) if g.value(v).constant.is_some());
+    let graph_input_roots: Vec<ValueId> = g.inputs.iter().map(|&v| root(v)).collect();
+    let graph_output_roots: Vec<ValueId> = g.outputs.iter().map(|&v| root(v)).collect();
+    let fixed = |k: Key| matches!(k, Key::Value(v) if graph_input_roots.contains(&v) || graph_output_roots.contains(&v));
+
+    // Zero-copy concats: slab key -> (the concat output's key, byte offset).
+    let slabs = zero_copy_slabs(lowered, &key_of, &|k| is_const(k) || fixed(k), &bytes_of);
+    let dropped: Vec<usize> = slabs.1;
+    let slabs: HashMap<Key, (Key, u64)> = slabs.0;
+    plan.zero_copy_concats = dropped.len();
+    let mut step_no = 0;
+    lowered.steps.retain(|_| {
+        step_no += 1;
+        !dropped.contains(&(step_no - 1))
+    });
+    let n_steps = lowered.steps.len() as i64;
+    // The storage a key lives in: a slab's is its concat output's.
+    let home = |k: Key| slabs.get(&k).map_or(k, |&(p, _)| p);
+
+    // Lifetimes of arena storages.
+    let mut storage_of: HashMap<Key, usize> = HashMap::new();
+    let mut storages: Vec<Storage> = Vec::new();
     let size_of = |k: Key| match k {
         Key::Value(v) => bytes_of(v),
         Key::Temp(t) => lowered.temps[t as usize],
@@ -128,8 +155,6 @@ pub fn plan_memory(g: &Graph, lowered: &mut Lowered) -> Result<MemoryPlan, Strin
     for &v in &g.inputs {
         touch(Key::Value(root(v)), -1, &mut storages, &mut storage_of);
     }
-    let graph_input_roots: Vec<ValueId> = g.inputs.iter().map(|&v| root(v)).collect();
-    let graph_output_roots: Vec<ValueId> = g.outputs.iter().map(|&v| root(v)).collect();
     for (i, s) in lowered.steps.iter().enumerate() {
         let i = i as i64;
         // In place: output 0 takes input 0's storage when input 0 dies here.
@@ -137,8 +162,9 @@ pub fn plan_memory(g: &Graph, lowered: &mut Lowered) -> Result<MemoryPlan, Strin
             if let (Some(ki), Some(ko)) = (key_of(&s.inputs[0]), key_of(&s.outputs[0])) {
                 let input_dies_here = last_use(lowered, &key_of, ki) == Some(i as usize);
                 let read_twice = s.inputs[1..].iter().any(|o| key_of(o) == Some(ki));
-                let fixed = |k: Key| matches!(k, Key::Value(v) if graph_input_roots.contains(&v) || graph_output_roots.contains(&v));
+                let in_slab = slabs.contains_key(&ki) || slabs.contains_key(&ko);
                 if input_dies_here
+                    && !in_slab
                     && !read_twice
                     && !is_const(ki)
                     && !fixed(ki)
@@ -155,7 +181,7 @@ pub fn plan_memory(g: &Graph, lowered: &mut Lowered) -> Result<MemoryPlan, Strin
         for op in s.inputs.iter().chain(&s.outputs) {
             if let Some(k) = key_of(op) {
                 if !is_const(k) {
-                    touch(k, i, &mut storages, &mut storage_of);
+                    touch(home(k), i, &mut storages, &mut storage_of);
                 }
             }
         }
@@ -194,8 +220,9 @@ pub fn plan_memory(g: &Graph, lowered: &mut Lowered) -> Result<MemoryPlan, Strin
     plan.buffers = storages.len();
 
     let arena_ref = |k: Key| -> BufRef {
-        let s = &storages[storage_of[&k]];
-        BufRef::Arena { offset: s.offset, len: size_of(k) }
+        let (at, within) = slabs.get(&k).copied().unwrap_or((k, 0));
+        let s = &storages[storage_of[&at]];
+        BufRef::Arena { offset: s.offset + within, len: size_of(k) }
     };
     for &v in &used_values {
         let k = Key::Value(root(v));
@@ -205,6 +232,53 @@ pub fn plan_memory(g: &Graph, lowered: &mut Lowered) -> Result<MemoryPlan, Strin
     }
     plan.temps = (0..lowered.temps.len() as u32).map(|t| arena_ref(Key::Temp(t))).collect();
     Ok(plan)
+}
+
+/// The concats to make zero-copy: each qualifying input's key with its
+/// concat output's key and byte offset, and the concat steps to drop (see
+/// the module doc). `excluded` says which keys may not move (constants,
+/// graph inputs and outputs).
+#[allow(clippy::type_complexity)]
+fn zero_copy_slabs(lowered: &Lowered, key_of: &dyn Fn(&Operand) -> Option<Key>, excluded: &dyn Fn(Key) -> bool, bytes_of: &dyn Fn(ValueId) -> u64) -> (HashMap<Key, (Key, u64)>, Vec<usize>) {
+    let mut slabs: HashMap<Key, (Key, u64)> = HashMap::new();
+    let mut parents: Vec<Key> = Vec::new();
+    let mut dropped = Vec::new();
+    // Keys written by steps (the only ones a producer can write into a slab).
+    let written: std::collections::HashSet<Key> = lowered.steps.iter().flat_map(|s| s.outputs.iter().filter_map(key_of)).collect();
+    for (i, s) in lowered.steps.iter().enumerate() {
+        let kann_kernels::Kernel::Concat(c) = &s.kernel else { continue };
+        let (Some(Operand::Value(y)), true) = (s.outputs.first(), c.outer == 1) else { continue };
+        let ky = Key::Value(*y);
+        if key_of(&s.outputs[0]) != Some(ky) || excluded(ky) || slabs.contains_key(&ky) {
+            continue;
+        }
+        let keys: Vec<Option<Key>> = s.inputs.iter().map(key_of).collect();
+        let es = if c.chunks.iter().sum::<u64>() == 0 { 0 } else { bytes_of(*y) / c.chunks.iter().sum::<u64>() };
+        let ok = keys.iter().enumerate().all(|(j, k)| match (*k, s.inputs[j]) {
+            (Some(k @ Key::Value(r)), Operand::Value(v)) => {
+                written.contains(&k)
+                    && !excluded(k)
+                    && !slabs.contains_key(&k)
+                    && !parents.contains(&k)
+                    && k != ky
+                    && keys.iter().filter(|&&o| o == Some(k)).count() == 1
+                    && bytes_of(v) == c.chunks[j] * es
+                    && bytes_of(r) == bytes_of(v)
+            }
+            _ => false,
+        });
+        if !ok || es == 0 {
+            continue;
+        }
+        let mut at = 0;
+        for (j, k) in keys.iter().enumerate() {
+            slabs.insert(k.expect("checked above"), (ky, at));
+            at += c.chunks[j] * es;
+        }
+        parents.push(ky);
+        dropped.push(i);
+    }
+    (slabs, dropped)
 }
 
 /// The last step reading storage key `k`.

@@ -38,6 +38,8 @@ pub struct Stats {
     pub naive_bytes: u64,
     pub arena_buffers: usize,
     pub in_place: usize,
+    /// Concats whose producers write straight into the output.
+    pub zero_copy_concats: usize,
     pub scratch_bytes: u64,
     /// Bytes read and written by all steps of one inference.
     pub bytes_read: u64,
@@ -86,6 +88,7 @@ impl Stats {
         s.naive_bytes = info.plan.naive_bytes;
         s.arena_buffers = info.plan.buffers;
         s.in_place = info.plan.in_place;
+        s.zero_copy_concats = info.plan.zero_copy_concats;
         s.scratch_bytes = program.scratch_bytes;
         s.steps = program.steps.len();
         s.barriers = info.schedule.barriers;
@@ -155,7 +158,11 @@ impl Stats {
             self.naive_bytes,
             human_bytes(self.naive_bytes)
         );
-        let _ = writeln!(o, "arena buffers: {}, computed in place: {}, scratch per cluster: {} bytes", self.arena_buffers, self.in_place, self.scratch_bytes);
+        let _ = writeln!(
+            o,
+            "arena buffers: {}, computed in place: {}, zero-copy concats: {}, scratch per cluster: {} bytes",
+            self.arena_buffers, self.in_place, self.zero_copy_concats, self.scratch_bytes
+        );
         let _ = writeln!(o, "per inference: {} read, {} written", human_bytes(self.bytes_read), human_bytes(self.bytes_written));
         for (c, t) in self.cluster_traffic.iter().enumerate() {
             let _ = writeln!(o, "cluster {c}: {} traffic", human_bytes(*t));
