@@ -271,9 +271,10 @@ fn zero_copy_slabs(lowered: &Lowered, key_of: &dyn Fn(&Operand) -> Option<Key>, 
             continue;
         }
         let mut at = 0;
-        for (j, k) in keys.iter().enumerate() {
-            slabs.insert(k.expect("checked above"), (ky, at));
-            at += c.chunks[j] * es;
+        // Every key is present (checked by `ok`).
+        for (k, &chunk) in keys.iter().flatten().zip(&c.chunks) {
+            slabs.insert(*k, (ky, at));
+            at += chunk * es;
         }
         parents.push(ky);
         dropped.push(i);
