@@ -7,7 +7,7 @@
 //! `Y = Aᵀ [ Σ_c (G g_kc Gᵀ) ⊙ (Bᵀ d_c B) ] A`. The 36 element-wise products
 //! summed over channels are 36 independent GEMMs:
 //! `M[ξ][K × T] = U[ξ][K × C] · V[ξ][C × T]` for the 36 positions ξ of the
-//! 6×6 transformed tile, with `T` tiles per block. That is 2.25× fewer
+//! 6×6 transformed tile, with `T` tiles per block. That is 4× fewer
 //! multiplications than the direct 3×3 (36 per 16 outputs against 144).
 //!
 //! - At generate, [`pack_winograd_weights`] transforms the weights
@@ -30,7 +30,9 @@
 
 use crate::kernel::{expect_io, KernelImpl};
 use crate::packed::{self, pack::pack_a, BSource, GemmCall, Isa};
+use crate::packed::PwAct;
 use crate::{Epilogue, Io};
+use transform::{Finish, Geometry, Lanes, PackedV, TileVec, LANES};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
@@ -43,6 +45,10 @@ const XI: usize = ALPHA * ALPHA;
 /// Scratch bytes a block of tiles aims at (V and M together), so the
 /// transforms and the GEMMs of a block stay in L2.
 const BLOCK_BYTES: usize = 1 << 20;
+/// Floats past each position's matrix in the scratch (one cache line):
+/// the 36 rows a transform touches for a channel would otherwise lie a
+/// multiple of 4 KiB apart, all in one L1 set.
+const SKEW: usize = 16;
 /// The most tiles of one block.
 const MAX_BLOCK: usize = 256;
 
@@ -95,87 +101,25 @@ pub fn pack_winograd_weights(w: &[f32], out_channels: usize, isa: Isa) -> Vec<f3
     u.chunks_exact(out_channels * c).flat_map(|m| pack_a(m, out_channels, c, isa)).collect()
 }
 
-/// Tiles transformed at once: the lanes of the transforms' arrays, which
-/// the compiler vectorises (16 f32 = one zmm, two ymm).
-const LANES: usize = 16;
-
-/// A value per lane.
-type Lanes = [f32; LANES];
-
-#[inline(always)]
-fn lanes(f: impl Fn(usize) -> f32) -> Lanes {
-    std::array::from_fn(f)
-}
-
-/// `Bᵀ x` for one column of 6, lane by lane.
-#[inline(always)]
-fn bt(x: &[Lanes; ALPHA]) -> [Lanes; ALPHA] {
-    [
-        lanes(|l| 4.0 * x[0][l] - 5.0 * x[2][l] + x[4][l]),
-        lanes(|l| -4.0 * (x[1][l] + x[2][l]) + x[3][l] + x[4][l]),
-        lanes(|l| 4.0 * (x[1][l] - x[2][l]) - x[3][l] + x[4][l]),
-        lanes(|l| 2.0 * (x[3][l] - x[1][l]) - x[2][l] + x[4][l]),
-        lanes(|l| 2.0 * (x[1][l] - x[3][l]) - x[2][l] + x[4][l]),
-        lanes(|l| 4.0 * x[1][l] - 5.0 * x[3][l] + x[5][l]),
-    ]
-}
-
-/// `Aᵀ m` for one column of 6, lane by lane.
-#[inline(always)]
-fn at(m: &[Lanes; ALPHA]) -> [Lanes; TILE] {
-    let s12 = lanes(|l| m[1][l] + m[2][l]);
-    let d12 = lanes(|l| m[1][l] - m[2][l]);
-    let s34 = lanes(|l| m[3][l] + m[4][l]);
-    let d34 = lanes(|l| m[3][l] - m[4][l]);
-    [lanes(|l| m[0][l] + s12[l] + s34[l]), lanes(|l| d12[l] + 2.0 * d34[l]), lanes(|l| s12[l] + 4.0 * s34[l]), lanes(|l| d12[l] + 8.0 * d34[l] + m[5][l])]
-}
-
-/// `Bᵀ d B` of `LANES` 6×6 patches (`d[i][j]` holds element (i, j) of each).
-#[inline(always)]
-fn input_transform(d: &[[Lanes; ALPHA]; ALPHA]) -> [[Lanes; ALPHA]; ALPHA] {
-    let mut cols = [[[0.0f32; LANES]; ALPHA]; ALPHA];
-    for j in 0..ALPHA {
-        let t = bt(&std::array::from_fn(|i| d[i][j]));
-        for i in 0..ALPHA {
-            cols[i][j] = t[i];
-        }
-    }
-    std::array::from_fn(|i| bt(&cols[i]))
-}
-
-/// `Aᵀ m A` of `LANES` transformed tiles: their 4×4 outputs.
-#[inline(always)]
-fn output_transform(m: &[[Lanes; ALPHA]; ALPHA]) -> [[Lanes; TILE]; TILE] {
-    let mut rows = [[[0.0f32; LANES]; ALPHA]; TILE];
-    for j in 0..ALPHA {
-        let t = at(&std::array::from_fn(|i| m[i][j]));
-        for i in 0..TILE {
-            rows[i][j] = t[i];
-        }
-    }
-    std::array::from_fn(|i| at(&rows[i]))
-}
-
-/// A block of tiles: `n` tiles of image `img` from tile `t0`, `ld` apart
-/// in the scratch rows.
-#[derive(Clone, Copy)]
-struct Block {
-    img: usize,
-    t0: usize,
-    n: usize,
-    ld: usize,
-}
-
-/// One transformed-input matrix `V[ξ]` of a block as the GEMM's B.
+/// One transformed-input matrix `V[ξ]` of a block as the GEMM's B, packed
+/// in its panels (see [`transform::PackedV`]): the GEMM reads it in place.
 struct Transformed<'a> {
-    /// `C` rows of `ld` floats.
+    /// `[panel][C][NR]`.
     v: &'a [f32],
-    ld: usize,
+    channels: usize,
+    nr: usize,
 }
 
 impl BSource for Transformed<'_> {
     fn fill(&self, k: usize, n0: usize, dst: &mut [f32]) {
-        dst.copy_from_slice(&self.v[k * self.ld + n0..][..dst.len()]);
+        for (j, d) in dst.iter_mut().enumerate() {
+            let col = n0 + j;
+            *d = self.v[((col / self.nr) * self.channels + k) * self.nr + col % self.nr];
+        }
+    }
+
+    fn packed(&self) -> Option<&[f32]> {
+        Some(self.v)
     }
 }
 
@@ -203,94 +147,98 @@ impl WinogradConv {
         self.block_tiles().min(items).min(self.tiles_per_image())
     }
 
-    /// Input transform of tiles `t0..t0+n` of one image (`x`, C planes)
-    /// into `v[ξ][c][ld]`, `LANES` tiles at a time (`ld` a multiple of it).
+    /// Floats from a block's `V[ξ]` to `V[ξ + 1]` for `tb` tiles.
+    fn v_stride(&self, tb: usize) -> usize {
+        self.in_channels as usize * tb.next_multiple_of(self.isa.nr()) + SKEW
+    }
+
+    /// Floats of a block's `V` (every position's panels) for `tb` tiles.
+    fn v_len(&self, tb: usize) -> usize {
+        XI * self.v_stride(tb)
+    }
+
+    /// Floats from a block's `M[ξ]` to `M[ξ + 1]` for `tb` tiles.
+    fn m_stride(&self, tb: usize) -> usize {
+        self.out_channels as usize * Self::m_ld(tb) + SKEW
+    }
+
+    /// Row stride of a block's `M` for `tb` tiles.
+    fn m_ld(tb: usize) -> usize {
+        tb.next_multiple_of(LANES)
+    }
+
+    fn geometry(&self) -> Geometry {
+        Geometry { input: self.input.map(|d| d as usize), pad: self.pad_begin.map(|d| d as usize), output: self.output.map(|d| d as usize), tw: self.tiles()[1] }
+    }
+
+    /// The input transform of tiles `t0..t0+n` of one image (`x`, C planes)
+    /// into `V` (`v`, for blocks of `tb` tiles), on vector type `T`.
     #[inline(always)]
-    fn transform_block_impl(&self, x: &[f32], t0: usize, n: usize, ld: usize, v: &mut [f32]) {
-        let c = self.in_channels as usize;
-        let [ih, iw] = self.input.map(|d| d as usize);
-        let [ph, pw] = self.pad_begin.map(|d| d as isize);
-        let tw = self.tiles()[1];
+    fn transform_block_with<T: TileVec>(&self, x: &[f32], t0: usize, n: usize, tb: usize, v: &mut [f32]) {
+        let (c, nr) = (self.in_channels as usize, self.isa.nr());
+        assert!(v.len() >= self.v_len(tb) && n <= tb, "winograd V scratch is too small");
+        let g = self.geometry();
+        let plane = g.input[0] * g.input[1];
+        let dst = PackedV { v: v.as_mut_ptr(), stride: self.v_stride(tb), channels: c, nr };
         for ci in 0..c {
-            let plane = &x[ci * ih * iw..][..ih * iw];
-            for g0 in (0..n).step_by(LANES) {
-                let mut d = [[[0.0f32; LANES]; ALPHA]; ALPHA];
-                for l in 0..LANES.min(n - g0) {
-                    let (ty, tx) = ((t0 + g0 + l) / tw, (t0 + g0 + l) % tw);
-                    let (y0, x0) = ((ty * TILE) as isize - ph, (tx * TILE) as isize - pw);
-                    load_patch(plane, [ih, iw], [y0, x0], &mut d, l);
-                }
-                let r = input_transform(&d);
-                for (xi, row) in r.iter().flatten().enumerate() {
-                    v[(xi * c + ci) * ld + g0..][..LANES].copy_from_slice(row);
-                }
+            // SAFETY: V holds the block's panels (checked above).
+            unsafe { transform::input_channel::<T>(&g, &x[ci * plane..][..plane], ci, t0, n, &dst) };
+        }
+        // Columns past the block's tiles in its last panel are zero (the
+        // GEMM computes, then drops, them: keep them finite).
+        let used = n % nr;
+        if used != 0 {
+            for xi in 0..XI {
+                let last = &mut v[xi * dst.stride + (n - 1) / nr * c * nr..][..c * nr];
+                last.chunks_exact_mut(nr).for_each(|r| r[used..].fill(0.0));
             }
         }
     }
 
-    /// Output transform of the block's tiles from `m[ξ][k][ld]`, with the
-    /// epilogue, into its image of Y, `LANES` tiles at a time.
+    /// The output transform of a block (`M` in `m`, rows `ld` apart) with
+    /// the epilogue, into image `img` of Y, on vector type `T`.
     ///
     /// # Safety
     /// `y` is Y's first element and this part owns the block's tiles in
     /// every channel of image `img`.
     #[inline(always)]
-    unsafe fn finish_block_impl(&self, io: &Io, blk: Block, m: &[f32], y: *mut f32) {
-        let Block { img, t0, n, ld } = blk;
+    unsafe fn finish_block_with<T: TileVec>(&self, io: &Io, blk: Block, m: &[f32], y: *mut f32) {
+        let Block { img, t0, n, tb } = blk;
+        let (ld, stride) = (Self::m_ld(tb), self.m_stride(tb));
         let k = self.out_channels as usize;
-        let [oh, ow] = self.output.map(|d| d as usize);
-        let tw = self.tiles()[1];
+        let g = self.geometry();
+        let plane = g.output[0] * g.output[1];
         // SAFETY: inputs are not written during the step (the run contract).
         let bias = self.epilogue.bias.then(|| unsafe { io.inputs[2].f32() });
         // SAFETY: as above.
         let residual = self.epilogue.residual.then(|| unsafe { io.inputs[2 + usize::from(self.epilogue.bias)].f32() });
         let act = self.epilogue.activation;
         for ko in 0..k {
-            let base = (img * k + ko) * oh * ow;
-            let b = bias.map_or(0.0, |bv| bv[ko]);
-            for g0 in (0..n).step_by(LANES) {
-                let tile: [[Lanes; ALPHA]; ALPHA] = std::array::from_fn(|i| std::array::from_fn(|j| m[((i * ALPHA + j) * k + ko) * ld + g0..][..LANES].try_into().unwrap()));
-                let out = output_transform(&tile);
-                for l in 0..LANES.min(n - g0) {
-                    let (ty, tx) = ((t0 + g0 + l) / tw, (t0 + g0 + l) % tw);
-                    let (oy0, ox0) = (ty * TILE, tx * TILE);
-                    let cols = TILE.min(ow - ox0);
-                    for (r, orow) in out.iter().enumerate().take(TILE.min(oh - oy0)) {
-                        let at = base + (oy0 + r) * ow + ox0;
-                        // SAFETY: `at..at + cols` lies in row oy0 + r of
-                        // channel ko of image img, inside this part's tile.
-                        let dst = unsafe { std::slice::from_raw_parts_mut(y.add(at), cols) };
-                        for (j, o) in dst.iter_mut().enumerate() {
-                            *o = orow[j][l] + b;
-                        }
-                        if let Some(res) = residual {
-                            dst.iter_mut().zip(&res[at..at + cols]).for_each(|(o, rv)| *o += rv);
-                        }
-                        crate::epilogue::activate_in_place(act, dst);
-                    }
-                }
-            }
+            let base = (img * k + ko) * plane;
+            let f = Finish { bias: bias.map_or(0.0, |b| b[ko]), residual: residual.map(|r| &r[base..][..plane]), act: PwAct::of(act), full_act: act };
+            // SAFETY: the caller's contract; channel ko's plane of image img.
+            unsafe { transform::output_channel::<T>(&g, m, ko, stride, ld, t0, n, y.add(base), &f) };
         }
     }
 
-    /// [`Self::transform_block_impl`] compiled for the kernel's ISA.
-    fn transform_block(&self, x: &[f32], t0: usize, n: usize, ld: usize, v: &mut [f32]) {
+    /// [`Self::transform_block_with`] on the kernel's ISA.
+    fn transform_block(&self, x: &[f32], t0: usize, n: usize, tb: usize, v: &mut [f32]) {
         match self.isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the packed GEMM of the same step asserts the ISA first;
             // the runtime refuses an artifact whose arch the CPU lacks.
-            Isa::Avx512 if Isa::Avx512.available() => unsafe { simd::transform_avx512(self, x, t0, n, ld, v) },
+            Isa::Avx512 if Isa::Avx512.available() => unsafe { simd::transform_avx512(self, x, t0, n, tb, v) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
-            Isa::Avx2 if Isa::Avx2.available() => unsafe { simd::transform_avx2(self, x, t0, n, ld, v) },
-            _ => self.transform_block_impl(x, t0, n, ld, v),
+            Isa::Avx2 if Isa::Avx2.available() => unsafe { simd::transform_avx2(self, x, t0, n, tb, v) },
+            _ => self.transform_block_with::<Lanes>(x, t0, n, tb, v),
         }
     }
 
-    /// [`Self::finish_block_impl`] compiled for the kernel's ISA.
+    /// [`Self::finish_block_with`] on the kernel's ISA.
     ///
     /// # Safety
-    /// As [`Self::finish_block_impl`].
+    /// As [`Self::finish_block_with`].
     unsafe fn finish_block(&self, io: &Io, blk: Block, m: &[f32], y: *mut f32) {
         // SAFETY: the caller's contract; the ISA is present (checked).
         unsafe {
@@ -299,8 +247,26 @@ impl WinogradConv {
                 Isa::Avx512 if Isa::Avx512.available() => simd::finish_avx512(self, io, blk, m, y),
                 #[cfg(target_arch = "x86_64")]
                 Isa::Avx2 if Isa::Avx2.available() => simd::finish_avx2(self, io, blk, m, y),
-                _ => self.finish_block_impl(io, blk, m, y),
+                _ => self.finish_block_with::<Lanes>(io, blk, m, y),
             }
+        }
+    }
+
+    /// The 36 GEMMs of a block: `M[ξ] = U[ξ] · V[ξ]` over its `n` tiles
+    /// (the GEMM asserts the CPU has the ISA).
+    fn gemms(&self, u: &[f32], v: &[f32], n: usize, tb: usize, m: &mut [f32]) {
+        let (c, k, nr) = (self.in_channels as usize, self.out_channels as usize, self.isa.nr());
+        let a_len = packed::pack::packed_a_len(k, c, self.isa);
+        let (v_len, v_stride) = (c * tb.next_multiple_of(nr), self.v_stride(tb));
+        let (ld, m_stride) = (Self::m_ld(tb), self.m_stride(tb));
+        assert!(m.len() >= XI * m_stride && v.len() >= self.v_len(tb) && n <= tb, "winograd scratch is too small");
+        for xi in 0..XI {
+            let call =
+                GemmCall { m: k, k: c, n, a: &u[xi * a_len..][..a_len], c: m[xi * m_stride..][..k * ld].as_mut_ptr(), ldc: ld, bias: None, residual: std::ptr::null(), act: crate::Activation::None };
+            let src = Transformed { v: &v[xi * v_stride..][..v_len], channels: c, nr };
+            // SAFETY: C is this block's M[ξ] (k rows of ld ≥ n floats) in
+            // the scratch; B is packed whole, so the GEMM needs no scratch.
+            unsafe { packed::gemm(self.isa, &call, &src, &mut []) };
         }
     }
 
@@ -309,88 +275,65 @@ impl WinogradConv {
     /// # Safety
     /// As [`KernelImpl::run`]; this part owns these tiles.
     unsafe fn run_block(&self, io: &Io, img: usize, t0: usize, n: usize, tb: usize, scratch: &mut [f32]) {
-        let (c, k) = (self.in_channels as usize, self.out_channels as usize);
+        let c = self.in_channels as usize;
         let plane_in = (self.input[0] * self.input[1]) as usize;
         // SAFETY: inputs are not written during the step (the run contract).
         let (x, u) = unsafe { (io.inputs[0].f32(), io.inputs[1].f32()) };
-        let ld = tb.next_multiple_of(LANES);
-        let (v, rest) = scratch.split_at_mut(XI * c * ld);
-        let (m, gemm_scratch) = rest.split_at_mut(XI * k * ld);
-        self.transform_block(&x[img * c * plane_in..][..c * plane_in], t0, n, ld, v);
-        let a_len = packed::pack::packed_a_len(k, c, self.isa);
-        for xi in 0..XI {
-            let call =
-                GemmCall { m: k, k: c, n, a: &u[xi * a_len..][..a_len], c: m[xi * k * ld..][..k * ld].as_mut_ptr(), ldc: ld, bias: None, residual: std::ptr::null(), act: crate::Activation::None };
-            let src = Transformed { v: &v[xi * c * ld..][..c * ld], ld };
-            // SAFETY: C is this block's M[ξ] (k rows of ld ≥ n floats) in
-            // the scratch; the GEMM scratch holds scratch_floats(c, tb).
-            unsafe { packed::gemm(self.isa, &call, &src, gemm_scratch) };
-        }
+        let (v, m) = scratch.split_at_mut(self.v_len(tb));
+        self.transform_block(&x[img * c * plane_in..][..c * plane_in], t0, n, tb, v);
+        self.gemms(u, v, n, tb, m);
         let y = &io.outputs[0];
         let out_len = (self.batch * self.out_channels * self.output[0] * self.output[1]) as usize;
         assert!(out_len <= y.len_bytes() / 4, "winograd output is too small");
         // SAFETY: Y holds out_len floats; this part owns the tiles.
-        unsafe { self.finish_block(io, Block { img, t0, n, ld }, m, y.as_ptr() as *mut f32) };
+        unsafe { self.finish_block(io, Block { img, t0, n, tb }, m, y.as_ptr() as *mut f32) };
     }
 }
 
-/// Lane `l` of `d` = the 6×6 patch at `(y0, x0)` of a `[ih, iw]` plane,
-/// zeros outside it (`d` is zero on entry).
-#[inline(always)]
-fn load_patch(plane: &[f32], [ih, iw]: [usize; 2], [y0, x0]: [isize; 2], d: &mut [[Lanes; ALPHA]; ALPHA], l: usize) {
-    let inside_x = x0 >= 0 && x0 + ALPHA as isize <= iw as isize;
-    for (i, row) in d.iter_mut().enumerate() {
-        let yy = y0 + i as isize;
-        if yy < 0 || yy >= ih as isize {
-            continue;
-        }
-        let src = &plane[yy as usize * iw..][..iw];
-        if inside_x {
-            for (v, &s) in row.iter_mut().zip(&src[x0 as usize..][..ALPHA]) {
-                v[l] = s;
-            }
-        } else {
-            for (j, v) in row.iter_mut().enumerate() {
-                let xx = x0 + j as isize;
-                if xx >= 0 && xx < iw as isize {
-                    v[l] = src[xx as usize];
-                }
-            }
-        }
-    }
+/// A block of tiles: `n` tiles of image `img` from tile `t0`, in scratch
+/// laid out for blocks of `tb`.
+#[derive(Clone, Copy)]
+struct Block {
+    img: usize,
+    t0: usize,
+    n: usize,
+    tb: usize,
 }
 
-/// The transforms compiled with AVX-512 or AVX2 enabled (the same code,
-/// vectorised across the lanes at the wider width).
+/// The transforms compiled with AVX-512 (on zmm vectors) or AVX2 (the
+/// portable arrays, vectorised at that width) enabled.
 #[cfg(target_arch = "x86_64")]
 mod simd {
+    use super::transform::{Lanes, Zmm};
     use super::{Block, WinogradConv};
     use crate::Io;
 
+    /// # Safety
+    /// The CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) fn transform_avx512(k: &WinogradConv, x: &[f32], t0: usize, n: usize, ld: usize, v: &mut [f32]) {
-        k.transform_block_impl(x, t0, n, ld, v)
+    pub(super) unsafe fn transform_avx512(k: &WinogradConv, x: &[f32], t0: usize, n: usize, tb: usize, v: &mut [f32]) {
+        k.transform_block_with::<Zmm>(x, t0, n, tb, v)
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn transform_avx2(k: &WinogradConv, x: &[f32], t0: usize, n: usize, ld: usize, v: &mut [f32]) {
-        k.transform_block_impl(x, t0, n, ld, v)
+    pub(super) fn transform_avx2(k: &WinogradConv, x: &[f32], t0: usize, n: usize, tb: usize, v: &mut [f32]) {
+        k.transform_block_with::<Lanes>(x, t0, n, tb, v)
     }
 
     /// # Safety
-    /// As [`WinogradConv::finish_block_impl`]; the CPU has AVX-512F.
+    /// As [`WinogradConv::finish_block_with`]; the CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn finish_avx512(k: &WinogradConv, io: &Io, blk: Block, m: &[f32], y: *mut f32) {
         // SAFETY: the caller's contract.
-        unsafe { k.finish_block_impl(io, blk, m, y) }
+        unsafe { k.finish_block_with::<Zmm>(io, blk, m, y) }
     }
 
     /// # Safety
-    /// As [`WinogradConv::finish_block_impl`]; the CPU has AVX2 and FMA.
+    /// As [`WinogradConv::finish_block_with`]; the CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn finish_avx2(k: &WinogradConv, io: &Io, blk: Block, m: &[f32], y: *mut f32) {
         // SAFETY: the caller's contract.
-        unsafe { k.finish_block_impl(io, blk, m, y) }
+        unsafe { k.finish_block_with::<Lanes>(io, blk, m, y) }
     }
 }
 
@@ -409,8 +352,7 @@ impl KernelImpl for WinogradConv {
             return 0;
         }
         let tb = self.part_block(items as usize);
-        let (c, k) = (self.in_channels as usize, self.out_channels as usize);
-        4 * (XI * (c + k) * tb.next_multiple_of(LANES) + packed::scratch_floats(self.isa, c, tb))
+        4 * (self.v_len(tb) + XI * self.m_stride(tb))
     }
 
     fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String> {
@@ -442,6 +384,8 @@ impl KernelImpl for WinogradConv {
         }
     }
 }
+
+mod transform;
 
 #[cfg(test)]
 mod tests;

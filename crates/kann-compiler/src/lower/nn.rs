@@ -239,34 +239,29 @@ fn lower_conv_gemm(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAt
 }
 
 /// Whether a 2-D convolution (`xd` NCHW, `wd` its weights' dims) runs by
-/// Winograd F(4×4, 3×3) rather than the packed GEMM. Measured per layer on
-/// one AVX-512 core (VGG/ResNet shapes, C = K): 1.3-1.5× faster from 64
-/// channels at 56×56 to 256 at 28×28, but 0.8× at 512 channels 14×14, 0.2×
-/// at 7×7 and 0.7× at 32 channels 16×16. So it needs:
+/// Winograd F(4×4, 3×3) rather than the packed GEMM. It needs:
 /// - 3×3, stride 1, dilation 1, one group (what the kernel computes);
-/// - at least 32 input and output channels: the 36 GEMMs must be deep and
-///   tall enough for the register tile, and the transforms (O(C + K) per
-///   tile) small next to them (O(C · K));
-/// - at least 36 tiles of 4×4 per image (≈ 24×24 outputs): the transformed
-///   weights (36 · K · C, 4× the direct ones) stream through the cache once
-///   per block of tiles, so too few tiles leave the GEMMs memory-bound;
+/// - enough input and output channels (16 with the SIMD GEMM, 32 with
+///   the portable one): the 36 GEMMs must be deep and tall enough for the
+///   register tile, and the transforms (O(C + K) per tile) small next to
+///   them (O(C · K)); with 3 input channels (an RGB stem) the GEMM wins;
+/// - at least 16 tiles of 4×4 per image (14×14 outputs; 36 with the
+///   portable GEMM): the transformed weights (36 · K · C, 4× the direct
+///   ones) stream through the cache once per block of tiles, so too few
+///   tiles leave the GEMMs memory-bound — on 7×7 maps (4 tiles) Winograd
+///   runs at 0.6× the GEMM.
 ///
-/// - with the SIMD GEMM (AVX2, AVX-512), at least 256 input and 128 output
-///   channels: the input channels are the depth of the 36 GEMMs, and the
-///   tuned packed GEMM (masked edges, balanced K blocks) beats Winograd on
-///   shallower ones — in networks on one AVX-512 core, GEMM vs Winograd:
-///   ResNet-50's 64@56 1.8 vs 2.8 ms and 128@28 1.8 vs 2.0, VGG-19's 64@224
-///   31 vs 46 ms, 128@112 24.5 vs 26.3, 128→256@56 even, but 256@56 24 vs
-///   17 and 512@28 24 vs 17.
-///
-/// The portable build wins from 32 channels (2-6× over the portable GEMM on
-/// the same shapes; see the kernel's `winograd_vs_gemm_timing`).
+/// Measured on one AVX-512 core against the packed GEMM (`cargo test
+/// --release -p kann-kernels winograd_vs_gemm_timing -- --ignored`): 2.6-3.1×
+/// from 56×56 to 28×28 maps (16-256 channels), 1.7-2.1× on 14×14, 1.8× at
+/// 32 channels on 16×16, 0.8× with 3 input channels, 0.6× on 7×7. The
+/// portable build wins 2× from 32 channels on 28×28 and larger.
 fn takes_winograd(group: usize, xd: &[usize], wd: &[usize], plan: &ir::WindowPlan, isa: kann_kernels::Isa) -> bool {
     let shape = group == 1 && plan.kernel == [3, 3] && plan.strides == [1, 1] && plan.dilations == [1, 1];
     let pads_ok = plan.pad_begin.iter().chain(&plan.pad_end).all(|&p| p >= 0);
     let tiles: usize = plan.out.iter().map(|&o| o.div_ceil(4)).product();
-    let (min_in, min_out) = if isa == kann_kernels::Isa::Generic { (32, 32) } else { (256, 128) };
-    shape && pads_ok && xd[1] >= min_in && wd[0] >= min_out && tiles >= 36
+    let (min_channels, min_tiles) = if isa == kann_kernels::Isa::Generic { (32, 36) } else { (16, 16) };
+    shape && pads_ok && xd[1] >= min_channels && wd[0] >= min_channels && tiles >= min_tiles
 }
 
 /// A 3×3 stride-1 convolution with constant weights by Winograd F(4×4, 3×3)
@@ -896,7 +891,7 @@ mod tests {
         use kann_kernels::Kernel;
         let mut rng = Rng::new(5);
         // (channels, group, extent, expected: None = direct kernel, else the axis)
-        for (c, group, hw, want) in [(16, 1, 20, Some(GemmAxis::Columns)), (64, 1, 7, Some(GemmAxis::Channels)), (8, 2, 9, Some(GemmAxis::Columns))] {
+        for (c, group, hw, want) in [(12, 1, 20, Some(GemmAxis::Columns)), (64, 1, 7, Some(GemmAxis::Channels)), (8, 2, 9, Some(GemmAxis::Columns))] {
             let mut w = ir::Window::new(ir::AutoPad::NotSet);
             w.kernel_shape = vec![3, 3];
             w.pads = vec![1, 1, 1, 1];
@@ -1014,8 +1009,11 @@ mod tests {
         let cases = [
             (X86_64V3, 256, 28, 1, true, true),
             (X86_64V3, 256, 28, 1, false, false),
-            (X86_64V3, 128, 28, 1, true, false),
-            (X86_64V3, 256, 14, 1, true, false),
+            (X86_64V3, 128, 28, 1, true, true),
+            (X86_64V3, 256, 14, 1, true, true),
+            (X86_64V3, 16, 16, 1, true, true),
+            (X86_64V3, 12, 28, 1, true, false),
+            (X86_64V3, 256, 7, 1, true, false),
             (X86_64V3, 256, 26, 0, true, true),
             (Generic, 64, 28, 1, true, true),
             (Generic, 16, 28, 1, true, false),

@@ -110,7 +110,6 @@ impl Isa {
 
 /// An activation the SIMD tiles apply in registers: every piecewise-linear one.
 #[derive(Clone, Copy, Debug, PartialEq)]
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) enum PwAct {
     Identity,
     /// `clamp(alpha * x + beta, lo, hi)`, times `x` when `times_x`
@@ -128,8 +127,23 @@ pub(crate) enum PwAct {
     },
 }
 
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl PwAct {
+    /// The activation of one value (the portable form of the in-register one).
+    pub(crate) fn apply(self, x: f32) -> f32 {
+        match self {
+            PwAct::Identity => x,
+            PwAct::Clamp { alpha, beta, lo, hi, times_x } => {
+                let t = (x * alpha + beta).max(lo).min(hi);
+                if times_x {
+                    t * x
+                } else {
+                    t
+                }
+            }
+            PwAct::Leaky { alpha } => x.max(0.0) + alpha * x.min(0.0),
+        }
+    }
+
     /// The in-register form of `a`, or `None` when it needs the scalar pass.
     pub(crate) fn of(a: Activation) -> Option<PwAct> {
         let clamp = |alpha, beta, lo, hi, times_x| PwAct::Clamp { alpha, beta, lo, hi, times_x };

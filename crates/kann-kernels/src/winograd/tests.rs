@@ -239,9 +239,56 @@ fn time_kernel(k: &impl KernelImpl, inputs: &mut [Vec<f32>], out_len: usize) -> 
 fn winograd_vs_gemm_timing() {
     let mut rng = Rng(59);
     let best = *isas().last().unwrap();
-    let shapes = [(64, 112), (128, 56), (256, 28), (512, 14), (64, 56), (128, 28), (256, 14), (512, 7), (32, 16), (32, 56)];
-    let portable = [(64, 56), (128, 28), (256, 28)];
-    for (isa, (c, hw)) in shapes.into_iter().map(|s| (best, s)).chain(portable.into_iter().map(|s| (Isa::Generic, s))) {
+    let shapes = [(64, 64, 112), (128, 128, 56), (256, 256, 28), (512, 512, 14), (64, 64, 56), (128, 128, 28), (256, 256, 14), (512, 512, 7), (32, 32, 16), (32, 32, 56)];
+    let more = [(128, 32, 56), (128, 32, 28), (128, 32, 14), (16, 16, 56), (3, 64, 224), (64, 96, 28), (96, 128, 28), (192, 192, 14)];
+    let portable = [(64, 64, 56), (128, 128, 28), (256, 256, 28)];
+    let cases = shapes.into_iter().chain(more).map(|s| (best, s)).chain(portable.into_iter().map(|s| (Isa::Generic, s)));
+    for (isa, (c, m, hw)) in cases {
+        let k = WinogradConv {
+            batch: 1,
+            in_channels: c,
+            out_channels: m,
+            input: [hw, hw],
+            pad_begin: [1, 1],
+            output: [hw, hw],
+            epilogue: Epilogue { bias: true, residual: false, activation: crate::Activation::Relu },
+            isa,
+        };
+        let x = rng.vec((c * hw * hw) as usize);
+        let w = rng.vec((m * c * 9) as usize);
+        let bias = rng.vec(m as usize);
+        let g = ConvGemm {
+            batch: 1,
+            in_channels: c,
+            out_channels: m,
+            group: 1,
+            input: k.input,
+            kernel: [3, 3],
+            strides: [1, 1],
+            dilations: [1, 1],
+            pad_begin: k.pad_begin,
+            output: k.output,
+            epilogue: k.epilogue,
+            isa,
+            axis: if hw * hw <= 256 { GemmAxis::Channels } else { GemmAxis::Columns },
+        };
+        let mut wi = vec![x.clone(), pack_winograd_weights(&w, m as usize, isa), bias.clone()];
+        let mut gi = vec![x.clone(), pack_conv_gemm_weights(&w, m as usize, 1, isa), bias.clone()];
+        let tw = time_kernel(&k, &mut wi, out_len(&k));
+        let tg = time_kernel(&g, &mut gi, out_len(&k));
+        println!("C={c} K={m} {hw}x{hw} {}: winograd {tw:.0} µs, gemm {tg:.0} µs, speed-up {:.2}", isa.name(), tg / tw);
+    }
+}
+
+/// Splits one Winograd layer's time into its phases (input transform, the
+/// 36 GEMMs, output transform) for ResNet shapes: `cargo test --release -p
+/// kann-kernels winograd_phases -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn winograd_phases() {
+    let mut rng = Rng(61);
+    let isa = *isas().last().unwrap();
+    for (c, hw) in [(64, 56), (128, 28), (256, 14), (512, 7)] {
         let k = WinogradConv {
             batch: 1,
             in_channels: c,
@@ -254,26 +301,41 @@ fn winograd_vs_gemm_timing() {
         };
         let x = rng.vec((c * hw * hw) as usize);
         let w = rng.vec((c * c * 9) as usize);
-        let bias = rng.vec(c as usize);
-        let g = ConvGemm {
-            batch: 1,
-            in_channels: c,
-            out_channels: c,
-            group: 1,
-            input: k.input,
-            kernel: [3, 3],
-            strides: [1, 1],
-            dilations: [1, 1],
-            pad_begin: k.pad_begin,
-            output: k.output,
-            epilogue: k.epilogue,
-            isa,
-            axis: if hw * hw <= 256 { GemmAxis::Channels } else { GemmAxis::Columns },
-        };
-        let mut wi = vec![x.clone(), pack_winograd_weights(&w, c as usize, isa), bias.clone()];
-        let mut gi = vec![x.clone(), pack_conv_gemm_weights(&w, c as usize, 1, isa), bias.clone()];
-        let tw = time_kernel(&k, &mut wi, out_len(&k));
-        let tg = time_kernel(&g, &mut gi, out_len(&k));
-        println!("C=K={c} {hw}x{hw} {}: winograd {tw:.0} µs, gemm {tg:.0} µs, speed-up {:.2}", isa.name(), tg / tw);
+        let mut ins = [x, pack_winograd_weights(&w, c as usize, isa), rng.vec(c as usize)];
+        let mut out = vec![0.0f32; out_len(&k)];
+        let bufs: Vec<crate::RawBuf> = ins.iter_mut().map(|v| crate::RawBuf::from_f32(v)).collect();
+        let outs = [crate::RawBuf::from_f32(&mut out)];
+        let io = Io { inputs: &bufs, outputs: &outs };
+        let items = k.work_items() as usize;
+        let tb = k.part_block(items);
+        let (cc, kk) = (c as usize, c as usize);
+        let mut scratch = vec![0.0f32; k.scratch_bytes(items as u64) / 4];
+        let mut times = [f64::INFINITY; 3];
+        for _ in 0..7 {
+            let mut t = [0.0f64; 3];
+            // SAFETY: nothing writes the inputs meanwhile.
+            let (x, u) = unsafe { (io.inputs[0].f32(), io.inputs[1].f32()) };
+            let mut t0 = 0;
+            while t0 < items {
+                let n = tb.min(items - t0);
+                let (v, m) = scratch.split_at_mut(k.v_len(tb));
+                let s = std::time::Instant::now();
+                k.transform_block(x, t0, n, tb, v);
+                t[0] += s.elapsed().as_secs_f64();
+                let s = std::time::Instant::now();
+                k.gemms(u, v, n, tb, m);
+                t[1] += s.elapsed().as_secs_f64();
+                let s = std::time::Instant::now();
+                // SAFETY: Y is the output buffer; one block at a time.
+                unsafe { k.finish_block(&io, Block { img: 0, t0, n, tb }, m, outs[0].as_ptr() as *mut f32) };
+                t[2] += s.elapsed().as_secs_f64();
+                t0 += n;
+            }
+            for (b, v) in times.iter_mut().zip(t) {
+                *b = b.min(v * 1e6);
+            }
+        }
+        let gflop = 2.0 * (XI * cc * kk * items) as f64 / 1e3;
+        println!("C=K={c} {hw}x{hw} block {tb}: input {:.0} µs, gemms {:.0} µs ({:.0} GFLOP/s), output {:.0} µs", times[0], times[1], gflop / times[1], times[2]);
     }
 }
