@@ -139,7 +139,7 @@ fn lower_conv(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAttrs, 
         if xd.len() == 4 && attrs.group == xd[1] && wd[0] % xd[1] == 0 {
             return lower_depthwise(cx, id, node, extra, &plan, wv);
         }
-        if xd.len() == 4 && cx.winograd && takes_winograd(attrs.group, xd, wd, &plan, crate::lower::kernel_isa(cx.arch)) {
+        if xd.len() == 4 && cx.winograd && takes_winograd(attrs.group, xd, wd, &plan, crate::lower::kernel_isa(cx.arch), cx.clusters) {
             return lower_winograd(cx, id, node, extra, &plan, wv);
         }
         if xd.len() == 4 && attrs.group < xd[1] {
@@ -245,23 +245,25 @@ fn lower_conv_gemm(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAt
 ///   the portable one): the 36 GEMMs must be deep and tall enough for the
 ///   register tile, and the transforms (O(C + K) per tile) small next to
 ///   them (O(C · K)); with 3 input channels (an RGB stem) the GEMM wins;
-/// - at least 16 tiles of 4×4 per image (14×14 outputs; 36 with the
-///   portable GEMM): the transformed weights (36 · K · C, 4× the direct
-///   ones) stream through the cache once per block of tiles, so too few
-///   tiles leave the GEMMs memory-bound — on 7×7 maps (4 tiles) Winograd
-///   runs at 0.6× the GEMM.
+/// - at least 16 tiles of 4×4 per cluster (14×14 outputs on one; 36 with
+///   the portable GEMM): the transformed weights (36 · K · C, 4× the
+///   direct ones) stream through the cache once per block of tiles, and
+///   every cluster streams them all (it splits the tiles), so too few tiles
+///   leave the GEMMs memory-bound — on 7×7 maps (4 tiles) Winograd runs at
+///   0.6× the GEMM, and ResNet-50's 256-channel 14×14 layers at 2 clusters
+///   (8 tiles each) took 1.1-1.2 ms against the GEMM's ~0.75.
 ///
 /// Measured on one AVX-512 core against the packed GEMM (`cargo test
 /// --release -p kann-kernels winograd_vs_gemm_timing -- --ignored`): 2.6-3.1×
 /// from 56×56 to 28×28 maps (16-256 channels), 1.7-2.1× on 14×14, 1.8× at
 /// 32 channels on 16×16, 0.8× with 3 input channels, 0.6× on 7×7. The
 /// portable build wins 2× from 32 channels on 28×28 and larger.
-fn takes_winograd(group: usize, xd: &[usize], wd: &[usize], plan: &ir::WindowPlan, isa: kann_kernels::Isa) -> bool {
+fn takes_winograd(group: usize, xd: &[usize], wd: &[usize], plan: &ir::WindowPlan, isa: kann_kernels::Isa, clusters: usize) -> bool {
     let shape = group == 1 && plan.kernel == [3, 3] && plan.strides == [1, 1] && plan.dilations == [1, 1];
     let pads_ok = plan.pad_begin.iter().chain(&plan.pad_end).all(|&p| p >= 0);
-    let tiles: usize = plan.out.iter().map(|&o| o.div_ceil(4)).product();
+    let tiles: usize = xd[0] * plan.out.iter().map(|&o| o.div_ceil(4)).product::<usize>();
     let (min_channels, min_tiles) = if isa == kann_kernels::Isa::Generic { (32, 36) } else { (16, 16) };
-    shape && pads_ok && xd[1] >= min_channels && wd[0] >= min_channels && tiles >= min_tiles
+    shape && pads_ok && xd[1] >= min_channels && wd[0] >= min_channels && tiles >= min_tiles * clusters.max(1)
 }
 
 /// A 3×3 stride-1 convolution with constant weights by Winograd F(4×4, 3×3)
@@ -983,11 +985,11 @@ mod tests {
         for arch in runnable_arches() {
             let isa = crate::lower::kernel_isa(arch);
             let name = format!("f32_conv2d_winograd4x4_{}", isa.name());
-            // The SIMD builds take Winograd from 256 input channels only.
+            // Enough tiles for 2 clusters (32 with SIMD, 72 portable).
             let shapes: &[_] = if isa == kann_kernels::Isa::Generic {
-                &[(1, 32, 40, [25, 27], [1, 1, 1, 1]), (2, 36, 33, [23, 30], [0, 1, 2, 0])]
+                &[(1, 32, 40, [33, 35], [1, 1, 1, 1]), (2, 36, 33, [23, 30], [0, 1, 2, 0])]
             } else {
-                &[(1, 256, 130, [23, 25], [1, 0, 2, 1])]
+                &[(1, 256, 130, [23, 25], [1, 0, 2, 1]), (1, 24, 20, [23, 25], [1, 1, 1, 1])]
             };
             for &(n, c, m, hw, pads) in shapes {
                 let mut g = conv3x3_graph(&mut rng, n, c, m, hw, pads);
@@ -1005,24 +1007,28 @@ mod tests {
         use kann_kernels::Kernel;
         let mut rng = Rng::new(67);
         use kann_artifact::Arch::{Generic, X86_64V3};
-        // (arch, channels, extent, pads, winograd allowed, expected)
+        // (arch, channels, extent, pads, winograd allowed, clusters, expected)
         let cases = [
-            (X86_64V3, 256, 28, 1, true, true),
-            (X86_64V3, 256, 28, 1, false, false),
-            (X86_64V3, 128, 28, 1, true, true),
-            (X86_64V3, 256, 14, 1, true, true),
-            (X86_64V3, 16, 16, 1, true, true),
-            (X86_64V3, 12, 28, 1, true, false),
-            (X86_64V3, 256, 7, 1, true, false),
-            (X86_64V3, 256, 26, 0, true, true),
-            (Generic, 64, 28, 1, true, true),
-            (Generic, 16, 28, 1, true, false),
-            (Generic, 64, 28, 1, false, false),
+            (X86_64V3, 256, 28, 1, true, 1, true),
+            (X86_64V3, 256, 28, 1, false, 1, false),
+            (X86_64V3, 128, 28, 1, true, 1, true),
+            (X86_64V3, 256, 14, 1, true, 1, true),
+            (X86_64V3, 16, 16, 1, true, 1, true),
+            (X86_64V3, 12, 28, 1, true, 1, false),
+            (X86_64V3, 256, 7, 1, true, 1, false),
+            // 16 tiles of 14x14 are too few to split across 2 clusters; 49 of 28x28 are not.
+            (X86_64V3, 256, 14, 1, true, 2, false),
+            (X86_64V3, 128, 28, 1, true, 2, true),
+            (X86_64V3, 256, 26, 0, true, 1, true),
+            (Generic, 64, 28, 1, true, 1, true),
+            (Generic, 16, 28, 1, true, 1, false),
+            (Generic, 64, 28, 1, false, 1, false),
         ];
-        for (arch, c, hw, pads, allowed, want) in cases {
+        for (arch, c, hw, pads, allowed, clusters, want) in cases {
             let g = conv3x3_graph(&mut rng, 1, c, c, [hw, hw], [pads; 4]);
-            let lowered = crate::lower::lower_graph_with(&g, arch, allowed, 1).unwrap();
-            let got = match &lowered.steps[0].kernel {
+            let lowered = crate::lower::lower_graph_with(&g, arch, allowed, clusters).unwrap();
+            // The convolution's step (after a shared im2col packing on several clusters).
+            let got = match &lowered.steps.last().unwrap().kernel {
                 Kernel::Winograd(k) => {
                     assert_eq!(k.isa, crate::lower::kernel_isa(arch));
                     true
@@ -1030,7 +1036,7 @@ mod tests {
                 Kernel::ConvGemm(_) => false,
                 other => panic!("unexpected kernel {}", other.name()),
             };
-            assert_eq!(got, want, "{arch}: channels {c}, extent {hw}, allowed {allowed}");
+            assert_eq!(got, want, "{arch}: channels {c}, extent {hw}, allowed {allowed}, {clusters} clusters");
         }
     }
 
