@@ -171,12 +171,16 @@ pub(crate) struct TileEpi {
     /// The residual tile (C's layout and stride), or null.
     pub residual: *const f32,
     pub act: Activation,
+    /// The A panel the GEMM runs one row block later, or null: the SIMD
+    /// tiles ask for it in L2 while they compute (weights read once a frame
+    /// come from memory, too far for the L1 prefetch a few steps ahead).
+    pub next_a: *const f32,
 }
 
 impl TileEpi {
     /// Plain store: no accumulation, no epilogue.
     #[cfg(test)]
-    const PLAIN: TileEpi = TileEpi { accumulate: false, finish: false, bias: std::ptr::null(), residual: std::ptr::null(), act: Activation::None };
+    const PLAIN: TileEpi = TileEpi { accumulate: false, finish: false, bias: std::ptr::null(), residual: std::ptr::null(), act: Activation::None, next_a: std::ptr::null() };
 }
 
 /// A register-tile microkernel.
@@ -451,6 +455,13 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                     for i in row_panels.clone() {
                         let rows = M::MR.min(m - i * M::MR);
                         let off = i * M::MR * call.ldc + n0 + p * M::NR;
+                        // The first column panel streams this row block's A
+                        // from memory: meanwhile ask for the next one's.
+                        let next_a = match p {
+                            0 if m0 + MC < m => call.a.get((i + MC / M::MR) * k * M::MR + k0 * M::MR..),
+                            0 if k0 + kc < k => call.a.get((i - m0 / M::MR) * k * M::MR + (k0 + kc) * M::MR..),
+                            _ => None,
+                        };
                         let e = TileEpi {
                             accumulate: !first,
                             finish: last,
@@ -458,6 +469,7 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                             // SAFETY: inside the residual (same layout as C).
                             residual: if call.residual.is_null() { call.residual } else { unsafe { call.residual.add(off) } },
                             act: tile_act,
+                            next_a: next_a.map_or(std::ptr::null(), |a| a.as_ptr()),
                         };
                         let a = call.a[(i * k + k0) * M::MR..][..kc * M::MR].as_ptr();
                         let bpp = bp[p * stride..][..kc * M::NR].as_ptr();
@@ -510,6 +522,14 @@ const A_AHEAD: usize = 16;
 fn prefetch(p: *const f32) {
     // SAFETY: prefetch is a hint and never faults, whatever the address; SSE is baseline on x86-64.
     unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast()) }
+}
+
+/// Asks for the cache line holding `p` in L2 (a hint: never faults).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch_l2(p: *const f32) {
+    // SAFETY: prefetch is a hint and never faults, whatever the address; SSE is baseline on x86-64.
+    unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(p.cast()) }
 }
 
 /// Defines a SIMD register-tile microkernel `$name` (a [`Micro`]) of `$mr`
@@ -570,11 +590,14 @@ macro_rules! simd_tile {
                 let vec_cols = if narrow.is_some() { vec_cols } else { cols };
                 // SAFETY: the caller's contract (panels kc deep).
                 unsafe {
-                    if vec_cols > $w {
-                        Self::k_loop::<2>(kc, a, b, &mut acc);
-                    } else if vec_cols > 0 {
+                    let far = e.next_a;
+                    match (vec_cols > $w, far.is_null()) {
+                        _ if vec_cols == 0 => {}
+                        (true, true) => Self::k_loop::<2, false>(kc, a, b, far, &mut acc),
+                        (true, false) => Self::k_loop::<2, true>(kc, a, b, far, &mut acc),
                         // A tile of at most one vector's columns skips the other.
-                        Self::k_loop::<1>(kc, a, b, &mut acc);
+                        (false, true) => Self::k_loop::<1, false>(kc, a, b, far, &mut acc),
+                        (false, false) => Self::k_loop::<1, true>(kc, a, b, far, &mut acc),
                     }
                 }
                 let simd_act = if e.finish { PwAct::of(e.act) } else { Some(PwAct::Identity) };
@@ -622,14 +645,19 @@ macro_rules! simd_tile {
             }
 
             /// `acc[i][h] += A[.][i] · B[.][h-th vector]` over the `kc` steps,
-            /// for the first `H` (1 or 2) vectors of each row.
+            /// for the first `H` (1 or 2) vectors of each row; with `FAR`,
+            /// asks for `far`'s `kc * MR` floats in L2 on the way.
             ///
             /// # Safety
             /// `a` holds `kc * MR` floats, `b` `kc * NR`.
             #[target_feature(enable = $feat)]
             #[inline]
-            unsafe fn k_loop<const H: usize>(kc: usize, a: *const f32, b: *const f32, acc: &mut [[$vec; 2]; $mr]) {
+            unsafe fn k_loop<const H: usize, const FAR: bool>(kc: usize, a: *const f32, b: *const f32, far: *const f32, acc: &mut [[$vec; 2]; $mr]) {
                 for p in 0..kc {
+                    if FAR && p % 2 == 0 {
+                        // A 64-byte line holds two steps of 8 rows.
+                        prefetch_l2(far.wrapping_add(p * $mr));
+                    }
                     // SAFETY: p < kc: B's row p is NR floats, A's column p MR floats;
                     // prefetching A ahead (past its end at the last steps) never faults.
                     let (bv, ap) = unsafe {
