@@ -78,7 +78,7 @@ impl CostModel {
         // divide them.
         let weight_share = match &step.kernel {
             Kernel::ConvGemm(c) if c.axis == kann_kernels::conv_gemm::GemmAxis::Columns => 1.0,
-            Kernel::Winograd(_) => 1.0,
+            Kernel::Winograd(w) if w.axis == kann_kernels::winograd::WinogradAxis::Tiles => 1.0,
             _ => share,
         };
         let bytes_per_s = if matches!(step.kernel, Kernel::Im2colPack(_)) { self.gather_bytes_per_s } else { self.bytes_per_s };

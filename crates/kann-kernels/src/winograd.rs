@@ -52,6 +52,18 @@ const SKEW: usize = 16;
 /// The most tiles of one block.
 const MAX_BLOCK: usize = 256;
 
+/// How a Winograd convolution splits its work across clusters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WinogradAxis {
+    /// Work items are tiles (image by image): each part transforms only its
+    /// tiles but streams all the transformed weights.
+    Tiles,
+    /// Work items are panels of output channels (MR rows of every `U[ξ]`,
+    /// image by image): each part streams only its rows of the weights but
+    /// transforms every tile's input — for maps with too few tiles to split.
+    Channels,
+}
+
 /// A 3×3 stride-1 convolution by Winograd F(4×4, 3×3).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WinogradConv {
@@ -66,6 +78,7 @@ pub struct WinogradConv {
     pub output: [u64; 2],
     pub epilogue: Epilogue,
     pub isa: Isa,
+    pub axis: WinogradAxis,
 }
 
 /// `G g Gᵀ` of one 3×3 filter, in f64.
@@ -137,14 +150,29 @@ impl WinogradConv {
     /// Tiles per block: the largest multiple of the ISA's NR whose V and M
     /// fit [`BLOCK_BYTES`], at least one panel and at most [`MAX_BLOCK`].
     pub fn block_tiles(&self) -> usize {
+        self.block_tiles_for(self.out_channels as usize)
+    }
+
+    /// [`Self::block_tiles`] for a part computing `rows` output channels.
+    fn block_tiles_for(&self, rows: usize) -> usize {
         let nr = self.isa.nr();
-        let per_tile = 4 * XI * (self.in_channels + self.out_channels) as usize;
+        let per_tile = 4 * XI * (self.in_channels as usize + rows);
         (BLOCK_BYTES / per_tile / nr * nr).clamp(nr, MAX_BLOCK.max(nr))
     }
 
-    /// The block width a part of `items` tiles uses.
-    fn part_block(&self, items: usize) -> usize {
-        self.block_tiles().min(items).min(self.tiles_per_image())
+    /// Panels of output channels (the work items of an image by channels).
+    fn channel_panels(&self) -> usize {
+        (self.out_channels as usize).div_ceil(self.isa.mr())
+    }
+
+    /// The block width and the most output channels of a part of `items`.
+    fn part_shape(&self, items: usize) -> (usize, usize) {
+        let k = self.out_channels as usize;
+        let (tiles, rows) = match self.axis {
+            WinogradAxis::Tiles => (items, k),
+            WinogradAxis::Channels => (usize::MAX, (items.min(self.channel_panels()) * self.isa.mr()).min(k)),
+        };
+        (self.block_tiles_for(rows).min(tiles).min(self.tiles_per_image()), rows)
     }
 
     /// Floats from a block's `V[ξ]` to `V[ξ + 1]` for `tb` tiles.
@@ -157,9 +185,9 @@ impl WinogradConv {
         XI * self.v_stride(tb)
     }
 
-    /// Floats from a block's `M[ξ]` to `M[ξ + 1]` for `tb` tiles.
-    fn m_stride(&self, tb: usize) -> usize {
-        self.out_channels as usize * Self::m_ld(tb) + SKEW
+    /// Floats from a block's `M[ξ]` to `M[ξ + 1]` for `tb` tiles of `rows` output channels.
+    fn m_stride(tb: usize, rows: usize) -> usize {
+        rows * Self::m_ld(tb) + SKEW
     }
 
     /// Row stride of a block's `M` for `tb` tiles.
@@ -200,11 +228,11 @@ impl WinogradConv {
     ///
     /// # Safety
     /// `y` is Y's first element and this part owns the block's tiles in
-    /// every channel of image `img`.
+    /// its channels of image `img`.
     #[inline(always)]
     unsafe fn finish_block_with<T: TileVec>(&self, io: &Io, blk: Block, m: &[f32], y: *mut f32) {
-        let Block { img, t0, n, tb } = blk;
-        let (ld, stride) = (Self::m_ld(tb), self.m_stride(tb));
+        let Block { img, t0, n, tb, k0, k1 } = blk;
+        let (ld, stride) = (Self::m_ld(tb), Self::m_stride(tb, k1 - k0));
         let k = self.out_channels as usize;
         let g = self.geometry();
         let plane = g.output[0] * g.output[1];
@@ -213,11 +241,12 @@ impl WinogradConv {
         // SAFETY: as above.
         let residual = self.epilogue.residual.then(|| unsafe { io.inputs[2 + usize::from(self.epilogue.bias)].f32() });
         let act = self.epilogue.activation;
-        for ko in 0..k {
+        for ko in k0..k1 {
             let base = (img * k + ko) * plane;
             let f = Finish { bias: bias.map_or(0.0, |b| b[ko]), residual: residual.map(|r| &r[base..][..plane]), act: PwAct::of(act), full_act: act };
-            // SAFETY: the caller's contract; channel ko's plane of image img.
-            unsafe { transform::output_channel::<T>(&g, m, ko, stride, ld, t0, n, y.add(base), &f) };
+            // SAFETY: the caller's contract; channel ko's plane of image img
+            // (row ko - k0 of the block's M).
+            unsafe { transform::output_channel::<T>(&g, m, ko - k0, stride, ld, t0, n, y.add(base), &f) };
         }
     }
 
@@ -252,17 +281,21 @@ impl WinogradConv {
         }
     }
 
-    /// The 36 GEMMs of a block: `M[ξ] = U[ξ] · V[ξ]` over its `n` tiles
-    /// (the GEMM asserts the CPU has the ISA).
-    fn gemms(&self, u: &[f32], v: &[f32], n: usize, tb: usize, m: &mut [f32]) {
-        let (c, k, nr) = (self.in_channels as usize, self.out_channels as usize, self.isa.nr());
+    /// The 36 GEMMs of a block: `M[ξ] = U[ξ] · V[ξ]` over its `n` tiles for
+    /// output channels `k0..k1` (`k0` on a panel boundary; the GEMM asserts
+    /// the CPU has the ISA).
+    #[allow(clippy::too_many_arguments)]
+    fn gemms(&self, u: &[f32], v: &[f32], n: usize, tb: usize, m: &mut [f32], k0: usize, k1: usize) {
+        let (c, k, nr, mr) = (self.in_channels as usize, self.out_channels as usize, self.isa.nr(), self.isa.mr());
         let a_len = packed::pack::packed_a_len(k, c, self.isa);
         let (v_len, v_stride) = (c * tb.next_multiple_of(nr), self.v_stride(tb));
-        let (ld, m_stride) = (Self::m_ld(tb), self.m_stride(tb));
-        assert!(m.len() >= XI * m_stride && v.len() >= self.v_len(tb) && n <= tb, "winograd scratch is too small");
+        let (rows, ld, m_stride) = (k1 - k0, Self::m_ld(tb), Self::m_stride(tb, k1 - k0));
+        assert!(m.len() >= XI * m_stride && v.len() >= self.v_len(tb) && n <= tb && k0 % mr == 0 && k1 <= k, "winograd scratch is too small");
+        // Rows k0..k1 of a packed U[ξ]: its panels from k0 / MR on.
+        let (a0, a_rows) = (k0 / mr * c * mr, rows.div_ceil(mr) * c * mr);
         for xi in 0..XI {
-            let call =
-                GemmCall { m: k, k: c, n, a: &u[xi * a_len..][..a_len], c: m[xi * m_stride..][..k * ld].as_mut_ptr(), ldc: ld, bias: None, residual: std::ptr::null(), act: crate::Activation::None };
+            let a = &u[xi * a_len + a0..][..a_rows];
+            let call = GemmCall { m: rows, k: c, n, a, c: m[xi * m_stride..][..rows * ld].as_mut_ptr(), ldc: ld, bias: None, residual: std::ptr::null(), act: crate::Activation::None };
             let src = Transformed { v: &v[xi * v_stride..][..v_len], channels: c, nr };
             // SAFETY: C is this block's M[ξ] (k rows of ld ≥ n floats) in
             // the scratch; B is packed whole, so the GEMM needs no scratch.
@@ -270,34 +303,37 @@ impl WinogradConv {
         }
     }
 
-    /// Runs tiles `t0..t0+n` of image `img` as one block.
+    /// Runs tiles `t0..t0+n` of image `img`, output channels `k0..k1`, as one block.
     ///
     /// # Safety
-    /// As [`KernelImpl::run`]; this part owns these tiles.
-    unsafe fn run_block(&self, io: &Io, img: usize, t0: usize, n: usize, tb: usize, scratch: &mut [f32]) {
+    /// As [`KernelImpl::run`]; this part owns these tiles of these channels.
+    unsafe fn run_block(&self, io: &Io, blk: Block, scratch: &mut [f32]) {
+        let Block { img, t0, n, tb, k0, k1 } = blk;
         let c = self.in_channels as usize;
         let plane_in = (self.input[0] * self.input[1]) as usize;
         // SAFETY: inputs are not written during the step (the run contract).
         let (x, u) = unsafe { (io.inputs[0].f32(), io.inputs[1].f32()) };
         let (v, m) = scratch.split_at_mut(self.v_len(tb));
         self.transform_block(&x[img * c * plane_in..][..c * plane_in], t0, n, tb, v);
-        self.gemms(u, v, n, tb, m);
+        self.gemms(u, v, n, tb, m, k0, k1);
         let y = &io.outputs[0];
         let out_len = (self.batch * self.out_channels * self.output[0] * self.output[1]) as usize;
         assert!(out_len <= y.len_bytes() / 4, "winograd output is too small");
         // SAFETY: Y holds out_len floats; this part owns the tiles.
-        unsafe { self.finish_block(io, Block { img, t0, n, tb }, m, y.as_ptr() as *mut f32) };
+        unsafe { self.finish_block(io, blk, m, y.as_ptr() as *mut f32) };
     }
 }
 
-/// A block of tiles: `n` tiles of image `img` from tile `t0`, in scratch
-/// laid out for blocks of `tb`.
+/// A block of tiles: `n` tiles of image `img` from tile `t0`, output
+/// channels `k0..k1`, in scratch laid out for blocks of `tb`.
 #[derive(Clone, Copy)]
 struct Block {
     img: usize,
     t0: usize,
     n: usize,
     tb: usize,
+    k0: usize,
+    k1: usize,
 }
 
 /// The transforms compiled with AVX-512 (on zmm vectors) or AVX2 (the
@@ -342,17 +378,21 @@ impl KernelImpl for WinogradConv {
         format!("f32_conv2d_winograd4x4_{}", self.isa.name())
     }
 
-    /// Tiles of every image, image by image.
+    /// Tiles, or panels of output channels, of every image, image by image.
     fn work_items(&self) -> u64 {
-        self.batch * self.tiles_per_image() as u64
+        self.batch
+            * match self.axis {
+                WinogradAxis::Tiles => self.tiles_per_image(),
+                WinogradAxis::Channels => self.channel_panels(),
+            } as u64
     }
 
     fn scratch_bytes(&self, items: u64) -> usize {
         if items == 0 {
             return 0;
         }
-        let tb = self.part_block(items as usize);
-        4 * (self.v_len(tb) + XI * self.m_stride(tb))
+        let (tb, rows) = self.part_shape(items as usize);
+        4 * (self.v_len(tb) + XI * Self::m_stride(tb, rows))
     }
 
     fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String> {
@@ -372,15 +412,31 @@ impl KernelImpl for WinogradConv {
         let (pre, scratch, _) = unsafe { scratch.align_to_mut::<f32>() };
         assert!(pre.is_empty(), "winograd scratch is not 4-byte aligned");
         let (p0, p1) = (part.start as usize, part.end as usize);
-        let per_image = self.tiles_per_image();
-        let tb = self.part_block(p1 - p0);
+        let (tb, _) = self.part_shape(p1 - p0);
+        let (tiles, k, mr) = (self.tiles_per_image(), self.out_channels as usize, self.isa.mr());
         let mut item = p0;
         while item < p1 {
-            let (img, t) = (item / per_image, item % per_image);
-            let n = tb.min(per_image - t).min(p1 - item);
-            // SAFETY: this part owns tiles t..t+n of image img.
-            unsafe { self.run_block(io, img, t, n, tb, scratch) };
-            item += n;
+            match self.axis {
+                WinogradAxis::Tiles => {
+                    let (img, t0) = (item / tiles, item % tiles);
+                    let n = tb.min(tiles - t0).min(p1 - item);
+                    // SAFETY: this part owns tiles t0..t0+n of image img.
+                    unsafe { self.run_block(io, Block { img, t0, n, tb, k0: 0, k1: k }, scratch) };
+                    item += n;
+                }
+                WinogradAxis::Channels => {
+                    let panels = self.channel_panels();
+                    let (img, q0) = (item / panels, item % panels);
+                    let q1 = panels.min(q0 + p1 - item);
+                    let (k0, k1) = (q0 * mr, (q1 * mr).min(k));
+                    for t0 in (0..tiles).step_by(tb) {
+                        let n = tb.min(tiles - t0);
+                        // SAFETY: this part owns channels k0..k1 of image img.
+                        unsafe { self.run_block(io, Block { img, t0, n, tb, k0, k1 }, scratch) };
+                    }
+                    item += q1 - q0;
+                }
+            }
         }
     }
 }

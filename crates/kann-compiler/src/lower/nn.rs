@@ -25,7 +25,7 @@ use kann_kernels::pool::global::GlobalPool;
 use kann_kernels::pool::plane2d::Pool2d;
 use kann_kernels::pool::{Indices, Pool, PoolKind};
 use kann_kernels::softmax::{Softmax, SoftmaxKind};
-use kann_kernels::winograd::{pack_winograd_weights, WinogradConv};
+use kann_kernels::winograd::{pack_winograd_weights, WinogradAxis, WinogradConv};
 use kann_kernels::{Activation, Epilogue, Kernel};
 use kann_tensor::DType;
 
@@ -139,8 +139,9 @@ fn lower_conv(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAttrs, 
         if xd.len() == 4 && attrs.group == xd[1] && wd[0] % xd[1] == 0 {
             return lower_depthwise(cx, id, node, extra, &plan, wv);
         }
-        if xd.len() == 4 && cx.winograd && takes_winograd(attrs.group, xd, wd, &plan, crate::lower::kernel_isa(cx.arch), cx.clusters) {
-            return lower_winograd(cx, id, node, extra, &plan, wv);
+        let axis = if xd.len() == 4 && cx.winograd { winograd_axis(attrs.group, xd, wd, &plan, crate::lower::kernel_isa(cx.arch), cx.clusters) } else { None };
+        if let Some(axis) = axis {
+            return lower_winograd(cx, id, node, extra, &plan, wv, axis);
         }
         if xd.len() == 4 && attrs.group < xd[1] {
             return lower_conv_gemm(cx, id, node, attrs, extra, &plan, wv);
@@ -239,36 +240,51 @@ fn lower_conv_gemm(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAt
 }
 
 /// Whether a 2-D convolution (`xd` NCHW, `wd` its weights' dims) runs by
-/// Winograd F(4×4, 3×3) rather than the packed GEMM. It needs:
+/// Winograd F(4×4, 3×3) rather than the packed GEMM, and split how. It needs:
 /// - 3×3, stride 1, dilation 1, one group (what the kernel computes);
 /// - enough input and output channels (16 with the SIMD GEMM, 32 with
 ///   the portable one): the 36 GEMMs must be deep and tall enough for the
 ///   register tile, and the transforms (O(C + K) per tile) small next to
 ///   them (O(C · K)); with 3 input channels (an RGB stem) the GEMM wins;
-/// - at least 16 tiles of 4×4 per cluster (14×14 outputs on one; 36 with
-///   the portable GEMM): the transformed weights (36 · K · C, 4× the
-///   direct ones) stream through the cache once per block of tiles, and
-///   every cluster streams them all (it splits the tiles), so too few tiles
-///   leave the GEMMs memory-bound — on 7×7 maps (4 tiles) Winograd runs at
-///   0.6× the GEMM, and ResNet-50's 256-channel 14×14 layers at 2 clusters
-///   (8 tiles each) took 1.1-1.2 ms against the GEMM's ~0.75.
+/// - at least 16 tiles of 4×4 (14×14 outputs; 36 with the portable GEMM):
+///   the transformed weights (36 · K · C, 4× the direct ones) stream
+///   through the cache once per block of tiles, so too few tiles leave the
+///   GEMMs memory-bound — on 7×7 maps (4 tiles) Winograd runs at 0.6× the
+///   GEMM.
+///
+/// Clusters split the tiles when each gets that many; otherwise they split
+/// the output channels (each streams its rows of the weights, but
+/// transforms every tile's input): ResNet-50's 256-channel 14×14 layers
+/// at 2 clusters split by tiles (8 each, every cluster streaming all of
+/// U) took 1.1-1.2 ms against the GEMM's ~1.0.
 ///
 /// Measured on one AVX-512 core against the packed GEMM (`cargo test
 /// --release -p kann-kernels winograd_vs_gemm_timing -- --ignored`): 2.6-3.1×
 /// from 56×56 to 28×28 maps (16-256 channels), 1.7-2.1× on 14×14, 1.8× at
 /// 32 channels on 16×16, 0.8× with 3 input channels, 0.6× on 7×7. The
 /// portable build wins 2× from 32 channels on 28×28 and larger.
-fn takes_winograd(group: usize, xd: &[usize], wd: &[usize], plan: &ir::WindowPlan, isa: kann_kernels::Isa, clusters: usize) -> bool {
+fn winograd_axis(group: usize, xd: &[usize], wd: &[usize], plan: &ir::WindowPlan, isa: kann_kernels::Isa, clusters: usize) -> Option<WinogradAxis> {
     let shape = group == 1 && plan.kernel == [3, 3] && plan.strides == [1, 1] && plan.dilations == [1, 1];
     let pads_ok = plan.pad_begin.iter().chain(&plan.pad_end).all(|&p| p >= 0);
     let tiles: usize = xd[0] * plan.out.iter().map(|&o| o.div_ceil(4)).product::<usize>();
     let (min_channels, min_tiles) = if isa == kann_kernels::Isa::Generic { (32, 36) } else { (16, 16) };
-    shape && pads_ok && xd[1] >= min_channels && wd[0] >= min_channels && tiles >= min_tiles * clusters.max(1)
+    if !(shape && pads_ok && xd[1] >= min_channels && wd[0] >= min_channels && tiles >= min_tiles) {
+        return None;
+    }
+    let clusters = clusters.max(1);
+    if tiles >= min_tiles * clusters {
+        Some(WinogradAxis::Tiles)
+    } else if wd[0].div_ceil(isa.mr()) >= 2 * clusters {
+        Some(WinogradAxis::Channels)
+    } else {
+        None
+    }
 }
 
 /// A 3×3 stride-1 convolution with constant weights by Winograd F(4×4, 3×3)
 /// on the packed GEMM of the target's ISA (see [`takes_winograd`]).
-fn lower_winograd(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, plan: &ir::WindowPlan, w: &[f32]) -> LowerResult {
+#[allow(clippy::too_many_arguments)]
+fn lower_winograd(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, plan: &ir::WindowPlan, w: &[f32], axis: WinogradAxis) -> LowerResult {
     let (x, b) = (cx.input(node, 0)?, cx.optional_input(node, 2));
     let xd = cx.info(x).shape.dims();
     let (isa, out_channels) = (crate::lower::kernel_isa(cx.arch), cx.info(cx.input(node, 1)?).shape.dims()[0]);
@@ -288,6 +304,7 @@ fn lower_winograd(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, plan:
         output: two(&dims_u64(&plan.out)),
         epilogue: epilogue(&mut inputs, b.is_some(), extra),
         isa,
+        axis,
     };
     let y = output(node, 0)?;
     cx.push(id, Kernel::Winograd(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
@@ -1016,8 +1033,10 @@ mod tests {
             (X86_64V3, 16, 16, 1, true, 1, true),
             (X86_64V3, 12, 28, 1, true, 1, false),
             (X86_64V3, 256, 7, 1, true, 1, false),
-            // 16 tiles of 14x14 are too few to split across 2 clusters; 49 of 28x28 are not.
-            (X86_64V3, 256, 14, 1, true, 2, false),
+            // 16 tiles of 14x14 are too few to split across 2 clusters (the
+            // channels are split instead: see below); 49 of 28x28 are not.
+            (X86_64V3, 256, 14, 1, true, 2, true),
+            (X86_64V3, 16, 14, 1, true, 2, false),
             (X86_64V3, 128, 28, 1, true, 2, true),
             (X86_64V3, 256, 26, 0, true, 1, true),
             (Generic, 64, 28, 1, true, 1, true),

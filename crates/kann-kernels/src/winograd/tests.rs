@@ -51,18 +51,20 @@ fn compare(base: &WinogradConv, rng: &mut Rng) {
     // 9·C terms: the tolerance grows as sqrt(C) (random-walk rounding).
     let tol = 1e-5 * (9.0 * base.in_channels as f32).sqrt();
     for isa in isas() {
-        let k = WinogradConv { isa, ..base.clone() };
         ins[1] = pack_winograd_weights(&w, base.out_channels as usize, isa);
-        for parts in [1, 2, 3] {
-            let got = run_parts(&k, &ins, &[out_len(base)], parts).remove(0);
-            assert_close(&got, &want, tol);
+        for axis in [WinogradAxis::Tiles, WinogradAxis::Channels] {
+            let k = WinogradConv { isa, axis, ..base.clone() };
+            for parts in [1, 2, 3] {
+                let got = run_parts(&k, &ins, &[out_len(base)], parts).remove(0);
+                assert_close(&got, &want, tol);
+            }
         }
     }
 }
 
 fn random_conv(rng: &mut Rng, epilogue: Epilogue) -> WinogradConv {
     let mut k =
-        WinogradConv { batch: 1 + rng.below(2), in_channels: 1 + rng.below(40), out_channels: 1 + rng.below(40), input: [0; 2], pad_begin: [0; 2], output: [0; 2], epilogue, isa: Isa::Generic };
+        WinogradConv { batch: 1 + rng.below(2), in_channels: 1 + rng.below(40), out_channels: 1 + rng.below(40), input: [0; 2], pad_begin: [0; 2], output: [0; 2], epilogue, isa: Isa::Generic, axis: WinogradAxis::Tiles };
     for a in 0..2 {
         let (pb, pe) = (rng.below(3), rng.below(3));
         let inp = 3u64.saturating_sub(pb + pe).max(1) + rng.below(14);
@@ -97,6 +99,7 @@ fn several_blocks_per_part() {
         output: [30, 30],
         epilogue: Epilogue { bias: true, residual: true, activation: crate::Activation::Relu },
         isa: Isa::Generic,
+        axis: WinogradAxis::Tiles,
     };
     assert!(k.block_tiles() < k.tiles_per_image());
     compare(&k, &mut rng);
@@ -170,7 +173,7 @@ fn he_weights(rng: &mut Rng, k: &WinogradConv) -> Vec<f32> {
 fn error_against_f64_stays_near_the_gemm() {
     // One 256-channel layer on 28x28, inputs in [-1, 1), He weights.
     let mut rng = Rng(47);
-    let k = WinogradConv { batch: 1, in_channels: 256, out_channels: 64, input: [28, 28], pad_begin: [1, 1], output: [28, 28], epilogue: Epilogue::default(), isa: Isa::Generic };
+    let k = WinogradConv { batch: 1, in_channels: 256, out_channels: 64, input: [28, 28], pad_begin: [1, 1], output: [28, 28], epilogue: Epilogue::default(), isa: Isa::Generic, axis: WinogradAxis::Tiles };
     let x = rng.vec((256 * 28 * 28) as usize);
     let w = he_weights(&mut rng, &k);
     let want = conv_f64(&k, &x, &w);
@@ -186,7 +189,7 @@ fn error_through_a_chain_of_layers() {
     // reference's previous output rounded to f32 (the per-layer error), and
     // a second chain fed its own outputs (the accumulated error).
     let mut rng = Rng(53);
-    let k = WinogradConv { batch: 1, in_channels: 64, out_channels: 64, input: [20, 20], pad_begin: [1, 1], output: [20, 20], epilogue: Epilogue::default(), isa: Isa::Generic };
+    let k = WinogradConv { batch: 1, in_channels: 64, out_channels: 64, input: [20, 20], pad_begin: [1, 1], output: [20, 20], epilogue: Epilogue::default(), isa: Isa::Generic, axis: WinogradAxis::Tiles };
     let mut x_ref: Vec<f64> = rng.vec(64 * 400).into_iter().map(f64::from).collect();
     let (mut xw, mut xg) = (x_ref.iter().map(|&v| v as f32).collect::<Vec<_>>(), x_ref.iter().map(|&v| v as f32).collect::<Vec<_>>());
     for layer in 0..8 {
@@ -207,7 +210,7 @@ fn error_through_a_chain_of_layers() {
 
 #[test]
 fn scratch_is_bounded_and_names_the_isa() {
-    let k = WinogradConv { batch: 1, in_channels: 512, out_channels: 512, input: [56, 56], pad_begin: [1, 1], output: [56, 56], epilogue: Epilogue::default(), isa: Isa::Avx512 };
+    let k = WinogradConv { batch: 1, in_channels: 512, out_channels: 512, input: [56, 56], pad_begin: [1, 1], output: [56, 56], epilogue: Epilogue::default(), isa: Isa::Avx512, axis: WinogradAxis::Tiles };
     assert_eq!(k.block_tiles(), 32);
     assert!(k.scratch_bytes(k.work_items()) <= 4 * (36 * 1024 * 32 + 512 * 32));
     assert_eq!(k.name(), "f32_conv2d_winograd4x4_avx512");
@@ -253,6 +256,7 @@ fn winograd_vs_gemm_timing() {
             output: [hw, hw],
             epilogue: Epilogue { bias: true, residual: false, activation: crate::Activation::Relu },
             isa,
+            axis: WinogradAxis::Tiles,
         };
         let x = rng.vec((c * hw * hw) as usize);
         let w = rng.vec((m * c * 9) as usize);
@@ -298,6 +302,7 @@ fn winograd_phases() {
             output: [hw, hw],
             epilogue: Epilogue { bias: true, residual: false, activation: crate::Activation::Relu },
             isa,
+            axis: WinogradAxis::Tiles,
         };
         let x = rng.vec((c * hw * hw) as usize);
         let w = rng.vec((c * c * 9) as usize);
@@ -307,7 +312,7 @@ fn winograd_phases() {
         let outs = [crate::RawBuf::from_f32(&mut out)];
         let io = Io { inputs: &bufs, outputs: &outs };
         let items = k.work_items() as usize;
-        let tb = k.part_block(items);
+        let (tb, _) = k.part_shape(items);
         let (cc, kk) = (c as usize, c as usize);
         let mut scratch = vec![0.0f32; k.scratch_bytes(items as u64) / 4];
         let mut times = [f64::INFINITY; 3];
@@ -323,11 +328,11 @@ fn winograd_phases() {
                 k.transform_block(x, t0, n, tb, v);
                 t[0] += s.elapsed().as_secs_f64();
                 let s = std::time::Instant::now();
-                k.gemms(u, v, n, tb, m);
+                k.gemms(u, v, n, tb, m, 0, kk);
                 t[1] += s.elapsed().as_secs_f64();
                 let s = std::time::Instant::now();
                 // SAFETY: Y is the output buffer; one block at a time.
-                unsafe { k.finish_block(&io, Block { img: 0, t0, n, tb }, m, outs[0].as_ptr() as *mut f32) };
+                unsafe { k.finish_block(&io, Block { img: 0, t0, n, tb, k0: 0, k1: kk }, m, outs[0].as_ptr() as *mut f32) };
                 t[2] += s.elapsed().as_secs_f64();
                 t0 += n;
             }
