@@ -99,6 +99,15 @@ impl CostModel {
             Kernel::Winograd(w) => 2.8 * self.packed_flops[isa_index(w.isa)],
             Kernel::FcGemm(f) => self.packed_flops[isa_index(f.isa)],
             Kernel::DepthwiseConv(d) => self.depthwise_flops[isa_index(d.isa)],
+            // The pointwise part at the GEMM's rate, the depthwise part at its
+            // own (the halo rows' repeated pointwise work is small).
+            Kernel::PointwiseDepthwise(f) => {
+                let d = &f.depthwise;
+                let pointwise = (f.in_channels * d.in_channels * d.input[0] * d.input[1]) as f64;
+                let depthwise = (d.out_channels * d.kernel[0] * d.kernel[1] * d.output[0] * d.output[1]) as f64;
+                let seconds = pointwise / self.packed_flops[isa_index(f.isa)] + depthwise / self.depthwise_flops[isa_index(f.isa)];
+                (pointwise + depthwise) / seconds.max(f64::MIN_POSITIVE)
+            }
             Kernel::Pool2d(_) => simd_isa(k).map_or(self.pool_flops[0], |isa| self.pool_flops[isa_index(isa)]),
             _ if is_matmul_like(k) => self.matmul_flops,
             _ => match simd_isa(k) {

@@ -201,8 +201,8 @@ fn zero_run(d: &mut [f32]) {
     }
 }
 
-/// B packed whole by an [`Im2colPack`] step.
-struct Prepacked<'a>(&'a [f32]);
+/// B packed whole (by an [`Im2colPack`] step, or [`packed::pack_whole`]).
+pub(crate) struct Prepacked<'a>(pub &'a [f32]);
 
 impl BSource for Prepacked<'_> {
     fn fill(&self, _k: usize, _n0: usize, _dst: &mut [f32]) {

@@ -101,7 +101,7 @@ struct Plane<'a> {
 type Dims = [[usize; 2]; 6];
 
 impl DepthwiseConv {
-    fn dims(&self) -> Dims {
+    pub(crate) fn dims(&self) -> Dims {
         let u = |v: [u64; 2]| v.map(|e| e as usize);
         [u(self.input), u(self.output), u(self.kernel), u(self.strides), u(self.dilations), u(self.pad_begin)]
     }
@@ -114,6 +114,31 @@ impl DepthwiseConv {
         } else {
             0
         }
+    }
+
+    /// Whether one plane of this geometry runs the plane-at-once path
+    /// (what [`Self::one_plane`] needs).
+    pub(crate) fn planar(&self) -> bool {
+        planar::Layout::fits(self)
+    }
+
+    /// Scratch floats [`Self::one_plane`] needs.
+    pub(crate) fn one_plane_floats(&self) -> usize {
+        planar::Layout::new(self).floats()
+    }
+
+    /// One output plane `y` (`[oh, ow]`) of this geometry from the input
+    /// plane `x` (`[ih, iw]`), with channel taps `w` and `bias` (no
+    /// residual), on the plane-at-once path ([`Self::planar`] holds). The
+    /// scratch's padding is zeroed when `fresh` (the scratch last served
+    /// another geometry, or never).
+    pub(crate) fn one_plane(&self, x: &[f32], w: &[f32], bias: f32, y: &mut [f32], scratch: &mut [f32], fresh: bool) {
+        let lay = planar::Layout::new(self);
+        let scratch = &mut scratch[..lay.floats()];
+        if fresh {
+            scratch.fill(0.0);
+        }
+        planar::plane(self, &lay, &Plane { x, w, bias, residual: None }, y, scratch, true);
     }
 
     /// The ISA the rows run with: the requested one when the CPU has it.

@@ -47,13 +47,14 @@ pub enum Kernel {
     Cast(crate::cast::Cast),
     // --- end of element-wise kernels ---
 
-    // --- nn kernels (conv.rs, conv_gemm.rs, winograd.rs, depthwise.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
+    // --- nn kernels (conv.rs, conv_gemm.rs, winograd.rs, depthwise.rs, pw_dw.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
     Conv(crate::conv::Conv),
     ConvGemm(crate::conv_gemm::ConvGemm),
     Im2colPack(crate::conv_gemm::Im2colPack),
     Winograd(crate::winograd::WinogradConv),
     FcGemm(crate::fc_gemm::FcGemm),
     DepthwiseConv(crate::depthwise::DepthwiseConv),
+    PointwiseDepthwise(crate::pw_dw::PointwiseDepthwise),
     ConvTranspose(crate::conv::ConvTranspose),
     Gemm(crate::gemm::Gemm),
     Pool(crate::pool::Pool),
@@ -102,6 +103,7 @@ macro_rules! dispatch {
             Kernel::Winograd($k) => $e,
             Kernel::FcGemm($k) => $e,
             Kernel::DepthwiseConv($k) => $e,
+            Kernel::PointwiseDepthwise($k) => $e,
             Kernel::ConvTranspose($k) => $e,
             Kernel::Gemm($k) => $e,
             Kernel::Pool($k) => $e,

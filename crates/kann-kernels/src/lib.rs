@@ -53,6 +53,7 @@ pub mod norm;
 pub mod packed;
 pub mod pool;
 pub mod softmax;
+pub mod pw_dw;
 pub mod winograd;
 
 // Data movement, reductions, resampling.

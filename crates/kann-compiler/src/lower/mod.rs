@@ -87,6 +87,11 @@ pub struct LowerCx<'g> {
     /// Clusters the program will be scheduled on (some lowerings split work
     /// that every cluster would otherwise repeat into a step of its own).
     pub clusters: usize,
+    /// The nodes reading each value (a graph output counts as a reader too).
+    readers: HashMap<ValueId, Vec<Option<NodeId>>>,
+    /// Pointwise convolutions lowered together with the depthwise
+    /// convolution that alone reads them (by their output).
+    pending_pointwise: HashMap<ValueId, nn::PendingPointwise>,
     out: Lowered,
 }
 
@@ -105,7 +110,24 @@ pub type LowerResult = Result<(), String>;
 
 impl<'g> LowerCx<'g> {
     fn new(graph: &'g Graph, arch: Arch, winograd: bool, clusters: usize) -> LowerCx<'g> {
-        LowerCx { graph, arch, winograd, clusters, out: Lowered::default() }
+        let mut readers: HashMap<ValueId, Vec<Option<NodeId>>> = HashMap::new();
+        for (i, n) in graph.nodes.iter().enumerate() {
+            for v in n.inputs.iter().flatten() {
+                readers.entry(*v).or_default().push(Some(NodeId(i as u32)));
+            }
+        }
+        for v in &graph.outputs {
+            readers.entry(*v).or_default().push(None);
+        }
+        LowerCx { graph, arch, winograd, clusters, readers, pending_pointwise: HashMap::new(), out: Lowered::default() }
+    }
+
+    /// The one node reading `v`, when exactly one node (and no graph output) does.
+    pub fn sole_reader(&self, v: ValueId) -> Option<NodeId> {
+        match self.readers.get(&v).map(Vec::as_slice) {
+            Some([Some(n)]) => Some(*n),
+            _ => None,
+        }
     }
 
     /// The static type of a value.
@@ -221,6 +243,10 @@ pub fn lower_graph_with(g: &Graph, arch: Arch, winograd: bool, clusters: usize) 
         if let Err(reason) = lower_node(&mut cx, id) {
             missing.push(Unlowered { node: g.locate(id), op: g.node(id).op.describe(), reason });
         }
+    }
+    if let Some(v) = cx.pending_pointwise.keys().next() {
+        // Unreachable by construction (the reader was checked when deferring).
+        missing.push(Unlowered { node: g.value(*v).name.clone(), op: "Conv".into(), reason: "a pointwise convolution waited for a depthwise reader that never came".into() });
     }
     if !missing.is_empty() {
         return Err(missing);

@@ -10,6 +10,9 @@
 //! helpers resolve auto_pad, defaults and legacy axis forms), so the kernels
 //! get fully resolved geometry.
 
+mod pw_dw;
+
+pub(super) use pw_dw::PendingPointwise;
 use super::{require_f32, LowerCx, LowerResult, Operand};
 use kann_ir::ops::fused::{Fused, FusedActivation};
 use kann_ir::ops::nn::matmul::plan_matmul;
@@ -136,6 +139,9 @@ fn lower_conv(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAttrs, 
     let (xd, wd) = (cx.info(x).shape.dims(), cx.info(w).shape.dims());
     let plan = attrs.plan(xd, wd)?;
     if let Some(wv) = constant_f32(cx, w)? {
+        if pw_dw::lower_fused_depthwise(cx, id, node, extra, &plan, wv)? || pw_dw::defer_pointwise(cx, id, node, attrs, extra, &plan, wv)? {
+            return Ok(());
+        }
         if xd.len() == 4 && attrs.group == xd[1] && wd[0] % xd[1] == 0 {
             return lower_depthwise(cx, id, node, extra, &plan, wv);
         }
@@ -322,9 +328,17 @@ fn lower_depthwise(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, plan
         require_f32(cx, b, "B")?;
         inputs.push(Operand::Value(b));
     }
+    let kernel = depthwise_kernel(cx, xd, wd, plan, epilogue(&mut inputs, b.is_some(), extra))?;
+    let y = output(node, 0)?;
+    cx.push(id, Kernel::DepthwiseConv(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    Ok(())
+}
+
+/// The depthwise kernel of X `xd` and W `wd` (`[M, 1, kh, kw]`).
+fn depthwise_kernel(cx: &LowerCx, xd: &[usize], wd: &[usize], plan: &ir::WindowPlan, epilogue: Epilogue) -> Result<DepthwiseConv, String> {
     let two = |v: &[usize]| -> Result<[u64; 2], String> { <[u64; 2]>::try_from(dims_u64(v)).map_err(|_| format!("a 2-D conv has {} spatial values", v.len())) };
     let pad_begin = <[u64; 2]>::try_from(pads_u64(&plan.pad_begin)?).map_err(|_| "a 2-D conv needs two pads".to_string())?;
-    let kernel = DepthwiseConv {
+    Ok(DepthwiseConv {
         batch: xd[0] as u64,
         in_channels: xd[1] as u64,
         out_channels: wd[0] as u64,
@@ -334,12 +348,9 @@ fn lower_depthwise(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, plan
         dilations: two(&plan.dilations)?,
         pad_begin,
         output: two(&plan.out)?,
-        epilogue: epilogue(&mut inputs, b.is_some(), extra),
+        epilogue,
         isa: crate::lower::kernel_isa(cx.arch),
-    };
-    let y = output(node, 0)?;
-    cx.push(id, Kernel::DepthwiseConv(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
-    Ok(())
+    })
 }
 
 fn lower_conv_transpose(cx: &mut LowerCx, id: NodeId, node: &Node, ct: &ir::ConvTranspose) -> LowerResult {
@@ -1158,6 +1169,57 @@ mod tests {
             let c = check_against_reference(g.clone(), clusters).unwrap();
             let ops: Vec<String> = c.program.steps.iter().map(|s| s.op.clone()).collect();
             assert_eq!(ops, ["Conv+Relu", "MaxPool", "Conv+Add+Relu", "GlobalAveragePool"]);
+        }
+    }
+
+    /// An expand 1×1 convolution (+ Relu) into a 3×3 depthwise one (+ Relu),
+    /// big enough to fuse; with `second_reader`, the expanded tensor is also
+    /// a graph output (then it must exist, and nothing fuses).
+    fn expand_depthwise_graph(rng: &mut Rng, stride: usize, second_reader: bool) -> Graph {
+        use kann_ir::ops::elementwise::{ElementwiseOp, Unary, UnaryKind};
+        let mut b = GraphBuilder::new("expand", None);
+        let mut constant = |b: &mut GraphBuilder, name: &str, d: Vec<usize>| {
+            let n: usize = d.iter().product();
+            let v: Vec<f32> = (0..n).map(|_| rng.uniform(-0.5, 0.5) as f32).collect();
+            b.add_constant(name, Tensor::from_f32(Shape::new(d), v).unwrap())
+        };
+        let (c, e, hw) = (6, 96, 64);
+        let x = b.add_input("x", TensorInfo::new(DType::F32, Shape::from([1, c, hw, hw]))).unwrap();
+        let conv = |k: usize, stride: usize, group: usize| {
+            let mut w = ir::Window::new(ir::AutoPad::NotSet);
+            w.kernel_shape = vec![k, k];
+            w.pads = vec![k / 2; 4];
+            w.strides = vec![stride; 2];
+            Op::Nn(NnOp::Conv(ir::Conv { attrs: ir::ConvAttrs { window: w, group } }))
+        };
+        let one = |v: &str| vec![v.to_string()];
+        let (w1, b1) = (constant(&mut b, "w1", vec![e, c, 1, 1]), constant(&mut b, "b1", vec![e]));
+        let mid = b.add_node("expand", conv(1, 1, 1), vec![Some(x), Some(w1), Some(b1)], &one("mid")).unwrap()[0];
+        let relu = || Op::Elementwise(ElementwiseOp::Unary(Unary { kind: UnaryKind::Relu }));
+        let act = b.add_node("act", relu(), vec![Some(mid)], &one("act")).unwrap()[0];
+        let (w2, b2) = (constant(&mut b, "w2", vec![e, 1, 3, 3]), constant(&mut b, "b2", vec![e]));
+        let dw = b.add_node("dw", conv(3, stride, e), vec![Some(act), Some(w2), Some(b2)], &one("dw")).unwrap()[0];
+        let y = b.add_node("relu", relu(), vec![Some(dw)], &one("y")).unwrap()[0];
+        b.add_output(y);
+        if second_reader {
+            b.add_output(act);
+        }
+        b.finish().unwrap()
+    }
+
+    #[test]
+    fn expand_then_depthwise_fuse_when_alone_and_match_reference() {
+        let mut rng = Rng::new(83);
+        for arch in runnable_arches() {
+            let fused = format!("f32_conv1x1_dwconv2d_{}", crate::lower::kernel_isa(arch).name());
+            for (stride, second_reader) in [(1, false), (2, false), (1, true)] {
+                let g = expand_depthwise_graph(&mut rng, stride, second_reader);
+                for clusters in [1, 2] {
+                    let c = crate::testing::check_against_reference_on(g.clone(), clusters, arch).unwrap_or_else(|e| panic!("{arch}: {e}"));
+                    let names: Vec<String> = c.program.steps.iter().map(|s| s.kernel.name()).collect();
+                    assert_eq!(names.contains(&fused), !second_reader, "{arch}, stride {stride}, {clusters} clusters: {names:?}");
+                }
+            }
         }
     }
 
