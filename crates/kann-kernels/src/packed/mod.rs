@@ -601,6 +601,72 @@ macro_rules! simd_tile {
                     }
                 }
                 let simd_act = if e.finish { PwAct::of(e.act) } else { Some(PwAct::Identity) };
+                if rows == $mr && vec_cols == 2 * $w {
+                    // A whole tile: the same merge over constant bounds, so
+                    // the accumulators stay in registers (the general loop
+                    // below spilled them, which cost shallow tiles dearly).
+                    // SAFETY: the tile the caller vouches for holds MR × NR floats.
+                    unsafe { Self::merge_full(&mut acc, c, ldc, e, simd_act) };
+                } else {
+                    // SAFETY: as below.
+                    unsafe { Self::merge_part(&mut acc, c, ldc, rows, vec_cols, e, simd_act) };
+                }
+                if simd_act.is_none() {
+                    // SAFETY: the tile the caller vouches for.
+                    unsafe { activate_scalar(c, ldc, rows, vec_cols, e.act) };
+                }
+                if let Some(tail) = narrow {
+                    let n = cols - vec_cols;
+                    // SAFETY: the panels hold kc rows; columns vec_cols..cols of the tile lie inside C.
+                    unsafe {
+                        let t = tail(kc, a, b.add(vec_cols), n);
+                        let residual = if e.residual.is_null() { e.residual } else { e.residual.add(vec_cols) };
+                        merge_scalar(&t, NARROW_COLS, c.add(vec_cols), ldc, rows, n, &TileEpi { residual, ..*e });
+                    }
+                }
+            }
+
+            /// Merges a whole `MR × NR` tile into C with the epilogue.
+            ///
+            /// # Safety
+            /// C (and the residual) hold the tile's MR rows of NR floats, `ldc` apart.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            unsafe fn merge_full(acc: &mut [[$vec; 2]; $mr], c: *mut f32, ldc: usize, e: &TileEpi, simd_act: Option<PwAct>) {
+                for (i, row) in acc.iter_mut().enumerate() {
+                    for (h, v) in row.iter_mut().enumerate() {
+                        let off = i * ldc + h * $w;
+                        // SAFETY: (i, h) is a whole vector of the tile.
+                        unsafe {
+                            if e.accumulate {
+                                *v = $add(*v, $load(c.add(off)));
+                            }
+                            if e.finish {
+                                if !e.bias.is_null() {
+                                    *v = $add(*v, $set1(*e.bias.add(i)));
+                                }
+                                if !e.residual.is_null() {
+                                    *v = $add(*v, $load(e.residual.add(off)));
+                                }
+                            }
+                            if let Some(pw) = simd_act {
+                                *v = Self::act(*v, pw);
+                            }
+                            $store(c.add(off), *v);
+                        }
+                    }
+                }
+            }
+
+            /// Merges the first `rows` rows and `vec_cols` columns of a tile
+            /// into C with the epilogue (masked in the last vector).
+            ///
+            /// # Safety
+            /// C (and the residual) hold `rows` rows of `vec_cols` floats, `ldc` apart.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn merge_part(acc: &mut [[$vec; 2]; $mr], c: *mut f32, ldc: usize, rows: usize, vec_cols: usize, e: &TileEpi, simd_act: Option<PwAct>) {
                 for (i, row) in acc.iter_mut().enumerate().take(rows) {
                     for (h, v) in row.iter_mut().enumerate() {
                         // Valid lanes of this vector: all but in the last columns.
@@ -627,19 +693,6 @@ macro_rules! simd_tile {
                             }
                             Self::store_n(c.add(off), n, *v);
                         }
-                    }
-                }
-                if simd_act.is_none() {
-                    // SAFETY: the tile the caller vouches for.
-                    unsafe { activate_scalar(c, ldc, rows, vec_cols, e.act) };
-                }
-                if let Some(tail) = narrow {
-                    let n = cols - vec_cols;
-                    // SAFETY: the panels hold kc rows; columns vec_cols..cols of the tile lie inside C.
-                    unsafe {
-                        let t = tail(kc, a, b.add(vec_cols), n);
-                        let residual = if e.residual.is_null() { e.residual } else { e.residual.add(vec_cols) };
-                        merge_scalar(&t, NARROW_COLS, c.add(vec_cols), ldc, rows, n, &TileEpi { residual, ..*e });
                     }
                 }
             }
