@@ -22,6 +22,7 @@
 //! [`pack_dwconv_weights`]), then B `[M]` if `epilogue.bias`, then the
 //! residual (Y's shape) if `epilogue.residual`. Output: Y `[N, M, oh, ow]`.
 
+mod blocked;
 mod planar;
 
 use crate::kernel::{expect_io, KernelImpl};
@@ -245,7 +246,13 @@ impl KernelImpl for DepthwiseConv {
     }
 
     fn scratch_bytes(&self, _items: u64) -> usize {
-        4 * if planar::Layout::fits(self) { planar::Layout::new(self).floats() } else { self.phase_floats() }
+        4 * if blocked::Blocked::fits(self) {
+            blocked::Blocked::new(self).floats(self)
+        } else if planar::Layout::fits(self) {
+            planar::Layout::new(self).floats()
+        } else {
+            self.phase_floats()
+        }
     }
 
     fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String> {
@@ -274,6 +281,29 @@ impl KernelImpl for DepthwiseConv {
         // The phases live in the cluster's scratch: no allocation while a frame runs.
         // SAFETY: any bit pattern is a valid f32; the slice is only reinterpreted.
         let (pre, scratch, _) = unsafe { scratch.align_to_mut::<f32>() };
+        if blocked::Blocked::fits(self) {
+            // Groups of up to 16 consecutive channels of one image (multiplier 1).
+            let lay = blocked::Blocked::new(self);
+            assert!(pre.is_empty() && scratch.len() >= lay.floats(self), "depthwise scratch is not 4-byte aligned or too small");
+            let mut item = p0;
+            while item < p1 {
+                let (b, oc) = (item / m, item % m);
+                let n = blocked::LANES.min(m - oc).min(p1 - item);
+                blocked::group(
+                    self,
+                    &lay,
+                    &x[(b * c + oc) * in_plane..][..n * in_plane],
+                    &w[oc * kh * kw..][..n * kh * kw],
+                    bias.map(|bv| &bv[oc..oc + n]),
+                    residual.map(|rv| &rv[item * out_plane..][..n * out_plane]),
+                    &mut y[(item - p0) * out_plane..][..n * out_plane],
+                    scratch,
+                    item == p0,
+                );
+                item += n;
+            }
+            return;
+        }
         let planar = planar::Layout::fits(self).then(|| planar::Layout::new(self));
         let need = planar.map_or(self.phase_floats(), |l| l.floats());
         assert!(pre.is_empty() && scratch.len() >= need, "depthwise scratch is not 4-byte aligned or too small");
@@ -485,6 +515,26 @@ mod tests {
                 check_against_conv(&k, (i * 10 + j) as u64);
             }
         }
+    }
+
+    #[test]
+    fn channel_blocked_path_on_random_small_planes() {
+        // 16-40 channels (whole and partial groups, groups cut by the part
+        // boundaries), planes up to 28x28, every epilogue and geometry.
+        let mut rng = Rng(17);
+        let mut blocked = 0;
+        for i in 0..40 {
+            let mut k = random_geometry(&mut rng, Isa::Generic, ACTIVATIONS[i % ACTIVATIONS.len()]);
+            let c = 16 + rng.below(25);
+            (k.in_channels, k.out_channels) = (c, c);
+            if k.output[0] * k.output[1] > 28 * 28 {
+                continue;
+            }
+            assert!(blocked::Blocked::fits(&k), "{k:?}");
+            blocked += 1;
+            check_against_conv(&k, 100 + i as u64);
+        }
+        assert!(blocked >= 20, "only {blocked} geometries took the blocked path");
     }
 
     /// Timing of the MobileNetV2 / EfficientNet shapes (`cargo test --release -p kann-kernels
