@@ -626,34 +626,46 @@ macro_rules! simd_tile {
                 }
             }
 
-            /// Merges a whole `MR × NR` tile into C with the epilogue.
+            /// Merges a whole `MR × NR` tile into C with the epilogue: one
+            /// branch per stage, each stage a straight run over the 16
+            /// accumulators (the flags tested per vector cost short tiles
+            /// as much as their K loop).
             ///
             /// # Safety
             /// C (and the residual) hold the tile's MR rows of NR floats, `ldc` apart.
             #[target_feature(enable = $feat)]
             #[inline]
             unsafe fn merge_full(acc: &mut [[$vec; 2]; $mr], c: *mut f32, ldc: usize, e: &TileEpi, simd_act: Option<PwAct>) {
+                if e.accumulate {
+                    // SAFETY: off is a whole vector of the tile in C.
+                    Self::each_vector(acc, ldc, |_, off, v| *v = $add(*v, unsafe { $load(c.add(off)) }));
+                }
+                if e.finish && !e.bias.is_null() {
+                    // SAFETY: the bias holds the tile's MR rows.
+                    Self::each_vector(acc, ldc, |i, _, v| *v = $add(*v, $set1(unsafe { *e.bias.add(i) })));
+                }
+                if e.finish && !e.residual.is_null() {
+                    // SAFETY: off is a whole vector of the tile in the residual.
+                    Self::each_vector(acc, ldc, |_, off, v| *v = $add(*v, unsafe { $load(e.residual.add(off)) }));
+                }
+                match simd_act {
+                    None | Some(PwAct::Identity) => {}
+                    Some(PwAct::Clamp { alpha: 1.0, beta: 0.0, lo, hi, times_x: false }) => {
+                        let (lo, hi) = ($set1(lo), $set1(hi));
+                        Self::each_vector(acc, ldc, |_, _, v| *v = $min($max(*v, lo), hi));
+                    }
+                    Some(pw) => Self::each_vector(acc, ldc, |_, _, v| *v = Self::act(*v, pw)),
+                }
+                // SAFETY: off is a whole vector of the tile in C.
+                Self::each_vector(acc, ldc, |_, off, v: &mut $vec| unsafe { $store(c.add(off), *v) });
+            }
+
+            /// `f(row, offset in C, vector)` for every accumulator of a tile.
+            #[inline(always)]
+            fn each_vector(acc: &mut [[$vec; 2]; $mr], ldc: usize, mut f: impl FnMut(usize, usize, &mut $vec)) {
                 for (i, row) in acc.iter_mut().enumerate() {
                     for (h, v) in row.iter_mut().enumerate() {
-                        let off = i * ldc + h * $w;
-                        // SAFETY: (i, h) is a whole vector of the tile.
-                        unsafe {
-                            if e.accumulate {
-                                *v = $add(*v, $load(c.add(off)));
-                            }
-                            if e.finish {
-                                if !e.bias.is_null() {
-                                    *v = $add(*v, $set1(*e.bias.add(i)));
-                                }
-                                if !e.residual.is_null() {
-                                    *v = $add(*v, $load(e.residual.add(off)));
-                                }
-                            }
-                            if let Some(pw) = simd_act {
-                                *v = Self::act(*v, pw);
-                            }
-                            $store(c.add(off), *v);
-                        }
+                        f(i, i * ldc + h * $w, v);
                     }
                 }
             }
