@@ -2,9 +2,11 @@
 //!
 //! Lifecycle: [`Service::load`] → [`Service::init_device`] →
 //! [`Service::process_frame`] (any number of times) → [`Service::terminate`]
-//! (or drop). The calling thread does not compute: it copies the inputs into
-//! the arena, releases the workers, waits (spin, then park) until all are
-//! done, and copies the outputs out.
+//! (or drop). The calling thread copies the inputs into the arena, releases
+//! the workers (one thread per cluster after the first), runs cluster 0's
+//! commands itself, waits (spin, then park) until the others are done, and
+//! copies the outputs out. (It used to only wait: with a thread per cluster
+//! on 2 cores, three threads competed and every frame paid a wake-up.)
 
 use crate::device::{pin_current_thread, Device, MAX_CORE};
 use crate::memory::AlignedBuf;
@@ -53,6 +55,11 @@ pub struct Service {
 /// The started device: workers, arena, resolved interface.
 struct Running {
     shared: Arc<Shared>,
+    /// Cluster 0, which the caller's thread runs itself in each frame (a
+    /// thread of its own would only hand work over and wait: on 2 cores,
+    /// 3 threads competed and every frame paid a wake-up).
+    lead: Worker,
+    /// The threads of clusters 1 and on.
     handles: Vec<JoinHandle<()>>,
     /// Every activation; the workers' views point into it, so it outlives them
     /// (`Drop` joins the workers before the fields drop).
@@ -167,11 +174,15 @@ impl Service {
         let outputs = self.program.outputs.iter().map(|t| resolve(&t.buf, &arena, weights)).collect();
         let spin = if shared_cores { SPIN_SHARED } else { SPIN_DEDICATED };
         let shared = Arc::new(Shared::new(n, spin, &self.program.clusters));
-        let mut running = Running { shared: shared.clone(), handles: Vec::with_capacity(n), _arena: arena, inputs, outputs, frames: 0 };
-        let (tx, rx) = std::sync::mpsc::channel();
-        for (c, commands) in self.program.clusters.iter().enumerate() {
+        let worker = |c: usize| -> Result<Worker, RuntimeError> {
             let scratch = AlignedBuf::zeroed(self.program.scratch_bytes, "scratch buffer").map_err(RuntimeError::Device)?;
-            let worker = Worker { cluster: c, shared: shared.clone(), steps: steps.clone(), commands: commands.clone(), scratch };
+            Ok(Worker { cluster: c, shared: shared.clone(), steps: steps.clone(), commands: self.program.clusters[c].clone(), scratch })
+        };
+        let lead = worker(0)?;
+        let mut running = Running { shared: shared.clone(), lead, handles: Vec::with_capacity(n), _arena: arena, inputs, outputs, frames: 0 };
+        let (tx, rx) = std::sync::mpsc::channel();
+        for c in 1..n {
+            let worker = worker(c)?;
             let core = device.core_for(c).unwrap_or(0);
             let tx = tx.clone();
             let handle = std::thread::Builder::new()
@@ -211,12 +222,15 @@ impl Service {
             // no one else touches the arena; the length was checked above.
             unsafe { dst.bytes_part(0..src.len()) }.copy_from_slice(src);
         }
-        let shared = &*run.shared;
+        let shared = run.shared.clone();
         shared.done.store(0, SeqCst);
         shared.failed.store(0, SeqCst);
         let released = Instant::now();
         shared.epoch.fetch_add(1, SeqCst);
         shared.start.wake_all();
+        // Cluster 0 on this thread, then wait for the others.
+        run.lead.run_frame();
+        shared.done.fetch_add(1, SeqCst);
         shared.finish.wait_until(shared.spin, || shared.done.load(SeqCst) == shared.n);
         let device = released.elapsed();
         run.frames += 1;

@@ -1,10 +1,12 @@
-//! The persistent worker threads: one per cluster, each walking its command
-//! list once per frame.
+//! The persistent worker threads: one per cluster after the first (the
+//! caller's thread runs cluster 0), each walking its command list once per
+//! frame.
 //!
 //! A frame is an epoch: the caller bumps [`Shared::epoch`] and wakes the
-//! workers; each runs its commands (kernel parts and barriers), records when
-//! each command started and ended, and counts itself in [`Shared::done`];
-//! the last one wakes the caller. Nothing here allocates or locks while a
+//! workers, then runs cluster 0's commands itself; each runs its commands
+//! (kernel parts and barriers), records when each command started and
+//! ended, and counts itself in [`Shared::done`]; the last one wakes the
+//! caller if it waits. Nothing here allocates or locks while a
 //! frame runs (the condition variable is only for threads that park).
 
 use crate::memory::AlignedBuf;
@@ -117,7 +119,9 @@ impl Worker {
         }
     }
 
-    fn run_frame(&mut self) {
+    /// Runs this cluster's commands once (on a worker's thread, or for
+    /// cluster 0 on the caller's).
+    pub(crate) fn run_frame(&mut self) {
         let shared = &*self.shared;
         // SAFETY: this worker is the only writer of its records, and the
         // caller does not read them while the frame runs.
