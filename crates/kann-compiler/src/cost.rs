@@ -50,16 +50,16 @@ impl CostModel {
     pub fn portable() -> CostModel {
         CostModel {
             matmul_flops: 6e9,
-            packed_flops: [24e9, 75e9, 140e9],
+            packed_flops: [24e9, 75e9, 160e9],
             other_flops: 14e9,
             simd_other_flops: [5e9, 13e9, 20e9],
-            depthwise_flops: [7e9, 15e9, 22e9],
+            depthwise_flops: [7e9, 15e9, 35e9],
             pool_flops: [3e9, 6e9, 7e9],
-            bytes_per_s: 25e9,
-            weight_bytes_per_s: 12e9,
+            bytes_per_s: 40e9,
+            weight_bytes_per_s: 16e9,
             gather_bytes_per_s: 6e9,
             launch_s: 3e-6,
-            barrier_s: 2e-6,
+            barrier_s: 5e-6,
         }
     }
 

@@ -202,7 +202,7 @@ fn steps_are_what_they_should_be() {
     // Size-1 axes moving around change nothing: a view.
     assert_eq!(kernels(MovementOp::Transpose { perm: Some(vec![1, 0, 2]) }, &[f32_in(&[1, 3, 4])], 1), Vec::<String>::new());
     assert_eq!(kernels(MovementOp::Concat { axis: 1 }, &[f32_in(&[1, 32, 28, 28]), f32_in(&[1, 48, 28, 28])], 3), ["f32_concat_slabs_generic"]);
-    let c = check_against_reference(graph(Op::Movement(MovementOp::Transpose { perm: Some(vec![0, 2, 3, 1]) }), &[f32_in(&[1, 64, 32, 32])], 1), 3).unwrap();
+    let c = check_against_reference(graph(Op::Movement(MovementOp::Transpose { perm: Some(vec![0, 2, 3, 1]) }), &[f32_in(&[1, 128, 64, 64])], 1), 3).unwrap();
     let runs = c.program.clusters.iter().filter(|l| l.iter().any(|c| matches!(c, kann_kernels::Command::Run { .. }))).count();
     assert!(runs > 1, "a large transpose should be split across clusters");
 }
