@@ -535,6 +535,9 @@ mod tests {
             check_against_conv(&k, 100 + i as u64);
         }
         assert!(blocked >= 20, "only {blocked} geometries took the blocked path");
+        // Empty output planes never take it (its loops assume a position).
+        let empty = DepthwiseConv { output: [0, 5], ..random_geometry(&mut rng, Isa::Generic, Activation::None) };
+        assert!(!blocked::Blocked::fits(&DepthwiseConv { in_channels: 16, out_channels: 16, ..empty }));
     }
 
     /// Timing of the MobileNetV2 / EfficientNet shapes (`cargo test --release -p kann-kernels

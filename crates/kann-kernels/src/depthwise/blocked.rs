@@ -50,11 +50,11 @@ impl Blocked {
     }
 
     /// Whether `k` takes this path: a channel multiplier of 1, small
-    /// output planes, a kernel of at most [`MAX_TAPS`] taps, and at least
-    /// one whole group of channels.
+    /// (nonempty) output planes, a kernel of 1 to [`MAX_TAPS`] taps, and at
+    /// least one whole group of channels.
     pub(super) fn fits(k: &DepthwiseConv) -> bool {
         let [_, [oh, ow], [kh, kw], ..] = k.dims();
-        k.in_channels == k.out_channels && k.out_channels >= LANES as u64 && oh * ow <= MAX_OUTPUTS && kh * kw <= MAX_TAPS && kh * kw > 0
+        k.in_channels == k.out_channels && k.out_channels >= LANES as u64 && (1..=MAX_OUTPUTS).contains(&(oh * ow)) && (1..=MAX_TAPS).contains(&(kh * kw))
     }
 
     /// Floats of the scratch: the padded input (with the slack a last
