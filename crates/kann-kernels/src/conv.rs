@@ -448,6 +448,24 @@ pub(crate) mod testutil {
         }
     }
 
+    /// The fastest of 7 runs of `k` as one part over `inputs`, in µs (the
+    /// buffers and scratch made once): the kernels' ignored timing tests.
+    pub fn time_kernel(k: &impl KernelImpl, inputs: &mut [Vec<f32>], out_len: usize) -> f64 {
+        let mut out = vec![0.0f32; out_len];
+        let ins: Vec<RawBuf> = inputs.iter_mut().map(|v| RawBuf::from_f32(v)).collect();
+        let outs = [RawBuf::from_f32(&mut out)];
+        let io = Io { inputs: &ins, outputs: &outs };
+        let mut scratch = vec![0u8; k.scratch_bytes(k.work_items())];
+        (0..7)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                // SAFETY: the buffers live through the call; one part at a time.
+                unsafe { k.run(&io, 0..k.work_items(), &mut scratch) };
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+
     /// Runs `k` as `n_parts` separate parts over NaN-filled outputs of
     /// `out_lens` f32 each and returns the outputs.
     pub fn run_parts(k: &impl KernelImpl, inputs: &[Vec<f32>], out_lens: &[usize], n_parts: u64) -> Vec<Vec<f32>> {

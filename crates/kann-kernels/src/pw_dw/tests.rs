@@ -137,22 +137,6 @@ fn refuses_bands_of_padding_alone_and_residuals() {
     assert!(k.check(n, 1).unwrap_err().contains("every band"));
 }
 
-/// The fastest of 9 runs of `k` as one part, in µs (buffers made once).
-fn time_kernel(k: &impl KernelImpl, inputs: &mut [Vec<f32>], out_len: usize) -> f64 {
-    let mut out = vec![0.0f32; out_len];
-    let ins: Vec<crate::RawBuf> = inputs.iter_mut().map(|v| crate::RawBuf::from_f32(v)).collect();
-    let outs = [crate::RawBuf::from_f32(&mut out)];
-    let io = Io { inputs: &ins, outputs: &outs };
-    let mut scratch = vec![0u8; k.scratch_bytes(k.work_items())];
-    (0..9)
-        .map(|_| {
-            let t = std::time::Instant::now();
-            // SAFETY: the buffers live through the call; one part at a time.
-            unsafe { k.run(&io, 0..k.work_items(), &mut scratch) };
-            t.elapsed().as_secs_f64() * 1e6
-        })
-        .fold(f64::INFINITY, f64::min)
-}
 
 /// Times the fused kernel against the packed 1×1 GEMM then the depthwise
 /// kernel on MobileNetV2's expand layers (best ISA, one part): `cargo test

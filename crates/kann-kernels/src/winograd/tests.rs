@@ -217,21 +217,20 @@ fn scratch_is_bounded_and_names_the_isa() {
     assert!(k.check(2, 1).is_ok() && k.check(3, 1).is_err());
 }
 
-/// The fastest of 7 runs of `k` as one part, in µs (buffers made once).
-fn time_kernel(k: &impl KernelImpl, inputs: &mut [Vec<f32>], out_len: usize) -> f64 {
-    let mut out = vec![0.0f32; out_len];
-    let ins: Vec<crate::RawBuf> = inputs.iter_mut().map(|v| crate::RawBuf::from_f32(v)).collect();
-    let outs = [crate::RawBuf::from_f32(&mut out)];
-    let io = Io { inputs: &ins, outputs: &outs };
-    let mut scratch = vec![0u8; k.scratch_bytes(k.work_items())];
-    (0..7)
-        .map(|_| {
-            let t = std::time::Instant::now();
-            // SAFETY: the buffers live through the call; one part at a time.
-            unsafe { k.run(&io, 0..k.work_items(), &mut scratch) };
-            t.elapsed().as_secs_f64() * 1e6
-        })
-        .fold(f64::INFINITY, f64::min)
+/// The timing tests' layer: `c` → `m` channels on `hw`×`hw` maps, "same"
+/// padding, bias and ReLU, split by tiles.
+fn timed_layer(c: u64, m: u64, hw: u64, isa: Isa) -> WinogradConv {
+    WinogradConv {
+        batch: 1,
+        in_channels: c,
+        out_channels: m,
+        input: [hw, hw],
+        pad_begin: [1, 1],
+        output: [hw, hw],
+        epilogue: Epilogue { bias: true, residual: false, activation: crate::Activation::Relu },
+        isa,
+        axis: WinogradAxis::Tiles,
+    }
 }
 
 /// Times Winograd against the packed GEMM on VGG/ResNet 3×3 layers (best
@@ -247,17 +246,7 @@ fn winograd_vs_gemm_timing() {
     let portable = [(64, 64, 56), (128, 128, 28), (256, 256, 28)];
     let cases = shapes.into_iter().chain(more).map(|s| (best, s)).chain(portable.into_iter().map(|s| (Isa::Generic, s)));
     for (isa, (c, m, hw)) in cases {
-        let k = WinogradConv {
-            batch: 1,
-            in_channels: c,
-            out_channels: m,
-            input: [hw, hw],
-            pad_begin: [1, 1],
-            output: [hw, hw],
-            epilogue: Epilogue { bias: true, residual: false, activation: crate::Activation::Relu },
-            isa,
-            axis: WinogradAxis::Tiles,
-        };
+        let k = timed_layer(c, m, hw, isa);
         let x = rng.vec((c * hw * hw) as usize);
         let w = rng.vec((m * c * 9) as usize);
         let bias = rng.vec(m as usize);
@@ -293,17 +282,7 @@ fn winograd_phases() {
     let mut rng = Rng(61);
     let isa = *isas().last().unwrap();
     for (c, hw) in [(64, 56), (128, 28), (256, 14), (512, 7)] {
-        let k = WinogradConv {
-            batch: 1,
-            in_channels: c,
-            out_channels: c,
-            input: [hw, hw],
-            pad_begin: [1, 1],
-            output: [hw, hw],
-            epilogue: Epilogue { bias: true, residual: false, activation: crate::Activation::Relu },
-            isa,
-            axis: WinogradAxis::Tiles,
-        };
+        let k = timed_layer(c, c, hw, isa);
         let x = rng.vec((c * hw * hw) as usize);
         let w = rng.vec((c * c * 9) as usize);
         let mut ins = [x, pack_winograd_weights(&w, c as usize, isa), rng.vec(c as usize)];
