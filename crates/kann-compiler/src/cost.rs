@@ -37,7 +37,9 @@ pub struct CostModel {
     pub depthwise_flops: [f64; 3],
     /// Window operations per second of the 2-D pooling kernel (generic,
     /// AVX2, AVX-512): short rows and per-row set-up keep it below the
-    /// other SIMD kernels.
+    /// other SIMD kernels (AVX-512 reduces rows of up to 32 in registers:
+    /// ~30e9 on 14×14 planes, while 56×56 and larger ones stream at the
+    /// memory's pace).
     pub pool_flops: [f64; 3],
     /// Fixed cost of starting a part on a cluster (call + cache warm-up).
     pub launch_s: f64,
@@ -54,7 +56,7 @@ impl CostModel {
             other_flops: 14e9,
             simd_other_flops: [5e9, 13e9, 20e9],
             depthwise_flops: [7e9, 15e9, 35e9],
-            pool_flops: [3e9, 6e9, 7e9],
+            pool_flops: [3e9, 6e9, 14e9],
             bytes_per_s: 40e9,
             weight_bytes_per_s: 16e9,
             gather_bytes_per_s: 6e9,

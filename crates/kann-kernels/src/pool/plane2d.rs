@@ -17,6 +17,12 @@
 //! The plane loop is one `#[inline(always)]` body compiled three times: with
 //! AVX-512F, with AVX2 (`#[target_feature]`, chosen from the kernel's [`Isa`]
 //! and checked at run time) and portable. Work items are the `N * C` planes.
+//!
+//! With AVX-512 two paths replace it: planes at most 32 wide reduce each
+//! row in registers ([`small`]), wider ones with a horizontal stride of 1
+//! or 2 reduce bands of output rows straight from X ([`rows`]); the flat
+//! path's per-row set-up cost more than the reduction on small planes,
+//! and its strided outputs were picked one by one.
 
 use super::{Pool, PoolKind};
 use crate::kernel::{expect_io, KernelImpl};
@@ -24,6 +30,11 @@ use crate::packed::Isa;
 use crate::Io;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
+
+#[cfg(target_arch = "x86_64")]
+mod rows;
+#[cfg(target_arch = "x86_64")]
+mod small;
 
 /// A MaxPool or AveragePool with two spatial axes `[h, w]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -367,7 +378,20 @@ impl Pool2d {
     /// Scratch floats: the column counts, the padded plane, its vertical reduction.
     fn scratch_floats(&self) -> usize {
         let (p, v) = self.flat_floats();
-        self.axis(1).out + p + v
+        self.axis(1).out + self.flat_or_rows_floats(p + v)
+    }
+
+    /// The buffer after the column counts: the flat path's, or the rows path's row.
+    fn flat_or_rows_floats(&self, flat: usize) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if self.takes_small() {
+            return self.small_floats();
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.takes_rows() {
+            return self.row_buffer_floats();
+        }
+        flat
     }
 
     /// Output rows per band: as many as keep the band's rows within about
@@ -549,11 +573,26 @@ impl KernelImpl for Pool2d {
         assert!(pre.is_empty() && scratch.len() >= self.scratch_floats(), "pool2d scratch is not 4-byte aligned or too small");
         let (col_count, rest) = scratch.split_at_mut(w.out);
         let (p, v) = self.flat_floats();
-        let flat = &mut rest[..p + v];
+        let flat = &mut rest[..self.flat_or_rows_floats(p + v)];
         let include_pad = self.kind == PoolKind::Average { count_include_pad: true };
         for (ox, c) in col_count.iter_mut().enumerate() {
             let span = w.span(ox);
             *c = (if include_pad { span.padded } else { span.n }) as f32;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.takes_small() {
+            // SAFETY: takes_small checked the CPU has AVX-512F.
+            unsafe { small::planes(self, &x[p0 * in_plane..p1 * in_plane], y, flat, col_count, &small::Taps::of(self)) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.takes_rows() {
+            rows::reset(self, flat);
+            for (pl, yp) in (p0..p1).zip(y.chunks_exact_mut(out_plane)) {
+                // SAFETY: takes_rows checked the CPU has AVX-512F.
+                unsafe { rows::plane(self, &x[pl * in_plane..][..in_plane], yp, flat, col_count) };
+            }
+            return;
         }
         let mut bufs = Bufs { col_count, flat };
         for (pl, yp) in (p0..p1).zip(y.chunks_exact_mut(out_plane)) {
@@ -752,6 +791,24 @@ mod tests {
                 }
                 println!("maxpool {c}x{hw}x{hw} k{kk} s{s} {}: {:.1} us", isa.name(), best * 1e6);
             }
+        }
+    }
+
+    /// Microseconds of max pools on hot inputs (ResNet-50's stem 3×3/2,
+    /// GoogLeNet's second stride-2 one, an inception branch's 3×3/1):
+    /// not a test of correctness:
+    /// `cargo test --release -p kann-kernels --lib pool::plane2d::tests::pool_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn pool_timing() {
+        let mut rng = Rng(5);
+        for (c, hw, k, s, p) in [(64u64, 112u64, 3u64, 2u64, 1u64), (192, 56, 3, 2, 1), (256, 28, 3, 1, 1), (64, 111, 3, 2, 0), (128, 55, 3, 2, 0), (256, 27, 3, 2, 0), (480, 14, 3, 1, 1), (832, 14, 2, 2, 0)] {
+            let out = (hw + 2 * p - k) / s + 1;
+            let g = Pool { kind: PoolKind::Max, planes: c, input: vec![hw, hw], kernel: vec![k, k], strides: vec![s, s], dilations: vec![1, 1], pad_begin: vec![p, p], pad_end: vec![p, p], output: vec![out, out], indices: None };
+            let pool = Pool2d::from_pool(&g, Isa::Avx512).unwrap();
+            let mut x = vec![rng.vec((c * hw * hw) as usize)];
+            let us = time_kernel(&pool, &mut x, (c * out * out) as usize);
+            println!("maxpool {c}x{hw}x{hw} k{k} s{s}: {us:.1} us ({:.1} GB/s read)", (c * hw * hw * 4) as f64 / us / 1e3);
         }
     }
 }
