@@ -100,6 +100,8 @@ impl CostModel {
             // too, charged apart).
             Kernel::Winograd(w) => 2.8 * self.packed_flops[isa_index(w.isa)],
             Kernel::FcGemm(f) => self.packed_flops[isa_index(f.isa)],
+            // The GEMM's tile over B read in place: no gather, short K.
+            Kernel::ConvDirect(c) => self.packed_flops[isa_index(c.isa)],
             Kernel::DepthwiseConv(d) => self.depthwise_flops[isa_index(d.isa)],
             // The pointwise part at the GEMM's rate, the depthwise part at its
             // own (the halo rows' repeated pointwise work is small).

@@ -44,6 +44,7 @@ pub mod vmath;
 
 // Convolution, matrix products, pooling, normalisation, softmax.
 pub mod conv;
+pub mod conv_direct;
 pub mod conv_gemm;
 pub mod fc_gemm;
 pub mod depthwise;

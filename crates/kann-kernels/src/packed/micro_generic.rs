@@ -30,4 +30,21 @@ impl Micro for Generic {
         // SAFETY: the caller vouches for the rows × cols tile at c.
         unsafe { merge_scalar(&acc, NR, c, ldc, rows, cols, e) };
     }
+
+    unsafe fn tile_indirect(kc: usize, a: *const f32, base: *const f32, offs: *const usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
+        // SAFETY: the caller's contract: a holds kc*MR floats, offs kc offsets.
+        let (a, offs) = unsafe { (std::slice::from_raw_parts(a, kc * MR), std::slice::from_raw_parts(offs, kc)) };
+        let mut acc = [0.0f32; MR * NR];
+        for (ap, &off) in a.chunks_exact(MR).zip(offs) {
+            // SAFETY: the caller's contract: each row holds NR floats.
+            let bp = unsafe { std::slice::from_raw_parts(base.wrapping_add(off), NR) };
+            for (row, &av) in acc.chunks_exact_mut(NR).zip(ap) {
+                for (v, &bv) in row.iter_mut().zip(bp) {
+                    *v += av * bv;
+                }
+            }
+        }
+        // SAFETY: the caller vouches for the rows × cols tile at c.
+        unsafe { merge_scalar(&acc, NR, c, ldc, rows, cols, e) };
+    }
 }

@@ -198,6 +198,16 @@ pub(crate) trait Micro {
     /// holds `rows` floats; the CPU has the ISA.
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi);
+
+    /// [`Micro::tile`] with B's row `p` at `base + offs[p]` (an indirect
+    /// convolution reading its input rows in place): all `NR` floats of
+    /// each row are read, whatever `cols`.
+    ///
+    /// # Safety
+    /// As [`Micro::tile`]; `offs` holds `kc` offsets, each `base + offs[p]`
+    /// valid for `NR` floats.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_indirect(kc: usize, a: *const f32, base: *const f32, offs: *const usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi);
 }
 
 /// Merges a computed `rows × cols` tile (`tile`, `NR` apart) into C with the
@@ -387,6 +397,26 @@ pub(crate) unsafe fn gemm_blocked(isa: Isa, call: &GemmCall, b: &impl BSource, s
     }
 }
 
+/// One [`Micro::tile_indirect`] tile with the ISA's microkernel.
+///
+/// # Safety
+/// As [`Micro::tile_indirect`] for `isa`'s `MR` and `NR`; the CPU has `isa`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn tile_indirect(isa: Isa, kc: usize, a: *const f32, base: *const f32, offs: *const usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match isa {
+            Isa::Generic => micro_generic::Generic::tile_indirect(kc, a, base, offs, c, ldc, rows, cols, e),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => micro_avx2::Avx2::tile_indirect(kc, a, base, offs, c, ldc, rows, cols, e),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => micro_avx512::Avx512::tile_indirect(kc, a, base, offs, c, ldc, rows, cols, e),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("no SIMD ISA off x86-64"),
+        }
+    }
+}
+
 /// Packs B rows `k0..k0+kc`, columns `n0..n0+nc` (`nc <= NC`) into
 /// NR-column panels: each row of the block is taken whole (B's own row, or
 /// one `fill` with long runs) and dealt out to the panels in NR-float
@@ -567,7 +597,10 @@ macro_rules! simd_tile {
             /// The tile body (see [`Micro::tile`]).
             #[target_feature(enable = $feat)]
             #[allow(clippy::too_many_arguments)]
-            unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
+            /// `brow(p)`: B's row `p`; `panel`: B as one packed panel, when it
+            /// is (the narrow column products need it).
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn run(kc: usize, a: *const f32, brow: impl Fn(usize) -> *const f32, panel: Option<*const f32>, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
                 // C's (and the residual's) lines arrive while the K loop runs.
                 for i in 0..rows {
                     // SAFETY: a prefetch of row i of the tile never faults.
@@ -586,18 +619,18 @@ macro_rules! simd_tile {
                 // few column products instead, when the ISA has them.
                 let narrow: Option<NarrowTile> = $narrow;
                 let vec_cols = if cols > $w { $w } else { 0 };
-                let narrow = narrow.filter(|_| cols - vec_cols <= NARROW_COLS);
+                let narrow = narrow.filter(|_| cols - vec_cols <= NARROW_COLS && panel.is_some());
                 let vec_cols = if narrow.is_some() { vec_cols } else { cols };
                 // SAFETY: the caller's contract (panels kc deep).
                 unsafe {
                     let far = e.next_a;
                     match (vec_cols > $w, far.is_null()) {
                         _ if vec_cols == 0 => {}
-                        (true, true) => Self::k_loop::<2, false>(kc, a, b, far, &mut acc),
-                        (true, false) => Self::k_loop::<2, true>(kc, a, b, far, &mut acc),
+                        (true, true) => Self::k_loop::<2, false>(kc, a, &brow, far, &mut acc),
+                        (true, false) => Self::k_loop::<2, true>(kc, a, &brow, far, &mut acc),
                         // A tile of at most one vector's columns skips the other.
-                        (false, true) => Self::k_loop::<1, false>(kc, a, b, far, &mut acc),
-                        (false, false) => Self::k_loop::<1, true>(kc, a, b, far, &mut acc),
+                        (false, true) => Self::k_loop::<1, false>(kc, a, &brow, far, &mut acc),
+                        (false, false) => Self::k_loop::<1, true>(kc, a, &brow, far, &mut acc),
                     }
                 }
                 let simd_act = if e.finish { PwAct::of(e.act) } else { Some(PwAct::Identity) };
@@ -615,7 +648,7 @@ macro_rules! simd_tile {
                     // SAFETY: the tile the caller vouches for.
                     unsafe { activate_scalar(c, ldc, rows, vec_cols, e.act) };
                 }
-                if let Some(tail) = narrow {
+                if let (Some(tail), Some(b)) = (narrow, panel) {
                     let n = cols - vec_cols;
                     // SAFETY: the panels hold kc rows; columns vec_cols..cols of the tile lie inside C.
                     unsafe {
@@ -714,10 +747,10 @@ macro_rules! simd_tile {
             /// asks for `far`'s `kc * MR` floats in L2 on the way.
             ///
             /// # Safety
-            /// `a` holds `kc * MR` floats, `b` `kc * NR`.
+            /// `a` holds `kc * MR` floats, `brow(p)` NR floats for each `p < kc`.
             #[target_feature(enable = $feat)]
             #[inline]
-            unsafe fn k_loop<const H: usize, const FAR: bool>(kc: usize, a: *const f32, b: *const f32, far: *const f32, acc: &mut [[$vec; 2]; $mr]) {
+            unsafe fn k_loop<const H: usize, const FAR: bool>(kc: usize, a: *const f32, brow: &impl Fn(usize) -> *const f32, far: *const f32, acc: &mut [[$vec; 2]; $mr]) {
                 for p in 0..kc {
                     if FAR && p % 2 == 0 {
                         // A 64-byte line holds two steps of 8 rows.
@@ -727,7 +760,8 @@ macro_rules! simd_tile {
                     // prefetching A ahead (past its end at the last steps) never faults.
                     let (bv, ap) = unsafe {
                         prefetch(a.wrapping_add((p + A_AHEAD) * $mr));
-                        ([$load(b.add(p * 2 * $w)), $load(b.add(p * 2 * $w + $w * (H - 1)))], a.add(p * $mr))
+                        let b = brow(p);
+                        ([$load(b), $load(b.add($w * (H - 1)))], a.add(p * $mr))
                     };
                     for (i, row) in acc.iter_mut().enumerate() {
                         // SAFETY: i < MR.
@@ -780,7 +814,12 @@ macro_rules! simd_tile {
 
             unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
                 // SAFETY: the caller's contract, including the CPU having the ISA.
-                unsafe { Self::run(kc, a, b, c, ldc, rows, cols, e) }
+                unsafe { Self::run(kc, a, |p| b.wrapping_add(p * 2 * $w), Some(b), c, ldc, rows, cols, e) }
+            }
+
+            unsafe fn tile_indirect(kc: usize, a: *const f32, base: *const f32, offs: *const usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
+                // SAFETY: the caller's contract (offs holds kc offsets), including the CPU having the ISA.
+                unsafe { Self::run(kc, a, |p| base.wrapping_add(*offs.add(p)), None, c, ldc, rows, cols, e) }
             }
         }
     };

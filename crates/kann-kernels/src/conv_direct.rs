@@ -1,0 +1,517 @@
+//! 2-D f32 convolution (NCHW, one group) as an indirect GEMM, for few input
+//! channels over wide output rows: the RGB stems (3 → 64 7×7/2 on 224×224,
+//! 3 → 32 3×3/2). An im2col of these is 27 to 49 times the input, gathered
+//! by short strided runs: it took a third of the stem's time. Here the
+//! microkernel reads its B rows straight from a padded copy of the input
+//! rows the part needs, one offset per row `k = (ci, ky, kx)`:
+//!
+//! - the copy zero-pads the borders and, for horizontal stride 2, splits each
+//!   row into its even and odd padded columns (two phases), so that the
+//!   columns `ox0..ox0 + NR` of an output row read one contiguous run of a
+//!   phase for every tap: `phase[ci][(kx·dw) mod s][oy·sh + ky·dh][ox + (kx·dw) div s]`;
+//! - a tile is `MR` output channels × `NR` consecutive columns of one output
+//!   row; the copy's rows reach past the last column, so a row's last tile
+//!   reads whole vectors whose extra lanes are dropped.
+//!
+//! W is packed as the GEMM convolution's ([`crate::conv_gemm::pack_conv_gemm_weights`]),
+//! the epilogue (bias, residual, activation) applied in the tile. Work items
+//! are output rows (`N · oh`); each part copies only the input rows its own
+//! output rows read.
+//!
+//! Inputs: X `[N, C, H, W]`, packed W, then B `[M]` if `epilogue.bias`, then
+//! the residual (Y's shape) if `epilogue.residual`. Output: Y `[N, M, oh, ow]`.
+
+use crate::kernel::{expect_io, KernelImpl};
+use crate::packed::{self, Isa};
+use crate::{Epilogue, Io};
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+
+/// A direct (indirect-GEMM) 2-D convolution; geometry as [`crate::conv::Conv`]
+/// with two spatial axes `[h, w]`, one group, horizontal stride 1 or 2.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConvDirect {
+    pub batch: u64,
+    pub in_channels: u64,
+    pub out_channels: u64,
+    pub input: [u64; 2],
+    pub kernel: [u64; 2],
+    pub strides: [u64; 2],
+    pub dilations: [u64; 2],
+    pub pad_begin: [u64; 2],
+    pub output: [u64; 2],
+    pub epilogue: Epilogue,
+    pub isa: Isa,
+}
+
+/// The geometry in `usize`, and the layout of a part's padded rows.
+#[derive(Clone, Copy, Debug)]
+struct Geom {
+    c: usize,
+    m: usize,
+    ih: usize,
+    iw: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    /// Horizontal stride: the number of phases.
+    s: usize,
+    dh: usize,
+    dw: usize,
+    ph: usize,
+    pw: usize,
+    oh: usize,
+    ow: usize,
+    /// Floats of a phase row: every column a tile reads.
+    wq: usize,
+}
+
+impl Geom {
+    fn of(k: &ConvDirect) -> Geom {
+        let u = |v: u64| v as usize;
+        let (s, dw, kw, ow) = (
+            u(k.strides[1]),
+            u(k.dilations[1]),
+            u(k.kernel[1]),
+            u(k.output[1]),
+        );
+        Geom {
+            c: u(k.in_channels),
+            m: u(k.out_channels),
+            ih: u(k.input[0]),
+            iw: u(k.input[1]),
+            kh: u(k.kernel[0]),
+            kw,
+            sh: u(k.strides[0]),
+            s,
+            dh: u(k.dilations[0]),
+            dw,
+            ph: u(k.pad_begin[0]),
+            pw: u(k.pad_begin[1]),
+            oh: u(k.output[0]),
+            ow,
+            wq: ow.next_multiple_of(k.isa.nr()) + (kw.max(1) - 1) * dw / s.max(1),
+        }
+    }
+
+    /// GEMM depth `C · kh · kw`.
+    fn depth(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    /// Padded input rows that output rows `oys` read.
+    fn rows_for(&self, oys: usize) -> usize {
+        if oys == 0 {
+            0
+        } else {
+            (oys - 1) * self.sh + (self.kh.max(1) - 1) * self.dh + 1
+        }
+    }
+
+    /// Floats of the padded copy of `rows` rows: `[C][s][rows][wq]`.
+    fn copy_floats(&self, rows: usize) -> usize {
+        self.c * self.s * rows * self.wq
+    }
+
+    /// B row `k = (ci, ky, kx)`'s offset in a copy of `rows` rows, from a
+    /// tile's first column.
+    fn offset(&self, k: usize, rows: usize) -> usize {
+        let (ci, tap) = (k / (self.kh * self.kw), k % (self.kh * self.kw));
+        let (ky, kx) = (tap / self.kw, tap % self.kw);
+        let col = kx * self.dw;
+        ((ci * self.s + col % self.s) * rows + ky * self.dh) * self.wq + col / self.s
+    }
+}
+
+impl ConvDirect {
+    /// Whether the kernel computes this geometry: one group, nonzero
+    /// strides and dilations, horizontal stride 1 or 2.
+    pub fn supports(strides: [u64; 2], dilations: [u64; 2]) -> bool {
+        matches!(strides[1], 1 | 2) && strides[0] > 0 && !dilations.contains(&0)
+    }
+
+    /// Copies the padded input rows of image plane set `x` (`C` planes)
+    /// that output rows `oy0..oy0 + oys` read into `dst` (`[C][s][rows][wq]`).
+    fn copy_rows(g: &Geom, x: &[f32], oy0: usize, oys: usize, dst: &mut [f32]) {
+        let rows = g.rows_for(oys);
+        let first = (oy0 * g.sh) as isize - g.ph as isize;
+        for ci in 0..g.c {
+            let plane = &x[ci * g.ih * g.iw..][..g.ih * g.iw];
+            for phase in 0..g.s {
+                // Phase column q holds input column q·s + phase − pw.
+                let shift = phase as isize - g.pw as isize;
+                for r in 0..rows {
+                    let d = &mut dst[((ci * g.s + phase) * rows + r) * g.wq..][..g.wq];
+                    let iy = first + r as isize;
+                    if iy < 0 || iy >= g.ih as isize {
+                        d.fill(0.0);
+                        continue;
+                    }
+                    let row = &plane[iy as usize * g.iw..][..g.iw];
+                    // Columns q with 0 <= q·s + shift < iw.
+                    let s = g.s as isize;
+                    let q0 = (((-shift).max(0) + s - 1) / s).min(g.wq as isize);
+                    let q1 = (((g.iw as isize - shift) + s - 1) / s).clamp(q0, g.wq as isize);
+                    let (q0, q1) = (q0 as usize, q1 as usize);
+                    d[..q0].fill(0.0);
+                    d[q1..].fill(0.0);
+                    let from = (q0 as isize * s + shift) as usize;
+                    let body = &mut d[q0..q1];
+                    if g.s == 1 {
+                        body.copy_from_slice(&row[from..from + body.len()]);
+                    } else {
+                        // A constant stride the compiler turns into shuffles.
+                        let n = body.len();
+                        if n > 0 {
+                            let src = &row[from..from + 2 * n - 1];
+                            let (most, last) = body.split_at_mut(n - 1);
+                            for (v, pair) in most.iter_mut().zip(src.chunks_exact(2)) {
+                                *v = pair[0];
+                            }
+                            last[0] = src[2 * (n - 1)];
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Output rows `oy0..oy0 + oys` of image `b`.
+    ///
+    /// # Safety
+    /// As [`KernelImpl::run`]; this part owns those rows; the scratch holds
+    /// [`KernelImpl::scratch_bytes`] for `oys` items.
+    unsafe fn run_rows(&self, io: &Io, b: usize, oy0: usize, oys: usize, scratch: &mut [f32]) {
+        let g = Geom::of(self);
+        let (k, plane_out, rows) = (g.depth(), g.oh * g.ow, g.rows_for(oys));
+        let (mr, nr) = (self.isa.mr(), self.isa.nr());
+        // SAFETY: inputs are not written during the step (the run contract).
+        let (x, w) = unsafe { (io.inputs[0].f32(), io.inputs[1].f32()) };
+        // SAFETY: as above.
+        let bias = self.epilogue.bias.then(|| unsafe { io.inputs[2].f32() });
+        // SAFETY: as above.
+        let residual = self
+            .epilogue
+            .residual
+            .then(|| unsafe { io.inputs[2 + usize::from(self.epilogue.bias)].f32() });
+        let y = &io.outputs[0];
+        assert!(
+            (b + 1) * g.m * plane_out <= y.len_bytes() / 4,
+            "conv direct output is too small"
+        );
+        let (copy, rest) = scratch.split_at_mut(g.copy_floats(rows) + nr);
+        // The B row offsets, a usize table after the copy (aligned within its slack).
+        // SAFETY: any bit pattern is a valid usize; the slice is only reinterpreted.
+        let (_, offs, _) = unsafe { rest.align_to_mut::<usize>() };
+        assert!(offs.len() >= k, "conv direct scratch is too small");
+        let offs = &mut offs[..k];
+        Self::copy_rows(
+            &g,
+            &x[b * g.c * g.ih * g.iw..][..g.c * g.ih * g.iw],
+            oy0,
+            oys,
+            copy,
+        );
+        for (kk, o) in offs.iter_mut().enumerate() {
+            *o = g.offset(kk, rows);
+        }
+        // A row's last tile reads whole NR-float rows of B, past its columns
+        // but inside its phase row (wq floats): all inside `copy`.
+        let reach = offs.iter().max().map_or(0, |&o| {
+            o + (oys - 1) * g.sh * g.wq + g.ow.next_multiple_of(nr)
+        });
+        assert!(reach <= copy.len(), "conv direct copy reach");
+        let act = self.epilogue.activation;
+        for i in 0..g.m.div_ceil(mr) {
+            let rows_c = mr.min(g.m - i * mr);
+            for oy in oy0..oy0 + oys {
+                for ox0 in (0..g.ow).step_by(nr) {
+                    let cols = nr.min(g.ow - ox0);
+                    let base = copy[(oy - oy0) * g.sh * g.wq + ox0..].as_ptr();
+                    let at = (b * g.m + i * mr) * plane_out + oy * g.ow + ox0;
+                    let e = packed::TileEpi {
+                        accumulate: false,
+                        finish: true,
+                        bias: bias.map_or(std::ptr::null(), |bv| bv[i * mr..].as_ptr()),
+                        residual: residual.map_or(std::ptr::null(), |r| r[at..].as_ptr()),
+                        act,
+                        next_a: std::ptr::null(),
+                    };
+                    let a = w[i * mr * k..][..mr * k].as_ptr();
+                    // SAFETY: C's rows_c × cols tile at `at` (stride plane_out) lies in
+                    // this part's rows (asserted); every B row reads NR floats inside
+                    // `copy` (asserted); the ISA is the kernel's (checked in run).
+                    unsafe {
+                        packed::tile_indirect(
+                            self.isa,
+                            k,
+                            a,
+                            base,
+                            offs.as_ptr(),
+                            (y.as_ptr() as *mut f32).add(at),
+                            plane_out,
+                            rows_c,
+                            cols,
+                            &e,
+                        )
+                    };
+                }
+            }
+        }
+    }
+}
+
+impl KernelImpl for ConvDirect {
+    fn name(&self) -> String {
+        format!("f32_conv2d_direct_{}", self.isa.name())
+    }
+
+    fn work_items(&self) -> u64 {
+        self.batch * self.output[0]
+    }
+
+    fn scratch_bytes(&self, items: u64) -> usize {
+        if items == 0 {
+            return 0;
+        }
+        let g = Geom::of(self);
+        // A part's rows may span two images: at most `oh` rows of one at a time.
+        let oys = (items as usize).min(g.oh);
+        4 * (g.copy_floats(g.rows_for(oys)) + self.isa.nr()) + 8 * (g.depth() + 1)
+    }
+
+    fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String> {
+        let want = 2 + usize::from(self.epilogue.bias) + usize::from(self.epilogue.residual);
+        expect_io(n_inputs, n_outputs, want..want + 1, 1)?;
+        if !ConvDirect::supports(self.strides, self.dilations) {
+            return Err(format!(
+                "conv direct needs a horizontal stride of 1 or 2 and nonzero dilations: {self:?}"
+            ));
+        }
+        if self.in_channels == 0 || self.kernel.contains(&0) || self.out_channels == 0 {
+            return Err(format!("conv direct has an empty product: {self:?}"));
+        }
+        Ok(())
+    }
+
+    unsafe fn run(&self, io: &Io, part: Range<u64>, scratch: &mut [u8]) {
+        assert!(
+            self.isa.available(),
+            "the direct conv needs {}, which this CPU lacks",
+            self.isa.name()
+        );
+        // SAFETY: any bit pattern is a valid f32; align to 8 for the offsets after the copy.
+        let (pre, scratch, _) = unsafe { scratch.align_to_mut::<f32>() };
+        assert!(pre.is_empty(), "conv direct scratch is not 4-byte aligned");
+        let oh = self.output[0] as usize;
+        let (mut item, end) = (part.start as usize, part.end as usize);
+        while item < end {
+            let (b, oy) = (item / oh, item % oh);
+            let oys = (oh - oy).min(end - item);
+            // SAFETY: the caller's contract; this part owns rows oy.. of image b.
+            unsafe { self.run_rows(io, b, oy, oys, scratch) };
+            item += oys;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::testutil::*;
+    use crate::conv::Conv;
+    use crate::conv_gemm::pack_conv_gemm_weights;
+    use crate::packed::tests::all_activations;
+
+    /// The same convolution by the portable direct kernel.
+    fn reference(k: &ConvDirect) -> Conv {
+        Conv {
+            batch: k.batch,
+            in_channels: k.in_channels,
+            out_channels: k.out_channels,
+            group: 1,
+            input: k.input.to_vec(),
+            kernel: k.kernel.to_vec(),
+            strides: k.strides.to_vec(),
+            dilations: k.dilations.to_vec(),
+            pad_begin: k.pad_begin.to_vec(),
+            output: k.output.to_vec(),
+            epilogue: k.epilogue,
+        }
+    }
+
+    fn random(rng: &mut Rng, isa: Isa, epilogue: Epilogue) -> ConvDirect {
+        let (kh, kw) = (1 + rng.below(7), 1 + rng.below(7));
+        let (sh, sw) = (1 + rng.below(3), 1 + rng.below(2));
+        let (dh, dw) = (1 + rng.below(2), 1 + rng.below(2));
+        let (ph, pw) = (rng.below(kh), rng.below(kw));
+        let ih = (kh - 1) * dh + 1 + rng.below(20);
+        let iw = (kw - 1) * dw + 1 + rng.below(80);
+        // Any end padding up to the begin padding.
+        let (eh, ew) = (rng.below(ph + 1), rng.below(pw + 1));
+        let oh = (ih + ph + eh - (kh - 1) * dh - 1) / sh + 1;
+        let ow = (iw + pw + ew - (kw - 1) * dw - 1) / sw + 1;
+        ConvDirect {
+            batch: 1 + rng.below(2),
+            in_channels: 1 + rng.below(4),
+            out_channels: 1 + rng.below(20),
+            input: [ih, iw],
+            kernel: [kh, kw],
+            strides: [sh, sw],
+            dilations: [dh, dw],
+            pad_begin: [ph, pw],
+            output: [oh, ow],
+            epilogue,
+            isa,
+        }
+    }
+
+    fn compare(k: &ConvDirect, rng: &mut Rng, parts: u64) {
+        let g = Geom::of(k);
+        let (n, m, c) = (k.batch as usize, g.m, g.c);
+        let x = rng.vec(n * c * g.ih * g.iw);
+        let w = rng.vec(m * g.depth());
+        let mut inputs = vec![x.clone(), pack_conv_gemm_weights(&w, m, 1, k.isa)];
+        let mut ref_inputs = vec![x, w];
+        let out = n * m * g.oh * g.ow;
+        if k.epilogue.bias {
+            let b = rng.vec(m);
+            inputs.push(b.clone());
+            ref_inputs.push(b);
+        }
+        if k.epilogue.residual {
+            let r = rng.vec(out);
+            inputs.push(r.clone());
+            ref_inputs.push(r);
+        }
+        let want = run_parts(&reference(k), &ref_inputs, &[out], 1);
+        let got = run_parts(k, &inputs, &[out], parts);
+        assert_close(&got[0], &want[0], 1e-4);
+    }
+
+    #[test]
+    fn matches_the_portable_conv_on_random_geometries() {
+        let mut rng = Rng(41);
+        for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+            for case in 0..40 {
+                let epilogue = Epilogue {
+                    bias: case % 2 == 0,
+                    residual: case % 3 == 0,
+                    activation: crate::Activation::Relu,
+                };
+                let k = random(&mut rng, isa, epilogue);
+                compare(&k, &mut rng, 1 + case % 3);
+            }
+        }
+    }
+
+    #[test]
+    fn every_epilogue_and_the_stems() {
+        let mut rng = Rng(43);
+        for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+            for act in all_activations() {
+                let mut k = random(
+                    &mut rng,
+                    isa,
+                    Epilogue {
+                        bias: true,
+                        residual: true,
+                        activation: act,
+                    },
+                );
+                k.out_channels = 13;
+                compare(&k, &mut rng, 2);
+            }
+            // ResNet's 7×7/2 stem and MobileNet's 3×3/2 one, on smaller maps.
+            for (kk, p, hw) in [(7u64, 3u64, 64u64), (3, 1, 50)] {
+                let out = (hw + 2 * p - kk) / 2 + 1;
+                let k = ConvDirect {
+                    batch: 1,
+                    in_channels: 3,
+                    out_channels: 24,
+                    input: [hw, hw],
+                    kernel: [kk, kk],
+                    strides: [2, 2],
+                    dilations: [1, 1],
+                    pad_begin: [p, p],
+                    output: [out, out],
+                    epilogue: Epilogue {
+                        bias: true,
+                        residual: false,
+                        activation: crate::Activation::Relu,
+                    },
+                    isa,
+                };
+                compare(&k, &mut rng, 3);
+            }
+        }
+    }
+
+    /// Microseconds of the stems against the GEMM convolution; not a test
+    /// of correctness:
+    /// `cargo test --release -p kann-kernels --lib conv_direct::tests::stem_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn stem_timing() {
+        use crate::conv_gemm::{ConvGemm, GemmAxis};
+        let isa = Isa::ALL
+            .into_iter()
+            .rev()
+            .find(|i| i.available())
+            .unwrap_or(Isa::Generic);
+        let mut rng = Rng(5);
+        for (m, kk, p, hw) in [
+            (64u64, 7u64, 3u64, 224u64),
+            (64, 3, 0, 224),
+            (32, 3, 1, 224),
+        ] {
+            let out = (hw + 2 * p - kk) / 2 + 1;
+            let epilogue = Epilogue {
+                bias: true,
+                residual: false,
+                activation: crate::Activation::Relu,
+            };
+            let d = ConvDirect {
+                batch: 1,
+                in_channels: 3,
+                out_channels: m,
+                input: [hw, hw],
+                kernel: [kk, kk],
+                strides: [2, 2],
+                dilations: [1, 1],
+                pad_begin: [p, p],
+                output: [out, out],
+                epilogue,
+                isa,
+            };
+            let gemm = ConvGemm {
+                batch: 1,
+                in_channels: 3,
+                out_channels: m,
+                group: 1,
+                input: [hw, hw],
+                kernel: [kk, kk],
+                strides: [2, 2],
+                dilations: [1, 1],
+                pad_begin: [p, p],
+                output: [out, out],
+                epilogue,
+                isa,
+                axis: GemmAxis::Columns,
+            };
+            let w = rng.vec((m * 3 * kk * kk) as usize);
+            let mut inputs = vec![
+                rng.vec((3 * hw * hw) as usize),
+                pack_conv_gemm_weights(&w, m as usize, 1, isa),
+                rng.vec(m as usize),
+            ];
+            let n_out = (m * out * out) as usize;
+            let flops = 2.0 * (m * 3 * kk * kk * out * out) as f64;
+            let (td, tg) = (
+                time_kernel(&d, &mut inputs, n_out),
+                time_kernel(&gemm, &mut inputs, n_out),
+            );
+            println!("stem {m}x3x{kk}x{kk}/2 on {hw}: direct {td:.0} us ({:.0} GFLOP/s), gemm {tg:.0} us ({:.0} GFLOP/s)", flops / td / 1e3, flops / tg / 1e3);
+        }
+    }
+}
