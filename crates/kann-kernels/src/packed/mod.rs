@@ -485,11 +485,14 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                     for i in row_panels.clone() {
                         let rows = M::MR.min(m - i * M::MR);
                         let off = i * M::MR * call.ldc + n0 + p * M::NR;
-                        // The first column panel streams this row block's A
-                        // from memory: meanwhile ask for the next one's.
+                        // The first column panel streams A from memory, a
+                        // panel per tile: meanwhile ask for the next panel's
+                        // block (after the last panel, the next K block's
+                        // first). Panels of one K block lie K·MR floats
+                        // apart, too far for the hardware prefetchers.
                         let next_a = match p {
-                            0 if m0 + MC < m => call.a.get((i + MC / M::MR) * k * M::MR + k0 * M::MR..),
-                            0 if k0 + kc < k => call.a.get((i - m0 / M::MR) * k * M::MR + (k0 + kc) * M::MR..),
+                            0 if i + 1 < m.div_ceil(M::MR) => call.a.get(((i + 1) * k + k0) * M::MR..),
+                            0 if k0 + kc < k => call.a.get((k0 + kc) * M::MR..),
                             _ => None,
                         };
                         let e = TileEpi {
