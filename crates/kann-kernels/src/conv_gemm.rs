@@ -25,6 +25,9 @@ use crate::{Epilogue, Io};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
+#[cfg(target_arch = "x86_64")]
+mod gather;
+
 /// The axis a [`ConvGemm`] step splits across clusters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GemmAxis {
@@ -67,6 +70,17 @@ pub fn pack_conv_gemm_weights(w: &[f32], out_channels: usize, group: usize, isa:
 }
 
 /// `ceil(a / b)` for `b > 0`.
+/// Stride-1 "same" maps narrower than this build their im2col rows as
+/// masked shifts of the plane ([`gather`]); on wider ones the runs are
+/// long enough to copy.
+const GATHER_BELOW: usize = 16;
+
+/// Whether narrow im2col rows are built with AVX-512: the kernel's ISA,
+/// and present on this CPU.
+fn gather_avx512(isa: Isa) -> bool {
+    isa == Isa::Avx512 && isa.available()
+}
+
 fn ceil_div(a: isize, b: isize) -> isize {
     a.div_euclid(b) + isize::from(a.rem_euclid(b) != 0)
 }
@@ -80,9 +94,59 @@ struct Im2col<'a> {
     g: &'a ConvGemm,
     col0: usize,
     pointwise: bool,
+    /// Build the rows of narrow stride-1 "same" maps with AVX-512 (the
+    /// kernel's ISA, present on this CPU).
+    gather_avx512: bool,
+    /// The lanes' output positions of the last column asked for.
+    #[cfg(target_arch = "x86_64")]
+    start: std::cell::Cell<Option<gather::Start>>,
+}
+
+impl Im2col<'_> {
+    /// Row `k`'s geometry for [`gather`], when it takes that path: AVX-512,
+    /// a narrow stride-1 "same" map (not a pointwise one, read in place).
+    #[cfg(target_arch = "x86_64")]
+    fn gather_row(&self, k: usize) -> Option<gather::Row<'_>> {
+        let g = self.g;
+        let [ih, iw] = g.input.map(|v| v as usize);
+        let [kh, kw] = g.kernel.map(|v| v as usize);
+        let ow = g.output[1] as usize;
+        if !self.gather_avx512 || self.pointwise || ow >= GATHER_BELOW {
+            return None;
+        }
+        let (ci, tap) = (k / (kh * kw), k % (kh * kw));
+        let (ky, kx) = ((tap / kw) as isize, (tap % kw) as isize);
+        let row = gather::Row {
+            plane: &self.x[ci * ih * iw..][..ih * iw],
+            ih,
+            iw,
+            ow,
+            sh: g.strides[0] as usize,
+            sw: g.strides[1] as usize,
+            iy0: ky * g.dilations[0] as isize - g.pad_begin[0] as isize,
+            ix0: kx * g.dilations[1] as isize - g.pad_begin[1] as isize,
+        };
+        row.linear().then_some(row)
+    }
 }
 
 impl BSource for Im2col<'_> {
+    #[cfg(target_arch = "x86_64")]
+    fn fill_panels(&self, k: usize, n0: usize, len: usize, nr: usize, dst: &mut [f32], stride: usize) -> bool {
+        let Some(row) = self.gather_row(k) else {
+            return false;
+        };
+        let pos = self.col0 + n0;
+        let start = match self.start.get() {
+            Some(s) if s.pos == pos => s,
+            _ => gather::Start::new(pos, row.ow),
+        };
+        self.start.set(Some(start));
+        // SAFETY: gather_row is Some only when the CPU has AVX-512F.
+        unsafe { gather::fill_panels(&row, pos, &start, len, nr, dst, stride) };
+        true
+    }
+
     /// A 1×1 stride-1 unpadded convolution's row `k` is X's channel `k`.
     fn row(&self, k: usize, n0: usize, len: usize) -> Option<&[f32]> {
         let plane = (self.g.input[0] * self.g.input[1]) as usize;
@@ -107,6 +171,7 @@ impl BSource for Im2col<'_> {
         let [ph, pw] = g.pad_begin.map(|v| v as isize);
         // Output columns o read input column o·sw + off; inside for lo..hi.
         let off = kx * dw - pw;
+
         let (lo, hi) = if sw == 1 {
             ((-off).max(0) as usize, ((iw as isize - off).max(0) as usize).min(ow))
         } else {
@@ -266,7 +331,7 @@ impl KernelImpl for Im2colPack {
             let (bg, panel) = (item / panels, item % panels);
             let end = (panel + part.end as usize - item).min(panels);
             let (b, grp) = (bg / groups, bg % groups);
-            let src = Im2col { x: &x[(b * c + grp * cg) * plane_in..][..cg * plane_in], g, col0: 0, pointwise: g.pointwise() };
+            let src = Im2col { x: &x[(b * c + grp * cg) * plane_in..][..cg * plane_in], g, col0: 0, pointwise: g.pointwise(), gather_avx512: gather_avx512(g.isa), #[cfg(target_arch = "x86_64")] start: Default::default() };
             let at = bg * len + panel * k * nr;
             // SAFETY: this part owns these panels of image b, group grp (the run contract).
             let dst = unsafe { io.outputs[0].f32_part(at..at + (end - panel) * k * nr) };
@@ -338,7 +403,7 @@ impl ConvGemm {
             unsafe { packed::gemm(self.isa, &call, &src, scratch) };
             return;
         }
-        let src = Im2col { x: &x[(b * c + grp * cg) * plane_in..][..cg * plane_in], g: self, col0: cols.start, pointwise: self.pointwise() };
+        let src = Im2col { x: &x[(b * c + grp * cg) * plane_in..][..cg * plane_in], g: self, col0: cols.start, pointwise: self.pointwise(), gather_avx512: gather_avx512(self.isa), #[cfg(target_arch = "x86_64")] start: Default::default() };
         // SAFETY: C and the residual cover rows × cols at stride plane_out;
         // the scratch holds scratch_floats (see scratch_bytes).
         unsafe { packed::gemm(self.isa, &call, &src, scratch) };
@@ -523,6 +588,21 @@ mod tests {
             k.output[a] = (inp + pb + pe - eff) / s + 1;
         }
         k
+    }
+
+    #[test]
+    fn same_size_stride_1_maps_match_direct() {
+        // Narrow "same" maps: B's rows are masked shifts of the plane on
+        // AVX-512 (square and not, dilated, odd and even windows with the
+        // extra padding at the end, several column parts).
+        let mut rng = Rng(29);
+        for (c, [h, w], [kh, kw], d, [ph, pw]) in [(5u64, [7u64, 7u64], [3u64, 3u64], 1u64, [1u64, 1u64]), (3, [9, 13], [5, 5], 1, [2, 2]), (4, [14, 14], [3, 3], 2, [2, 2]), (2, [6, 15], [3, 5], 1, [1, 2]), (3, [5, 11], [2, 2], 1, [0, 0]), (1, [3, 2], [3, 3], 1, [1, 1])] {
+            let e = Epilogue { bias: true, residual: c % 2 == 1, activation: crate::Activation::Relu };
+            let mut k = random_conv(&mut rng, e);
+            (k.in_channels, k.out_channels, k.group) = (c, 11, 1);
+            (k.input, k.output, k.kernel, k.strides, k.dilations, k.pad_begin) = ([h, w], [h, w], [kh, kw], [1, 1], [d, d], [ph, pw]);
+            compare(&k, &mut rng);
+        }
     }
 
     #[test]

@@ -269,6 +269,15 @@ pub(crate) trait BSource {
     fn packed(&self) -> Option<&[f32]> {
         None
     }
+
+    /// Writes `B[k][n0 + j]` straight into the packed panels when the source
+    /// can: column `j < len` at `dst[(j / nr) · stride + j % nr]`, zeros
+    /// from `len` to the end of the last panel. Returns whether it did (the
+    /// packer then copies nothing): a row built in a buffer and copied on
+    /// stalled on store forwarding when its stores were masked.
+    fn fill_panels(&self, _k: usize, _n0: usize, _len: usize, _nr: usize, _dst: &mut [f32], _stride: usize) -> bool {
+        false
+    }
 }
 
 /// Floats of B packed whole for `isa`: `ceil(n/NR)` panels of `k × NR`.
@@ -294,6 +303,9 @@ pub(crate) fn pack_whole(isa: Isa, b: &impl BSource, k: usize, n: usize, panels:
         let (c0, c1) = (p0 * nr, (p1 * nr).min(n));
         let (len, padded) = (c1 - c0, (p1 - p0) * nr);
         for kk in 0..k {
+            if b.fill_panels(kk, c0, len, nr, &mut dst[((p0 - first) * k + kk) * nr..], k * nr) {
+                continue;
+            }
             // The row, zero-padded to whole panels (so every piece below is
             // a whole panel row: one fixed-size copy, no library call).
             let row: &[f32] = match b.row(kk, c0, len) {
@@ -424,6 +436,9 @@ pub(crate) unsafe fn tile_indirect(isa: Isa, kc: usize, a: *const f32, base: *co
 fn pack_b<M: Micro>(b: &impl BSource, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32]) {
     let mut buf = [0.0f32; NC];
     for kk in 0..kc {
+        if b.fill_panels(k0 + kk, n0, nc, M::NR, &mut dst[kk * M::NR..], kc * M::NR) {
+            continue;
+        }
         let row = match b.row(k0 + kk, n0, nc) {
             Some(r) => r,
             None => {
