@@ -70,9 +70,9 @@ pub fn pack_conv_gemm_weights(w: &[f32], out_channels: usize, group: usize, isa:
 }
 
 /// `ceil(a / b)` for `b > 0`.
-/// Stride-1 "same" maps narrower than this build their im2col rows as
-/// masked shifts of the plane ([`gather`]); on wider ones the runs are
-/// long enough to copy.
+/// Stride-1 "same" and stride-2 maps narrower than this build their im2col
+/// rows as masked shifts of a plane ([`gather`]); on wider ones the runs
+/// are long enough to copy.
 const GATHER_BELOW: usize = 16;
 
 /// Whether narrow im2col rows are built with AVX-512: the kernel's ISA,
@@ -94,19 +94,24 @@ struct Im2col<'a> {
     g: &'a ConvGemm,
     col0: usize,
     pointwise: bool,
-    /// Build the rows of narrow stride-1 "same" maps with AVX-512 (the
-    /// kernel's ISA, present on this CPU).
+    /// Build the rows of narrow stride-1 "same" and stride-2 maps with
+    /// AVX-512 (the kernel's ISA, present on this CPU).
     gather_avx512: bool,
     /// The lanes' output positions of the last column asked for.
     #[cfg(target_arch = "x86_64")]
     start: std::cell::Cell<Option<gather::Start>>,
+    /// The phase planes of the last channel a stride-2 row read.
+    #[cfg(target_arch = "x86_64")]
+    phases: std::cell::RefCell<Phases>,
 }
 
 impl Im2col<'_> {
     /// Row `k`'s geometry for [`gather`], when it takes that path: AVX-512,
-    /// a narrow stride-1 "same" map (not a pointwise one, read in place).
+    /// a narrow (not pointwise) map, stride 1 with the output the input's
+    /// size, or stride 2 with the input's phase planes as wide as the
+    /// output (their split cached per channel in `phases`).
     #[cfg(target_arch = "x86_64")]
-    fn gather_row(&self, k: usize) -> Option<gather::Row<'_>> {
+    fn gather_row<'p>(&'p self, k: usize, phases: &'p mut Phases) -> Option<gather::Row<'p>> {
         let g = self.g;
         let [ih, iw] = g.input.map(|v| v as usize);
         let [kh, kw] = g.kernel.map(|v| v as usize);
@@ -116,24 +121,44 @@ impl Im2col<'_> {
         }
         let (ci, tap) = (k / (kh * kw), k % (kh * kw));
         let (ky, kx) = ((tap / kw) as isize, (tap % kw) as isize);
-        let row = gather::Row {
-            plane: &self.x[ci * ih * iw..][..ih * iw],
-            ih,
-            iw,
-            ow,
-            sh: g.strides[0] as usize,
-            sw: g.strides[1] as usize,
-            iy0: ky * g.dilations[0] as isize - g.pad_begin[0] as isize,
-            ix0: kx * g.dilations[1] as isize - g.pad_begin[1] as isize,
-        };
-        row.linear().then_some(row)
+        let (ay, ax) = (ky * g.dilations[0] as isize - g.pad_begin[0] as isize, kx * g.dilations[1] as isize - g.pad_begin[1] as isize);
+        let plane = &self.x[ci * ih * iw..][..ih * iw];
+        match g.strides {
+            [1, 1] if ow == iw => Some(gather::Row { plane, ih, iw, ow, iy0: ay, ix0: ax }),
+            [2, 2] if iw <= 2 * ow && 4 * ih.div_ceil(2) * ow <= gather::PHASE_FLOATS => {
+                let hp = ih.div_ceil(2);
+                if phases.channel != Some(ci) {
+                    // SAFETY: gather_avx512 is set only when the CPU has AVX-512F.
+                    unsafe { gather::split_phases(plane, ih, iw, ow, &mut phases.floats) };
+                    phases.channel = Some(ci);
+                }
+                let (py, px) = (ay.rem_euclid(2) as usize, ax.rem_euclid(2) as usize);
+                Some(gather::Row {
+                    plane: &phases.floats[(py * 2 + px) * hp * ow..][..hp * ow],
+                    ih: (ih - py.min(ih)).div_ceil(2),
+                    iw: (iw - px.min(iw)).div_ceil(2),
+                    ow,
+                    iy0: ay.div_euclid(2),
+                    ix0: ax.div_euclid(2),
+                })
+            }
+            _ => None,
+        }
     }
+}
+
+/// A channel's input split into its four stride-2 phase planes.
+#[cfg(target_arch = "x86_64")]
+struct Phases {
+    channel: Option<usize>,
+    floats: [f32; gather::PHASE_FLOATS],
 }
 
 impl BSource for Im2col<'_> {
     #[cfg(target_arch = "x86_64")]
     fn fill_panels(&self, k: usize, n0: usize, len: usize, nr: usize, dst: &mut [f32], stride: usize) -> bool {
-        let Some(row) = self.gather_row(k) else {
+        let mut phases = self.phases.borrow_mut();
+        let Some(row) = self.gather_row(k, &mut phases) else {
             return false;
         };
         let pos = self.col0 + n0;
@@ -331,7 +356,7 @@ impl KernelImpl for Im2colPack {
             let (bg, panel) = (item / panels, item % panels);
             let end = (panel + part.end as usize - item).min(panels);
             let (b, grp) = (bg / groups, bg % groups);
-            let src = Im2col { x: &x[(b * c + grp * cg) * plane_in..][..cg * plane_in], g, col0: 0, pointwise: g.pointwise(), gather_avx512: gather_avx512(g.isa), #[cfg(target_arch = "x86_64")] start: Default::default() };
+            let src = Im2col { x: &x[(b * c + grp * cg) * plane_in..][..cg * plane_in], g, col0: 0, pointwise: g.pointwise(), gather_avx512: gather_avx512(g.isa), #[cfg(target_arch = "x86_64")] start: Default::default(), #[cfg(target_arch = "x86_64")] phases: std::cell::RefCell::new(Phases { channel: None, floats: [0.0; gather::PHASE_FLOATS] }) };
             let at = bg * len + panel * k * nr;
             // SAFETY: this part owns these panels of image b, group grp (the run contract).
             let dst = unsafe { io.outputs[0].f32_part(at..at + (end - panel) * k * nr) };
@@ -403,7 +428,7 @@ impl ConvGemm {
             unsafe { packed::gemm(self.isa, &call, &src, scratch) };
             return;
         }
-        let src = Im2col { x: &x[(b * c + grp * cg) * plane_in..][..cg * plane_in], g: self, col0: cols.start, pointwise: self.pointwise(), gather_avx512: gather_avx512(self.isa), #[cfg(target_arch = "x86_64")] start: Default::default() };
+        let src = Im2col { x: &x[(b * c + grp * cg) * plane_in..][..cg * plane_in], g: self, col0: cols.start, pointwise: self.pointwise(), gather_avx512: gather_avx512(self.isa), #[cfg(target_arch = "x86_64")] start: Default::default(), #[cfg(target_arch = "x86_64")] phases: std::cell::RefCell::new(Phases { channel: None, floats: [0.0; gather::PHASE_FLOATS] }) };
         // SAFETY: C and the residual cover rows × cols at stride plane_out;
         // the scratch holds scratch_floats (see scratch_bytes).
         unsafe { packed::gemm(self.isa, &call, &src, scratch) };
@@ -591,7 +616,7 @@ mod tests {
     }
 
     #[test]
-    fn same_size_stride_1_maps_match_direct() {
+    fn narrow_same_and_stride_2_maps_match_direct() {
         // Narrow "same" maps: B's rows are masked shifts of the plane on
         // AVX-512 (square and not, dilated, odd and even windows with the
         // extra padding at the end, several column parts).
@@ -601,6 +626,17 @@ mod tests {
             let mut k = random_conv(&mut rng, e);
             (k.in_channels, k.out_channels, k.group) = (c, 11, 1);
             (k.input, k.output, k.kernel, k.strides, k.dilations, k.pad_begin) = ([h, w], [h, w], [kh, kw], [1, 1], [d, d], [ph, pw]);
+            compare(&k, &mut rng);
+        }
+        // Narrow stride-2 maps read phase planes: even and odd extents,
+        // dilated and pointwise windows, and one too narrow an output for
+        // the phases (the runs).
+        for (c, [h, w], [kh, kw], d, [ph, pw]) in [(3u64, [14u64, 14u64], [3u64, 3u64], 1u64, [1u64, 1u64]), (2, [13, 11], [3, 3], 1, [1, 1]), (4, [28, 28], [1, 1], 1, [0, 0]), (2, [15, 9], [5, 5], 2, [3, 2]), (3, [14, 14], [3, 3], 1, [0, 0]), (2, [8, 9], [2, 4], 1, [0, 2])] {
+            let e = Epilogue { bias: c % 2 == 0, residual: c % 2 == 1, activation: crate::Activation::Relu };
+            let mut k = random_conv(&mut rng, e);
+            let out = |i: u64, kk: u64, p: u64| (i + 2 * p - (kk - 1) * d - 1) / 2 + 1;
+            (k.in_channels, k.out_channels, k.group) = (c, 9, 1);
+            (k.input, k.output, k.kernel, k.strides, k.dilations, k.pad_begin) = ([h, w], [out(h, kh, ph), out(w, kw, pw)], [kh, kw], [2, 2], [d, d], [ph, pw]);
             compare(&k, &mut rng);
         }
     }
@@ -671,7 +707,7 @@ mod tests {
     #[ignore]
     fn pack_speed() {
         // (channels, extent, kernel, stride, pad)
-        for (c, hw, kk, s, p) in [(256u64, 14u64, 3u64, 1u64, 1u64), (512, 7, 3, 1, 1), (64, 56, 3, 1, 1), (3, 224, 7, 2, 3), (128, 56, 3, 2, 1)] {
+        for (c, hw, kk, s, p) in [(256u64, 14u64, 3u64, 1u64, 1u64), (512, 7, 3, 1, 1), (64, 56, 3, 1, 1), (3, 224, 7, 2, 3), (128, 56, 3, 2, 1), (256, 28, 3, 2, 1), (512, 14, 3, 2, 1), (512, 14, 1, 2, 0)] {
             let out = (hw + 2 * p - kk) / s + 1;
             let conv = ConvGemm {
                 batch: 1,

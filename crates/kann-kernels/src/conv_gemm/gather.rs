@@ -1,30 +1,67 @@
-//! The im2col rows of stride-1 "same" convolutions with AVX-512: such a
-//! row of B is the input plane, flattened, shifted by the tap's offset,
-//! with the window's edges zeroed. On 7×7 and 14×14 maps the run-by-run
+//! The im2col rows of narrow stride-1 "same" convolutions with AVX-512:
+//! such a row of B is the input plane, flattened, shifted by the tap's
+//! offset, with the window's edges zeroed. A stride-2 one reads one of its
+//! input's four phase planes (even/odd rows and columns) the same way,
+//! once they are split out ([`split_phases`]). On 7×7 and 14×14 maps the run-by-run
 //! copy of the portable gather spent ~25 cycles on each run of 7 or 14
 //! floats (bounds, zero edges, copy dispatch): ResNet-50's layer4 packed
 //! at ~1.4 floats/ns. Here 16 output columns at a time carry their input
 //! row and column in vector lanes, and one masked load takes the lanes
 //! whose window position lies inside the input (the others read nothing
 //! and hold zero). AVX-512 gathers for the strided maps measured slower
-//! than the runs.
+//! than the runs; the phase planes cost one pass over each channel.
 
 use std::arch::x86_64::*;
 
 /// The geometry one im2col row `k = (ci, ky, kx)` reads with: output
-/// column `(oy, ox)` takes `plane[oy·sh + iy0][ox·sw + ix0]`, zero outside.
+/// column `(oy, ox)` takes `plane[oy + iy0][ox + ix0]`, zero outside
+/// `ih × iw`; the plane's rows lie `ow` floats apart (the input plane of a
+/// stride-1 "same" map, or a phase plane of a stride-2 one).
 pub(super) struct Row<'a> {
-    /// The input plane of channel `ci`, `ih × iw`.
     pub plane: &'a [f32],
     pub ih: usize,
     pub iw: usize,
     pub ow: usize,
-    pub sh: usize,
-    pub sw: usize,
-    /// `ky·dh − ph`.
     pub iy0: isize,
-    /// `kx·dw − pw`.
     pub ix0: isize,
+}
+
+/// Floats of a channel's four phase planes at most (see [`split_phases`]).
+pub(super) const PHASE_FLOATS: usize = 1024;
+
+/// The four phase planes of a stride-2 convolution's input plane `x`
+/// (`ih × iw`), each `ceil(ih/2)` rows of `ow` floats:
+/// `phases[(py·2 + px)][r][c] = x[2r + py][2c + px]`, zero outside. Output
+/// column `(oy, ox)` of tap offset `(ay, ax)` (`ky·dh − ph`, `kx·dw − pw`)
+/// then reads phase `(ay mod 2, ax mod 2)` at `(oy + ay div 2, ox + ax div 2)`:
+/// a shift, as for stride 1. Needs `ceil(iw/2) <= ow`.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn split_phases(x: &[f32], ih: usize, iw: usize, ow: usize, phases: &mut [f32]) {
+    let hp = ih.div_ceil(2);
+    assert!(iw <= 32 && iw.div_ceil(2) <= ow && ow <= 16 && x.len() >= ih * iw && phases.len() >= 4 * hp * ow, "phase split geometry");
+    let (even, odd) = (_mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31));
+    let bits = |n: usize| ((1u32 << n.min(16)) - 1) as __mmask16;
+    let (w_even, w_odd) = (iw.div_ceil(2), iw / 2);
+    for r in 0..2 * hp {
+        let (py, row) = (r % 2, r / 2);
+        let (e_at, o_at) = (((py * 2) * hp + row) * ow, ((py * 2 + 1) * hp + row) * ow);
+        // SAFETY: row r < ih of x holds iw <= 32 floats (read under masks); each
+        // phase row holds ow >= ceil(iw/2) floats (written under masks).
+        unsafe {
+            let (lo, hi) = if r < ih {
+                let src = x.as_ptr().add(r * iw);
+                (_mm512_maskz_loadu_ps(bits(iw), src), _mm512_maskz_loadu_ps(bits(iw.saturating_sub(16)), src.wrapping_add(16)))
+            } else {
+                (_mm512_setzero_ps(), _mm512_setzero_ps())
+            };
+            // Columns past the input's stay zero: the masks above zeroed them.
+            _mm512_mask_storeu_ps(phases.as_mut_ptr().add(e_at), bits(ow), _mm512_maskz_permutex2var_ps(bits(w_even), lo, even, hi));
+            _mm512_mask_storeu_ps(phases.as_mut_ptr().add(o_at), bits(ow), _mm512_maskz_permutex2var_ps(bits(w_odd), lo, odd, hi));
+        }
+    }
 }
 
 /// The output row and column of the 16 lanes from column `pos` (the same
@@ -52,15 +89,6 @@ impl Start {
     }
 }
 
-impl Row<'_> {
-    /// Whether output column `o` reads input position `o + delta` of the
-    /// flattened plane: stride 1 and an output the input's size ("same"
-    /// padding), so a row of B is the plane shifted, its window's edges
-    /// masked.
-    pub(super) fn linear(&self) -> bool {
-        self.sh == 1 && self.sw == 1 && self.ow == self.iw && self.ow > 0
-    }
-}
 
 /// Columns `pos..pos + len` of the row into NR-column panels: column `j`
 /// at `dst[(j / nr) · stride + j % nr]`, zeros from `len` to the end of the
@@ -70,11 +98,11 @@ impl Row<'_> {
 /// The CPU has AVX-512F.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn fill_panels(r: &Row, pos: usize, start: &Start, len: usize, nr: usize, dst: &mut [f32], stride: usize) {
-    assert!(r.linear() && r.plane.len() >= r.ih * r.iw && r.ih * r.iw < i32::MAX as usize / 2, "im2col gather geometry");
+    assert!(r.ow > 0 && r.iw <= r.ow && r.plane.len() >= r.ih * r.ow && r.ih * r.ow < i32::MAX as usize / 2, "im2col gather geometry");
     let padded = len.next_multiple_of(nr);
     assert!(nr % 16 == 0 && (padded == 0 || dst.len() >= (padded / nr - 1) * stride + nr), "im2col gather panels");
-    // Output column o reads flattened input position o + delta.
-    let delta = r.iy0 * r.iw as isize + r.ix0;
+    // Output column o reads flattened plane position o + delta.
+    let delta = r.iy0 * r.ow as isize + r.ix0;
     assert!(start.pos == pos && start.ow == r.ow, "im2col gather start");
     let (step_y, step_x) = ((16 / r.ow) as i32, (16 % r.ow) as i32);
     // Lane l starts at output column pos + l; every step moves 16 columns on.
@@ -88,9 +116,9 @@ pub(super) unsafe fn fill_panels(r: &Row, pos: usize, start: &Start, len: usize,
         // Unsigned compares: a negative row or column is out too.
         let inside = _mm512_cmplt_epu32_mask(iy, ih) & _mm512_cmplt_epu32_mask(ix, iw);
         let lanes = if len - j.min(len) >= 16 { 0xffff } else { ((1u32 << (len - j.min(len))) - 1) as __mmask16 };
-        // SAFETY: the loaded lanes read row iy < ih, column ix < iw of the plane,
-        // which for a same-size stride-1 map is position pos + j + delta of the
-        // flattened plane; the 16 floats stored lie in one panel's row (checked above).
+        // SAFETY: the loaded lanes read row iy < ih, column ix < iw <= ow of the
+        // plane: position pos + j + delta of it flattened (rows ow apart); the 16
+        // floats stored lie in one panel's row (checked above).
         unsafe {
             let v = _mm512_maskz_loadu_ps(inside & lanes, r.plane.as_ptr().wrapping_offset((pos + j) as isize + delta));
             _mm512_storeu_ps(dst.as_mut_ptr().add(j / nr * stride + j % nr), v);
