@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// Where threads sleep once spinning did not pay off.
 #[derive(Default)]
@@ -17,15 +18,22 @@ pub(crate) struct Parker {
 }
 
 impl Parker {
-    /// Returns once `ready()` holds: spins `spin` times, then parks.
+    /// Returns once `ready()` holds: spins for up to `spin`, then parks.
     /// `ready` must become true only through stores followed by
-    /// [`Parker::wake_all`].
-    pub(crate) fn wait_until(&self, spin: u32, ready: impl Fn() -> bool) {
-        for _ in 0..spin {
-            if ready() {
-                return;
+    /// [`Parker::wake_all`]. The budget is time, not iterations: a spin-loop
+    /// hint costs 10 to 140 cycles depending on the CPU.
+    pub(crate) fn wait_until(&self, spin: Duration, ready: impl Fn() -> bool) {
+        let start = Instant::now();
+        loop {
+            for _ in 0..64 {
+                if ready() {
+                    return;
+                }
+                std::hint::spin_loop();
             }
-            std::hint::spin_loop();
+            if start.elapsed() >= spin {
+                break;
+            }
         }
         std::thread::yield_now();
         let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
@@ -62,7 +70,7 @@ impl SpinBarrier {
     }
 
     /// Blocks until all `n` threads have called `wait` for this generation.
-    pub(crate) fn wait(&self, spin: u32) {
+    pub(crate) fn wait(&self, spin: Duration) {
         // The generation cannot move before we arrive, so this read is ours.
         let generation = self.generation.load(SeqCst);
         if self.arrived.fetch_add(1, SeqCst) + 1 == self.n {
@@ -91,9 +99,9 @@ mod tests {
                 std::thread::spawn(move || {
                     for phase in 0..200 {
                         counter.fetch_add(1, SeqCst);
-                        b.wait(if phase % 2 == 0 { 0 } else { 100 });
+                        b.wait(Duration::from_micros(if phase % 2 == 0 { 0 } else { 100 }));
                         assert!(counter.load(SeqCst) >= (phase + 1) * n);
-                        b.wait(10);
+                        b.wait(Duration::from_micros(10));
                     }
                 })
             })

@@ -55,8 +55,8 @@ impl Records {
 /// What the caller and the workers share.
 pub(crate) struct Shared {
     pub n: usize,
-    /// Spin iterations before parking.
-    pub spin: u32,
+    /// How long a waiting thread spins before it parks.
+    pub spin: std::time::Duration,
     /// Bumped once per frame by the caller.
     pub epoch: AtomicU64,
     pub quit: AtomicBool,
@@ -76,7 +76,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(n: usize, spin: u32, commands: &[Vec<Command>]) -> Shared {
+    pub(crate) fn new(n: usize, spin: std::time::Duration, commands: &[Vec<Command>]) -> Shared {
         Shared {
             n,
             spin,
