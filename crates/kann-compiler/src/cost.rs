@@ -10,6 +10,7 @@
 //! within ~15% for the convolutions, which are 85-95% of the time);
 //! AVX2 and portable rates are scaled from the kernels' tile measurements.
 
+use kann_kernels::Activation;
 use kann_kernels::packed::Isa;
 use kann_kernels::{BufRef, Kernel, Step};
 
@@ -45,6 +46,9 @@ pub struct CostModel {
     pub launch_s: f64,
     /// What a barrier costs when the clusters arrive together.
     pub barrier_s: f64,
+    /// Seconds per element of an exponential activation (sigmoid, SiLU,
+    /// tanh) fused into a convolution's epilogue (~0.36 ns measured).
+    pub exp_activation_s: f64,
 }
 
 impl CostModel {
@@ -62,6 +66,7 @@ impl CostModel {
             gather_bytes_per_s: 6e9,
             launch_s: 3e-6,
             barrier_s: 5e-6,
+            exp_activation_s: 0.36e-9,
         }
     }
 
@@ -84,7 +89,8 @@ impl CostModel {
             _ => share,
         };
         let bytes_per_s = if matches!(step.kernel, Kernel::Im2colPack(_)) { self.gather_bytes_per_s } else { self.bytes_per_s };
-        let work = share * (step.flops as f64 / flops_rate + arena as f64 / bytes_per_s);
+        let activations = exp_activations(&step.kernel) as f64 * self.exp_activation_s;
+        let work = share * (step.flops as f64 / flops_rate + arena as f64 / bytes_per_s + activations);
         self.launch_s + work + weight_share * weights as f64 / self.weight_bytes_per_s
     }
 
@@ -92,7 +98,7 @@ impl CostModel {
     /// the portable matrix rate for other convolutions and products.
     pub fn flops_rate(&self, k: &Kernel) -> f64 {
         match k {
-            Kernel::ConvGemm(c) => self.packed_flops[isa_index(c.isa)],
+            Kernel::ConvGemm(c) => self.packed_flops[isa_index(c.isa)] * short_depth((c.in_channels / c.group.max(1)) * c.kernel[0] * c.kernel[1]),
             // Winograd F(4x4, 3x3) does 4x fewer multiplications than the
             // flops the step counts (the direct convolution's), less its
             // transforms: measured 2.6-3.1x the GEMM's rate on 28x28 and
@@ -101,7 +107,7 @@ impl CostModel {
             Kernel::Winograd(w) => 2.8 * self.packed_flops[isa_index(w.isa)],
             Kernel::FcGemm(f) => self.packed_flops[isa_index(f.isa)],
             // The GEMM's tile over B read in place: no gather, short K.
-            Kernel::ConvDirect(c) => self.packed_flops[isa_index(c.isa)],
+            Kernel::ConvDirect(c) => self.packed_flops[isa_index(c.isa)] * short_depth(c.in_channels * c.kernel[0] * c.kernel[1]),
             Kernel::DepthwiseConv(d) => self.depthwise_flops[isa_index(d.isa)],
             // The pointwise part at the GEMM's rate, the depthwise part at its
             // own (the halo rows' repeated pointwise work is small).
@@ -119,6 +125,34 @@ impl CostModel {
                 None => self.other_flops,
             },
         }
+    }
+}
+
+/// The share of the tile's rate a GEMM of depth `k` keeps: each tile pays
+/// its epilogue (and C's lines) once for `k` steps of multiply-adds, about
+/// 16 steps' worth. A 3×3 RGB stem (27) ran at ~85 GFLOP/s against ~160
+/// for deep layers.
+fn short_depth(k: u64) -> f64 {
+    k as f64 / (k as f64 + 16.0)
+}
+
+/// Elements a convolution's epilogue passes through an exponential
+/// activation (sigmoid, SiLU, tanh): EfficientNet-B0's fused expand +
+/// depthwise steps spent more on their two SiLUs than on their products.
+fn exp_activations(k: &Kernel) -> u64 {
+    let exp = |e: &kann_kernels::Epilogue| matches!(e.activation, Activation::Sigmoid | Activation::Silu | Activation::Tanh);
+    let depthwise = |d: &kann_kernels::depthwise::DepthwiseConv| if exp(&d.epilogue) { d.batch * d.out_channels * d.output[0] * d.output[1] } else { 0 };
+    match k {
+        Kernel::ConvGemm(c) if exp(&c.epilogue) => c.batch * c.out_channels * c.output[0] * c.output[1],
+        Kernel::ConvDirect(c) if exp(&c.epilogue) => c.batch * c.out_channels * c.output[0] * c.output[1],
+        Kernel::Winograd(w) if exp(&w.epilogue) => w.batch * w.out_channels * w.output[0] * w.output[1],
+        Kernel::DepthwiseConv(d) => depthwise(d),
+        Kernel::PointwiseDepthwise(f) => {
+            let d = &f.depthwise;
+            let expanded = if exp(&f.pointwise) { d.batch * d.in_channels * d.input[0] * d.input[1] } else { 0 };
+            expanded + depthwise(d)
+        }
+        _ => 0,
     }
 }
 
