@@ -75,6 +75,64 @@ pub fn pack_conv_gemm_weights(w: &[f32], out_channels: usize, group: usize, isa:
 /// are long enough to copy.
 const GATHER_BELOW: usize = 16;
 
+/// Output channels up to which a pointwise convolution's tiles read X in
+/// place rather than packing B: with so few rows each B panel serves one
+/// or two tiles, and packing it cost as much as the products.
+const IN_PLACE_ROWS: usize = 32;
+
+/// A pointwise GEMM (`call`, B = X's `K` channel rows `plane` apart, from
+/// column `col0`) whose tiles read X in place, one B row offset per
+/// channel; the last partial column panel is packed (its tile reads whole
+/// panel rows).
+///
+/// # Safety
+/// As [`packed::gemm`]; `x` holds the K channel planes; the scratch holds
+/// `K · (NR + 2)` floats.
+unsafe fn pointwise_in_place(isa: Isa, call: &GemmCall, x: &[f32], plane: usize, col0: usize, scratch: &mut [f32]) {
+    let (k, nr, mr) = (call.k, isa.nr(), isa.mr());
+    let (panel, rest) = scratch.split_at_mut(k * nr);
+    // SAFETY: any bit pattern is a valid usize; only reinterpreted.
+    let (_, offs, _) = unsafe { rest.align_to_mut::<usize>() };
+    assert!(offs.len() >= k && x.len() >= k * plane && col0 + call.n <= plane, "pointwise in place scratch or input");
+    for (p, o) in offs[..k].iter_mut().enumerate() {
+        *o = p * plane;
+    }
+    let full = call.n / nr;
+    let tail = call.n - full * nr;
+    for q in 0..full + usize::from(tail > 0) {
+        let cols = nr.min(call.n - q * nr);
+        // A whole panel reads X in place; the tail reads its packed copy.
+        let (base, offs_p): (*const f32, &[usize]) = if cols == nr {
+            (x[col0 + q * nr..].as_ptr(), &offs[..k])
+        } else {
+            for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
+                row[..cols].copy_from_slice(&x[p * plane + col0 + q * nr..][..cols]);
+                row[cols..].fill(0.0);
+            }
+            for (p, o) in offs[..k].iter_mut().enumerate() {
+                *o = p * nr;
+            }
+            (panel.as_ptr(), &offs[..k])
+        };
+        for i in 0..call.m.div_ceil(mr) {
+            let rows = mr.min(call.m - i * mr);
+            let off = i * mr * call.ldc + q * nr;
+            let e = packed::TileEpi {
+                accumulate: false,
+                finish: true,
+                bias: call.bias.map_or(std::ptr::null(), |bv| bv[i * mr..].as_ptr()),
+                // SAFETY: inside the residual (C's layout).
+                residual: if call.residual.is_null() { call.residual } else { unsafe { call.residual.add(off) } },
+                act: call.act,
+                next_a: std::ptr::null(),
+            };
+            // SAFETY: the tile lies inside C; each B row holds NR floats (whole
+            // panels of X, or the packed tail); A's panel i is k deep.
+            unsafe { packed::tile_indirect(isa, k, call.a[i * mr * k..][..mr * k].as_ptr(), base, offs_p.as_ptr(), call.c.add(off), call.ldc, rows, cols, &e) };
+        }
+    }
+}
+
 /// Whether narrow im2col rows are built with AVX-512: the kernel's ISA,
 /// and present on this CPU.
 fn gather_avx512(isa: Isa) -> bool {
@@ -428,7 +486,13 @@ impl ConvGemm {
             unsafe { packed::gemm(self.isa, &call, &src, scratch) };
             return;
         }
-        let src = Im2col { x: &x[(b * c + grp * cg) * plane_in..][..cg * plane_in], g: self, col0: cols.start, pointwise: self.pointwise(), gather_avx512: gather_avx512(self.isa), #[cfg(target_arch = "x86_64")] start: Default::default(), #[cfg(target_arch = "x86_64")] phases: std::cell::RefCell::new(Phases { channel: None, floats: [0.0; gather::PHASE_FLOATS] }) };
+        let xg = &x[(b * c + grp * cg) * plane_in..][..cg * plane_in];
+        if self.pointwise() && rows.len() <= IN_PLACE_ROWS {
+            // SAFETY: as below.
+            unsafe { pointwise_in_place(self.isa, &call, xg, plane_in, cols.start, scratch) };
+            return;
+        }
+        let src = Im2col { x: xg, g: self, col0: cols.start, pointwise: self.pointwise(), gather_avx512: gather_avx512(self.isa), #[cfg(target_arch = "x86_64")] start: Default::default(), #[cfg(target_arch = "x86_64")] phases: std::cell::RefCell::new(Phases { channel: None, floats: [0.0; gather::PHASE_FLOATS] }) };
         // SAFETY: C and the residual cover rows × cols at stride plane_out;
         // the scratch holds scratch_floats (see scratch_bytes).
         unsafe { packed::gemm(self.isa, &call, &src, scratch) };
@@ -465,7 +529,8 @@ impl KernelImpl for ConvGemm {
         if items == 0 {
             return 0;
         }
-        4 * packed::scratch_floats(self.isa, self.depth(), self.part_columns(items))
+        let in_place = if self.pointwise() { self.depth() * (self.isa.nr() + 2) + 2 } else { 0 };
+        4 * packed::scratch_floats(self.isa, self.depth(), self.part_columns(items)).max(in_place)
     }
 
     fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String> {
@@ -637,6 +702,21 @@ mod tests {
             let out = |i: u64, kk: u64, p: u64| (i + 2 * p - (kk - 1) * d - 1) / 2 + 1;
             (k.in_channels, k.out_channels, k.group) = (c, 9, 1);
             (k.input, k.output, k.kernel, k.strides, k.dilations, k.pad_begin) = ([h, w], [out(h, kh, ph), out(w, kw, pw)], [kh, kw], [2, 2], [d, d], [ph, pw]);
+            compare(&k, &mut rng);
+        }
+    }
+
+    #[test]
+    fn few_channel_pointwise_convs_read_x_in_place() {
+        // Up to IN_PLACE_ROWS output channels, whole and partial column
+        // panels, deeper than a K block, every epilogue.
+        let mut rng = Rng(31);
+        for (i, (c, m, [h, w])) in [(300u64, 5u64, [9u64, 11u64]), (17, 16, [7, 7]), (64, 32, [5, 13]), (3, 9, [4, 8])].into_iter().enumerate() {
+            let e = Epilogue { bias: i % 2 == 0, residual: i % 3 != 1, activation: all_activations()[(2 * i + 1) % 9] };
+            let mut k = random_conv(&mut rng, e);
+            (k.in_channels, k.out_channels, k.group) = (c, m, 1);
+            (k.input, k.output, k.kernel, k.strides, k.dilations, k.pad_begin) = ([h, w], [h, w], [1, 1], [1, 1], [1, 1], [0, 0]);
+            assert!(k.pointwise());
             compare(&k, &mut rng);
         }
     }
