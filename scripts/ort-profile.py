@@ -45,7 +45,7 @@ def main():
     total = 0.0
     for name, durations in times.items():
         # The warm-up frames' events come first.
-        median = float(np.median(sorted(durations)[3:] or durations))
+        median = float(np.median(durations[3:] or durations))
         total += median
         print(f"{median:9.1f}  {ops[name]:22s} {name}")
     print(f"{total:9.1f}  TOTAL (median per node, us)")
