@@ -70,9 +70,9 @@ pub fn pack_conv_gemm_weights(w: &[f32], out_channels: usize, group: usize, isa:
 }
 
 /// `ceil(a / b)` for `b > 0`.
-/// Stride-1 "same" and stride-2 maps narrower than this build their im2col
-/// rows as masked shifts of a plane ([`gather`]); on wider ones the runs
-/// are long enough to copy.
+/// Stride-1 "same" maps narrower than this, and stride-2 ones narrower than
+/// twice this, build their im2col rows as masked shifts of a plane
+/// ([`gather`]); on wider ones the runs are long enough to copy.
 const GATHER_BELOW: usize = 16;
 
 /// Output channels up to which a pointwise convolution's tiles read X in
@@ -174,7 +174,7 @@ impl Im2col<'_> {
         let [ih, iw] = g.input.map(|v| v as usize);
         let [kh, kw] = g.kernel.map(|v| v as usize);
         let ow = g.output[1] as usize;
-        if !self.gather_avx512 || self.pointwise || ow >= GATHER_BELOW {
+        if !self.gather_avx512 || self.pointwise {
             return None;
         }
         let (ci, tap) = (k / (kh * kw), k % (kh * kw));
@@ -182,8 +182,11 @@ impl Im2col<'_> {
         let (ay, ax) = (ky * g.dilations[0] as isize - g.pad_begin[0] as isize, kx * g.dilations[1] as isize - g.pad_begin[1] as isize);
         let plane = &self.x[ci * ih * iw..][..ih * iw];
         match g.strides {
-            [1, 1] if ow == iw => Some(gather::Row { plane, ih, iw, ow, iy0: ay, ix0: ax }),
-            [2, 2] if iw <= 2 * ow && 4 * ih.div_ceil(2) * ow <= gather::PHASE_FLOATS => {
+            [1, 1] if ow == iw && ow < GATHER_BELOW => Some(gather::Row { plane, ih, iw, ow, iy0: ay, ix0: ax }),
+            // Splitting a channel writes four phase planes: on 16-31 wide
+            // outputs it pays only when several taps read them (a 1×1/2
+            // downsample read one and lost to the runs).
+            [2, 2] if (ow < GATHER_BELOW || (ow < 2 * GATHER_BELOW && kh * kw >= 4)) && iw <= 2 * ow && iw <= 64 && 4 * ih.div_ceil(2) * ow <= gather::PHASE_FLOATS => {
                 let hp = ih.div_ceil(2);
                 if phases.channel != Some(ci) {
                     // SAFETY: gather_avx512 is set only when the CPU has AVX-512F.
@@ -696,7 +699,7 @@ mod tests {
         // Narrow stride-2 maps read phase planes: even and odd extents,
         // dilated and pointwise windows, and one too narrow an output for
         // the phases (the runs).
-        for (c, [h, w], [kh, kw], d, [ph, pw]) in [(3u64, [14u64, 14u64], [3u64, 3u64], 1u64, [1u64, 1u64]), (2, [13, 11], [3, 3], 1, [1, 1]), (4, [28, 28], [1, 1], 1, [0, 0]), (2, [15, 9], [5, 5], 2, [3, 2]), (3, [14, 14], [3, 3], 1, [0, 0]), (2, [8, 9], [2, 4], 1, [0, 2])] {
+        for (c, [h, w], [kh, kw], d, [ph, pw]) in [(3u64, [14u64, 14u64], [3u64, 3u64], 1u64, [1u64, 1u64]), (2, [13, 11], [3, 3], 1, [1, 1]), (4, [28, 28], [1, 1], 1, [0, 0]), (2, [15, 9], [5, 5], 2, [3, 2]), (3, [14, 14], [3, 3], 1, [0, 0]), (2, [8, 9], [2, 4], 1, [0, 2]), (2, [12, 56], [3, 3], 1, [1, 1]), (3, [9, 45], [3, 5], 1, [1, 2])] {
             let e = Epilogue { bias: c % 2 == 0, residual: c % 2 == 1, activation: crate::Activation::Relu };
             let mut k = random_conv(&mut rng, e);
             let out = |i: u64, kk: u64, p: u64| (i + 2 * p - (kk - 1) * d - 1) / 2 + 1;

@@ -27,7 +27,7 @@ pub(super) struct Row<'a> {
 }
 
 /// Floats of a channel's four phase planes at most (see [`split_phases`]).
-pub(super) const PHASE_FLOATS: usize = 1024;
+pub(super) const PHASE_FLOATS: usize = 4096;
 
 /// The four phase planes of a stride-2 convolution's input plane `x`
 /// (`ih × iw`), each `ceil(ih/2)` rows of `ow` floats:
@@ -41,28 +41,41 @@ pub(super) const PHASE_FLOATS: usize = 1024;
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn split_phases(x: &[f32], ih: usize, iw: usize, ow: usize, phases: &mut [f32]) {
     let hp = ih.div_ceil(2);
-    assert!(iw <= 32 && iw.div_ceil(2) <= ow && ow <= 16 && x.len() >= ih * iw && phases.len() >= 4 * hp * ow, "phase split geometry");
+    assert!(iw <= 32 * MAX_SEGMENTS && iw.div_ceil(2) <= ow && x.len() >= ih * iw && phases.len() >= 4 * hp * ow, "phase split geometry");
     let (even, odd) = (_mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31));
     let bits = |n: usize| ((1u32 << n.min(16)) - 1) as __mmask16;
     let (w_even, w_odd) = (iw.div_ceil(2), iw / 2);
+    // 32 input columns at a time make 16 columns of each phase; the masks of
+    // each such segment: its loads, its stores, its even and odd lanes.
+    let segments = iw.div_ceil(32);
+    let masks: [[__mmask16; 5]; MAX_SEGMENTS] = std::array::from_fn(|g| {
+        let (c0, q0) = (g * 32, g * 16);
+        [bits(iw.saturating_sub(c0)), bits(iw.saturating_sub(c0 + 16)), bits(ow.saturating_sub(q0)), bits(w_even.saturating_sub(q0)), bits(w_odd.saturating_sub(q0))]
+    });
     for r in 0..2 * hp {
         let (py, row) = (r % 2, r / 2);
         let (e_at, o_at) = (((py * 2) * hp + row) * ow, ((py * 2 + 1) * hp + row) * ow);
-        // SAFETY: row r < ih of x holds iw <= 32 floats (read under masks); each
-        // phase row holds ow >= ceil(iw/2) floats (written under masks).
-        unsafe {
-            let (lo, hi) = if r < ih {
-                let src = x.as_ptr().add(r * iw);
-                (_mm512_maskz_loadu_ps(bits(iw), src), _mm512_maskz_loadu_ps(bits(iw.saturating_sub(16)), src.wrapping_add(16)))
-            } else {
-                (_mm512_setzero_ps(), _mm512_setzero_ps())
-            };
-            // Columns past the input's stay zero: the masks above zeroed them.
-            _mm512_mask_storeu_ps(phases.as_mut_ptr().add(e_at), bits(ow), _mm512_maskz_permutex2var_ps(bits(w_even), lo, even, hi));
-            _mm512_mask_storeu_ps(phases.as_mut_ptr().add(o_at), bits(ow), _mm512_maskz_permutex2var_ps(bits(w_odd), lo, odd, hi));
+        for (g, &[load_lo, load_hi, store, keep_even, keep_odd]) in masks.iter().enumerate().take(segments) {
+            let (c0, q0) = (g * 32, g * 16);
+            // SAFETY: row r < ih of x holds iw floats (read under masks); each phase
+            // row holds ow >= ceil(iw/2) floats (written under masks).
+            unsafe {
+                let (lo, hi) = if r < ih {
+                    let src = x.as_ptr().add(r * iw + c0);
+                    (_mm512_maskz_loadu_ps(load_lo, src), _mm512_maskz_loadu_ps(load_hi, src.wrapping_add(16)))
+                } else {
+                    (_mm512_setzero_ps(), _mm512_setzero_ps())
+                };
+                // Columns past the input's stay zero: the masks above zeroed them.
+                _mm512_mask_storeu_ps(phases.as_mut_ptr().add(e_at + q0), store, _mm512_maskz_permutex2var_ps(keep_even, lo, even, hi));
+                _mm512_mask_storeu_ps(phases.as_mut_ptr().add(o_at + q0), store, _mm512_maskz_permutex2var_ps(keep_odd, lo, odd, hi));
+            }
         }
     }
 }
+
+/// Input widths [`split_phases`] takes at most, in 32-column segments.
+const MAX_SEGMENTS: usize = 2;
 
 /// The output row and column of the 16 lanes from column `pos` (the same
 /// for every row of B a packer asks for from that column: computed once).
