@@ -43,7 +43,7 @@ impl Pool2d {
 /// The mask of the first `n.min(16)` lanes.
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn lanes(n: usize) -> __mmask16 {
+pub(super) fn lanes(n: usize) -> __mmask16 {
     if n >= 16 {
         0xffff
     } else {

@@ -8,7 +8,7 @@
 //! row reduces its window's rows. The flat band path spent most of its time
 //! on per-row set-up on these planes.
 
-use super::rows::fold_pairs;
+use super::rows::{fold_pairs, lanes};
 use super::{max_nan_avx512, Pool2d, PoolKind};
 use std::arch::x86_64::*;
 
@@ -35,17 +35,6 @@ impl Pool2d {
     /// group, and one vector to align it.
     pub(super) fn small_floats(&self) -> usize {
         (self.small_group() * self.axis(0).size + 1) * SMALL
-    }
-}
-
-/// The mask of the first `n.min(16)` lanes.
-#[target_feature(enable = "avx512f")]
-#[inline]
-fn lanes(n: usize) -> __mmask16 {
-    if n >= 16 {
-        0xffff
-    } else {
-        ((1u32 << n) - 1) as __mmask16
     }
 }
 
