@@ -23,6 +23,7 @@
 //! residual (Y's shape) if `epilogue.residual`. Output: Y `[N, M, oh, ow]`.
 
 mod blocked;
+mod narrow;
 mod planar;
 
 use crate::kernel::{expect_io, KernelImpl};
@@ -281,6 +282,10 @@ impl KernelImpl for DepthwiseConv {
         // The phases live in the cluster's scratch: no allocation while a frame runs.
         // SAFETY: any bit pattern is a valid f32; the slice is only reinterpreted.
         let (pre, scratch, _) = unsafe { scratch.align_to_mut::<f32>() };
+        if narrow::fits(self) {
+            narrow::planes(self, p0..p1, x, w, bias, residual, y);
+            return;
+        }
         if blocked::Blocked::fits(self) {
             // Groups of up to 16 consecutive channels of one image (multiplier 1).
             let lay = blocked::Blocked::new(self);
@@ -540,6 +545,35 @@ mod tests {
         assert!(!blocked::Blocked::fits(&DepthwiseConv { in_channels: 16, out_channels: 16, ..empty }));
     }
 
+    #[test]
+    fn narrow_path_on_random_narrow_planes() {
+        // Rows up to 32 outputs (stride 1) or 16 (stride 2), kernels 1, 3,
+        // 5 and 7 wide, any rows, row strides and dilations, multipliers 1
+        // and 2, every epilogue; on CPUs without AVX-512 the same
+        // geometries check the other paths.
+        let mut rng = Rng(23);
+        let mut narrow_ones = 0;
+        while narrow_ones < 80 {
+            let act = ACTIVATIONS[narrow_ones % ACTIVATIONS.len()];
+            let mut k = random_geometry(&mut rng, Isa::Avx512, act);
+            let kw = [1, 3, 5, 7][rng.below(4) as usize];
+            let sw = 1 + rng.below(2);
+            let (pw, pe) = (rng.below(kw), rng.below(kw));
+            let iw = (1 + rng.below(if sw == 1 { 34 } else { 33 })).max(kw.saturating_sub(pw + pe));
+            let ow = (iw + pw + pe - kw) / sw + 1;
+            (k.kernel[1], k.strides[1], k.dilations[1], k.pad_begin[1], k.input[1], k.output[1]) = (kw, sw, 1, pw, iw, ow);
+            if rng.below(3) == 0 {
+                let c = 16 + rng.below(20);
+                (k.in_channels, k.out_channels) = (c, c);
+            }
+            let fits = narrow::fits(&k);
+            if fits || !Isa::Avx512.available() {
+                narrow_ones += 1;
+                check_against_conv(&k, 300 + narrow_ones as u64);
+            }
+        }
+    }
+
     /// Timing of the MobileNetV2 / EfficientNet shapes (`cargo test --release -p kann-kernels
     /// dw_timing -- --ignored --nocapture`): GFLOP/s per shape and ISA.
     #[test]
@@ -547,7 +581,7 @@ mod tests {
     fn dw_timing() {
         use crate::buf::RawBuf;
         for &(c, hw, kk, s) in
-            &[(32u64, 112u64, 3u64, 1u64), (96, 112, 3, 2), (144, 56, 3, 1), (384, 14, 3, 1), (960, 7, 3, 1), (240, 28, 5, 1), (672, 14, 5, 2)]
+            &[(32u64, 112u64, 3u64, 1u64), (96, 112, 3, 2), (144, 56, 3, 1), (192, 28, 3, 1), (192, 28, 3, 2), (384, 14, 3, 1), (576, 14, 3, 1), (576, 14, 3, 2), (960, 7, 3, 1), (240, 28, 5, 1), (672, 14, 5, 2), (1152, 7, 5, 1)]
         {
             for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
                 let p = kk / 2;

@@ -1,0 +1,322 @@
+//! The register-row depthwise path for narrow planes (AVX-512): output rows
+//! of up to 32 columns (stride 1) or 16 columns (stride 2) are computed
+//! straight from the input plane, one vector per 16 output columns.
+//!
+//! Each tap's contribution to an output row is one masked load of the
+//! input row at the tap's column offset (stride 1), or one zero-masking
+//! two-source permute of the input row's first 32 columns (stride 2): the
+//! lanes whose input column falls in the padding are masked to zero, and
+//! rows in the vertical padding read a row of zeros, so there is no padded
+//! copy, no transpose and no per-element test. Eight output rows are
+//! accumulated at once (independent chains that cover the multiply-add
+//! latency) with the kernel row's taps unrolled (kernel widths 1, 3, 5 and
+//! 7); bias and residual are added in registers, the activation runs over
+//! the finished plane while it is in L1.
+//!
+//! This replaces the channel-blocked path (two 16×16 transposes per group)
+//! and the plane-at-once path (a padded copy per plane) on MobileNet's and
+//! EfficientNet's 28×28, 14×14 and 7×7 stages.
+
+use super::{activate, DepthwiseConv};
+use crate::packed::Isa;
+use crate::{Activation, Epilogue};
+
+/// Lanes of a vector.
+const LANES: usize = 16;
+
+/// Output rows accumulated together.
+const ROWS: usize = 8;
+
+/// Floats of the zero row that rows in the vertical padding read: every
+/// column a tap's masked load may touch.
+const ZERO_ROW: usize = 128;
+
+/// Whether `k` takes this path: AVX-512 at run time, nonempty output, a
+/// kernel 1, 3, 5 or 7 wide, and stride 1 with rows of at most 32 outputs,
+/// or stride 2, at most 3 tap columns and at most 16 outputs whose taps all
+/// read the row's first 32 columns.
+pub(super) fn fits(k: &DepthwiseConv) -> bool {
+    let [_, [oh, ow], [kh, kw], [_, sw], [_, dw], [_, pw]] = k.dims();
+    let shape_ok = oh > 0 && ow > 0 && kh > 0 && [1, 3, 5, 7].contains(&kw);
+    // Outputs at most half a vector wide with 5 or more tap columns, and
+    // stride 2 with 5 or more, measured faster on the channel-blocked path
+    // (full lanes; 7×7 5×5 1152 channels 68 vs 75 µs, 14×14 5×5/2 672
+    // channels 64 vs 70 µs).
+    let cols_ok = match sw {
+        1 => ow <= 2 * LANES && 2 * LANES + (kw - 1) * dw <= ZERO_ROW && (ow > LANES / 2 || kw <= 3),
+        2 => ow <= LANES && 2 * (ow - 1) + (kw - 1) * dw < 2 * LANES + pw && kw <= 3,
+        _ => false,
+    };
+    shape_ok && cols_ok && k.run_isa() == Isa::Avx512
+}
+
+/// The planes of one part: output planes `items` (image-major, `y` holds
+/// just them) from X, the packed taps `w`, the biases and the residual (the
+/// whole tensors).
+pub(super) fn planes(k: &DepthwiseConv, items: std::ops::Range<usize>, x: &[f32], w: &[f32], bias: Option<&[f32]>, residual: Option<&[f32]>, y: &mut [f32]) {
+    assert!(fits(k), "the narrow depthwise path does not take {k:?}");
+    #[cfg(target_arch = "x86_64")]
+    {
+        // One instance per stride, row vectors and kernel width.
+        macro_rules! by_width {
+            ($s:literal, $ch:literal) => {
+                match k.kernel[1] {
+                    1 => simd::planes::<$s, $ch, 1>,
+                    3 => simd::planes::<$s, $ch, 3>,
+                    5 => simd::planes::<$s, $ch, 5>,
+                    _ => simd::planes::<$s, $ch, 7>,
+                }
+            };
+        }
+        let run = match (k.strides[1], k.output[1] as usize > LANES) {
+            (1, false) => by_width!(1, 1),
+            (1, true) => by_width!(1, 2),
+            _ => by_width!(2, 1),
+        };
+        // SAFETY: fits checked that the CPU has AVX-512F and the geometry.
+        unsafe { run(k, items, x, w, bias, residual, y) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use super::{activate, Activation, DepthwiseConv, Epilogue, LANES, ROWS, ZERO_ROW};
+    use std::arch::x86_64::*;
+    use std::ops::Range;
+
+    /// The row that rows in the vertical padding read (its middle: taps
+    /// read up to a vector before a row's start).
+    static ZEROS: [f32; ZERO_ROW + 2 * LANES] = [0.0; ZERO_ROW + 2 * LANES];
+
+    /// The mask of lanes `j < n` with `lo <= first + step · j < hi` (column
+    /// `first + step · j` inside `lo..hi`).
+    fn lanes_inside(n: usize, first: isize, step: isize, lo: isize, hi: isize) -> __mmask16 {
+        (0..n.min(LANES)).filter(|&j| (lo..hi).contains(&(first + step * j as isize))).fold(0, |m, j| m | (1 << j))
+    }
+
+    /// Per tap column and chunk of 16 outputs: which lanes read inside the
+    /// row, and (stride 2) which of the row's first 32 columns each reads.
+    struct Columns<const CH: usize, const KW: usize> {
+        mask: [[__mmask16; CH]; KW],
+        /// Stride 1: the tap's column offset from the output column.
+        offset: [isize; KW],
+        /// Stride 2: the column each lane reads.
+        index: [__m512i; KW],
+        /// Stride 2: the lanes of the row's two loaded vectors inside it.
+        load: [__mmask16; 2],
+        /// The lanes of each chunk that are outputs.
+        store: [__mmask16; CH],
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn columns<const S: usize, const CH: usize, const KW: usize>(k: &DepthwiseConv) -> Columns<CH, KW> {
+        let [[_, iw], [_, ow], _, _, [_, dw], [_, pw]] = k.dims();
+        let (iw, s) = (iw as isize, S as isize);
+        let mut c = Columns { mask: [[0; CH]; KW], offset: [0; KW], index: [_mm512_setzero_si512(); KW], load: [0; 2], store: [0; CH] };
+        for (ch, m) in c.store.iter_mut().enumerate() {
+            *m = lanes_inside(ow.saturating_sub(ch * LANES), 0, 1, 0, LANES as isize);
+        }
+        for kx in 0..KW {
+            let off = (kx * dw) as isize - pw as isize;
+            c.offset[kx] = off;
+            for ch in 0..CH {
+                let first = s * (ch * LANES) as isize + off;
+                c.mask[kx][ch] = lanes_inside(ow.saturating_sub(ch * LANES), first, s, 0, iw);
+            }
+            let idx: [i32; LANES] = std::array::from_fn(|j| ((s * j as isize + off) & 31) as i32);
+            // SAFETY: 16 i32 of idx.
+            c.index[kx] = unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) };
+        }
+        c.load = [lanes_inside(LANES, 0, 1, 0, iw), lanes_inside(LANES, LANES as isize, 1, 0, iw)];
+        c
+    }
+
+    /// See [`super::planes`], with `S` the column stride, `CH` the vectors
+    /// of an output row and `KW` the kernel width.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F and `k` fits the path.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn planes<const S: usize, const CH: usize, const KW: usize>(
+        k: &DepthwiseConv,
+        items: Range<usize>,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        residual: Option<&[f32]>,
+        y: &mut [f32],
+    ) {
+        let [[ih, iw], [oh, ow], [kh, kw], ..] = k.dims();
+        assert_eq!(kw, KW);
+        let (c, m) = (k.in_channels as usize, k.out_channels as usize);
+        let (in_plane, out_plane) = (ih * iw, oh * ow);
+        let cols = columns::<S, CH, KW>(k);
+        // ReLU and Clip run in registers (`max` first: a NaN becomes the
+        // lower bound, as `f32::max` does); the others over the finished plane.
+        let (clamp, rest) = match k.epilogue.activation {
+            Activation::None => (None, Activation::None),
+            Activation::Relu => (Some((0.0, f32::INFINITY)), Activation::None),
+            Activation::Clip { min, max } => (Some((min, max)), Activation::None),
+            other => (None, other),
+        };
+        let mult = m / c;
+        // The image and output channel of the first plane, then counted on (no division per plane).
+        let (mut b, mut oc) = (items.start / m, items.start % m);
+        for (item, y_plane) in items.zip(y.chunks_exact_mut(out_plane)) {
+            if oc == m {
+                (b, oc) = (b + 1, 0);
+            }
+            let input = b * c + if mult == 1 { oc } else { oc / mult };
+            let x_plane = &x[input * in_plane..][..in_plane];
+            let taps = &w[oc * kh * kw..][..kh * kw];
+            let res = residual.map(|rv| &rv[item * out_plane..][..out_plane]);
+            plane::<S, CH, KW>(k, &cols, x_plane, taps, bias.map_or(0.0, |bv| bv[oc]), res, clamp, y_plane);
+            activate(y_plane, Epilogue { activation: rest, ..Epilogue::default() });
+            oc += 1;
+        }
+    }
+
+    /// One output plane `y` (`[oh, ow]`) from the input plane `x` (`[ih,
+    /// iw]`), the channel's taps `w`, `bias`, the residual plane and the
+    /// clamp of the activation.
+    ///
+    /// Blocks of output rows hold ROWS vectors of accumulators. Square
+    /// stride-1 kernels without row dilation share each input row's tap
+    /// vectors between the output rows that read it; the others load a
+    /// row per (kernel row, output row). (Sharing stride-2 windows measured
+    /// slower: their span does not stay a small unrolled body.)
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn plane<const S: usize, const CH: usize, const KW: usize>(k: &DepthwiseConv, cols: &Columns<CH, KW>, x: &[f32], w: &[f32], bias: f32, residual: Option<&[f32]>, clamp: Option<(f32, f32)>, y: &mut [f32]) {
+        let [[ih, iw], [oh, ow], [kh, _], [sh, _], [dh, _], [ph, _]] = k.dims();
+        assert!(x.len() >= ih * iw && w.len() >= kh * KW && y.len() >= oh * ow && residual.is_none_or(|r| r.len() >= oh * ow));
+        let zeros = ZEROS[LANES..].as_ptr();
+        // Input row iy, or the zero row outside the plane.
+        let row = |iy: isize| {
+            if (0..ih as isize).contains(&iy) {
+                // SAFETY: a row of the plane (its length is asserted above).
+                unsafe { x.as_ptr().add(iy as usize * iw) }
+            } else {
+                zeros
+            }
+        };
+        // Tap column kx's vector ch of a row (lanes in the padding zero).
+        let tap = |row: *const f32, kx: usize, ch: usize| {
+            if S == 1 {
+                // SAFETY: the mask keeps the lanes whose column is inside the row.
+                unsafe { _mm512_maskz_loadu_ps(cols.mask[kx][ch], row.wrapping_offset(cols.offset[kx] + (ch * LANES) as isize)) }
+            } else {
+                // SAFETY: the load masks keep the columns inside the row.
+                let (v0, v1) = unsafe { (_mm512_maskz_loadu_ps(cols.load[0], row), _mm512_maskz_loadu_ps(cols.load[1], row.wrapping_add(LANES))) };
+                _mm512_maskz_permutex2var_ps(cols.mask[kx][0], v0, cols.index[kx], v1)
+            }
+        };
+        let shared = S == 1 && sh == 1 && dh == 1 && kh == KW;
+        // Rows of a block (a constant of each instance).
+        let block = ROWS / CH;
+        for oy0 in (0..oh).step_by(block) {
+            let mut acc = [[_mm512_set1_ps(bias); CH]; ROWS];
+            if shared {
+                // Input row oy0 + t − ph feeds output rows oy0 + t − ky: its
+                // tap vectors are loaded once for all of them. The tap
+                // column is the outer loop so that the rows and kernel rows
+                // (unrolled, accumulators named statically) stay a small body.
+                let span = block + KW - 1;
+                let window: [*const f32; ROWS + 6] = std::array::from_fn(|t| if t < span { row((oy0 + t) as isize - ph as isize) } else { zeros });
+                for kx in 0..KW {
+                    let wk: [__m512; KW] = std::array::from_fn(|ky| _mm512_set1_ps(w[ky * KW + kx]));
+                    for (t, &at) in window.iter().enumerate().take(span) {
+                        for ch in 0..CH {
+                            let v = tap(at, kx, ch);
+                            for (ky, &wv) in wk.iter().enumerate() {
+                                if (ky..block + ky).contains(&t) {
+                                    acc[t - ky][ch] = _mm512_fmadd_ps(wv, v, acc[t - ky][ch]);
+                                }
+                            }
+                        }
+                    }
+                }
+            } else {
+                for ky in 0..kh {
+                    // Rows past the plane's end read the zero row.
+                    let rows: [*const f32; ROWS] = std::array::from_fn(|r| if r < block && oy0 + r < oh { row(((oy0 + r) * sh + ky * dh) as isize - ph as isize) } else { zeros });
+                    for kx in 0..KW {
+                        let wv = _mm512_set1_ps(w[ky * KW + kx]);
+                        for r in 0..block {
+                            for ch in 0..CH {
+                                acc[r][ch] = _mm512_fmadd_ps(wv, tap(rows[r], kx, ch), acc[r][ch]);
+                            }
+                        }
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate().take(block.min(oh - oy0)) {
+                let out = (oy0 + r) * ow;
+                for (ch, &a) in acc.iter().enumerate() {
+                    let m = cols.store[ch];
+                    let a = match residual {
+                        // SAFETY: the store mask keeps the row's outputs, inside the residual plane.
+                        Some(res) => _mm512_add_ps(a, unsafe { _mm512_maskz_loadu_ps(m, res.as_ptr().add(out + ch * LANES)) }),
+                        None => a,
+                    };
+                    let a = match clamp {
+                        Some((lo, hi)) => _mm512_min_ps(_mm512_max_ps(a, _mm512_set1_ps(lo)), _mm512_set1_ps(hi)),
+                        None => a,
+                    };
+                    // SAFETY: as above, inside y.
+                    unsafe { _mm512_mask_storeu_ps(y.as_mut_ptr().add(out + ch * LANES), m, a) };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Activation;
+
+    /// `cargo test --release -p kann-kernels narrow_timing -- --ignored --nocapture`:
+    /// µs per layer of MobileNetV2's and EfficientNet's narrow shapes.
+    #[test]
+    #[ignore]
+    fn narrow_timing() {
+        let only: Option<usize> = std::env::var("NARROW_SHAPE").ok().and_then(|v| v.parse().ok());
+        let shapes = [(384usize, 14usize, 3u64, 1u64), (960, 7, 3, 1), (576, 14, 3, 2), (672, 14, 5, 2), (240, 28, 5, 1), (1152, 7, 5, 1)];
+        for (i, &(c, hw, kk, s)) in shapes.iter().enumerate() {
+            if only.is_some_and(|o| o != i) {
+                continue;
+            }
+            let p = kk / 2;
+            let o = (hw as u64 + 2 * p - kk) / s + 1;
+            let k = DepthwiseConv {
+                batch: 1,
+                in_channels: c as u64,
+                out_channels: c as u64,
+                input: [hw as u64; 2],
+                kernel: [kk, kk],
+                strides: [s, s],
+                dilations: [1, 1],
+                pad_begin: [p, p],
+                output: [o, o],
+                epilogue: Epilogue { bias: true, residual: false, activation: Activation::Clip { min: 0.0, max: 6.0 } },
+                isa: Isa::Avx512,
+            };
+            if !fits(&k) {
+                continue;
+            }
+            let x: Vec<f32> = (0..c * hw * hw).map(|i| (i % 7) as f32 * 0.1).collect();
+            let w = vec![0.1f32; c * (kk * kk) as usize];
+            let b = vec![0.5f32; c];
+            let mut y = vec![0.0f32; c * (o * o) as usize];
+            let mut best = f64::MAX;
+            for _ in 0..if only.is_some() { 5000 } else { 500 } {
+                let t = std::time::Instant::now();
+                planes(&k, 0..c, &x, &w, Some(&b), None, &mut y);
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            println!("narrow {c} ch {hw}² k{kk} s{s}: {:.1} µs", best * 1e6);
+        }
+    }
+}
