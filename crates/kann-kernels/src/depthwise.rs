@@ -559,7 +559,8 @@ mod tests {
             let kw = [1, 3, 5, 7][rng.below(4) as usize];
             let sw = 1 + rng.below(2);
             let (pw, pe) = (rng.below(kw), rng.below(kw));
-            let iw = (1 + rng.below(if sw == 1 { 34 } else { 33 })).max(kw.saturating_sub(pw + pe));
+            let widest = if sw == 1 { [34, 140][rng.below(2) as usize] } else { 33 };
+            let iw = (1 + rng.below(widest)).max(kw.saturating_sub(pw + pe));
             let ow = (iw + pw + pe - kw) / sw + 1;
             (k.kernel[1], k.strides[1], k.dilations[1], k.pad_begin[1], k.input[1], k.output[1]) = (kw, sw, 1, pw, iw, ow);
             if rng.below(3) == 0 {

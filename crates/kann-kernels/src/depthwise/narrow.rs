@@ -27,14 +27,18 @@ const LANES: usize = 16;
 /// Output rows accumulated together.
 const ROWS: usize = 8;
 
+/// The most strips of 32 outputs a stride-1 row may have.
+const MAX_STRIPS: usize = 8;
+
 /// Floats of the zero row that rows in the vertical padding read: every
 /// column a tap's masked load may touch.
-const ZERO_ROW: usize = 128;
+const ZERO_ROW: usize = 512;
 
 /// Whether `k` takes this path: AVX-512 at run time, nonempty output, a
-/// kernel 1, 3, 5 or 7 wide, and stride 1 with rows of at most 32 outputs,
-/// or stride 2, at most 3 tap columns and at most 16 outputs whose taps all
-/// read the row's first 32 columns.
+/// kernel 1, 3, 5 or 7 wide, and stride 1 with rows of at most
+/// [`MAX_STRIPS`] strips of 32 outputs (whose taps read inside the zero
+/// row), or stride 2, at most 3 tap columns and at most 16 outputs whose
+/// taps all read the row's first 32 columns.
 pub(super) fn fits(k: &DepthwiseConv) -> bool {
     let [_, [oh, ow], [kh, kw], [_, sw], [_, dw], [_, pw]] = k.dims();
     let shape_ok = oh > 0 && ow > 0 && kh > 0 && [1, 3, 5, 7].contains(&kw);
@@ -43,7 +47,7 @@ pub(super) fn fits(k: &DepthwiseConv) -> bool {
     // (full lanes; 7×7 5×5 1152 channels 68 vs 75 µs, 14×14 5×5/2 672
     // channels 64 vs 70 µs).
     let cols_ok = match sw {
-        1 => ow <= 2 * LANES && 2 * LANES + (kw - 1) * dw <= ZERO_ROW && (ow > LANES / 2 || kw <= 3),
+        1 => ow <= MAX_STRIPS * 2 * LANES && ow + (kw - 1) * dw <= ZERO_ROW && (ow > LANES / 2 || kw <= 3),
         2 => ow <= LANES && 2 * (ow - 1) + (kw - 1) * dw < 2 * LANES + pw && kw <= 3,
         _ => false,
     };
@@ -80,7 +84,7 @@ pub(super) fn planes(k: &DepthwiseConv, items: std::ops::Range<usize>, x: &[f32]
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::{activate, Activation, DepthwiseConv, Epilogue, LANES, ROWS, ZERO_ROW};
+    use super::{activate, Activation, DepthwiseConv, Epilogue, LANES, MAX_STRIPS, ROWS, ZERO_ROW};
     use std::arch::x86_64::*;
     use std::ops::Range;
 
@@ -109,18 +113,19 @@ mod simd {
     }
 
     #[target_feature(enable = "avx512f")]
-    fn columns<const S: usize, const CH: usize, const KW: usize>(k: &DepthwiseConv) -> Columns<CH, KW> {
+    fn columns<const S: usize, const CH: usize, const KW: usize>(k: &DepthwiseConv, strip: usize) -> Columns<CH, KW> {
         let [[_, iw], [_, ow], _, _, [_, dw], [_, pw]] = k.dims();
-        let (iw, s) = (iw as isize, S as isize);
+        // The strip's outputs: columns strip.. of the row.
+        let (iw, s, ow) = (iw as isize, S as isize, ow - strip);
         let mut c = Columns { mask: [[0; CH]; KW], offset: [0; KW], index: [_mm512_setzero_si512(); KW], load: [0; 2], store: [0; CH] };
         for (ch, m) in c.store.iter_mut().enumerate() {
             *m = lanes_inside(ow.saturating_sub(ch * LANES), 0, 1, 0, LANES as isize);
         }
         for kx in 0..KW {
             let off = (kx * dw) as isize - pw as isize;
-            c.offset[kx] = off;
+            c.offset[kx] = off + (S * strip) as isize;
             for ch in 0..CH {
-                let first = s * (ch * LANES) as isize + off;
+                let first = s * (strip + ch * LANES) as isize + off;
                 c.mask[kx][ch] = lanes_inside(ow.saturating_sub(ch * LANES), first, s, 0, iw);
             }
             let idx: [i32; LANES] = std::array::from_fn(|j| ((s * j as isize + off) & 31) as i32);
@@ -150,7 +155,10 @@ mod simd {
         assert_eq!(kw, KW);
         let (c, m) = (k.in_channels as usize, k.out_channels as usize);
         let (in_plane, out_plane) = (ih * iw, oh * ow);
-        let cols = columns::<S, CH, KW>(k);
+        // Stride 1 rows wider than a strip of CH vectors run strip by strip.
+        let strip = CH * LANES;
+        let strips: [Columns<CH, KW>; MAX_STRIPS] = std::array::from_fn(|i| columns::<S, CH, KW>(k, (i * strip).min(ow - 1)));
+        let strips = &strips[..ow.div_ceil(strip)];
         // ReLU and Clip run in registers (`max` first: a NaN becomes the
         // lower bound, as `f32::max` does); the others over the finished plane.
         let (clamp, rest) = match k.epilogue.activation {
@@ -170,15 +178,18 @@ mod simd {
             let x_plane = &x[input * in_plane..][..in_plane];
             let taps = &w[oc * kh * kw..][..kh * kw];
             let res = residual.map(|rv| &rv[item * out_plane..][..out_plane]);
-            plane::<S, CH, KW>(k, &cols, x_plane, taps, bias.map_or(0.0, |bv| bv[oc]), res, clamp, y_plane);
+            for (i, cols) in strips.iter().enumerate() {
+                plane::<S, CH, KW>(k, cols, i * strip, x_plane, taps, bias.map_or(0.0, |bv| bv[oc]), res, clamp, y_plane);
+            }
             activate(y_plane, Epilogue { activation: rest, ..Epilogue::default() });
             oc += 1;
         }
     }
 
-    /// One output plane `y` (`[oh, ow]`) from the input plane `x` (`[ih,
-    /// iw]`), the channel's taps `w`, `bias`, the residual plane and the
-    /// clamp of the activation.
+    /// The output columns `strip..` (at most CH vectors) of the plane `y`
+    /// (`[oh, ow]`) from the input plane `x` (`[ih, iw]`), the channel's taps
+    /// `w`, `bias`, the residual plane and the clamp of the activation;
+    /// `cols` are the strip's (column offsets include the strip's start).
     ///
     /// Blocks of output rows hold ROWS vectors of accumulators. Square
     /// stride-1 kernels without row dilation share each input row's tap
@@ -188,7 +199,7 @@ mod simd {
     #[target_feature(enable = "avx512f")]
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    fn plane<const S: usize, const CH: usize, const KW: usize>(k: &DepthwiseConv, cols: &Columns<CH, KW>, x: &[f32], w: &[f32], bias: f32, residual: Option<&[f32]>, clamp: Option<(f32, f32)>, y: &mut [f32]) {
+    fn plane<const S: usize, const CH: usize, const KW: usize>(k: &DepthwiseConv, cols: &Columns<CH, KW>, strip: usize, x: &[f32], w: &[f32], bias: f32, residual: Option<&[f32]>, clamp: Option<(f32, f32)>, y: &mut [f32]) {
         let [[ih, iw], [oh, ow], [kh, _], [sh, _], [dh, _], [ph, _]] = k.dims();
         assert!(x.len() >= ih * iw && w.len() >= kh * KW && y.len() >= oh * ow && residual.is_none_or(|r| r.len() >= oh * ow));
         let zeros = ZEROS[LANES..].as_ptr();
@@ -252,7 +263,7 @@ mod simd {
                 }
             }
             for (r, acc) in acc.iter().enumerate().take(block.min(oh - oy0)) {
-                let out = (oy0 + r) * ow;
+                let out = (oy0 + r) * ow + strip;
                 for (ch, &a) in acc.iter().enumerate() {
                     let m = cols.store[ch];
                     let a = match residual {
