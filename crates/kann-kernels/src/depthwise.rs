@@ -124,6 +124,12 @@ impl DepthwiseConv {
         planar::Layout::fits(self)
     }
 
+    /// Whether this geometry runs the register-row path on this CPU
+    /// (AVX-512, narrow or stride-1 rows; see `depthwise/narrow.rs`).
+    pub fn register_rows(&self) -> bool {
+        narrow::fits(self)
+    }
+
     /// Scratch floats [`Self::one_plane`] needs.
     pub(crate) fn one_plane_floats(&self) -> usize {
         planar::Layout::new(self).floats()
