@@ -198,7 +198,7 @@ mod simd {
     /// slower: their span does not stay a small unrolled body.)
     #[target_feature(enable = "avx512f")]
     #[inline]
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
     fn plane<const S: usize, const CH: usize, const KW: usize>(k: &DepthwiseConv, cols: &Columns<CH, KW>, strip: usize, x: &[f32], w: &[f32], bias: f32, residual: Option<&[f32]>, clamp: Option<(f32, f32)>, y: &mut [f32]) {
         let [[ih, iw], [oh, ow], [kh, _], [sh, _], [dh, _], [ph, _]] = k.dims();
         assert!(x.len() >= ih * iw && w.len() >= kh * KW && y.len() >= oh * ow && residual.is_none_or(|r| r.len() >= oh * ow));
