@@ -204,6 +204,7 @@ mod tests {
                 epilogue: Epilogue::default(),
                 isa,
                 axis: GemmAxis::Columns,
+                input_scale: false,
             })
         };
         let rates: Vec<f64> = Isa::ALL.into_iter().map(|i| cm.flops_rate(&conv(i))).collect();

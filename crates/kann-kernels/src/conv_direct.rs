@@ -498,6 +498,7 @@ mod tests {
                 epilogue,
                 isa,
                 axis: GemmAxis::Columns,
+                input_scale: false,
             };
             let w = rng.vec((m * 3 * kk * kk) as usize);
             let mut inputs = vec![

@@ -17,7 +17,8 @@
 //! columns of its images.
 //!
 //! Inputs: X `[N, C, H, W]`, packed W, then B `[M]` if `epilogue.bias`, then
-//! the residual (Y's shape) if `epilogue.residual`. Output: Y `[N, M, oh, ow]`.
+//! the residual (Y's shape) if `epilogue.residual`, then the input scale
+//! `[N, C]` if `input_scale`. Output: Y `[N, M, oh, ow]`.
 
 use crate::kernel::{expect_io, KernelImpl};
 use crate::packed::{self, pack::pack_a, BSource, GemmCall, Isa};
@@ -59,6 +60,12 @@ pub struct ConvGemm {
     pub epilogue: Epilogue,
     pub isa: Isa,
     pub axis: GemmAxis,
+    /// X's channels are multiplied by a per-(image, channel) scale (the
+    /// last input) as B is built: a squeeze-excitation product folded into
+    /// the pointwise convolution reading it, never written. Pointwise
+    /// convolutions on the `Columns` or `Channels` axis only (program
+    /// format v6).
+    pub input_scale: bool,
 }
 
 /// Packs W `[M, C/group, kh, kw]` for [`ConvGemm`]: each group's `M/group`
@@ -152,6 +159,8 @@ struct Im2col<'a> {
     g: &'a ConvGemm,
     col0: usize,
     pointwise: bool,
+    /// The group's channel scales (an input scale), if any.
+    scale: Option<&'a [f32]>,
     /// Build the rows of narrow stride-1 "same" and stride-2 maps with
     /// AVX-512 (the kernel's ISA, present on this CPU).
     gather_avx512: bool,
@@ -233,10 +242,11 @@ impl BSource for Im2col<'_> {
         true
     }
 
-    /// A 1×1 stride-1 unpadded convolution's row `k` is X's channel `k`.
+    /// A 1×1 stride-1 unpadded convolution's row `k` is X's channel `k`
+    /// (unless it is scaled).
     fn row(&self, k: usize, n0: usize, len: usize) -> Option<&[f32]> {
         let plane = (self.g.input[0] * self.g.input[1]) as usize;
-        self.pointwise.then(|| &self.x[k * plane + self.col0 + n0..][..len])
+        (self.pointwise && self.scale.is_none()).then(|| &self.x[k * plane + self.col0 + n0..][..len])
     }
 
     fn fill(&self, k: usize, n0: usize, dst: &mut [f32]) {
@@ -248,7 +258,10 @@ impl BSource for Im2col<'_> {
         let plane = &self.x[ci * ih * iw..][..ih * iw];
         let pos = self.col0 + n0;
         if self.pointwise {
-            dst.copy_from_slice(&plane[pos..][..dst.len()]);
+            match self.scale {
+                Some(s) => dst.iter_mut().zip(&plane[pos..]).for_each(|(d, &v)| *d = v * s[ci]),
+                None => dst.copy_from_slice(&plane[pos..][..dst.len()]),
+            }
             return;
         }
         let (ky, kx) = ((tap / kw) as isize, (tap % kw) as isize);
@@ -417,7 +430,7 @@ impl KernelImpl for Im2colPack {
             let (bg, panel) = (item / panels, item % panels);
             let end = (panel + part.end as usize - item).min(panels);
             let (b, grp) = (bg / groups, bg % groups);
-            let src = Im2col { x: &x[(b * c + grp * cg) * plane_in..][..cg * plane_in], g, col0: 0, pointwise: g.pointwise(), gather_avx512: gather_avx512(g.isa), #[cfg(target_arch = "x86_64")] start: Default::default(), #[cfg(target_arch = "x86_64")] phases: std::cell::RefCell::new(Phases { channel: None, floats: [0.0; gather::PHASE_FLOATS] }) };
+            let src = Im2col { x: &x[(b * c + grp * cg) * plane_in..][..cg * plane_in], g, col0: 0, pointwise: g.pointwise(), scale: None, gather_avx512: gather_avx512(g.isa), #[cfg(target_arch = "x86_64")] start: Default::default(), #[cfg(target_arch = "x86_64")] phases: std::cell::RefCell::new(Phases { channel: None, floats: [0.0; gather::PHASE_FLOATS] }) };
             let at = bg * len + panel * k * nr;
             // SAFETY: this part owns these panels of image b, group grp (the run contract).
             let dst = unsafe { io.outputs[0].f32_part(at..at + (end - panel) * k * nr) };
@@ -490,12 +503,17 @@ impl ConvGemm {
             return;
         }
         let xg = &x[(b * c + grp * cg) * plane_in..][..cg * plane_in];
-        if self.pointwise() && rows.len() <= IN_PLACE_ROWS {
+        let scale = match self.input_scale {
+            // SAFETY: as above; the scale is the last input.
+            true => Some(unsafe { &io.inputs[io.inputs.len() - 1].f32()[b * c + grp * cg..][..cg] }),
+            false => None,
+        };
+        if self.pointwise() && rows.len() <= IN_PLACE_ROWS && scale.is_none() {
             // SAFETY: as below.
             unsafe { pointwise_in_place(self.isa, &call, xg, plane_in, cols.start, scratch) };
             return;
         }
-        let src = Im2col { x: xg, g: self, col0: cols.start, pointwise: self.pointwise(), gather_avx512: gather_avx512(self.isa), #[cfg(target_arch = "x86_64")] start: Default::default(), #[cfg(target_arch = "x86_64")] phases: std::cell::RefCell::new(Phases { channel: None, floats: [0.0; gather::PHASE_FLOATS] }) };
+        let src = Im2col { x: xg, g: self, col0: cols.start, pointwise: self.pointwise(), scale, gather_avx512: gather_avx512(self.isa), #[cfg(target_arch = "x86_64")] start: Default::default(), #[cfg(target_arch = "x86_64")] phases: std::cell::RefCell::new(Phases { channel: None, floats: [0.0; gather::PHASE_FLOATS] }) };
         // SAFETY: C and the residual cover rows × cols at stride plane_out;
         // the scratch holds scratch_floats (see scratch_bytes).
         unsafe { packed::gemm(self.isa, &call, &src, scratch) };
@@ -537,8 +555,11 @@ impl KernelImpl for ConvGemm {
     }
 
     fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String> {
-        let want = 2 + usize::from(self.epilogue.bias) + usize::from(self.epilogue.residual);
+        let want = 2 + usize::from(self.epilogue.bias) + usize::from(self.epilogue.residual) + usize::from(self.input_scale);
         expect_io(n_inputs, n_outputs, want..want + 1, 1)?;
+        if self.input_scale && (!self.pointwise() || self.axis == GemmAxis::PackedChannels) {
+            return Err(format!("a conv gemm input scale needs a pointwise convolution off the packed-channels axis: {self:?}"));
+        }
         if self.group == 0 || self.in_channels % self.group != 0 || self.out_channels % self.group != 0 || self.strides.contains(&0) || self.dilations.contains(&0) {
             return Err(format!("conv gemm groups, strides or dilations are invalid: {self:?}"));
         }
@@ -668,6 +689,7 @@ mod tests {
             epilogue,
             isa: Isa::Generic,
             axis: GemmAxis::Columns,
+            input_scale: false,
         };
         for a in 0..2 {
             let (kk, s, d, pb, pe) = (1 + rng.below(3), 1 + rng.below(3), 1 + rng.below(2), rng.below(3), rng.below(3));
@@ -725,6 +747,54 @@ mod tests {
     }
 
     #[test]
+    fn input_scale_matches_direct_on_scaled_x() {
+        // Pointwise convolutions with an input scale, against the direct
+        // kernel on X already scaled: few and many output rows (the
+        // in-place path must not run), both axes, 1-3 parts, batches of 2,
+        // depths across a K block.
+        let mut rng = Rng(37);
+        for (i, (c, m, [h, w])) in [(24u64, 16u64, [14u64, 14u64]), (300, 40, [7, 9]), (5, 70, [3, 30]), (96, 24, [28, 28])].into_iter().enumerate() {
+            let e = Epilogue { bias: i % 2 == 0, residual: i % 3 != 1, activation: all_activations()[(3 * i + 2) % 9] };
+            let mut k = random_conv(&mut rng, e);
+            (k.in_channels, k.out_channels, k.group, k.batch) = (c, m, 1, 2);
+            (k.input, k.output, k.kernel, k.strides, k.dilations, k.pad_begin) = ([h, w], [h, w], [1, 1], [1, 1], [1, 1], [0, 0]);
+            let (cu, mu, plane) = (c as usize, m as usize, (h * w) as usize);
+            let x = rng.vec(2 * cu * plane);
+            let scale = rng.vec(2 * cu);
+            let scaled: Vec<f32> = x.iter().enumerate().map(|(j, &v)| v * scale[j / plane]).collect();
+            let wt = rng.vec(mu * cu);
+            let out_len = 2 * mu * plane;
+            let mut tail = Vec::new();
+            if e.bias {
+                tail.push(rng.vec(mu));
+            }
+            if e.residual {
+                tail.push(rng.vec(out_len));
+            }
+            let direct_ins: Vec<Vec<f32>> = [vec![scaled, pack_conv_weights(&wt)], tail.clone()].concat();
+            let want = run_parts(&direct(&k), &direct_ins, &[out_len], 1).remove(0);
+            for isa in crate::packed::tests::isas() {
+                for axis in [GemmAxis::Columns, GemmAxis::Channels] {
+                    let ks = ConvGemm { isa, axis, input_scale: true, ..k.clone() };
+                    let n_in = 2 + tail.len() + 1;
+                    ks.check(n_in, 1).unwrap();
+                    let ins: Vec<Vec<f32>> = [vec![x.clone(), pack_conv_gemm_weights(&wt, mu, 1, isa)], tail.clone(), vec![scale.clone()]].concat();
+                    for parts in [1, 2, 3] {
+                        let got = run_parts(&ks, &ins, &[out_len], parts).remove(0);
+                        assert_close(&got, &want, 2e-5 * (c as f32).sqrt());
+                    }
+                }
+            }
+        }
+        // Refused where it cannot run: a 3×3 window, the packed-channels axis.
+        let mut k = random_conv(&mut rng, Epilogue::default());
+        (k.kernel, k.input, k.output, k.strides, k.dilations, k.pad_begin, k.input_scale) = ([3, 3], [5, 5], [3, 3], [1, 1], [1, 1], [0, 0], true);
+        assert!(k.check(3, 1).is_err());
+        let k = ConvGemm { kernel: [1, 1], output: [5, 5], axis: GemmAxis::PackedChannels, ..k };
+        assert!(k.check(3, 1).is_err());
+    }
+
+    #[test]
     fn matches_direct_on_random_geometries() {
         let mut rng = Rng(23);
         for i in 0..120 {
@@ -755,6 +825,7 @@ mod tests {
                 epilogue: Epilogue { bias: true, residual: true, activation: crate::Activation::Relu },
                 isa: Isa::Generic,
                 axis: GemmAxis::Columns,
+                input_scale: false,
             };
             compare(&k, &mut rng);
         }
@@ -776,6 +847,7 @@ mod tests {
             epilogue: Epilogue::default(),
             isa: Isa::Avx512,
             axis: GemmAxis::Columns,
+            input_scale: false,
         };
         assert_eq!(k.scratch_bytes(k.work_items()), 4 * packed::KC * packed::NC);
         assert_eq!(k.scratch_bytes(5), 4 * packed::KC * 32);
@@ -806,6 +878,7 @@ mod tests {
                 epilogue: Epilogue::default(),
                 isa: Isa::Avx512,
                 axis: GemmAxis::PackedChannels,
+                input_scale: false,
             };
             let pack = Im2colPack { conv };
             let mut x = Rng(1).vec((c * hw * hw) as usize);

@@ -504,54 +504,22 @@ fn clamp_keep_nan<V: Lanes>(x: V, lo: V, hi: V) -> V {
 /// `src` must be readable and `dst` writable for `n` elements.
 #[inline(always)]
 unsafe fn map<V: Lanes>(f: Func, src: *const f32, dst: *mut f32, n: usize) {
-    match f {
-        // The exponential functions: one loop each, four vectors a step
-        // (independent chains; the dispatch out of the loop).
-        Func::Sigmoid | Func::Act(Activation::Sigmoid) => unsafe { map_with::<V>(sigmoid_v, src, dst, n) },
-        Func::Silu | Func::Act(Activation::Silu) => unsafe { map_with::<V>(silu_v, src, dst, n) },
-        Func::Tanh | Func::Act(Activation::Tanh) => unsafe { map_with::<V>(tanh_v, src, dst, n) },
-        Func::Exp => unsafe { map_with::<V>(exp_v, src, dst, n) },
-        _ => unsafe { map_each::<V>(f, src, dst, n) },
-    }
-}
-
-/// [`map`] of one exponential function `g`, four vectors a step.
-///
-/// # Safety
-/// As [`map`].
-#[inline(always)]
-unsafe fn map_with<V: Lanes>(g: fn(V) -> V, src: *const f32, dst: *mut f32, n: usize) {
     let mut i = 0;
+    // Four vectors a step: independent chains for the exponential
+    // functions (plain statements: `array::map` is a call without the
+    // target features, where the intrinsics do not inline).
     while i + 4 * V::N <= n {
         // SAFETY: i + 4N ≤ n elements are in bounds; all four are read before any is written.
         unsafe {
-            let x = [0, 1, 2, 3].map(|j| V::load(src.add(i + j * V::N)));
-            let y = x.map(g);
-            for (j, v) in y.into_iter().enumerate() {
-                v.store(dst.add(i + j * V::N));
-            }
+            let (x0, x1, x2, x3) = (V::load(src.add(i)), V::load(src.add(i + V::N)), V::load(src.add(i + 2 * V::N)), V::load(src.add(i + 3 * V::N)));
+            let (y0, y1, y2, y3) = (eval(f, x0), eval(f, x1), eval(f, x2), eval(f, x3));
+            y0.store(dst.add(i));
+            y1.store(dst.add(i + V::N));
+            y2.store(dst.add(i + 2 * V::N));
+            y3.store(dst.add(i + 3 * V::N));
         }
         i += 4 * V::N;
     }
-    while i + V::N <= n {
-        // SAFETY: i + N ≤ n elements are in bounds.
-        unsafe { g(V::load(src.add(i))).store(dst.add(i)) };
-        i += V::N;
-    }
-    if i < n {
-        let rest = n - i;
-        // SAFETY: `rest` elements remain in bounds (read before any is written).
-        unsafe { g(V::load_part(src.add(i), rest)).store_part(dst.add(i), rest) };
-    }
-}
-
-/// [`map`] of any function, a vector a step.
-///
-/// # Safety
-/// As [`map`].
-#[inline(always)]
-unsafe fn map_each<V: Lanes>(f: Func, src: *const f32, dst: *mut f32, n: usize) {
-    let mut i = 0;
     while i + V::N <= n {
         // SAFETY: i + N ≤ n elements are in bounds (the caller's promise).
         unsafe { eval(f, V::load(src.add(i))).store(dst.add(i)) };

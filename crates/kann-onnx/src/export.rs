@@ -495,19 +495,27 @@ impl<'g> Exporter<'g> {
         Ok(())
     }
 
-    /// A fused op as its base node, then `<node>/residual` (Add) and
-    /// `<node>/act` (the activation), chained through fresh values.
+    /// A fused op as `<node>/scale` (Mul, with an input scale), its base
+    /// node, then `<node>/residual` (Add) and `<node>/act` (the
+    /// activation), chained through fresh values.
     fn fused(&mut self, node: &Node, f: &Fused, outputs: Vec<String>) -> Result<(), ExportError> {
         let info = self.info(node)?;
         let out = outputs.into_iter().next().ok_or_else(|| self.error(node, "a fused op has one output"))?;
-        let base_inputs = self.input_names(f.base_slice(&node.inputs));
+        let mut base_inputs = self.input_names(f.base_slice(&node.inputs));
         let name = node.name.clone();
+        if let Some(slot) = f.scale_slot() {
+            let s = node.inputs.get(slot).copied().flatten().ok_or_else(|| self.error(node, "the input scale is missing"))?;
+            let s = self.names[s.index()].clone();
+            let scaled = self.fresh(&format!("{out}/scaled"));
+            self.push(&format!("{name}/scale"), Spec::onnx("Mul", vec![]), vec![base_inputs[0].clone(), s], vec![scaled.clone()]);
+            base_inputs[0] = scaled;
+        }
         let steps = usize::from(f.residual) + usize::from(f.activation.is_some());
         let mut cur = if steps == 0 { out.clone() } else { self.fresh(&format!("{out}/base")) };
         let base = spec(&f.base).ok_or_else(|| self.error(node, &format!("the fused base {} has no ONNX form", f.base.name())))?;
         self.push(&name, base, base_inputs, vec![cur.clone()]);
-        if f.residual {
-            let r = node.inputs.last().copied().flatten().ok_or_else(|| self.error(node, "the residual input is missing"))?;
+        if let Some(slot) = f.residual_slot() {
+            let r = node.inputs.get(slot).copied().flatten().ok_or_else(|| self.error(node, "the residual input is missing"))?;
             let next = if f.activation.is_some() { self.fresh(&format!("{out}/residual")) } else { out.clone() };
             let r = self.names[r.index()].clone();
             self.push(&format!("{name}/residual"), Spec::onnx("Add", vec![]), vec![cur, r], vec![next.clone()]);
@@ -589,11 +597,11 @@ mod tests {
         let x = b.add_input("x", info).unwrap();
         let w = b.add_constant("w", Tensor::from_f32(Shape::from([2, 2, 3, 3]), random(36, 1)).unwrap());
         let bias = b.add_constant("b", Tensor::from_f32(Shape::from([2]), random(2, 2)).unwrap());
-        let fused = Op::Fused(Fused { base: Box::new(conv_op()), base_inputs: 3, residual: true, activation: Some(act) });
+        let fused = Op::Fused(Fused { base: Box::new(conv_op()), base_inputs: 3, residual: true, activation: Some(act), input_scale: false });
         let y = b.add_node("conv", fused, vec![Some(x), Some(w), Some(bias), Some(x)], &["y".into()]).unwrap()[0];
         let z = b.add_node("swish", Op::Elementwise(ElementwiseOp::Activation(Activation::Swish { alpha: 0.5 })), vec![Some(y)], &["z".into()]).unwrap()[0];
         let add = Op::Elementwise(ElementwiseOp::Binary(Binary { kind: BinaryKind::Add }));
-        let plain = Op::Fused(Fused { base: Box::new(add), base_inputs: 2, residual: false, activation: None });
+        let plain = Op::Fused(Fused { base: Box::new(add), base_inputs: 2, residual: false, activation: None, input_scale: false });
         let p = b.add_node("plain", plain, vec![Some(z), Some(x)], &["p".into()]).unwrap()[0];
         let sm = Op::Nn(NnOp::Softmax(kann_ir::ops::nn::Softmax { kind: SoftmaxKind::Softmax, axis: 2, flatten: true }));
         let s = b.add_node("softmax", sm, vec![Some(p)], &["s".into()]).unwrap()[0];
@@ -641,6 +649,26 @@ mod tests {
     }
 
     #[test]
+    fn a_scaled_conv_expands_into_mul_then_conv_and_runs_the_same() {
+        // x → GlobalAveragePool = s; Fused(Mul+Conv+Add(x)+Relu) of x scaled by s.
+        let mut b = GraphBuilder::new("scaled", None);
+        let x = b.add_input("x", TensorInfo::new(DType::F32, Shape::from([1, 2, 4, 4]))).unwrap();
+        let gap = Op::Nn(NnOp::GlobalPool(kann_ir::ops::nn::GlobalPool { kind: kann_ir::ops::nn::PoolKind::Average { count_include_pad: false } }));
+        let s = b.add_node("gap", gap, vec![Some(x)], &["s".into()]).unwrap()[0];
+        let w = b.add_constant("w", Tensor::from_f32(Shape::from([2, 2, 1, 1]), random(4, 3)).unwrap());
+        let conv = Op::Nn(NnOp::Conv(Conv { attrs: ConvAttrs { window: Window::new(AutoPad::NotSet), group: 1 } }));
+        let fused = Op::Fused(Fused { base: Box::new(conv), base_inputs: 2, residual: true, activation: Some(FusedActivation::Relu), input_scale: true });
+        let y = b.add_node("conv", fused, vec![Some(x), Some(w), Some(x), Some(s)], &["y".into()]).unwrap()[0];
+        b.add_output(y);
+        let g = b.finish().unwrap();
+        let (proto, back) = round_trip(&g);
+        let nodes: Vec<(String, String)> = proto.graph.as_ref().unwrap().node.iter().map(|n| (n.name.clone(), n.op_type.clone())).collect();
+        let want = [("gap", "GlobalAveragePool"), ("conv/scale", "Mul"), ("conv", "Conv"), ("conv/residual", "Add"), ("conv/act", "Relu")];
+        assert_eq!(nodes, want.map(|(a, b)| (a.to_string(), b.to_string())));
+        assert_close(&run(&g), &run(&back));
+    }
+
+    #[test]
     fn an_op_without_onnx_form_goes_to_the_kann_domain() {
         let mut b = GraphBuilder::new("swiglu", None);
         let x = b.add_input("x", TensorInfo::new(DType::F32, Shape::from([2, 4]))).unwrap();
@@ -661,7 +689,7 @@ mod tests {
         let x = b.add_input("x", TensorInfo::new(DType::F32, Shape::from([3]))).unwrap();
         let n = b.add_node("n", Op::Elementwise(ElementwiseOp::Unary(Unary { kind: UnaryKind::Neg })), vec![Some(x)], &["y/base".into()]).unwrap()[0];
         let add = Op::Elementwise(ElementwiseOp::Binary(Binary { kind: BinaryKind::Add }));
-        let fused = Op::Fused(Fused { base: Box::new(add), base_inputs: 2, residual: false, activation: Some(FusedActivation::Tanh) });
+        let fused = Op::Fused(Fused { base: Box::new(add), base_inputs: 2, residual: false, activation: Some(FusedActivation::Tanh), input_scale: false });
         let y = b.add_node("f", fused, vec![Some(n), Some(x)], &["y".into()]).unwrap()[0];
         b.add_output(y);
         let g = b.finish().unwrap();

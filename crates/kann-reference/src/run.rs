@@ -46,16 +46,29 @@ pub fn eval_op(op: &Op, inputs: &[Option<&Tensor>], outputs: &[TensorInfo]) -> R
     }
 }
 
-/// A fused op is its base op, then the residual add and the activation,
-/// each rounded to the output dtype as the unfused graph would round them.
+/// A fused op is its input scale (the Mul), its base op, then the residual
+/// add and the activation, each rounded to the output dtype as the unfused
+/// graph would round them.
 fn eval_fused(f: &kann_ir::ops::fused::Fused, inputs: &[Option<&Tensor>], outputs: &[TensorInfo]) -> Result<Vec<Tensor>, EvalError> {
-    let base = eval_op(&f.base, f.base_slice(inputs), outputs)?;
+    let scaled = match f.scale_slot() {
+        Some(slot) => {
+            let x = inputs.first().copied().flatten().ok_or("the scaled input is missing")?;
+            let s = inputs.get(slot).copied().flatten().ok_or("the input scale is missing")?;
+            Some(scale_channels(x, s)?)
+        }
+        None => None,
+    };
+    let mut base_inputs = f.base_slice(inputs).to_vec();
+    if let Some(x) = &scaled {
+        base_inputs[0] = Some(x);
+    }
+    let base = eval_op(&f.base, &base_inputs, outputs)?;
     let out = base.into_iter().next().ok_or("the fused base op produced no output")?;
     let info = &outputs[0];
     let mut v = out.to_f64_vec();
     let round = |v: Vec<f64>| Tensor::from_f64(info.dtype, info.shape.clone(), &v).map(|t| t.to_f64_vec());
-    if f.residual {
-        let r = inputs.last().copied().flatten().ok_or("the residual input is missing")?.to_f64_vec();
+    if let Some(slot) = f.residual_slot() {
+        let r = inputs.get(slot).copied().flatten().ok_or("the residual input is missing")?.to_f64_vec();
         if r.len() != v.len() {
             return Err(EvalError::Op(format!("the residual has {} values, the output {}", r.len(), v.len())));
         }
@@ -66,6 +79,19 @@ fn eval_fused(f: &kann_ir::ops::fused::Fused, inputs: &[Option<&Tensor>], output
         v.iter_mut().for_each(|x| *x = act.apply(*x));
     }
     Ok(vec![Tensor::from_f64(info.dtype, info.shape.clone(), &v)?])
+}
+
+/// `x · s` with `s` one value per (image, channel) of `x` (`[N, C, 1, …]`),
+/// rounded to `x`'s dtype as the Mul it replaces.
+fn scale_channels(x: &Tensor, s: &Tensor) -> Result<Tensor, EvalError> {
+    let dims = x.shape().dims();
+    if dims.len() < 2 || s.shape().numel() != dims[0] * dims[1] {
+        return Err(EvalError::Op(format!("the input scale {:?} is not per (image, channel) of {:?}", s.shape().dims(), dims)));
+    }
+    let inner: usize = dims[2..].iter().product();
+    let sv = s.to_f64_vec();
+    let v: Vec<f64> = x.to_f64_vec().iter().enumerate().map(|(i, &a)| a * sv[i / inner.max(1)]).collect();
+    Ok(Tensor::from_f64(x.dtype(), x.shape().clone(), &v)?)
 }
 
 /// The reference as a constant folder for [`kann_ir::GraphBuilder`].

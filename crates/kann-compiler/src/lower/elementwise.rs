@@ -827,7 +827,7 @@ mod fused_add_tests {
             ins.push(Some(g.add_input("r", TensorInfo::new(DType::F32, Shape::from(r))).unwrap()));
         }
         let base = Box::new(Op::Elementwise(ElementwiseOp::Binary(Binary { kind: BinaryKind::Add })));
-        let op = Op::Fused(Fused { base, base_inputs: 2, residual: r.is_some(), activation });
+        let op = Op::Fused(Fused { base, base_inputs: 2, residual: r.is_some(), activation, input_scale: false });
         let y = g.add_node("f", op, ins, &["y".to_string()]).unwrap()[0];
         g.add_output(y);
         g.finish().unwrap()

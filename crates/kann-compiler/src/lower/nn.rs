@@ -33,11 +33,13 @@ use kann_kernels::winograd::{pack_winograd_weights, WinogradAxis, WinogradConv};
 use kann_kernels::{Activation, Epilogue, Kernel};
 use kann_tensor::DType;
 
-/// What a fused node adds to its base op: the residual input and the activation.
+/// What a fused node adds to its base op: the residual input, the
+/// activation and a Conv's input scale.
 #[derive(Clone, Copy, Default)]
 struct Extra {
     residual: Option<ValueId>,
     activation: Activation,
+    scale: Option<ValueId>,
 }
 
 pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, op: &NnOp) -> LowerResult {
@@ -74,7 +76,18 @@ pub(super) fn lower_fused(cx: &mut LowerCx, id: NodeId, node: &Node, f: &Fused) 
     } else {
         None
     };
-    let extra = Extra { residual, activation: f.activation.map_or(Activation::None, activation) };
+    let scale = match f.scale_slot() {
+        Some(slot) => {
+            let v = cx.input(node, slot)?;
+            require_f32(cx, v, "the input scale")?;
+            Some(v)
+        }
+        None => None,
+    };
+    let extra = Extra { residual, activation: f.activation.map_or(Activation::None, activation), scale };
+    if scale.is_some() && !matches!(f.base.as_ref(), Op::Nn(NnOp::Conv(_))) {
+        return Err(format!("the compiler lowers an input scale only into a Conv, not {}", f.describe()));
+    }
     match f.base.as_ref() {
         Op::Nn(NnOp::Conv(c)) => lower_conv(cx, id, node, &c.attrs, extra),
         Op::Nn(NnOp::Gemm(g)) => lower_gemm(cx, id, node, g, extra),
@@ -139,6 +152,14 @@ fn lower_conv(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAttrs, 
     require_f32(cx, w, "W")?;
     let (xd, wd) = (cx.info(x).shape.dims(), cx.info(w).shape.dims());
     let plan = attrs.plan(xd, wd)?;
+    if extra.scale.is_some() {
+        // Only the packed GEMM's pointwise path scales B's rows as it builds them.
+        let pointwise = crate::passes::fuse_channel_scale::is_pointwise(attrs.group, &plan, xd);
+        return match constant_f32(cx, w)? {
+            Some(wv) if pointwise => lower_conv_gemm(cx, id, node, attrs, extra, &plan, wv),
+            _ => Err("an input scale needs a pointwise (1×1, stride 1, unpadded, one group) Conv with constant weights".into()),
+        };
+    }
     if let Some(wv) = constant_f32(cx, w)? {
         if pw_dw::lower_fused_depthwise(cx, id, node, extra, &plan, wv)? || pw_dw::defer_pointwise(cx, id, node, attrs, extra, &plan, wv)? {
             return Ok(());
@@ -232,7 +253,11 @@ fn lower_conv_gemm(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAt
         epilogue: epilogue(&mut inputs, b.is_some(), extra),
         isa,
         axis: gemm_axis(xd[0] as u64, out[0] * out[1], panels),
+        input_scale: extra.scale.is_some(),
     };
+    if let Some(sv) = extra.scale {
+        inputs.push(Operand::Value(sv));
+    }
     let pointwise = kernel.kernel == [1, 1] && kernel.strides == [1, 1] && kernel.pad_begin == [0, 0] && kernel.input == kernel.output;
     let kernel = if kernel.axis == GemmAxis::Channels && cx.clusters > 1 && !pointwise {
         let kernel = ConvGemm { axis: GemmAxis::PackedChannels, ..kernel };
@@ -1336,7 +1361,7 @@ mod tests {
             if residual {
                 args.push(Arg::Input(out));
             }
-            let op = Op::Fused(Fused { base: Box::new(base), base_inputs, residual, activation: pick(&mut rng, &acts) });
+            let op = Op::Fused(Fused { base: Box::new(base), base_inputs, residual, activation: pick(&mut rng, &acts), input_scale: false });
             check(one_node(op, args, 1, &mut rng));
         }
     }

@@ -115,7 +115,7 @@ fn give_activation(ed: &mut Editor, producer: NodeId, act: FusedActivation) -> R
     let n = ed.node(producer);
     let fused = match &n.op {
         Op::Fused(f) => Fused { activation: Some(act), ..f.clone() },
-        op => Fused { base: Box::new(op.clone()), base_inputs: n.inputs.len(), residual: false, activation: Some(act) },
+        op => Fused { base: Box::new(op.clone()), base_inputs: n.inputs.len(), residual: false, activation: Some(act), input_scale: false },
     };
     ed.set_op(producer, Op::Fused(fused));
     ed.check_node(producer)

@@ -31,7 +31,7 @@ fn conv_producer(ed: &Editor, v: ValueId, add: NodeId) -> Option<NodeId> {
     }
     match &ed.node(p).op {
         Op::Nn(NnOp::Conv(_)) => Some(p),
-        Op::Fused(f) if matches!(*f.base, Op::Nn(NnOp::Conv(_))) && !f.residual && f.activation.is_none() => Some(p),
+        Op::Fused(f) if matches!(*f.base, Op::Nn(NnOp::Conv(_))) && !f.residual && f.activation.is_none() && !f.input_scale => Some(p),
         _ => None,
     }
 }
@@ -65,7 +65,7 @@ fn conv_base(ed: &Editor, conv: NodeId) -> (Op, Vec<Option<ValueId>>) {
 fn fuse(ed: &mut Editor, add: NodeId, conv: NodeId, other: ValueId) -> Result<(), CompileError> {
     let (base, inputs) = conv_base(ed, conv);
     let k = inputs.len();
-    let op = Op::Fused(Fused { base: Box::new(base), base_inputs: k, residual: true, activation: None });
+    let op = Op::Fused(Fused { base: Box::new(base), base_inputs: k, residual: true, activation: None, input_scale: false });
     let conv_out = ed.node(conv).outputs[0];
     let add_out = ed.node(add).outputs[0];
     if defined_before(ed, other, conv) {

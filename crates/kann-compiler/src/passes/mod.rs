@@ -35,7 +35,10 @@
 //!    MatMul, Add or Fused op producing its input. After the folds above,
 //!    which need the plain Conv (a BatchNormalization after a Conv+Relu
 //!    could not fold).
-//! 10. `choose_layouts` — last: records the layout every convolution runs
+//! 10. `fuse_channel_scale` — folds a per-(image, channel) Mul (a
+//!     squeeze-excitation gate) into the pointwise Conv reading the product.
+//!     After the epilogue fusions, so the Conv it scales has its epilogue.
+//! 11. `choose_layouts` — last: records the layout every convolution runs
 //!     in (NCHW for the portable kernels), counting the final convolutions.
 //!
 //! Every pass mutates the graph only through the [`Editor`], which compacts
@@ -52,6 +55,7 @@ mod fold_batch_norm;
 mod fold_constants;
 mod fold_reshape_chains;
 mod fuse_activation;
+pub(crate) mod fuse_channel_scale;
 mod fuse_pad;
 mod fuse_residual_add;
 mod remove_identity;
@@ -63,6 +67,7 @@ pub use fold_batch_norm::FoldBatchNorm;
 pub use fold_constants::{FoldConstants, DEFAULT_FOLD_LIMIT};
 pub use fold_reshape_chains::FoldReshapeChains;
 pub use fuse_activation::FuseActivation;
+pub use fuse_channel_scale::FuseChannelScale;
 pub use fuse_pad::FusePad;
 pub use fuse_residual_add::FuseResidualAdd;
 pub use remove_identity::RemoveIdentity;
@@ -198,6 +203,7 @@ impl Pipeline {
                 Box::new(FusePad),
                 Box::new(FuseResidualAdd),
                 Box::new(FuseActivation),
+                Box::new(FuseChannelScale),
                 Box::new(ChooseLayouts),
             ],
         }
@@ -287,6 +293,7 @@ mod tests {
              fuse_pad: no change\n\
              fuse_residual_add: no change\n\
              fuse_activation: fused 1 Relu; Relu: 1/1 fused\n\
+             fuse_channel_scale: no change\n\
              choose_layouts: no change; layout: NCHW for 1 convolutions, 0 transposes\n"
         );
         assert_same_outputs(&before, &g);
@@ -316,7 +323,7 @@ mod tests {
     #[test]
     fn standard_order_is_documented() {
         let names = Pipeline::standard().names();
-        assert_eq!(names, ["fold_constants", "eliminate_dead_code", "remove_identity", "fold_reshape_chains", "fold_batch_norm", "fold_affine", "fuse_pad", "fuse_residual_add", "fuse_activation", "choose_layouts"]);
+        assert_eq!(names, ["fold_constants", "eliminate_dead_code", "remove_identity", "fold_reshape_chains", "fold_batch_norm", "fold_affine", "fuse_pad", "fuse_residual_add", "fuse_activation", "fuse_channel_scale", "choose_layouts"]);
         let doc = include_str!("mod.rs");
         let mut at = 0;
         for n in names {

@@ -59,8 +59,10 @@ impl FusedActivation {
     }
 }
 
-/// A producer with a fused epilogue. Inputs: the base op's inputs (all its
-/// slots, omitted ones as `None`), then the residual when `residual` is set.
+/// A producer with a fused epilogue (and, for a Conv, a fused input
+/// scale). Inputs: the base op's inputs (all its slots, omitted ones as
+/// `None`), then the residual when `residual` is set, then the scale when
+/// `input_scale` is set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fused {
     /// Conv, Gemm, MatMul or Add.
@@ -70,12 +72,18 @@ pub struct Fused {
     /// A residual input with the output's type is added before the activation.
     pub residual: bool,
     pub activation: Option<FusedActivation>,
+    /// The base's first input (a Conv's X `[N, C, …]`) is multiplied by a
+    /// per-(image, channel) scale `[N, C, 1, …]` before the base op: a
+    /// squeeze-excitation product folded into the convolution reading it.
+    pub input_scale: bool,
 }
 
 impl Fused {
-    /// `Conv+Add+Relu`-style name for logs and tables.
+    /// `Conv+Add+Relu`-style name for logs and tables (`Mul+Conv` with an
+    /// input scale).
     pub fn describe(&self) -> String {
-        let mut s = self.base.name().to_string();
+        let mut s = if self.input_scale { "Mul+".to_string() } else { String::new() };
+        s.push_str(self.base.name());
         if self.residual {
             s.push_str("+Add");
         }
@@ -91,19 +99,45 @@ impl Fused {
         &inputs[..self.base_inputs.min(inputs.len())]
     }
 
+    /// Input slots in all: the base's, the residual, the scale.
+    pub fn input_count(&self) -> usize {
+        self.base_inputs + usize::from(self.residual) + usize::from(self.input_scale)
+    }
+
+    /// The residual's input slot, when there is one.
+    pub fn residual_slot(&self) -> Option<usize> {
+        self.residual.then_some(self.base_inputs)
+    }
+
+    /// The input scale's slot, when there is one.
+    pub fn scale_slot(&self) -> Option<usize> {
+        self.input_scale.then_some(self.base_inputs + usize::from(self.residual))
+    }
+
     pub fn infer(&self, inputs: &[Option<InferInput>]) -> InferResult {
-        if inputs.len() != self.base_inputs + usize::from(self.residual) {
-            return Err(format!("expected {} inputs, found {}", self.base_inputs + usize::from(self.residual), inputs.len()));
+        if inputs.len() != self.input_count() {
+            return Err(format!("expected {} inputs, found {}", self.input_count(), inputs.len()));
         }
         let out = self.base.infer(self.base_slice(inputs))?;
         if out.len() != 1 {
             return Err(format!("the fused base op {} must have one output", self.base.name()));
         }
-        if self.residual {
-            match inputs.last().copied().flatten() {
+        if let Some(slot) = self.residual_slot() {
+            match inputs[slot] {
                 Some(r) if r.info == &out[0] => {}
                 Some(r) => return Err(format!("the residual {} does not match the output {}", r.info, out[0])),
                 None => return Err("the residual input is missing".into()),
+            }
+        }
+        if let Some(slot) = self.scale_slot() {
+            if !matches!(self.base.as_ref(), Op::Nn(super::nn::NnOp::Conv(_))) {
+                return Err(format!("an input scale needs a Conv base, found {}", self.base.name()));
+            }
+            let (Some(x), Some(s)) = (inputs[0], inputs[slot]) else { return Err("the input or its scale is missing".into()) };
+            let (xd, sd) = (x.info.shape.dims(), s.info.shape.dims());
+            let per_channel = sd.len() == xd.len() && xd.len() >= 2 && sd[..2] == xd[..2] && sd[2..].iter().all(|&d| d == 1);
+            if !per_channel || s.info.dtype != x.info.dtype {
+                return Err(format!("the input scale {} is not per (image, channel) of the input {}", s.info, x.info));
             }
         }
         if !out[0].dtype.is_float() {
@@ -115,6 +149,10 @@ impl Fused {
     pub fn flops(&self, inputs: &[Option<&TensorInfo>], outputs: &[TensorInfo]) -> u64 {
         let base = self.base.flops(self.base_slice(inputs), outputs);
         let n = outputs.first().map_or(0, |o| o.numel() as u64);
-        base + n * (u64::from(self.residual) + u64::from(self.activation.is_some()))
+        let scaled = match self.input_scale {
+            true => inputs.first().copied().flatten().map_or(0, |x| x.numel() as u64),
+            false => 0,
+        };
+        base + n * (u64::from(self.residual) + u64::from(self.activation.is_some())) + scaled
     }
 }

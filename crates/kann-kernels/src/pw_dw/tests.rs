@@ -178,6 +178,7 @@ fn fused_vs_pair_timing() {
             epilogue: Epilogue { bias: true, residual: false, activation: relu6 },
             isa,
             axis: GemmAxis::Columns,
+            input_scale: false,
         };
         let (cu, eu) = (c as usize, e as usize);
         let x = rng.vec(cu * (hw * hw) as usize);

@@ -156,6 +156,7 @@ fn both(k: &WinogradConv, x: &[f32], w: &[f32]) -> (Vec<f32>, Vec<f32>) {
         epilogue: k.epilogue,
         isa,
         axis: GemmAxis::Columns,
+        input_scale: false,
     };
     let m = k.out_channels as usize;
     let wino = run_parts(&wk, &[x.to_vec(), pack_winograd_weights(w, m, isa)], &[out_len(k)], 2).remove(0);
@@ -264,6 +265,7 @@ fn winograd_vs_gemm_timing() {
             epilogue: k.epilogue,
             isa,
             axis: if hw * hw <= 256 { GemmAxis::Channels } else { GemmAxis::Columns },
+            input_scale: false,
         };
         let mut wi = vec![x.clone(), pack_winograd_weights(&w, m as usize, isa), bias.clone()];
         let mut gi = vec![x.clone(), pack_conv_gemm_weights(&w, m as usize, 1, isa), bias.clone()];
