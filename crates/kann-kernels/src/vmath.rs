@@ -99,6 +99,21 @@ trait Lanes: Copy {
     fn recip_1_2(self) -> Self {
         Self::splat(1.0).div(self)
     }
+    /// `num / d` for `d` in `[1, 2]` (and finite `num`), to within an
+    /// ulp: `num · (1/d)` corrected once by its remainder. AVX-512 starts
+    /// from its 14-bit reciprocal estimate, which the one correction
+    /// already squares to ~2^-28.
+    #[inline(always)]
+    fn quotient_1_2(num: Self, d: Self) -> Self {
+        let r = d.recip_1_2();
+        let q = num.mul(r);
+        r.fma(d.neg().fma(q, num), q)
+    }
+    /// `-|self|` (sets the sign bit).
+    #[inline(always)]
+    fn minus_abs(self) -> Self {
+        self.abs().neg()
+    }
     /// `self · b + c`, fused where the ISA has FMA.
     fn fma(self, b: Self, c: Self) -> Self;
     /// `self > o ? self : o` (so `o` when either is NaN, as x86 `max`).
@@ -289,6 +304,17 @@ mod x86 {
             Zmm(isa!(_mm512_div_ps(self.0, o.0)))
         }
         #[inline(always)]
+        fn quotient_1_2(num: Zmm, d: Zmm) -> Zmm {
+            let r = isa!(_mm512_rcp14_ps(d.0));
+            let q = isa!(_mm512_mul_ps(num.0, r));
+            let rem = isa!(_mm512_fnmadd_ps(d.0, q, num.0));
+            Zmm(isa!(_mm512_fmadd_ps(r, rem, q)))
+        }
+        #[inline(always)]
+        fn minus_abs(self) -> Zmm {
+            Zmm(isa!(_mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(self.0), _mm512_set1_epi32(i32::MIN)))))
+        }
+        #[inline(always)]
         fn recip_1_2(self) -> Zmm {
             // r ≈ 1/d (relative error < 2^-14), then r + r·(1 − d·r).
             let r = isa!(_mm512_rcp14_ps(self.0));
@@ -437,7 +463,18 @@ mod x86 {
 #[inline(always)]
 fn exp_v<V: Lanes>(x: V) -> V {
     // Constant first: a NaN `x` is what max/min return, so it propagates.
-    let x = V::splat(EXP_HI).min(V::splat(EXP_LO).max(x));
+    exp_clamped(V::splat(EXP_HI).min(V::splat(EXP_LO).max(x)))
+}
+
+/// `e^x` for `x <= 0` (or NaN): only the lower clamp.
+#[inline(always)]
+fn exp_nonpositive<V: Lanes>(x: V) -> V {
+    exp_clamped(V::splat(EXP_LO).max(x))
+}
+
+/// `e^x` for `x` in `[EXP_LO, EXP_HI]` (or NaN).
+#[inline(always)]
+fn exp_clamped<V: Lanes>(x: V) -> V {
     let n = x.fma(V::splat(LOG2E), V::splat(ROUND_MAGIC)).sub(V::splat(ROUND_MAGIC));
     let r = n.fma(V::splat(-LN2_HI), x);
     let r = n.fma(V::splat(-LN2_LO), r);
@@ -451,14 +488,10 @@ fn exp_v<V: Lanes>(x: V) -> V {
 
 #[inline(always)]
 fn sigmoid_v<V: Lanes>(x: V) -> V {
-    let e = exp_v(x.abs().neg());
+    let e = exp_nonpositive(x.minus_abs());
     let num = V::select(x.lt(V::splat(0.0)), e, V::splat(1.0));
-    // num / d without a division: d = 1 + e lies in [1, 2] (e = exp(-|x|)),
-    // q = num · (1/d), then one correction by the remainder num − d·q.
-    let d = V::splat(1.0).add(e);
-    let r = d.recip_1_2();
-    let q = num.mul(r);
-    r.fma(d.neg().fma(q, num), q)
+    // num / d without a division: d = 1 + e lies in [1, 2] (e = exp(-|x|)).
+    V::quotient_1_2(num, V::splat(1.0).add(e))
 }
 
 #[inline(always)]
