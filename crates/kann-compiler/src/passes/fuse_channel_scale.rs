@@ -78,7 +78,8 @@ fn fuse(ed: &mut Editor, mul: NodeId, conv: NodeId, x: ValueId, s: ValueId) -> R
         Op::Fused(f) => Fused { input_scale: true, ..f.clone() },
         op => Fused { base: Box::new(op.clone()), base_inputs: n.inputs.len(), residual: false, activation: None, input_scale: true },
     };
-    let slot = fused.scale_slot().expect("an input scale has a slot");
+    // The scale follows the base's inputs and the residual.
+    let slot = fused.base_inputs + usize::from(fused.residual);
     ed.truncate_inputs(conv, slot);
     ed.set_input(conv, 0, Some(x));
     ed.set_input(conv, slot, Some(s));
