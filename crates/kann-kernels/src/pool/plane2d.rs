@@ -18,9 +18,11 @@
 //! AVX-512F, with AVX2 (`#[target_feature]`, chosen from the kernel's [`Isa`]
 //! and checked at run time) and portable. Work items are the `N * C` planes.
 //!
-//! With AVX-512 two paths replace it: planes at most 32 wide reduce each
-//! row in registers ([`small`]), wider ones with a horizontal stride of 1
-//! or 2 reduce bands of output rows straight from X ([`rows`]); the flat
+//! With AVX-512 three paths replace it: planes at most 32 wide reduce each
+//! row in registers ([`small`]), wider MaxPools with 2- or 3-wide windows
+//! at horizontal stride 2 pick each output vector from X by lane permutes
+//! ([`strided`]), other wide ones with a horizontal stride of 1 or 2 reduce
+//! bands of output rows straight from X ([`rows`]); the flat
 //! path's per-row set-up cost more than the reduction on small planes,
 //! and its strided outputs were picked one by one.
 
@@ -35,6 +37,8 @@ use std::ops::Range;
 mod rows;
 #[cfg(target_arch = "x86_64")]
 mod small;
+#[cfg(target_arch = "x86_64")]
+mod strided;
 
 /// A MaxPool or AveragePool with two spatial axes `[h, w]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -388,6 +392,10 @@ impl Pool2d {
             return self.small_floats();
         }
         #[cfg(target_arch = "x86_64")]
+        if self.takes_strided() {
+            return 0;
+        }
+        #[cfg(target_arch = "x86_64")]
         if self.takes_rows() {
             return self.row_buffer_floats();
         }
@@ -586,6 +594,14 @@ impl KernelImpl for Pool2d {
             return;
         }
         #[cfg(target_arch = "x86_64")]
+        if self.takes_strided() {
+            for (pl, yp) in (p0..p1).zip(y.chunks_exact_mut(out_plane)) {
+                // SAFETY: takes_strided checked the CPU has AVX-512F.
+                unsafe { strided::plane(self, &x[pl * in_plane..][..in_plane], yp) };
+            }
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
         if self.takes_rows() {
             rows::reset(self, flat);
             for (pl, yp) in (p0..p1).zip(y.chunks_exact_mut(out_plane)) {
@@ -636,11 +652,34 @@ mod tests {
 
     const KINDS: [PoolKind; 3] = [PoolKind::Max, PoolKind::Average { count_include_pad: true }, PoolKind::Average { count_include_pad: false }];
 
+    /// A random MaxPool the strided path takes: any vertical geometry, a
+    /// horizontal window of 2 or 3 at stride 2 over rows 33–140 wide.
+    fn random_strided_max(rng: &mut Rng, _: PoolKind) -> Pool {
+        let mut k = random_pool(rng, PoolKind::Max);
+        let (kk, pe) = (2 + rng.below(2), rng.below(3));
+        let pb = rng.below(kk);
+        let inp = 33 + rng.below(108);
+        let span = inp + pb + pe.min(kk - 1) - kk;
+        let ceil = rng.below(2) == 1 && span % 2 != 0 && (span / 2 + 1) * 2 < inp + pb;
+        k.input[1] = inp;
+        k.kernel[1] = kk;
+        k.strides[1] = 2;
+        k.dilations[1] = 1;
+        k.pad_begin[1] = pb;
+        k.pad_end[1] = pe.min(kk - 1);
+        k.output[1] = span / 2 + 1 + u64::from(ceil);
+        k
+    }
+
     fn check_against_generic(seed: u64, cases: usize, special: bool) {
+        check_geometries(seed, cases, special, random_pool)
+    }
+
+    fn check_geometries(seed: u64, cases: usize, special: bool, geometry: fn(&mut Rng, PoolKind) -> Pool) {
         let mut rng = Rng(seed);
         for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
             for case in 0..cases {
-                let g = random_pool(&mut rng, KINDS[case % 3]);
+                let g = geometry(&mut rng, KINDS[case % 3]);
                 let k = Pool2d::from_pool(&g, isa).unwrap();
                 let mut x = rng.vec(g.planes as usize * (g.input[0] * g.input[1]) as usize);
                 if special {
@@ -675,6 +714,11 @@ mod tests {
     #[test]
     fn matches_generic_with_nan_and_infinities_every_isa() {
         check_against_generic(23, 150, true);
+    }
+
+    #[test]
+    fn strided_max_path_matches_generic() {
+        check_geometries(25, 120, true, random_strided_max);
     }
 
     #[test]
@@ -802,7 +846,7 @@ mod tests {
     #[ignore]
     fn pool_timing() {
         let mut rng = Rng(5);
-        for (c, hw, k, s, p) in [(64u64, 112u64, 3u64, 2u64, 1u64), (192, 56, 3, 2, 1), (256, 28, 3, 1, 1), (64, 111, 3, 2, 0), (128, 55, 3, 2, 0), (256, 27, 3, 2, 0), (480, 14, 3, 1, 1), (832, 14, 2, 2, 0)] {
+        for (c, hw, k, s, p) in [(64u64, 112u64, 3u64, 2u64, 1u64), (192, 56, 3, 2, 1), (256, 28, 3, 1, 1), (64, 111, 3, 2, 0), (128, 55, 3, 2, 0), (256, 27, 3, 2, 0), (480, 14, 3, 1, 1), (832, 14, 2, 2, 0), (8, 111, 3, 2, 0), (32, 55, 3, 2, 0), (16, 112, 2, 2, 0), (64, 111, 2, 2, 0)] {
             let out = (hw + 2 * p - k) / s + 1;
             let g = Pool { kind: PoolKind::Max, planes: c, input: vec![hw, hw], kernel: vec![k, k], strides: vec![s, s], dilations: vec![1, 1], pad_begin: vec![p, p], pad_end: vec![p, p], output: vec![out, out], indices: None };
             let pool = Pool2d::from_pool(&g, Isa::Avx512).unwrap();
