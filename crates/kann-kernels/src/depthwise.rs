@@ -149,6 +149,21 @@ impl DepthwiseConv {
         planar::plane(self, &lay, &Plane { x, w, bias, residual: None }, y, scratch, true);
     }
 
+    /// `count` planes of this geometry (one channel each, no residual) on
+    /// the register-row path ([`Self::register_rows`] holds): plane `i` from
+    /// `x[i · x_stride..]`, with taps `w[i · kh · kw..]` and `bias[i]`, into
+    /// `y + i · y_stride`. The row set-up is done once for all of them
+    /// (per plane it cost as much as a small plane's taps).
+    ///
+    /// # Safety
+    /// `y + i · y_stride` is valid for writing `oh · ow` floats for every
+    /// `i < count` and overlaps none of the inputs.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn register_planes(&self, count: usize, x: &[f32], x_stride: usize, w: &[f32], bias: Option<&[f32]>, y: *mut f32, y_stride: usize) {
+        // SAFETY: the caller's contract.
+        unsafe { narrow::band(self, count, x, x_stride, w, bias, y, y_stride) }
+    }
+
     /// The ISA the rows run with: the requested one when the CPU has it.
     fn run_isa(&self) -> Isa {
         if self.isa.available() {
@@ -565,7 +580,7 @@ mod tests {
             let kw = [1, 3, 5, 7][rng.below(4) as usize];
             let sw = 1 + rng.below(2);
             let (pw, pe) = (rng.below(kw), rng.below(kw));
-            let widest = if sw == 1 { [34, 140][rng.below(2) as usize] } else { 33 };
+            let widest = [[34, 140], [33, 260]][sw as usize - 1][rng.below(2) as usize];
             let iw = (1 + rng.below(widest)).max(kw.saturating_sub(pw + pe));
             let ow = (iw + pw + pe - kw) / sw + 1;
             (k.kernel[1], k.strides[1], k.dilations[1], k.pad_begin[1], k.input[1], k.output[1]) = (kw, sw, 1, pw, iw, ow);

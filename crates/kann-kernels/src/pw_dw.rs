@@ -178,6 +178,16 @@ impl PointwiseDepthwise {
             // SAFETY: C is the scratch's rows × n floats; B is packed whole
             // (the GEMM needs no scratch of its own).
             unsafe { packed::gemm(self.isa, &call, &Prepacked(bpack), &mut []) };
+            if sub.register_rows() {
+                let ch = g * mr;
+                // SAFETY: rows r0..r1 of channels ch..ch + rows of image img: this
+                // part's band, which no other part writes.
+                unsafe {
+                    let at = y.add(((img * e + ch) * oh + r0) * ow);
+                    sub.register_planes(rows, ebuf, n, &taps[ch * kh * kw..], dw_bias.map(|b| &b[ch..]), at, oh * ow);
+                }
+                continue;
+            }
             for j in 0..rows {
                 let ch = g * mr + j;
                 let at = ((img * e + ch) * oh + r0) * ow;

@@ -1,10 +1,13 @@
 //! The register-row depthwise path for narrow planes (AVX-512): output rows
 //! of up to 32 columns (stride 1) or 16 columns (stride 2) are computed
-//! straight from the input plane, one vector per 16 output columns.
+//! straight from the input plane, one vector per 16 output columns; wider
+//! rows run strip by strip.
 //!
 //! Each tap's contribution to an output row is one masked load of the
-//! input row at the tap's column offset (stride 1), or one zero-masking
-//! two-source permute of the input row's first 32 columns (stride 2): the
+//! input row at the tap's column offset (stride 1), or one two-source
+//! permute picking the even lanes of two vectors (stride 2: loaded once for
+//! all taps from the row's first 32 columns when a 16-column row reads
+//! only those, else per tap from its offset, unmasked inside the row): the
 //! lanes whose input column falls in the padding are masked to zero, and
 //! rows in the vertical padding read a row of zeros, so there is no padded
 //! copy, no transpose and no per-element test. Eight output rows are
@@ -27,7 +30,7 @@ const LANES: usize = 16;
 /// Output rows accumulated together.
 const ROWS: usize = 8;
 
-/// The most strips of 32 outputs a stride-1 row may have.
+/// The most strips (of 32 outputs at stride 1, 16 at stride 2) a row may have.
 const MAX_STRIPS: usize = 8;
 
 /// Floats of the zero row that rows in the vertical padding read: every
@@ -36,11 +39,11 @@ const ZERO_ROW: usize = 512;
 
 /// Whether `k` takes this path: AVX-512 at run time, nonempty output, a
 /// kernel 1, 3, 5 or 7 wide, and stride 1 with rows of at most
-/// [`MAX_STRIPS`] strips of 32 outputs (whose taps read inside the zero
-/// row), or stride 2, at most 3 tap columns and at most 16 outputs whose
-/// taps all read the row's first 32 columns.
+/// [`MAX_STRIPS`] strips of 32 outputs, or stride 2, at most 3 tap columns
+/// and rows of at most [`MAX_STRIPS`] strips of 16 outputs (all of whose
+/// taps read inside the zero row).
 pub(super) fn fits(k: &DepthwiseConv) -> bool {
-    let [_, [oh, ow], [kh, kw], [_, sw], [_, dw], [_, pw]] = k.dims();
+    let [_, [oh, ow], [kh, kw], [_, sw], [_, dw], _] = k.dims();
     let shape_ok = oh > 0 && ow > 0 && kh > 0 && [1, 3, 5, 7].contains(&kw);
     // Outputs at most half a vector wide with 5 or more tap columns, and
     // stride 2 with 5 or more, measured faster on the channel-blocked path
@@ -48,7 +51,7 @@ pub(super) fn fits(k: &DepthwiseConv) -> bool {
     // channels 64 vs 70 µs).
     let cols_ok = match sw {
         1 => ow <= MAX_STRIPS * 2 * LANES && ow + (kw - 1) * dw <= ZERO_ROW && (ow > LANES / 2 || kw <= 3),
-        2 => ow <= LANES && 2 * (ow - 1) + (kw - 1) * dw < 2 * LANES + pw && kw <= 3,
+        2 => ow <= MAX_STRIPS * LANES && 2 * (ow - 1) + (kw - 1) * dw + 2 * LANES <= ZERO_ROW && kw <= 3,
         _ => false,
     };
     shape_ok && cols_ok && k.run_isa() == Isa::Avx512
@@ -63,23 +66,67 @@ pub(super) fn planes(k: &DepthwiseConv, items: std::ops::Range<usize>, x: &[f32]
     {
         // One instance per stride, row vectors and kernel width.
         macro_rules! by_width {
-            ($s:literal, $ch:literal) => {
+            ($s:literal, $ch:literal, $head:literal) => {
                 match k.kernel[1] {
-                    1 => simd::planes::<$s, $ch, 1>,
-                    3 => simd::planes::<$s, $ch, 3>,
-                    5 => simd::planes::<$s, $ch, 5>,
-                    _ => simd::planes::<$s, $ch, 7>,
+                    1 => simd::planes::<$s, $ch, 1, $head>,
+                    3 => simd::planes::<$s, $ch, 3, $head>,
+                    5 => simd::planes::<$s, $ch, 5, $head>,
+                    _ => simd::planes::<$s, $ch, 7, $head>,
                 }
             };
         }
         let run = match (k.strides[1], k.output[1] as usize > LANES) {
-            (1, false) => by_width!(1, 1),
-            (1, true) => by_width!(1, 2),
-            _ => by_width!(2, 1),
+            (1, false) => by_width!(1, 1, false),
+            (1, true) => by_width!(1, 2, false),
+            _ if head_only(k) => by_width!(2, 1, true),
+            _ => by_width!(2, 1, false),
         };
         // SAFETY: fits checked that the CPU has AVX-512F and the geometry.
         unsafe { run(k, items, x, w, bias, residual, y) }
     }
+}
+
+/// Whether a stride-2 row is one strip whose taps all read its first 32
+/// columns (the one below column 0 is padding).
+fn head_only(k: &DepthwiseConv) -> bool {
+    let [_, [_, ow], [_, kw], [_, sw], [_, dw], [_, pw]] = k.dims();
+    sw == 2 && ow <= LANES && 2 * (ow - 1) + (kw - 1) * dw < 2 * LANES + pw
+}
+
+/// `count` planes of one geometry read from and written to strided places
+/// (the fused pointwise-depthwise kernel's expanded rows): plane `i` from
+/// `x[i · x_stride..]`, with taps `w[i · kh · kw..]` and `bias[i]`, into
+/// `y + i · y_stride` (`oh · ow` floats); no residual.
+///
+/// # Safety
+/// `fits(k)`; `y + i · y_stride` is valid for writing `oh · ow` floats for
+/// every `i < count`, and overlaps none of the inputs.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn band(k: &DepthwiseConv, count: usize, x: &[f32], x_stride: usize, w: &[f32], bias: Option<&[f32]>, y: *mut f32, y_stride: usize) {
+    assert!(fits(k), "the narrow depthwise path does not take {k:?}");
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! by_width {
+            ($s:literal, $ch:literal, $head:literal) => {
+                match k.kernel[1] {
+                    1 => simd::band::<$s, $ch, 1, $head>,
+                    3 => simd::band::<$s, $ch, 3, $head>,
+                    5 => simd::band::<$s, $ch, 5, $head>,
+                    _ => simd::band::<$s, $ch, 7, $head>,
+                }
+            };
+        }
+        let run = match (k.strides[1], k.output[1] as usize > LANES) {
+            (1, false) => by_width!(1, 1, false),
+            (1, true) => by_width!(1, 2, false),
+            _ if head_only(k) => by_width!(2, 1, true),
+            _ => by_width!(2, 1, false),
+        };
+        // SAFETY: fits checked the CPU and the geometry; the caller vouches for y.
+        unsafe { run(k, count, x, x_stride, w, bias, y, y_stride) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (count, x, x_stride, w, bias, y, y_stride);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -98,19 +145,38 @@ mod simd {
     /// The mask of lanes `j < n` with `lo <= first + step · j < hi` (column
     /// `first + step · j` inside `lo..hi`).
     fn lanes_inside(n: usize, first: isize, step: isize, lo: isize, hi: isize) -> __mmask16 {
-        (0..n.min(LANES)).filter(|&j| (lo..hi).contains(&(first + step * j as isize))).fold(0, |m, j| m | (1 << j))
+        // Lanes j0..j1: the smallest j with first + step·j >= lo, and the
+        // smallest with first + step·j >= hi (step > 0).
+        let at_least = |v: isize| ((v - first).max(0) as usize).div_ceil(step as usize).min(n.min(LANES));
+        let (j0, j1) = (at_least(lo), at_least(hi));
+        if j1 <= j0 {
+            0
+        } else {
+            (((1u32 << j1) - 1) & !((1u32 << j0) - 1)) as __mmask16
+        }
     }
 
-    /// Per tap column and chunk of 16 outputs: which lanes read inside the
-    /// row, and (stride 2) which of the row's first 32 columns each reads.
+    /// Per tap column and chunk of 16 outputs of a strip: which lanes read
+    /// inside the row, and (stride 2) which lanes of the tap's two vectors
+    /// do.
     struct Columns<const CH: usize, const KW: usize> {
         mask: [[__mmask16; CH]; KW],
-        /// Stride 1: the tap's column offset from the output column.
+        /// The tap's column offset from the strip's first output column
+        /// (stride 2: of its first input column, the start of two vectors
+        /// whose even lanes the tap reads).
         offset: [isize; KW],
-        /// Stride 2: the column each lane reads.
+        /// Stride 2: the lanes of the tap's two vectors inside the row.
+        load: [[__mmask16; 2]; KW],
+        /// Stride 2, a row of one strip whose taps all read its first 32
+        /// columns: those two vectors are loaded once for all taps, each
+        /// tap's column of lane j is `index[kx][j]`, inside the row under
+        /// `mask[kx][0]`.
+        first32: bool,
         index: [__m512i; KW],
-        /// Stride 2: the lanes of the row's two loaded vectors inside it.
-        load: [__mmask16; 2],
+        /// The lanes of the row's first two vectors inside it.
+        head: [__mmask16; 2],
+        /// Stride 2: every tap column of the strip lies inside the row.
+        interior: bool,
         /// The lanes of each chunk that are outputs.
         store: [__mmask16; CH],
     }
@@ -120,7 +186,7 @@ mod simd {
         let [[_, iw], [_, ow], _, _, [_, dw], [_, pw]] = k.dims();
         // The strip's outputs: columns strip.. of the row.
         let (iw, s, ow) = (iw as isize, S as isize, ow - strip);
-        let mut c = Columns { mask: [[0; CH]; KW], offset: [0; KW], index: [_mm512_setzero_si512(); KW], load: [0; 2], store: [0; CH] };
+        let mut c = Columns { mask: [[0; CH]; KW], offset: [0; KW], load: [[0; 2]; KW], first32: false, index: [_mm512_setzero_si512(); KW], head: [0; 2], interior: true, store: [0; CH] };
         for (ch, m) in c.store.iter_mut().enumerate() {
             *m = lanes_inside(ow.saturating_sub(ch * LANES), 0, 1, 0, LANES as isize);
         }
@@ -131,11 +197,16 @@ mod simd {
                 let first = s * (strip + ch * LANES) as isize + off;
                 c.mask[kx][ch] = lanes_inside(ow.saturating_sub(ch * LANES), first, s, 0, iw);
             }
+            let first = c.offset[kx];
+            c.load[kx] = [lanes_inside(LANES, first, 1, 0, iw), lanes_inside(LANES, first + LANES as isize, 1, 0, iw)];
+            c.interior &= c.load[kx] == [0xffff; 2];
             let idx: [i32; LANES] = std::array::from_fn(|j| ((s * j as isize + off) & 31) as i32);
             // SAFETY: 16 i32 of idx.
             c.index[kx] = unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) };
         }
-        c.load = [lanes_inside(LANES, 0, 1, 0, iw), lanes_inside(LANES, LANES as isize, 1, 0, iw)];
+        // (The first strip's column −1, read as column 31, is padding: masked off.)
+        c.head = [lanes_inside(LANES, 0, 1, 0, iw), lanes_inside(LANES, LANES as isize, 1, 0, iw)];
+        c.first32 = S == 2 && strip == 0 && super::head_only(k);
         c
     }
 
@@ -145,7 +216,7 @@ mod simd {
     /// # Safety
     /// The CPU has AVX-512F and `k` fits the path.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn planes<const S: usize, const CH: usize, const KW: usize>(
+    pub(super) unsafe fn planes<const S: usize, const CH: usize, const KW: usize, const HEAD: bool>(
         k: &DepthwiseConv,
         items: Range<usize>,
         x: &[f32],
@@ -158,18 +229,9 @@ mod simd {
         assert_eq!(kw, KW);
         let (c, m) = (k.in_channels as usize, k.out_channels as usize);
         let (in_plane, out_plane) = (ih * iw, oh * ow);
-        // Stride 1 rows wider than a strip of CH vectors run strip by strip.
-        let strip = CH * LANES;
-        let strips: [Columns<CH, KW>; MAX_STRIPS] = std::array::from_fn(|i| columns::<S, CH, KW>(k, (i * strip).min(ow - 1)));
-        let strips = &strips[..ow.div_ceil(strip)];
-        // ReLU and Clip run in registers (`max` first: a NaN becomes the
-        // lower bound, as `f32::max` does); the others over the finished plane.
-        let (clamp, rest) = match k.epilogue.activation {
-            Activation::None => (None, Activation::None),
-            Activation::Relu => (Some((0.0, f32::INFINITY)), Activation::None),
-            Activation::Clip { min, max } => (Some((min, max)), Activation::None),
-            other => (None, other),
-        };
+        let strips: [Columns<CH, KW>; MAX_STRIPS] = strips::<S, CH, KW>(k);
+        let strips = &strips[..ow.div_ceil(CH * LANES)];
+        let (clamp, rest) = split_activation(k.epilogue.activation);
         let mult = m / c;
         // The image and output channel of the first plane, then counted on (no division per plane).
         let (mut b, mut oc) = (items.start / m, items.start % m);
@@ -188,9 +250,8 @@ mod simd {
             let taps = &w[oc * kh * kw..][..kh * kw];
             let res = residual.map(|rv| &rv[item * out_plane..][..out_plane]);
             let y_plane = &mut y[j * out_plane..][..out_plane];
-            for (i, cols) in strips.iter().enumerate() {
-                plane::<S, CH, KW>(k, cols, i * strip, x_plane, taps, bias.map_or(0.0, |bv| bv[oc]), res, clamp, y_plane);
-            }
+            // SAFETY: the caller's contract (AVX-512F).
+            unsafe { by_strips::<S, CH, KW, HEAD>(k, strips, x_plane, taps, bias.map_or(0.0, |bv| bv[oc]), res, clamp, y_plane) };
             pending.end = (j + 1) * out_plane;
             if rest != Activation::None && pending.len() >= group {
                 activate(&mut y[pending.clone()], Epilogue { activation: rest, ..Epilogue::default() });
@@ -200,6 +261,80 @@ mod simd {
         }
         if rest != Activation::None && !pending.is_empty() {
             activate(&mut y[pending], Epilogue { activation: rest, ..Epilogue::default() });
+        }
+    }
+
+    #[test]
+    fn lanes_inside_counts_the_lanes_one_by_one() {
+        for n in [0, 1, 7, 16, 40] {
+            for first in -40..40isize {
+                for step in 1..4isize {
+                    for (lo, hi) in [(0, 5), (0, 33), (3, 9), (-4, 100), (10, 10), (20, 1)] {
+                        let want = (0..n.min(LANES)).filter(|&j| (lo..hi).contains(&(first + step * j as isize))).fold(0u16, |m, j| m | (1 << j));
+                        assert_eq!(lanes_inside(n, first, step, lo, hi), want, "n {n} first {first} step {step} {lo}..{hi}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The strips of a row of `k` (rows wider than a strip of CH vectors run
+    /// strip by strip); those past the row's are unused.
+    #[target_feature(enable = "avx512f")]
+    fn strips<const S: usize, const CH: usize, const KW: usize>(k: &DepthwiseConv) -> [Columns<CH, KW>; MAX_STRIPS] {
+        let (ow, strip) = (k.output[1] as usize, CH * LANES);
+        let used = ow.div_ceil(strip);
+        std::array::from_fn(|i| if i < used { columns::<S, CH, KW>(k, i * strip) } else { Columns { mask: [[0; CH]; KW], offset: [0; KW], load: [[0; 2]; KW], first32: false, index: [_mm512_setzero_si512(); KW], head: [0; 2], interior: false, store: [0; CH] } })
+    }
+
+    /// The clamp that ReLU and Clip run as in registers (`max` first: a NaN
+    /// becomes the lower bound, as `f32::max` does), and the activation
+    /// left to run over the finished plane.
+    fn split_activation(a: Activation) -> (Option<(f32, f32)>, Activation) {
+        match a {
+            Activation::None => (None, Activation::None),
+            Activation::Relu => (Some((0.0, f32::INFINITY)), Activation::None),
+            Activation::Clip { min, max } => (Some((min, max)), Activation::None),
+            other => (None, other),
+        }
+    }
+
+    /// One plane, strip by strip (see [`plane`]). Always inlined (so not a
+    /// target-feature function itself): a call per plane cost 5-10 % on
+    /// 7×7 planes.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn by_strips<const S: usize, const CH: usize, const KW: usize, const HEAD: bool>(k: &DepthwiseConv, strips: &[Columns<CH, KW>], x: &[f32], w: &[f32], bias: f32, residual: Option<&[f32]>, clamp: Option<(f32, f32)>, y: &mut [f32]) {
+        for (i, cols) in strips.iter().enumerate() {
+            debug_assert_eq!(HEAD, cols.first32);
+            // SAFETY: the caller's contract.
+            unsafe { plane::<S, CH, KW, HEAD>(k, cols, i * CH * LANES, x, w, bias, residual, clamp, y) };
+        }
+    }
+
+    /// See [`super::band`].
+    ///
+    /// # Safety
+    /// As [`super::band`].
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn band<const S: usize, const CH: usize, const KW: usize, const HEAD: bool>(k: &DepthwiseConv, count: usize, x: &[f32], x_stride: usize, w: &[f32], bias: Option<&[f32]>, y: *mut f32, y_stride: usize) {
+        let [[ih, iw], [oh, ow], [kh, kw], ..] = k.dims();
+        assert_eq!(kw, KW);
+        let strips: [Columns<CH, KW>; MAX_STRIPS] = strips::<S, CH, KW>(k);
+        let strips = &strips[..ow.div_ceil(CH * LANES)];
+        let (clamp, rest) = split_activation(k.epilogue.activation);
+        for i in 0..count {
+            // SAFETY: the caller's contract.
+            let y_plane = unsafe { std::slice::from_raw_parts_mut(y.add(i * y_stride), oh * ow) };
+            // SAFETY: the caller's contract (AVX-512F).
+            unsafe { by_strips::<S, CH, KW, HEAD>(k, strips, &x[i * x_stride..][..ih * iw], &w[i * kh * kw..][..kh * kw], bias.map_or(0.0, |bv| bv[i]), None, clamp, y_plane) };
+            if rest != Activation::None {
+                activate(y_plane, Epilogue { activation: rest, ..Epilogue::default() });
+            }
         }
     }
 
@@ -216,10 +351,11 @@ mod simd {
     #[target_feature(enable = "avx512f")]
     #[inline]
     #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
-    fn plane<const S: usize, const CH: usize, const KW: usize>(k: &DepthwiseConv, cols: &Columns<CH, KW>, strip: usize, x: &[f32], w: &[f32], bias: f32, residual: Option<&[f32]>, clamp: Option<(f32, f32)>, y: &mut [f32]) {
+    fn plane<const S: usize, const CH: usize, const KW: usize, const HEAD: bool>(k: &DepthwiseConv, cols: &Columns<CH, KW>, strip: usize, x: &[f32], w: &[f32], bias: f32, residual: Option<&[f32]>, clamp: Option<(f32, f32)>, y: &mut [f32]) {
         let [[ih, iw], [oh, ow], [kh, _], [sh, _], [dh, _], [ph, _]] = k.dims();
         assert!(x.len() >= ih * iw && w.len() >= kh * KW && y.len() >= oh * ow && residual.is_none_or(|r| r.len() >= oh * ow));
         let zeros = ZEROS[LANES..].as_ptr();
+        let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         // Input row iy, or the zero row outside the plane.
         let row = |iy: isize| {
             if (0..ih as isize).contains(&iy) {
@@ -234,10 +370,23 @@ mod simd {
             if S == 1 {
                 // SAFETY: the mask keeps the lanes whose column is inside the row.
                 unsafe { _mm512_maskz_loadu_ps(cols.mask[kx][ch], row.wrapping_offset(cols.offset[kx] + (ch * LANES) as isize)) }
-            } else {
+            } else if HEAD {
                 // SAFETY: the load masks keep the columns inside the row.
-                let (v0, v1) = unsafe { (_mm512_maskz_loadu_ps(cols.load[0], row), _mm512_maskz_loadu_ps(cols.load[1], row.wrapping_add(LANES))) };
+                let (v0, v1) = unsafe { (_mm512_maskz_loadu_ps(cols.head[0], row), _mm512_maskz_loadu_ps(cols.head[1], row.wrapping_add(LANES))) };
                 _mm512_maskz_permutex2var_ps(cols.mask[kx][0], v0, cols.index[kx], v1)
+            } else {
+                // The tap's 32 columns from its offset, outside the row zero; its
+                // columns are their even lanes.
+                let at = row.wrapping_offset(cols.offset[kx]);
+                // SAFETY: the load masks keep the columns inside the row (all of them: interior).
+                let (v0, v1) = unsafe {
+                    if cols.interior {
+                        (_mm512_loadu_ps(at), _mm512_loadu_ps(at.wrapping_add(LANES)))
+                    } else {
+                        (_mm512_maskz_loadu_ps(cols.load[kx][0], at), _mm512_maskz_loadu_ps(cols.load[kx][1], at.wrapping_add(LANES)))
+                    }
+                };
+                _mm512_permutex2var_ps(v0, evens, v1)
             }
         };
         let shared = S == 1 && sh == 1 && dh == 1 && kh == KW;
