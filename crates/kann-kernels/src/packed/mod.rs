@@ -656,8 +656,32 @@ macro_rules! simd_tile {
                     // A whole tile: the same merge over constant bounds, so
                     // the accumulators stay in registers (the general loop
                     // below spilled them, which cost shallow tiles dearly).
-                    // SAFETY: the tile the caller vouches for holds MR × NR floats.
-                    unsafe { Self::merge_full(&mut acc, c, ldc, e, simd_act) };
+                    // (Written out here rather than called: as a function of its
+                    // own it was not inlined, and the 16 accumulators went
+                    // through the stack on every tile.)
+                    let acc = &mut acc;
+                    if e.accumulate {
+                        // SAFETY: off is a whole vector of the tile in C (MR × NR floats, the caller's contract).
+                        Self::each_vector(acc, ldc, |_, off, v| *v = $add(*v, unsafe { $load(c.add(off)) }));
+                    }
+                    if e.finish && !e.bias.is_null() {
+                        // SAFETY: the bias holds the tile's MR rows.
+                        Self::each_vector(acc, ldc, |i, _, v| *v = $add(*v, $set1(unsafe { *e.bias.add(i) })));
+                    }
+                    if e.finish && !e.residual.is_null() {
+                        // SAFETY: off is a whole vector of the tile in the residual.
+                        Self::each_vector(acc, ldc, |_, off, v| *v = $add(*v, unsafe { $load(e.residual.add(off)) }));
+                    }
+                    match simd_act {
+                        None | Some(PwAct::Identity) => {}
+                        Some(PwAct::Clamp { alpha: 1.0, beta: 0.0, lo, hi, times_x: false }) => {
+                            let (lo, hi) = ($set1(lo), $set1(hi));
+                            Self::each_vector(acc, ldc, |_, _, v| *v = $min($max(*v, lo), hi));
+                        }
+                        Some(pw) => Self::each_vector(acc, ldc, |_, _, v| *v = Self::act(*v, pw)),
+                    }
+                    // SAFETY: off is a whole vector of the tile in C.
+                    Self::each_vector(acc, ldc, |_, off, v: &mut $vec| unsafe { $store(c.add(off), *v) });
                 } else {
                     // SAFETY: as below.
                     unsafe { Self::merge_part(&mut acc, c, ldc, rows, vec_cols, e, simd_act) };
@@ -675,40 +699,6 @@ macro_rules! simd_tile {
                         merge_scalar(&t, NARROW_COLS, c.add(vec_cols), ldc, rows, n, &TileEpi { residual, ..*e });
                     }
                 }
-            }
-
-            /// Merges a whole `MR × NR` tile into C with the epilogue: one
-            /// branch per stage, each stage a straight run over the 16
-            /// accumulators (the flags tested per vector cost short tiles
-            /// as much as their K loop).
-            ///
-            /// # Safety
-            /// C (and the residual) hold the tile's MR rows of NR floats, `ldc` apart.
-            #[target_feature(enable = $feat)]
-            #[inline]
-            unsafe fn merge_full(acc: &mut [[$vec; 2]; $mr], c: *mut f32, ldc: usize, e: &TileEpi, simd_act: Option<PwAct>) {
-                if e.accumulate {
-                    // SAFETY: off is a whole vector of the tile in C.
-                    Self::each_vector(acc, ldc, |_, off, v| *v = $add(*v, unsafe { $load(c.add(off)) }));
-                }
-                if e.finish && !e.bias.is_null() {
-                    // SAFETY: the bias holds the tile's MR rows.
-                    Self::each_vector(acc, ldc, |i, _, v| *v = $add(*v, $set1(unsafe { *e.bias.add(i) })));
-                }
-                if e.finish && !e.residual.is_null() {
-                    // SAFETY: off is a whole vector of the tile in the residual.
-                    Self::each_vector(acc, ldc, |_, off, v| *v = $add(*v, unsafe { $load(e.residual.add(off)) }));
-                }
-                match simd_act {
-                    None | Some(PwAct::Identity) => {}
-                    Some(PwAct::Clamp { alpha: 1.0, beta: 0.0, lo, hi, times_x: false }) => {
-                        let (lo, hi) = ($set1(lo), $set1(hi));
-                        Self::each_vector(acc, ldc, |_, _, v| *v = $min($max(*v, lo), hi));
-                    }
-                    Some(pw) => Self::each_vector(acc, ldc, |_, _, v| *v = Self::act(*v, pw)),
-                }
-                // SAFETY: off is a whole vector of the tile in C.
-                Self::each_vector(acc, ldc, |_, off, v: &mut $vec| unsafe { $store(c.add(off), *v) });
             }
 
             /// `f(row, offset in C, vector)` for every accumulator of a tile.
