@@ -57,6 +57,31 @@ pub(super) fn fits(k: &DepthwiseConv) -> bool {
     shape_ok && cols_ok && k.run_isa() == Isa::Avx512
 }
 
+/// The `simd::$f` instance for `k`'s geometry: one per stride, row vectors,
+/// kernel width and (stride 2) first-32-columns rows.
+#[cfg(target_arch = "x86_64")]
+macro_rules! instance {
+    ($k:expr, $f:ident) => {{
+        let k = $k;
+        macro_rules! by_width {
+            ($s:literal, $ch:literal, $head:literal) => {
+                match k.kernel[1] {
+                    1 => simd::$f::<$s, $ch, 1, $head>,
+                    3 => simd::$f::<$s, $ch, 3, $head>,
+                    5 => simd::$f::<$s, $ch, 5, $head>,
+                    _ => simd::$f::<$s, $ch, 7, $head>,
+                }
+            };
+        }
+        match (k.strides[1], k.output[1] as usize > LANES) {
+            (1, false) => by_width!(1, 1, false),
+            (1, true) => by_width!(1, 2, false),
+            _ if head_only(k) => by_width!(2, 1, true),
+            _ => by_width!(2, 1, false),
+        }
+    }};
+}
+
 /// The planes of one part: output planes `items` (image-major, `y` holds
 /// just them) from X, the packed taps `w`, the biases and the residual (the
 /// whole tensors).
@@ -64,23 +89,7 @@ pub(super) fn planes(k: &DepthwiseConv, items: std::ops::Range<usize>, x: &[f32]
     assert!(fits(k), "the narrow depthwise path does not take {k:?}");
     #[cfg(target_arch = "x86_64")]
     {
-        // One instance per stride, row vectors and kernel width.
-        macro_rules! by_width {
-            ($s:literal, $ch:literal, $head:literal) => {
-                match k.kernel[1] {
-                    1 => simd::planes::<$s, $ch, 1, $head>,
-                    3 => simd::planes::<$s, $ch, 3, $head>,
-                    5 => simd::planes::<$s, $ch, 5, $head>,
-                    _ => simd::planes::<$s, $ch, 7, $head>,
-                }
-            };
-        }
-        let run = match (k.strides[1], k.output[1] as usize > LANES) {
-            (1, false) => by_width!(1, 1, false),
-            (1, true) => by_width!(1, 2, false),
-            _ if head_only(k) => by_width!(2, 1, true),
-            _ => by_width!(2, 1, false),
-        };
+        let run = instance!(k, planes);
         // SAFETY: fits checked that the CPU has AVX-512F and the geometry.
         unsafe { run(k, items, x, w, bias, residual, y) }
     }
@@ -106,22 +115,7 @@ pub(super) unsafe fn band(k: &DepthwiseConv, count: usize, x: &[f32], x_stride: 
     assert!(fits(k), "the narrow depthwise path does not take {k:?}");
     #[cfg(target_arch = "x86_64")]
     {
-        macro_rules! by_width {
-            ($s:literal, $ch:literal, $head:literal) => {
-                match k.kernel[1] {
-                    1 => simd::band::<$s, $ch, 1, $head>,
-                    3 => simd::band::<$s, $ch, 3, $head>,
-                    5 => simd::band::<$s, $ch, 5, $head>,
-                    _ => simd::band::<$s, $ch, 7, $head>,
-                }
-            };
-        }
-        let run = match (k.strides[1], k.output[1] as usize > LANES) {
-            (1, false) => by_width!(1, 1, false),
-            (1, true) => by_width!(1, 2, false),
-            _ if head_only(k) => by_width!(2, 1, true),
-            _ => by_width!(2, 1, false),
-        };
+        let run = instance!(k, band);
         // SAFETY: fits checked the CPU and the geometry; the caller vouches for y.
         unsafe { run(k, count, x, x_stride, w, bias, y, y_stride) }
     }
