@@ -236,6 +236,7 @@ impl ConvDirect {
                         residual: residual.map_or(std::ptr::null(), |r| r[at..].as_ptr()),
                         act,
                         next_a: std::ptr::null(),
+                        b_ahead: false,
                     };
                     let a = w[i * mr * k..][..mr * k].as_ptr();
                     // SAFETY: C's rows_c × cols tile at `at` (stride plane_out) lies in

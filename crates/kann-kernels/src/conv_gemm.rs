@@ -132,6 +132,8 @@ unsafe fn pointwise_in_place(isa: Isa, call: &GemmCall, x: &[f32], plane: usize,
                 residual: if call.residual.is_null() { call.residual } else { unsafe { call.residual.add(off) } },
                 act: call.act,
                 next_a: std::ptr::null(),
+                // The first row panel's tile brings the next panel's lines.
+                b_ahead: i == 0 && cols == nr,
             };
             // SAFETY: the tile lies inside C; each B row holds NR floats (whole
             // panels of X, or the packed tail); A's panel i is k deep.
@@ -853,6 +855,44 @@ mod tests {
         assert_eq!(k.scratch_bytes(5), 4 * packed::KC * 32);
         assert_eq!(k.name(), "f32_conv2d_gemm_avx512");
         assert!(k.check(2, 1).is_ok() && k.check(3, 1).is_err());
+    }
+
+    /// GFLOP/s of pointwise convolutions on SqueezeNet's and ResNet-50's
+    /// shapes, one part over all columns, X hot in L2 as it is in a network;
+    /// not a test of correctness:
+    /// `cargo test --release -p kann-kernels --lib conv_gemm::tests::pointwise_speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn pointwise_speed() {
+        // (in channels, out channels, extent)
+        for (c, m, hw) in [(64u64, 16u64, 55u64), (128, 16, 55), (128, 32, 27), (256, 32, 27), (256, 48, 13), (384, 64, 13), (512, 64, 13), (16, 64, 55), (256, 64, 56), (64, 256, 56), (512, 128, 28)] {
+            let mut rng = Rng(5);
+            let e = Epilogue { bias: true, residual: false, activation: crate::Activation::Relu };
+            let mut k = random_conv(&mut rng, e);
+            (k.in_channels, k.out_channels, k.group, k.batch, k.isa, k.axis) = (c, m, 1, 1, Isa::Avx512, GemmAxis::Columns);
+            (k.input, k.output, k.kernel, k.strides, k.dilations, k.pad_begin) = ([hw, hw], [hw, hw], [1, 1], [1, 1], [1, 1], [0, 0]);
+            let (cu, mu, plane) = (c as usize, m as usize, (hw * hw) as usize);
+            let mut x = rng.vec(cu * plane);
+            let mut w = pack_conv_gemm_weights(&rng.vec(mu * cu), mu, 1, k.isa);
+            let mut bias = rng.vec(mu);
+            let mut y = vec![0.0f32; mu * plane];
+            let items = k.work_items();
+            let mut scratch = vec![0u8; k.scratch_bytes(items) + 64];
+            let lead = scratch.as_ptr().align_offset(64);
+            let ins = [crate::buf::RawBuf::from_f32(&mut x), crate::buf::RawBuf::from_f32(&mut w), crate::buf::RawBuf::from_f32(&mut bias)];
+            let outs = [crate::buf::RawBuf::from_f32(&mut y)];
+            let io = Io { inputs: &ins, outputs: &outs };
+            let mut times = Vec::new();
+            for _ in 0..41 {
+                let t = std::time::Instant::now();
+                // SAFETY: the buffers outlive the call; one part.
+                unsafe { k.run(&io, 0..items, &mut scratch[lead..]) };
+                times.push(t.elapsed().as_secs_f64());
+            }
+            times.sort_by(f64::total_cmp);
+            let gf = 2.0 * (cu * mu * plane) as f64 / times[20] / 1e9;
+            println!("pointwise {c}->{m} {hw}x{hw}: {:.1} us, {gf:.1} GFLOP/s (median)", times[20] * 1e6);
+        }
     }
 
     /// Floats per nanosecond of the im2col packing on ResNet-50's shapes;

@@ -175,12 +175,17 @@ pub(crate) struct TileEpi {
     /// tiles ask for it in L2 while they compute (weights read once a frame
     /// come from memory, too far for the L1 prefetch a few steps ahead).
     pub next_a: *const f32,
+    /// B's rows are read in place (an indirect tile) and the next column
+    /// panel continues them: the SIMD tiles ask for its lines in L1 as they
+    /// go (rows a plane apart are too many streams for the hardware
+    /// prefetchers).
+    pub b_ahead: bool,
 }
 
 impl TileEpi {
     /// Plain store: no accumulation, no epilogue.
     #[cfg(test)]
-    const PLAIN: TileEpi = TileEpi { accumulate: false, finish: false, bias: std::ptr::null(), residual: std::ptr::null(), act: Activation::None, next_a: std::ptr::null() };
+    const PLAIN: TileEpi = TileEpi { accumulate: false, finish: false, bias: std::ptr::null(), residual: std::ptr::null(), act: Activation::None, next_a: std::ptr::null(), b_ahead: false };
 }
 
 /// A register-tile microkernel.
@@ -518,6 +523,7 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                             residual: if call.residual.is_null() { call.residual } else { unsafe { call.residual.add(off) } },
                             act: tile_act,
                             next_a: next_a.map_or(std::ptr::null(), |a| a.as_ptr()),
+                            b_ahead: false,
                         };
                         let a = call.a[(i * k + k0) * M::MR..][..kc * M::MR].as_ptr();
                         let bpp = bp[p * stride..][..kc * M::NR].as_ptr();
@@ -827,7 +833,19 @@ macro_rules! simd_tile {
 
             unsafe fn tile_indirect(kc: usize, a: *const f32, base: *const f32, offs: *const usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
                 // SAFETY: the caller's contract (offs holds kc offsets), including the CPU having the ISA.
-                unsafe { Self::run(kc, a, |p| base.wrapping_add(*offs.add(p)), None, c, ldc, rows, cols, e) }
+                unsafe {
+                    if e.b_ahead {
+                        let ahead = |p: usize| {
+                            let row = base.wrapping_add(*offs.add(p));
+                            prefetch(row.wrapping_add(2 * $w));
+                            prefetch(row.wrapping_add(3 * $w));
+                            row
+                        };
+                        Self::run(kc, a, ahead, None, c, ldc, rows, cols, e)
+                    } else {
+                        Self::run(kc, a, |p| base.wrapping_add(*offs.add(p)), None, c, ldc, rows, cols, e)
+                    }
+                }
             }
         }
     };
