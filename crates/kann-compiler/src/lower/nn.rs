@@ -666,11 +666,23 @@ fn lower_pool(cx: &mut LowerCx, id: NodeId, node: &Node, p: &ir::Pool) -> LowerR
         outputs.push(Operand::Value(ind));
     }
     let kernel = match Pool2d::from_pool(&kernel, crate::lower::kernel_isa(cx.arch)) {
-        Some(fast) => Kernel::Pool2d(fast),
+        Some(fast) => Kernel::Pool2d(pool_bands(fast, cx.clusters, xd[0])),
         None => Kernel::Pool(kernel),
     };
     cx.push(id, kernel, vec![Operand::Value(x)], outputs, flops(cx, node));
     Ok(())
+}
+
+/// A 2-D pool over maps the convolutions split by positions (more than 256
+/// of them, see [`gemm_axis`]) splits its rows across the clusters too, so
+/// each reads what it wrote and writes what it reads next; over smaller
+/// maps (channel-split producers) and batches, it splits planes.
+fn pool_bands(pool: Pool2d, clusters: usize, batch: usize) -> Pool2d {
+    let (plane, rows) = (pool.input[0] * pool.input[1], pool.output[0] as usize);
+    if clusters < 2 || batch != 1 || plane <= 256 || rows < 2 * clusters {
+        return pool;
+    }
+    pool.clone().with_row_bands(clusters as u64).unwrap_or(pool)
 }
 
 fn lower_global_pool(cx: &mut LowerCx, id: NodeId, node: &Node, p: &ir::GlobalPool) -> LowerResult {
@@ -1050,6 +1062,26 @@ mod tests {
                 if runnable_arches().contains(&kann_artifact::Arch::X86_64V4) {
                     crate::testing::check_against_reference_on(g.clone(), clusters, kann_artifact::Arch::X86_64V4).unwrap();
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn pools_over_big_maps_split_rows_on_several_clusters() {
+        use kann_kernels::Kernel;
+        let mut rng = Rng::new(8);
+        // (extent, batch, clusters, bands): rows split on several clusters
+        // over maps the convolutions split by positions, planes otherwise.
+        for (hw, n, clusters, bands) in [(56, 1, 2, 2), (56, 1, 1, 1), (27, 1, 2, 2), (14, 1, 2, 1), (56, 2, 2, 1)] {
+            let mut w = ir::Window::new(ir::AutoPad::NotSet);
+            (w.kernel_shape, w.strides, w.pads) = (vec![3, 3], vec![2, 2], vec![1, 1, 1, 1]);
+            let pool = Op::Nn(NnOp::Pool(ir::Pool { kind: ir::PoolKind::Max, window: w, column_major_indices: false, with_indices: false }));
+            let g = one_node(pool, vec![Arg::Input(vec![n, 8, hw, hw])], 1, &mut rng);
+            let lowered = crate::lower::lower_graph_with(&g, kann_artifact::Arch::X86_64V4, false, clusters).unwrap();
+            let Kernel::Pool2d(k) = &lowered.steps[0].kernel else { panic!("{}", lowered.steps[0].kernel.name()) };
+            assert_eq!(k.row_bands, bands, "extent {hw}, batch {n}, {clusters} clusters");
+            if runnable_arches().contains(&kann_artifact::Arch::X86_64V4) {
+                crate::testing::check_against_reference_on(g.clone(), clusters, kann_artifact::Arch::X86_64V4).unwrap();
             }
         }
     }

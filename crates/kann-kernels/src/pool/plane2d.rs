@@ -55,6 +55,12 @@ pub struct Pool2d {
     pub pad_end: [u64; 2],
     pub output: [u64; 2],
     pub isa: Isa,
+    /// Bands of output rows the work is split into (1: whole planes). Work
+    /// items are `row_bands · planes`, band-major, so that clusters split
+    /// the rows of every plane, as the convolutions around split positions
+    /// (splitting planes, half of each cluster's input sat in the other's
+    /// cache).
+    pub row_bands: u64,
 }
 
 /// The taps of one window along one axis: `n` taps inside the input from
@@ -363,7 +369,49 @@ impl Pool2d {
             pad_end: two(&p.pad_end),
             output: two(&p.output),
             isa,
+            row_bands: 1,
         })
+    }
+
+    /// This pool split into `bands` bands of output rows, when every band
+    /// reads at least one input row.
+    pub fn with_row_bands(self, bands: u64) -> Option<Pool2d> {
+        let k = Pool2d { row_bands: bands, ..self };
+        (bands >= 1 && (0..k.bands()).all(|b| k.band(b).is_some())).then_some(k)
+    }
+
+    /// Bands with output rows (the last ones may have none when bands do
+    /// not divide the rows).
+    fn bands(&self) -> usize {
+        let oh = self.axis(0).out;
+        oh.div_ceil(oh.div_ceil(self.row_bands.max(1) as usize).max(1)).max(1)
+    }
+
+    /// Band `b`: its output rows, its input rows and the pool over just
+    /// those rows (the padding kept where the band meets the plane's top or
+    /// bottom; inside, the band's rows hold every tap of its windows).
+    fn band(&self, b: usize) -> Option<(Range<usize>, Range<usize>, Pool2d)> {
+        let h = self.axis(0);
+        let per = h.out.div_ceil(self.row_bands.max(1) as usize).max(1);
+        let rows = b * per..((b + 1) * per).min(h.out);
+        if rows.is_empty() {
+            return None;
+        }
+        let first = (rows.start * h.s) as i64 - h.pb as i64;
+        let last = ((rows.end - 1) * h.s + (h.k.max(1) - 1) * h.d) as i64 - h.pb as i64;
+        let (a, e) = (first.max(0) as usize, ((last + 1).max(0) as usize).min(h.size));
+        if e <= a {
+            return None;
+        }
+        let pool = Pool2d {
+            input: [(e - a) as u64, self.input[1]],
+            output: [rows.len() as u64, self.output[1]],
+            pad_begin: [(h.pb + a - rows.start * h.s) as u64, self.pad_begin[1]],
+            pad_end: [if e == h.size { h.pe as u64 } else { 0 }, self.pad_end[1]],
+            row_bands: 1,
+            ..self.clone()
+        };
+        Some((rows, a..e, pool))
     }
 
     fn axis(&self, a: usize) -> Axis {
@@ -550,11 +598,12 @@ impl KernelImpl for Pool2d {
     }
 
     fn work_items(&self) -> u64 {
-        self.planes
+        self.planes * self.bands() as u64
     }
 
     fn scratch_bytes(&self, _items: u64) -> usize {
-        self.scratch_floats() * 4
+        let bands = (0..self.bands()).filter_map(|b| self.band(b)).map(|(_, _, k)| k.scratch_floats());
+        bands.fold(self.scratch_floats(), usize::max) * 4
     }
 
     fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String> {
@@ -562,23 +611,61 @@ impl KernelImpl for Pool2d {
         if matches!(self.kind, PoolKind::Lp { .. }) || self.strides.contains(&0) || self.dilations.contains(&0) {
             return Err(format!("2-D pooling needs Max or Average and nonzero strides and dilations: {self:?}"));
         }
+        if self.row_bands == 0 || (self.axis(0).out > 0 && (0..self.bands()).any(|b| self.band(b).is_none())) {
+            return Err(format!("2-D pooling row bands must each read an input row: {self:?}"));
+        }
         Ok(())
     }
 
     unsafe fn run(&self, io: &Io, part: Range<u64>, scratch: &mut [u8]) {
         let (h, w) = (self.axis(0), self.axis(1));
         let (in_plane, out_plane) = (h.size * w.size, h.out * w.out);
-        let (p0, p1) = (part.start as usize, part.end as usize);
         if out_plane == 0 {
             return;
         }
         // SAFETY: inputs are not written during the step (the run contract).
         let x = unsafe { io.inputs[0].f32() };
-        // SAFETY: this part owns planes p0..p1 of the output (the run contract).
-        let y = unsafe { io.outputs[0].f32_part(p0 * out_plane..p1 * out_plane) };
         // SAFETY: any bit pattern is a valid f32; the slice is only reinterpreted.
         let (pre, scratch, _) = unsafe { scratch.align_to_mut::<f32>() };
-        assert!(pre.is_empty() && scratch.len() >= self.scratch_floats(), "pool2d scratch is not 4-byte aligned or too small");
+        assert!(pre.is_empty(), "pool2d scratch is not 4-byte aligned");
+        let planes = self.planes as usize;
+        let (p0, p1) = (part.start as usize, part.end as usize);
+        let y = &io.outputs[0];
+        for b in p0 / planes..p1.div_ceil(planes) {
+            let (rows, inputs, band) = match self.bands() {
+                1 => (0..h.out, 0..h.size, self.clone()),
+                _ => match self.band(b) {
+                    Some(band) => band,
+                    None => continue,
+                },
+            };
+            let (q0, q1) = (p0.max(b * planes) - b * planes, p1.min((b + 1) * planes) - b * planes);
+            let xb = &x[q0 * in_plane + inputs.start * w.size..(q1 - 1) * in_plane + inputs.end * w.size];
+            let at = q0 * out_plane + rows.start * w.out;
+            assert!((q1 - 1) * out_plane + rows.end * w.out <= y.len_bytes() / 4, "pool2d output is too small");
+            // SAFETY: inside the output (asserted); this part owns items
+            // b · planes + q0..q1: these rows of planes q0..q1.
+            let yb = unsafe { (y.as_ptr() as *mut f32).add(at) };
+            // SAFETY: as above.
+            unsafe { band.run_planes(xb, [in_plane, out_plane], yb, scratch) };
+        }
+    }
+}
+
+impl Pool2d {
+    /// Pools the planes of `x` (`steps[0]` floats apart, each this pool's
+    /// input) into the output planes at `y` (`steps[1]` apart).
+    ///
+    /// # Safety
+    /// The caller owns those output planes' floats.
+    unsafe fn run_planes(&self, x: &[f32], steps: [usize; 2], y: *mut f32, scratch: &mut [f32]) {
+        let (h, w) = (self.axis(0), self.axis(1));
+        let (in_plane, out_plane) = (h.size * w.size, h.out * w.out);
+        let [x_step, y_step] = steps;
+        let (p0, p1) = (0, (x.len() + x_step - in_plane) / x_step);
+        assert!(scratch.len() >= self.scratch_floats() && in_plane <= x_step && out_plane <= y_step, "pool2d scratch or plane sizes");
+        // SAFETY: the caller's contract: output plane pl's floats.
+        let y_plane = |pl: usize| unsafe { std::slice::from_raw_parts_mut(y.add(pl * y_step), out_plane) };
         let (col_count, rest) = scratch.split_at_mut(w.out);
         let (p, v) = self.flat_floats();
         let flat = &mut rest[..self.flat_or_rows_floats(p + v)];
@@ -590,29 +677,29 @@ impl KernelImpl for Pool2d {
         #[cfg(target_arch = "x86_64")]
         if self.takes_small() {
             // SAFETY: takes_small checked the CPU has AVX-512F.
-            unsafe { small::planes(self, &x[p0 * in_plane..p1 * in_plane], y, flat, col_count, &small::Taps::of(self)) };
+            unsafe { small::planes(self, x, steps, y, flat, col_count, &small::Taps::of(self)) };
             return;
         }
         #[cfg(target_arch = "x86_64")]
         if self.takes_strided() {
-            for (pl, yp) in (p0..p1).zip(y.chunks_exact_mut(out_plane)) {
+            for pl in p0..p1 {
                 // SAFETY: takes_strided checked the CPU has AVX-512F.
-                unsafe { strided::plane(self, &x[pl * in_plane..][..in_plane], yp) };
+                unsafe { strided::plane(self, &x[pl * x_step..][..in_plane], y_plane(pl)) };
             }
             return;
         }
         #[cfg(target_arch = "x86_64")]
         if self.takes_rows() {
             rows::reset(self, flat);
-            for (pl, yp) in (p0..p1).zip(y.chunks_exact_mut(out_plane)) {
+            for pl in p0..p1 {
                 // SAFETY: takes_rows checked the CPU has AVX-512F.
-                unsafe { rows::plane(self, &x[pl * in_plane..][..in_plane], yp, flat, col_count) };
+                unsafe { rows::plane(self, &x[pl * x_step..][..in_plane], y_plane(pl), flat, col_count) };
             }
             return;
         }
         let mut bufs = Bufs { col_count, flat };
-        for (pl, yp) in (p0..p1).zip(y.chunks_exact_mut(out_plane)) {
-            self.plane(&x[pl * in_plane..][..in_plane], yp, &mut bufs);
+        for pl in p0..p1 {
+            self.plane(&x[pl * x_step..][..in_plane], y_plane(pl), &mut bufs);
         }
     }
 }
@@ -681,6 +768,8 @@ mod tests {
             for case in 0..cases {
                 let g = geometry(&mut rng, KINDS[case % 3]);
                 let k = Pool2d::from_pool(&g, isa).unwrap();
+                // Row bands where every band reads a row (1 otherwise).
+                let k = k.clone().with_row_bands(1 + rng.below(4)).unwrap_or(k);
                 let mut x = rng.vec(g.planes as usize * (g.input[0] * g.input[1]) as usize);
                 if special {
                     for _ in 0..1 + x.len() / 50 {
@@ -699,6 +788,41 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn row_bands_match_whole_planes() {
+        // Bands of output rows (2-6, so some bands may be empty or one row)
+        // against the same pool over whole planes, split in parts across
+        // band boundaries; and the stems' pools, which must band.
+        let mut rng = Rng(27);
+        let stems = [([111u64, 111u64], [0u64, 0u64], [1u64, 1u64], [55u64, 55u64]), ([112, 112], [1, 1], [1, 1], [56, 56])];
+        let mut banded = 0;
+        for case in 0..300 {
+            let g = match case {
+                0 | 1 => {
+                    let (input, pb, pe, output) = stems[case];
+                    Pool { kind: PoolKind::Max, planes: 3, input: input.to_vec(), kernel: vec![3, 3], strides: vec![2, 2], dilations: vec![1, 1], pad_begin: pb.to_vec(), pad_end: pe.to_vec(), output: output.to_vec(), indices: None }
+                }
+                _ => random_pool(&mut rng, KINDS[case % 3]),
+            };
+            let whole = Pool2d::from_pool(&g, Isa::ALL.into_iter().filter(|i| i.available()).last().unwrap()).unwrap();
+            let bands = 2 + rng.below(5);
+            let Some(k) = whole.clone().with_row_bands(bands) else {
+                assert!(case >= 2, "the stem pool {g:?} did not band");
+                continue;
+            };
+            banded += 1;
+            assert_eq!(k.work_items(), g.planes * k.bands() as u64);
+            let x = rng.vec(g.planes as usize * (g.input[0] * g.input[1]) as usize);
+            let n_out = g.planes as usize * (g.output[0] * g.output[1]) as usize;
+            let want = run_parts(&whole, std::slice::from_ref(&x), &[n_out], 1);
+            for parts in [1, 2, 5] {
+                let got = run_parts(&k, std::slice::from_ref(&x), &[n_out], parts);
+                assert_eq!(got, want, "{k:?} in {parts} parts");
+            }
+        }
+        assert!(banded > 200, "only {banded} geometries banded");
     }
 
     #[test]
@@ -852,7 +976,8 @@ mod tests {
             let pool = Pool2d::from_pool(&g, Isa::Avx512).unwrap();
             let mut x = vec![rng.vec((c * hw * hw) as usize)];
             let us = time_kernel(&pool, &mut x, (c * out * out) as usize);
-            println!("maxpool {c}x{hw}x{hw} k{k} s{s}: {us:.1} us ({:.1} GB/s read)", (c * hw * hw * 4) as f64 / us / 1e3);
+            let banded = pool.clone().with_row_bands(2).map_or(f64::NAN, |b| time_kernel(&b, &mut x, (c * out * out) as usize));
+            println!("maxpool {c}x{hw}x{hw} k{k} s{s}: {us:.1} us ({:.1} GB/s read), in 2 row bands {banded:.1} us", (c * hw * hw * 4) as f64 / us / 1e3);
         }
     }
 }

@@ -66,8 +66,8 @@ impl Taps {
     }
 }
 
-/// Output planes `y` from input planes `x` (whole planes, as many of
-/// each), a group of [`Pool2d::small_group`] at a time, with the buffer
+/// Output planes at `y`, `steps[1]` floats apart, from the input planes
+/// of `x`, `steps[0]` apart (the caller owns those output planes), a group of [`Pool2d::small_group`] at a time, with the buffer
 /// `buf` ([`Pool2d::small_floats`]), the per-column tap counts and the taps.
 /// Each group's rows are reduced horizontally as one run of rows, then
 /// each output row's window (computed once per group) reduced over the
@@ -76,14 +76,14 @@ impl Taps {
 /// # Safety
 /// The CPU has AVX-512F ([`Pool2d::takes_small`]).
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn planes(k: &Pool2d, x: &[f32], y: &mut [f32], buf: &mut [f32], col_count: &[f32], taps: &Taps) {
+pub(super) unsafe fn planes(k: &Pool2d, x: &[f32], steps: [usize; 2], y: *mut f32, buf: &mut [f32], col_count: &[f32], taps: &Taps) {
     // The common widths with their taps unrolled (kept in registers).
     // SAFETY: the caller's contract.
     unsafe {
         match k.kernel[1] {
-            2 => planes_with::<2>(k, x, y, buf, col_count, taps),
-            3 => planes_with::<3>(k, x, y, buf, col_count, taps),
-            _ => planes_with::<0>(k, x, y, buf, col_count, taps),
+            2 => planes_with::<2>(k, x, steps, y, buf, col_count, taps),
+            3 => planes_with::<3>(k, x, steps, y, buf, col_count, taps),
+            _ => planes_with::<0>(k, x, steps, y, buf, col_count, taps),
         }
     }
 }
@@ -94,7 +94,7 @@ pub(super) unsafe fn planes(k: &Pool2d, x: &[f32], y: &mut [f32], buf: &mut [f32
 /// As [`planes`]; `KW` is 0 or the pool's window width.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn planes_with<const KW: usize>(k: &Pool2d, x: &[f32], y: &mut [f32], buf: &mut [f32], col_count: &[f32], taps: &Taps) {
+unsafe fn planes_with<const KW: usize>(k: &Pool2d, x: &[f32], steps: [usize; 2], y: *mut f32, buf: &mut [f32], col_count: &[f32], taps: &Taps) {
     let (h, mut w) = (k.axis(0), k.axis(1));
     assert!(KW == 0 || KW == w.k, "pool2d small instance");
     if KW > 0 {
@@ -105,8 +105,9 @@ unsafe fn planes_with<const KW: usize>(k: &Pool2d, x: &[f32], y: &mut [f32], buf
         _ => (true, false),
     };
     let (in_plane, out_plane, group) = (h.size * w.size, h.out * w.out, k.small_group());
-    let n_planes = y.len() / out_plane.max(1);
-    assert!(k.takes_small() && x.len() >= n_planes * in_plane && col_count.len() >= w.out, "pool2d small plane sizes");
+    let [x_step, y_step] = steps;
+    let n_planes = (x.len() + x_step - in_plane) / x_step;
+    assert!(k.takes_small() && in_plane <= x_step && out_plane <= y_step && col_count.len() >= w.out, "pool2d small plane sizes");
     let lead = buf.as_ptr().align_offset(64);
     let buf = &mut buf[lead..];
     assert!(buf.len() >= group * h.size * SMALL, "pool2d small buffer");
@@ -116,12 +117,11 @@ unsafe fn planes_with<const KW: usize>(k: &Pool2d, x: &[f32], y: &mut [f32], buf
     let bp = buf.as_mut_ptr();
     for p0 in (0..n_planes).step_by(group.max(1)) {
         let planes = group.min(n_planes - p0);
-        // The group's input rows, one after another in X.
-        let xp = x[p0 * in_plane..][..planes * in_plane].as_ptr();
+        // The group's input rows, plane after plane.
         for r in 0..planes * h.size {
-            // SAFETY: row r of the group holds size floats, read under the masks.
+            let row = x[(p0 + r / h.size) * x_step + r % h.size * w.size..][..w.size].as_ptr();
+            // SAFETY: the row holds size floats, read under the masks.
             let (v0, v1) = unsafe {
-                let row = xp.add(r * w.size);
                 (_mm512_maskz_loadu_ps(lanes(w.size), row), if two_in { _mm512_maskz_loadu_ps(lanes(w.size - 16), row.add(16)) } else { neutral })
             };
             for half in 0..halves {
@@ -136,7 +136,7 @@ unsafe fn planes_with<const KW: usize>(k: &Pool2d, x: &[f32], y: &mut [f32], buf
                 unsafe { _mm512_store_ps(bp.add(r * SMALL + half * 16), acc) };
             }
         }
-        let yp = y[p0 * out_plane..][..planes * out_plane].as_mut_ptr();
+        let yp = y.wrapping_add(p0 * y_step);
         for oy in 0..h.out {
             let span = h.span(oy);
             let rows = _mm512_set1_ps((if include_pad { span.padded } else { span.n }) as f32);
@@ -153,7 +153,7 @@ unsafe fn planes_with<const KW: usize>(k: &Pool2d, x: &[f32], y: &mut [f32], buf
                         if !max {
                             acc = _mm512_div_ps(acc, _mm512_mul_ps(rows, _mm512_maskz_loadu_ps(mask, col_count.as_ptr().add(half * 16))));
                         }
-                        _mm512_mask_storeu_ps(yp.add(pl * out_plane + oy * w.out + half * 16), mask, acc);
+                        _mm512_mask_storeu_ps(yp.add(pl * y_step + oy * w.out + half * 16), mask, acc);
                     }
                 }
             }
