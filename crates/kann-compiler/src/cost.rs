@@ -46,6 +46,11 @@ pub struct CostModel {
     pub launch_s: f64,
     /// What a barrier costs when the clusters arrive together.
     pub barrier_s: f64,
+    /// Seconds per byte a cluster reads of what another cluster wrote (the
+    /// lines come from the other core's cache): Inception v2's 1×1 convs
+    /// run whole on one cluster after a split step took 31–57 µs longer
+    /// for 300–400 KB written by the other (~1e-10 s a byte).
+    pub remote_s_per_byte: f64,
     /// Seconds per element of an exponential activation (sigmoid, SiLU,
     /// tanh) fused into a convolution's epilogue (~0.36 ns measured).
     pub exp_activation_s: f64,
@@ -66,6 +71,7 @@ impl CostModel {
             gather_bytes_per_s: 6e9,
             launch_s: 3e-6,
             barrier_s: 5e-6,
+            remote_s_per_byte: 1e-10,
             exp_activation_s: 0.36e-9,
         }
     }

@@ -63,7 +63,8 @@ struct Access {
 #[derive(Clone, Copy)]
 enum Op {
     Barrier,
-    Run { step: usize, cluster: usize, begin: u64, end: u64 },
+    /// With the part's estimated seconds (remote reads included).
+    Run { step: usize, cluster: usize, begin: u64, end: u64, seconds: f64 },
 }
 
 /// The schedule being built: accesses and estimated time since the last
@@ -72,6 +73,9 @@ enum Op {
 #[derive(Clone)]
 struct Sim {
     pending: Vec<Access>,
+    /// The clusters that last wrote each arena range (kept across
+    /// barriers: the lines stay in the writers' caches).
+    written: Vec<(BufRef, Vec<usize>)>,
     phase: Vec<f64>,
     latency: f64,
     ops: Vec<Op>,
@@ -80,14 +84,14 @@ struct Sim {
 /// Schedules `steps` on `n` clusters.
 pub fn schedule(steps: &[Step], n: usize, cost: &CostModel) -> Schedule {
     let n = n.max(1);
-    let mut sim = Sim { pending: Vec::new(), phase: vec![0.0; n], latency: 0.0, ops: Vec::new() };
+    let mut sim = Sim { pending: Vec::new(), written: Vec::new(), phase: vec![0.0; n], latency: 0.0, ops: Vec::new() };
     let mut i = 0;
     while i < steps.len() {
         let (best, next) = place_next(steps, i, cost, &sim);
         sim.absorb(best);
         i = next;
     }
-    finish(steps, n, cost, sim)
+    finish(steps, n, sim)
 }
 
 /// Places step `i` (split or whole), or the window of independent branches
@@ -168,12 +172,13 @@ fn assign_chains(steps: &[Step], i: usize, chains: &[usize], load: &[f64], cost:
 impl Sim {
     /// A copy of the state with no decisions of its own yet.
     fn fork(&self) -> Sim {
-        Sim { pending: self.pending.clone(), phase: self.phase.clone(), latency: self.latency, ops: Vec::new() }
+        Sim { pending: self.pending.clone(), written: self.written.clone(), phase: self.phase.clone(), latency: self.latency, ops: Vec::new() }
     }
 
     /// Takes over a fork's state and decisions.
     fn absorb(&mut self, fork: Sim) {
         self.pending = fork.pending;
+        self.written = fork.written;
         self.phase = fork.phase;
         self.latency = fork.latency;
         self.ops.extend(fork.ops);
@@ -201,12 +206,36 @@ impl Sim {
         }
         let items = step.kernel.work_items().max(1) as f64;
         for &(cluster, begin, end) in parts {
-            self.ops.push(Op::Run { step: i, cluster, begin, end });
-            self.phase[cluster] += cost.step_seconds(step, (end - begin) as f64 / items);
+            let share = (end - begin) as f64 / items;
+            let seconds = cost.step_seconds(step, share) + self.remote_bytes(step, &clusters, cluster, share) * cost.remote_s_per_byte;
+            self.ops.push(Op::Run { step: i, cluster, begin, end, seconds });
+            self.phase[cluster] += seconds;
         }
         for (bufs, write) in [(&step.inputs, false), (&step.outputs, true)] {
             self.pending.extend(bufs.iter().map(|b| Access { buf: *b, write, clusters: clusters.clone() }));
         }
+        for out in step.outputs.iter().filter(|b| matches!(b, BufRef::Arena { .. })) {
+            self.written.retain(|(b, _)| !b.overlaps(out));
+            self.written.push((*out, clusters.clone()));
+        }
+    }
+
+    /// Bytes the part of `step` on `cluster` (a `share` of its work; the
+    /// step runs on `clusters`) reads of what other clusters wrote. A step
+    /// split like its producer is taken to read its own part's lines.
+    fn remote_bytes(&self, step: &Step, clusters: &[usize], cluster: usize, share: f64) -> f64 {
+        let mut bytes = 0.0;
+        for input in &step.inputs {
+            for (b, writers) in self.written.iter().filter(|(b, _)| b.overlaps(input)) {
+                if writers.as_slice() == [cluster] || (clusters.len() > 1 && writers.as_slice() == clusters) {
+                    continue;
+                }
+                let overlap = overlap_bytes(b, input) as f64;
+                let others = writers.iter().filter(|&&w| w != cluster).count() as f64 / writers.len() as f64;
+                bytes += overlap * others * if clusters.len() > 1 { share } else { 1.0 };
+            }
+        }
+        bytes
     }
 
     /// Step `i` split across the clusters, or whole when small.
@@ -230,8 +259,16 @@ impl Sim {
     }
 }
 
+/// Bytes two arena ranges share.
+fn overlap_bytes(a: &BufRef, b: &BufRef) -> u64 {
+    match (*a, *b) {
+        (BufRef::Arena { offset: x, len: lx }, BufRef::Arena { offset: y, len: ly }) => (x + lx).min(y + ly).saturating_sub(x.max(y)),
+        _ => 0,
+    }
+}
+
 /// Turns the decisions into command lists and estimates.
-fn finish(steps: &[Step], n: usize, cost: &CostModel, sim: Sim) -> Schedule {
+fn finish(steps: &[Step], n: usize, sim: Sim) -> Schedule {
     let mut sched = Schedule { clusters: vec![Vec::new(); n], barriers: 0, split_steps: 0, busy_seconds: vec![0.0; n], latency_seconds: sim.estimate(), step_seconds: vec![vec![0.0; n]; steps.len()] };
     let mut parts = vec![0usize; steps.len()];
     for op in sim.ops {
@@ -242,12 +279,10 @@ fn finish(steps: &[Step], n: usize, cost: &CostModel, sim: Sim) -> Schedule {
                 }
                 sched.barriers += 1;
             }
-            Op::Run { step, cluster, begin, end } => {
+            Op::Run { step, cluster, begin, end, seconds } => {
                 sched.clusters[cluster].push(Command::Run { step: step as u32, begin, end });
-                let items = steps[step].kernel.work_items().max(1) as f64;
-                let t = cost.step_seconds(&steps[step], (end - begin) as f64 / items);
-                sched.busy_seconds[cluster] += t;
-                sched.step_seconds[step][cluster] += t;
+                sched.busy_seconds[cluster] += seconds;
+                sched.step_seconds[step][cluster] += seconds;
                 parts[step] += 1;
             }
         }
@@ -391,6 +426,21 @@ mod tests {
         assert_eq!(place[0][0].0, place[1][0].0);
         assert_eq!(place[2][0].0, place[3][0].0);
         assert_ne!(place[0][0].0, place[2][0].0);
+    }
+
+    #[test]
+    fn reading_what_other_clusters_wrote_weighs_against_whole_branches() {
+        // A split step, then two branches reading its output: side by side
+        // each reads half its input from the other cluster's cache. Free,
+        // the branches run whole; at a high enough price, split like their
+        // producer.
+        let steps = vec![relu(arena(0), arena(1)), relu(arena(1), arena(2)), relu(arena(1), arena(3))];
+        for (remote_s_per_byte, split_steps) in [(0.0, 1), (1e-6, 3)] {
+            let cost = CostModel { remote_s_per_byte, ..CostModel::portable() };
+            let sched = schedule(&steps, 2, &cost);
+            check(&steps, &sched, &cost);
+            assert_eq!(sched.split_steps, split_steps, "at {remote_s_per_byte} s a byte");
+        }
     }
 
     #[test]
