@@ -139,6 +139,17 @@ impl CostModel {
                 (pointwise + depthwise) / seconds.max(f64::MIN_POSITIVE)
             }
             Kernel::Pool2d(_) => simd_isa(k).map_or(self.pool_flops[0], |isa| self.pool_flops[isa_index(isa)]),
+            // The stem at the direct kernel's rate, its rows repeated at band
+            // edges; the pool at the pool's rate.
+            Kernel::ConvPool(f) => {
+                let (c, p) = (&f.conv, &f.pool);
+                let conv = (2 * c.out_channels * c.in_channels * c.kernel[0] * c.kernel[1] * c.output[0] * c.output[1]) as f64;
+                let pool = (p.planes * p.kernel[0] * p.kernel[1] * p.output[0] * p.output[1]) as f64;
+                let band_in = (f.band_rows - 1) * p.strides[0] + (p.kernel[0] - 1) * p.dilations[0] + 1;
+                let repeat = band_in as f64 / (f.band_rows * p.strides[0]) as f64;
+                let seconds = conv * repeat.max(1.0) / self.flops_rate(&Kernel::ConvDirect(c.clone())) + pool / self.flops_rate(&Kernel::Pool2d(p.clone()));
+                (conv + pool) / seconds.max(f64::MIN_POSITIVE)
+            }
             _ if is_matmul_like(k) => self.matmul_flops,
             _ => match simd_isa(k) {
                 Some(isa) => self.simd_other_flops[isa_index(isa)],
@@ -173,6 +184,7 @@ fn exp_activations(k: &Kernel) -> u64 {
     match k {
         Kernel::ConvGemm(c) if exp(&c.epilogue) => c.batch * c.out_channels * c.output[0] * c.output[1],
         Kernel::ConvDirect(c) if exp(&c.epilogue) => c.batch * c.out_channels * c.output[0] * c.output[1],
+        Kernel::ConvPool(f) if exp(&f.conv.epilogue) => f.conv.batch * f.conv.out_channels * f.conv.output[0] * f.conv.output[1],
         Kernel::Winograd(w) if exp(&w.epilogue) => w.batch * w.out_channels * w.output[0] * w.output[1],
         Kernel::DepthwiseConv(d) => depthwise(d),
         Kernel::PointwiseDepthwise(f) => {

@@ -176,14 +176,34 @@ impl ConvDirect {
         }
     }
 
-    /// Output rows `oy0..oy0 + oys` of image `b`.
+    /// Output rows `oy0..oy0 + oys` of image `b`, into Y.
     ///
     /// # Safety
     /// As [`KernelImpl::run`]; this part owns those rows; the scratch holds
     /// [`KernelImpl::scratch_bytes`] for `oys` items.
     unsafe fn run_rows(&self, io: &Io, b: usize, oy0: usize, oys: usize, scratch: &mut [f32]) {
+        let (m, plane_out) = ((self.out_channels) as usize, (self.output[0] * self.output[1]) as usize);
+        let y = &io.outputs[0];
+        assert!((b + 1) * m * plane_out <= y.len_bytes() / 4, "conv direct output is too small");
+        // SAFETY: image b's planes lie inside Y (asserted); the caller's contract.
+        unsafe { self.rows_into(io, b, oy0, oys, (y.as_ptr() as *mut f32).add(b * m * plane_out), [plane_out, 0], scratch) }
+    }
+
+    /// Output rows `oy0..oy0 + oys` of image `b` into `out`, `at = [plane,
+    /// row0]`: channel `c`'s row `oy` at `out + c · plane + (oy − row0) · ow`
+    /// (`row0` 0 for Y's planes, `oy0` for a buffer of just these rows;
+    /// a residual is only read into Y's planes).
+    ///
+    /// # Safety
+    /// As [`KernelImpl::run`] for the inputs; the caller owns those rows of
+    /// `out` (`m` planes of `at[0]` floats); the scratch holds
+    /// [`KernelImpl::scratch_bytes`] for `oys` items.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn rows_into(&self, io: &Io, b: usize, oy0: usize, oys: usize, out: *mut f32, at: [usize; 2], scratch: &mut [f32]) {
+        let [out_plane, row0] = at;
         let g = Geom::of(self);
         let (k, plane_out, rows) = (g.depth(), g.oh * g.ow, g.rows_for(oys));
+        assert!(oy0 >= row0 && (oy0 + oys - row0) * g.ow <= out_plane, "conv direct destination rows");
         let (mr, nr) = (self.isa.mr(), self.isa.nr());
         // SAFETY: inputs are not written during the step (the run contract).
         let (x, w) = unsafe { (io.inputs[0].f32(), io.inputs[1].f32()) };
@@ -194,11 +214,6 @@ impl ConvDirect {
             .epilogue
             .residual
             .then(|| unsafe { io.inputs[2 + usize::from(self.epilogue.bias)].f32() });
-        let y = &io.outputs[0];
-        assert!(
-            (b + 1) * g.m * plane_out <= y.len_bytes() / 4,
-            "conv direct output is too small"
-        );
         let (copy, rest) = scratch.split_at_mut(g.copy_floats(rows) + nr);
         // The B row offsets, a usize table after the copy (aligned within its slack).
         // SAFETY: any bit pattern is a valid usize; the slice is only reinterpreted.
@@ -233,15 +248,16 @@ impl ConvDirect {
                         accumulate: false,
                         finish: true,
                         bias: bias.map_or(std::ptr::null(), |bv| bv[i * mr..].as_ptr()),
+                        // Only into Y (row0 0, Y's planes): the residual has its layout.
                         residual: residual.map_or(std::ptr::null(), |r| r[at..].as_ptr()),
                         act,
                         next_a: std::ptr::null(),
                         b_ahead: false,
                     };
                     let a = w[i * mr * k..][..mr * k].as_ptr();
-                    // SAFETY: C's rows_c × cols tile at `at` (stride plane_out) lies in
-                    // this part's rows (asserted); every B row reads NR floats inside
-                    // `copy` (asserted); the ISA is the kernel's (checked in run).
+                    // SAFETY: C's rows_c × cols tile (stride out_plane) lies in
+                    // this part's rows of `out` (asserted); every B row reads NR floats
+                    // inside `copy` (asserted); the ISA is the kernel's (checked in run).
                     unsafe {
                         packed::tile_indirect(
                             self.isa,
@@ -249,8 +265,8 @@ impl ConvDirect {
                             a,
                             base,
                             offs.as_ptr(),
-                            (y.as_ptr() as *mut f32).add(at),
-                            plane_out,
+                            out.add(i * mr * out_plane + (oy - row0) * g.ow + ox0),
+                            out_plane,
                             rows_c,
                             cols,
                             &e,

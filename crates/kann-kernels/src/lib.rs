@@ -46,6 +46,7 @@ pub mod vmath;
 pub mod conv;
 pub mod conv_direct;
 pub mod conv_gemm;
+pub mod conv_pool;
 pub mod fc_gemm;
 pub mod depthwise;
 pub mod gemm;

@@ -92,6 +92,9 @@ pub struct LowerCx<'g> {
     /// Pointwise convolutions lowered together with the depthwise
     /// convolution that alone reads them (by their output).
     pending_pointwise: HashMap<ValueId, nn::PendingPointwise>,
+    /// Stem convolutions lowered together with the MaxPool that alone
+    /// reads them (by their output).
+    pending_direct: HashMap<ValueId, nn::PendingDirect>,
     out: Lowered,
 }
 
@@ -119,7 +122,7 @@ impl<'g> LowerCx<'g> {
         for v in &graph.outputs {
             readers.entry(*v).or_default().push(None);
         }
-        LowerCx { graph, arch, winograd, clusters, readers, pending_pointwise: HashMap::new(), out: Lowered::default() }
+        LowerCx { graph, arch, winograd, clusters, readers, pending_pointwise: HashMap::new(), pending_direct: HashMap::new(), out: Lowered::default() }
     }
 
     /// The one node reading `v`, when exactly one node (and no graph output) does.
@@ -247,6 +250,10 @@ pub fn lower_graph_with(g: &Graph, arch: Arch, winograd: bool, clusters: usize) 
     if let Some(v) = cx.pending_pointwise.keys().next() {
         // Unreachable by construction (the reader was checked when deferring).
         missing.push(Unlowered { node: g.value(*v).name.clone(), op: "Conv".into(), reason: "a pointwise convolution waited for a depthwise reader that never came".into() });
+    }
+    if let Some(v) = cx.pending_direct.keys().next() {
+        // Unreachable by construction (the reader was checked when deferring).
+        missing.push(Unlowered { node: g.value(*v).name.clone(), op: "Conv".into(), reason: "a convolution waited for a MaxPool reader that never came".into() });
     }
     if !missing.is_empty() {
         return Err(missing);

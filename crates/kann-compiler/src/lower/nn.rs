@@ -20,6 +20,8 @@ use kann_ir::ops::nn::{self as ir, NnOp};
 use kann_ir::{Node, NodeId, Op, TensorInfo, ValueId};
 use kann_kernels::conv::{pack_conv_weights, Conv, ConvTranspose};
 use kann_kernels::conv_direct::ConvDirect;
+use kann_kernels::conv_pool::ConvPool;
+use kann_kernels::KernelImpl as _;
 use kann_kernels::depthwise::{pack_dwconv_weights, DepthwiseConv};
 use kann_kernels::conv_gemm::{pack_conv_gemm_weights, ConvGemm, GemmAxis, Im2colPack};
 use kann_kernels::fc_gemm::{pack_fc_weights, FcGemm};
@@ -324,8 +326,45 @@ fn lower_conv_direct(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, pl
         isa,
     };
     let y = output(node, 0)?;
+    if let Some(fused) = fused_with_pool(cx, y, &kernel, inputs.len()) {
+        // Lowered with its pool (see lower_pool).
+        let flops = flops(cx, node);
+        cx.pending_direct.insert(y, PendingDirect { fused, inputs, flops });
+        return Ok(());
+    }
     cx.push(id, Kernel::ConvDirect(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
     Ok(())
+}
+
+/// A stem convolution waiting for the MaxPool that alone reads it, as the
+/// fused step.
+pub(super) struct PendingDirect {
+    fused: ConvPool,
+    inputs: Vec<Operand>,
+    flops: u64,
+}
+
+/// The stem `conv` (output `y`, `n_inputs` inputs) fused with the 2-D
+/// MaxPool without indices that alone reads `y`, when there is one.
+fn fused_with_pool(cx: &LowerCx, y: kann_ir::ValueId, conv: &ConvDirect, n_inputs: usize) -> Option<ConvPool> {
+    let reader = cx.graph.node(cx.sole_reader(y)?);
+    let Op::Nn(NnOp::Pool(p)) = &reader.op else { return None };
+    let yd = cx.info(y).shape.dims();
+    if p.kind != ir::PoolKind::Max || p.with_indices || yd.len() != 4 || conv.epilogue.residual {
+        return None;
+    }
+    let pool = Pool2d::from_pool(&pool_geometry(p, yd).ok()?, conv.isa)?;
+    let band_rows = conv_pool_band_rows(conv, &pool);
+    let fused = ConvPool { conv: conv.clone(), pool, band_rows };
+    fused.check(n_inputs, 1).is_ok().then_some(fused)
+}
+
+/// Pool output rows per band of a fused stem and pool: the convolution
+/// rows a band reads fill about 512 KiB (a quarter of L2) for all channels.
+fn conv_pool_band_rows(conv: &ConvDirect, pool: &Pool2d) -> u64 {
+    let row_bytes = 4 * conv.out_channels * conv.output[1];
+    let conv_rows = ((512 << 10) / row_bytes.max(1)).max(pool.kernel[0]);
+    ((conv_rows - (pool.kernel[0] - 1) * pool.dilations[0]) / pool.strides[0]).max(1)
 }
 
 /// Whether a 2-D convolution (`xd` NCHW, `wd` its weights' dims) runs by
@@ -640,12 +679,10 @@ fn pool_kind(k: ir::PoolKind) -> PoolKind {
     }
 }
 
-fn lower_pool(cx: &mut LowerCx, id: NodeId, node: &Node, p: &ir::Pool) -> LowerResult {
-    let x = cx.input(node, 0)?;
-    require_f32(cx, x, "X")?;
-    let xd = cx.info(x).shape.dims();
+/// The pooling kernel's geometry for `p` over an input of dims `xd`.
+fn pool_geometry(p: &ir::Pool, xd: &[usize]) -> Result<Pool, String> {
     let plan = p.plan(xd)?;
-    let kernel = Pool {
+    Ok(Pool {
         kind: pool_kind(p.kind),
         planes: (xd[0] * xd[1]) as u64,
         input: dims_u64(&xd[2..]),
@@ -656,7 +693,14 @@ fn lower_pool(cx: &mut LowerCx, id: NodeId, node: &Node, p: &ir::Pool) -> LowerR
         pad_end: pads_u64(&plan.pad_end)?,
         output: dims_u64(&plan.out),
         indices: p.with_indices.then_some(if p.column_major_indices { Indices::ColumnMajor } else { Indices::RowMajor }),
-    };
+    })
+}
+
+fn lower_pool(cx: &mut LowerCx, id: NodeId, node: &Node, p: &ir::Pool) -> LowerResult {
+    let x = cx.input(node, 0)?;
+    require_f32(cx, x, "X")?;
+    let xd = cx.info(x).shape.dims();
+    let kernel = pool_geometry(p, xd)?;
     let mut outputs = vec![Operand::Value(output(node, 0)?)];
     if p.with_indices {
         let ind = output(node, 1)?;
@@ -664,6 +708,12 @@ fn lower_pool(cx: &mut LowerCx, id: NodeId, node: &Node, p: &ir::Pool) -> LowerR
             return Err(format!("Indices has dtype {}; expected i64", cx.info(ind).dtype));
         }
         outputs.push(Operand::Value(ind));
+    }
+    if let Some(conv) = cx.pending_direct.remove(&x) {
+        // Checked when the convolution was deferred.
+        let fl = conv.flops + flops(cx, node);
+        cx.push(id, Kernel::ConvPool(conv.fused), conv.inputs, outputs, fl);
+        return Ok(());
     }
     let kernel = match Pool2d::from_pool(&kernel, crate::lower::kernel_isa(cx.arch)) {
         Some(fast) => Kernel::Pool2d(pool_bands(fast, cx.clusters, xd[0])),
@@ -1072,6 +1122,47 @@ mod tests {
     }
 
     #[test]
+    fn stems_fuse_with_the_max_pool_that_alone_reads_them() {
+        use kann_ir::ops::elementwise::{ElementwiseOp, Unary, UnaryKind};
+        let mut rng = Rng::new(10);
+        // An RGB stem (+ Relu) and a MaxPool; once more with the stem's
+        // output also a graph output (then nothing fuses).
+        for also_output in [false, true] {
+            let mut b = GraphBuilder::new("stem", None);
+            let mut constant = |b: &mut GraphBuilder, name: &str, d: Vec<usize>| {
+                let v: Vec<f32> = (0..d.iter().product::<usize>()).map(|_| rng.uniform(-0.5, 0.5) as f32).collect();
+                b.add_constant(name, Tensor::from_f32(Shape::new(d), v).unwrap())
+            };
+            let x = b.add_input("x", TensorInfo::new(DType::F32, Shape::from([1, 3, 45, 70]))).unwrap();
+            let (w, bias) = (constant(&mut b, "w", vec![16, 3, 3, 3]), constant(&mut b, "b", vec![16]));
+            let mut cw = ir::Window::new(ir::AutoPad::NotSet);
+            (cw.strides, cw.pads) = (vec![2, 2], vec![1; 4]);
+            let conv = Op::Nn(NnOp::Conv(ir::Conv { attrs: ir::ConvAttrs { window: cw, group: 1 } }));
+            let c = b.add_node("c", conv, vec![Some(x), Some(w), Some(bias)], &["c".into()]).unwrap()[0];
+            let relu = Op::Elementwise(ElementwiseOp::Unary(Unary { kind: UnaryKind::Relu }));
+            let r = b.add_node("r", relu, vec![Some(c)], &["r".into()]).unwrap()[0];
+            let mut pw = ir::Window::new(ir::AutoPad::NotSet);
+            (pw.kernel_shape, pw.strides, pw.ceil_mode) = (vec![3, 3], vec![2, 2], true);
+            let pool = Op::Nn(NnOp::Pool(ir::Pool { kind: ir::PoolKind::Max, window: pw, column_major_indices: false, with_indices: false }));
+            let y = b.add_node("p", pool, vec![Some(r)], &["y".into()]).unwrap()[0];
+            b.add_output(y);
+            if also_output {
+                b.add_output(r);
+            }
+            let g = b.finish().unwrap();
+            if !runnable_arches().contains(&kann_artifact::Arch::X86_64V4) {
+                return;
+            }
+            for clusters in [1, 2] {
+                let compiled = crate::testing::check_against_reference_on(g.clone(), clusters, kann_artifact::Arch::X86_64V4).unwrap();
+                let names: Vec<String> = compiled.program.steps.iter().map(|s| s.kernel.name()).collect();
+                let fused = names.iter().any(|n| n.starts_with("f32_conv2d_direct_maxpool"));
+                assert_eq!(fused, !also_output, "{names:?}");
+            }
+        }
+    }
+
+    #[test]
     fn pools_over_big_maps_split_rows_on_several_clusters() {
         use kann_kernels::Kernel;
         let mut rng = Rng::new(8);
@@ -1320,7 +1411,9 @@ mod tests {
         for clusters in [1, 2, 4] {
             let c = check_against_reference(g.clone(), clusters).unwrap();
             let ops: Vec<String> = c.program.steps.iter().map(|s| s.op.clone()).collect();
-            assert_eq!(ops, ["Conv+Relu", "MaxPool", "Conv+Add+Relu", "GlobalAveragePool"]);
+            // The RGB stem runs fused with its pool (a step named after the pool node).
+            assert_eq!(ops, ["MaxPool", "Conv+Add+Relu", "GlobalAveragePool"]);
+            assert!(c.program.steps[0].kernel.name().starts_with("f32_conv2d_direct_maxpool"));
         }
     }
 

@@ -394,7 +394,16 @@ impl Pool2d {
         let h = self.axis(0);
         let per = h.out.div_ceil(self.row_bands.max(1) as usize).max(1);
         let rows = b * per..((b + 1) * per).min(h.out);
-        if rows.is_empty() {
+        let (inputs, pool) = self.rows_band(rows.clone())?;
+        Some((rows, inputs, pool))
+    }
+
+    /// Output rows `rows` alone: the input rows they read and the pool over
+    /// just those rows (see [`Pool2d::band`]); None when `rows` is empty or
+    /// reads no input row.
+    pub(crate) fn rows_band(&self, rows: Range<usize>) -> Option<(Range<usize>, Pool2d)> {
+        let h = self.axis(0);
+        if rows.is_empty() || rows.end > h.out {
             return None;
         }
         let first = (rows.start * h.s) as i64 - h.pb as i64;
@@ -411,7 +420,7 @@ impl Pool2d {
             row_bands: 1,
             ..self.clone()
         };
-        Some((rows, a..e, pool))
+        Some((a..e, pool))
     }
 
     fn axis(&self, a: usize) -> Axis {
@@ -428,7 +437,7 @@ impl Pool2d {
     }
 
     /// Scratch floats: the column counts, the padded plane, its vertical reduction.
-    fn scratch_floats(&self) -> usize {
+    pub(crate) fn scratch_floats(&self) -> usize {
         let (p, v) = self.flat_floats();
         self.axis(1).out + self.flat_or_rows_floats(p + v)
     }
@@ -658,7 +667,7 @@ impl Pool2d {
     ///
     /// # Safety
     /// The caller owns those output planes' floats.
-    unsafe fn run_planes(&self, x: &[f32], steps: [usize; 2], y: *mut f32, scratch: &mut [f32]) {
+    pub(crate) unsafe fn run_planes(&self, x: &[f32], steps: [usize; 2], y: *mut f32, scratch: &mut [f32]) {
         let (h, w) = (self.axis(0), self.axis(1));
         let (in_plane, out_plane) = (h.size * w.size, h.out * w.out);
         let [x_step, y_step] = steps;
