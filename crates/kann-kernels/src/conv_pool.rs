@@ -6,9 +6,9 @@
 //!
 //! Work items are pool output rows (`N · pool_oh`); a part walks its rows
 //! `band_rows` at a time, computing the convolution rows each band's windows
-//! read (a band's first row repeats the previous band's last ones: one row
-//! of `2·band_rows + 1` for a 3×3/2 pool) and pooling them with the pool's
-//! geometry cut to those rows ([`Pool2d`]'s row bands).
+//! read (the rows it shares with the previous band, one for a 3×3/2 pool,
+//! are moved to the front of the buffer instead) and pooling them with the
+//! pool's geometry cut to those rows ([`Pool2d`]'s row bands).
 //!
 //! Inputs: the convolution's (X, packed W, then B if `conv.epilogue.bias`;
 //! no residual). Output: the pool's Y `[N, M, pool_oh, pool_ow]`.
@@ -57,25 +57,42 @@ impl ConvPool {
         bands.map(|(_, p)| p.scratch_floats()).max().unwrap_or(0)
     }
 
-    /// Pool rows `rows` of image `b`.
+    /// Pool rows `rows` of image `b`, after the band `prev` (its image and
+    /// convolution rows, still in the band buffer) when there was one:
+    /// the convolution rows both read are moved, not computed again.
+    /// Returns this band's image and convolution rows.
     ///
     /// # Safety
     /// As [`KernelImpl::run`]; this part owns those rows.
-    unsafe fn run_band(&self, io: &Io, b: usize, rows: Range<usize>, scratch: &mut [f32]) {
+    unsafe fn run_band(&self, io: &Io, b: usize, rows: Range<usize>, prev: Option<(usize, Range<usize>)>, scratch: &mut [f32]) -> (usize, Range<usize>) {
         let (inputs, pool) = self.pool.rows_band(rows.clone()).expect("checked: every band reads a convolution row");
         let (m, ow, pw) = (self.conv.out_channels as usize, self.conv.output[1] as usize, self.pool.output[1] as usize);
         let (band, rest) = scratch.split_at_mut(self.band_floats());
         let (conv_scratch, pool_scratch) = rest.split_at_mut(self.conv.scratch_bytes(self.conv_rows() as u64) / 4);
-        let plane = inputs.len() * ow;
+        // Each channel's rows at a fixed stride, so kept rows move within their plane.
+        let plane = self.conv_rows() * ow;
         assert!(inputs.len() <= self.conv_rows(), "conv pool band rows");
-        // SAFETY: the band buffer holds m planes of these rows (band_floats);
-        // the conv scratch holds its scratch for that many rows.
-        unsafe { self.conv.rows_into(io, b, inputs.start, inputs.len(), band.as_mut_ptr(), [plane, inputs.start], conv_scratch) };
+        let kept = match prev {
+            Some((pb, p)) if pb == b && p.start <= inputs.start && inputs.start < p.end => {
+                let (shift, kept) = (inputs.start - p.start, p.end.min(inputs.end) - inputs.start);
+                for c in 0..m {
+                    band.copy_within(c * plane + shift * ow..c * plane + (shift + kept) * ow, c * plane);
+                }
+                kept
+            }
+            _ => 0,
+        };
+        if kept < inputs.len() {
+            // SAFETY: the band buffer holds m planes of conv_rows rows; the conv
+            // scratch holds its scratch for that many rows.
+            unsafe { self.conv.rows_into(io, b, inputs.start + kept, inputs.len() - kept, band.as_mut_ptr(), [plane, inputs.start], conv_scratch) };
+        }
         let y = &io.outputs[0];
         let at = b * m * self.plane() + rows.start * pw;
         assert!(at + (m - 1) * self.plane() + rows.len() * pw <= y.len_bytes() / 4, "conv pool output is too small");
         // SAFETY: inside Y (asserted); this part owns rows `rows` of image b's planes.
-        unsafe { pool.run_planes(&band[..m * plane], [plane, self.plane()], (y.as_ptr() as *mut f32).add(at), pool_scratch) };
+        unsafe { pool.run_planes(&band[..(m - 1) * plane + inputs.len() * ow], [plane, self.plane()], (y.as_ptr() as *mut f32).add(at), pool_scratch) };
+        (b, inputs)
     }
 
 }
@@ -120,11 +137,12 @@ impl KernelImpl for ConvPool {
         assert!(pre.is_empty(), "conv pool scratch is not 4-byte aligned");
         let (oh, per) = (self.pool.output[0] as usize, self.band_rows.max(1) as usize);
         let (mut item, end) = (part.start as usize, part.end as usize);
+        let mut prev = None;
         while item < end {
             let (b, r0) = (item / oh, item % oh);
             let r1 = (r0 + per).min(oh).min(r0 + end - item);
             // SAFETY: the caller's contract; this part owns rows r0..r1 of image b.
-            unsafe { self.run_band(io, b, r0..r1, scratch) };
+            prev = Some(unsafe { self.run_band(io, b, r0..r1, prev, scratch) });
             item += r1 - r0;
         }
     }
