@@ -815,7 +815,7 @@ mod tests {
                 }
                 _ => random_pool(&mut rng, KINDS[case % 3]),
             };
-            let whole = Pool2d::from_pool(&g, Isa::ALL.into_iter().filter(|i| i.available()).last().unwrap()).unwrap();
+            let whole = Pool2d::from_pool(&g, Isa::ALL.into_iter().rfind(|i| i.available()).unwrap()).unwrap();
             let bands = 2 + rng.below(5);
             let Some(k) = whole.clone().with_row_bands(bands) else {
                 assert!(case >= 2, "the stem pool {g:?} did not band");
