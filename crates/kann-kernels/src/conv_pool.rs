@@ -137,6 +137,9 @@ impl KernelImpl for ConvPool {
         assert!(pre.is_empty(), "conv pool scratch is not 4-byte aligned");
         let (oh, per) = (self.pool.output[0] as usize, self.band_rows.max(1) as usize);
         let (mut item, end) = (part.start as usize, part.end as usize);
+        if oh == 0 {
+            return;
+        }
         let mut prev = None;
         while item < end {
             let (b, r0) = (item / oh, item % oh);
@@ -162,7 +165,8 @@ mod tests {
     /// ceil mode), at batch 1 or 2.
     fn random(rng: &mut Rng, isa: Isa) -> (ConvDirect, Pool) {
         let (c, m, kk, s) = (1 + rng.below(4), 1 + rng.below(20), 3 + 2 * rng.below(3), 1 + rng.below(2));
-        let (h, w) = (kk + rng.below(40), 2 * kk + 16 + rng.below(60));
+        // Tall enough that the convolution's output holds a pool window.
+        let (h, w) = (kk + 6 + rng.below(40), 2 * kk + 16 + rng.below(60));
         let p = rng.below(kk / 2 + 1);
         let out = |i: u64| (i + 2 * p - kk) / s + 1;
         let conv = ConvDirect {

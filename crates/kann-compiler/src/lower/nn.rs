@@ -363,8 +363,8 @@ fn fused_with_pool(cx: &LowerCx, y: kann_ir::ValueId, conv: &ConvDirect, n_input
 /// rows a band reads fill about 512 KiB (a quarter of L2) for all channels.
 fn conv_pool_band_rows(conv: &ConvDirect, pool: &Pool2d) -> u64 {
     let row_bytes = 4 * conv.out_channels * conv.output[1];
-    let conv_rows = ((512 << 10) / row_bytes.max(1)).max(pool.kernel[0]);
-    ((conv_rows - (pool.kernel[0] - 1) * pool.dilations[0]) / pool.strides[0]).max(1)
+    let conv_rows = (512 << 10) / row_bytes.max(1);
+    (conv_rows.saturating_sub((pool.kernel[0].max(1) - 1) * pool.dilations[0]) / pool.strides[0].max(1)).max(1)
 }
 
 /// Whether a 2-D convolution (`xd` NCHW, `wd` its weights' dims) runs by

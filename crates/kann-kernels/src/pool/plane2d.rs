@@ -639,6 +639,9 @@ impl KernelImpl for Pool2d {
         assert!(pre.is_empty(), "pool2d scratch is not 4-byte aligned");
         let planes = self.planes as usize;
         let (p0, p1) = (part.start as usize, part.end as usize);
+        if planes == 0 {
+            return;
+        }
         let y = &io.outputs[0];
         for b in p0 / planes..p1.div_ceil(planes) {
             let (rows, inputs, band) = match self.bands() {
