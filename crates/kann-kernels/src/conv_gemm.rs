@@ -251,6 +251,11 @@ impl BSource for Im2col<'_> {
         (self.pointwise && self.scale.is_none()).then(|| &self.x[k * plane + self.col0 + n0..][..len])
     }
 
+    fn strided(&self) -> Option<(&[f32], usize)> {
+        let plane = (self.g.input[0] * self.g.input[1]) as usize;
+        (self.pointwise && self.scale.is_none()).then(|| (&self.x[self.col0..], plane))
+    }
+
     fn fill(&self, k: usize, n0: usize, dst: &mut [f32]) {
         let g = self.g;
         let [ih, iw] = g.input.map(|v| v as usize);
@@ -865,7 +870,7 @@ mod tests {
     #[ignore]
     fn pointwise_speed() {
         // (in channels, out channels, extent)
-        for (c, m, hw) in [(64u64, 16u64, 55u64), (128, 16, 55), (128, 32, 27), (256, 32, 27), (256, 48, 13), (384, 64, 13), (512, 64, 13), (16, 64, 55), (256, 64, 56), (64, 256, 56), (512, 128, 28)] {
+        for (c, m, hw) in [(64u64, 16u64, 55u64), (128, 16, 55), (128, 32, 27), (256, 32, 27), (256, 48, 13), (384, 64, 13), (512, 64, 13), (16, 64, 55), (256, 64, 56), (64, 256, 56), (512, 128, 28), (128, 512, 28), (1024, 256, 14)] {
             let mut rng = Rng(5);
             let e = Epilogue { bias: true, residual: false, activation: crate::Activation::Relu };
             let mut k = random_conv(&mut rng, e);

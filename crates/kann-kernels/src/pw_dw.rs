@@ -61,6 +61,10 @@ impl BSource for InputRows<'_> {
     fn row(&self, k: usize, n0: usize, len: usize) -> Option<&[f32]> {
         Some(&self.x[k * self.plane + self.first + n0..][..len])
     }
+
+    fn strided(&self) -> Option<(&[f32], usize)> {
+        Some((&self.x[self.first..], self.plane))
+    }
 }
 
 impl PointwiseDepthwise {

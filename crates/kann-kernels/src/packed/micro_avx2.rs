@@ -2,7 +2,7 @@
 //! registers) plus two B vectors and one broadcast of A. Edge tiles merge
 //! through masked loads and stores.
 
-use super::{activate_scalar, merge_scalar, prefetch, prefetch_l2, simd_tile, Micro, NarrowTile, PwAct, TileEpi, A_AHEAD, NARROW_COLS};
+use super::{activate_scalar, merge_scalar, prefetch, prefetch_l2, simd_tile, Micro, NarrowTile, PwAct, TileEpi, A_AHEAD, NARROW_COLS, PACK_AHEAD};
 use std::arch::x86_64::*;
 
 /// The mask of the first `n` (< 8) lanes (all bits set in those lanes).

@@ -47,4 +47,14 @@ impl Micro for Generic {
         // SAFETY: the caller vouches for the rows × cols tile at c.
         unsafe { merge_scalar(&acc, NR, c, ldc, rows, cols, e) };
     }
+
+    unsafe fn tile_packing(kc: usize, a: *const f32, src: *const f32, ld: usize, dst: *mut f32, c: *mut f32, ldc: usize, rows: usize, e: &TileEpi) {
+        // SAFETY: the caller's contract: dst holds kc rows of NR, each source row NR floats.
+        unsafe {
+            for p in 0..kc {
+                std::ptr::copy_nonoverlapping(src.add(p * ld), dst.add(p * NR), NR);
+            }
+            Self::tile(kc, a, dst, c, ldc, rows, NR, e);
+        }
+    }
 }

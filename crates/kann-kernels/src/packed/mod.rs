@@ -213,6 +213,16 @@ pub(crate) trait Micro {
     /// valid for `NR` floats.
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile_indirect(kc: usize, a: *const f32, base: *const f32, offs: *const usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi);
+
+    /// [`Micro::tile`] over all `NR` columns with B's row `p` read in
+    /// place at `src + p · ld` and copied, as it is read, to the packed
+    /// panel at `dst` (`kc` rows of `NR`) that the next tiles read.
+    ///
+    /// # Safety
+    /// As [`Micro::tile`] with `cols = NR`; each `src + p · ld` is valid for
+    /// `NR` floats and `dst` for writing `kc · NR`, apart from them.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_packing(kc: usize, a: *const f32, src: *const f32, ld: usize, dst: *mut f32, c: *mut f32, ldc: usize, rows: usize, e: &TileEpi);
 }
 
 /// Merges a computed `rows × cols` tile (`tile`, `NR` apart) into C with the
@@ -283,6 +293,15 @@ pub(crate) trait BSource {
     fn fill_panels(&self, _k: usize, _n0: usize, _len: usize, _nr: usize, _dst: &mut [f32], _stride: usize) -> bool {
         false
     }
+
+    /// B as a strided matrix in memory, when it lies so: the floats from
+    /// `B[0][0]` on and the distance between rows. The GEMM then packs a
+    /// whole panel as the first tile over it reads it in place, instead of
+    /// in a pass of its own (which waited on memory with no products to
+    /// hide it behind).
+    fn strided(&self) -> Option<(&[f32], usize)> {
+        None
+    }
 }
 
 /// Floats of B packed whole for `isa`: `ceil(n/NR)` panels of `k × NR`.
@@ -343,6 +362,8 @@ pub(crate) fn pack_whole(isa: Isa, b: &impl BSource, k: usize, n: usize, panels:
 pub(crate) struct Matrix<'a> {
     pub data: &'a [f32],
     pub ld: usize,
+    /// Offer [`BSource::strided`].
+    pub strided: bool,
 }
 
 #[cfg(test)]
@@ -353,6 +374,10 @@ impl BSource for Matrix<'_> {
 
     fn row(&self, k: usize, n0: usize, len: usize) -> Option<&[f32]> {
         Some(&self.data[k * self.ld + n0..][..len])
+    }
+
+    fn strided(&self) -> Option<(&[f32], usize)> {
+        self.strided.then_some((self.data, self.ld))
     }
 }
 
@@ -474,6 +499,7 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
     // Column blocks of equal width (in whole panels), at most NC.
     let width = n.div_ceil(n.div_ceil(NC).max(1)).next_multiple_of(M::NR);
     let whole = b.packed();
+    let strided = if whole.is_some() { None } else { b.strided() };
     for n0 in (0..n).step_by(width.max(1)) {
         let nc = width.min(n - n0);
         let panels = nc.div_ceil(M::NR);
@@ -481,13 +507,19 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
         let depth = k.div_ceil(k.div_ceil(kc_max).max(1));
         for k0 in (0..k).step_by(depth.max(1)) {
             let kc = depth.min(k - k0);
-            // Panel p of this block: kc rows of NR floats at bp[p * stride..].
-            let (bp, stride): (&[f32], usize) = match whole {
-                Some(w) => (&w[(n0 / M::NR * k + k0) * M::NR..], k * M::NR),
+            // Panel p of this block: kc rows of NR floats at bp + p * stride.
+            let full = nc / M::NR;
+            let (bp, stride): (*const f32, usize) = match whole {
+                Some(w) => (w[(n0 / M::NR * k + k0) * M::NR..][..(panels - 1) * k * M::NR + kc * M::NR].as_ptr(), k * M::NR),
                 None => {
                     let bp = &mut scratch[..panels * kc * M::NR];
-                    pack_b::<M>(b, k0, kc, n0, nc, bp);
-                    (bp, kc * M::NR)
+                    match strided {
+                        // Whole panels are packed by their first tile (below).
+                        Some(_) if full < panels => pack_b::<M>(b, k0, kc, n0 + full * M::NR, nc - full * M::NR, &mut bp[full * kc * M::NR..]),
+                        Some(_) => {}
+                        None => pack_b::<M>(b, k0, kc, n0, nc, bp),
+                    }
+                    (bp.as_ptr(), kc * M::NR)
                 }
             };
             let (first, last) = (k0 == 0, k0 + kc == k);
@@ -526,11 +558,21 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                             b_ahead: false,
                         };
                         let a = call.a[(i * k + k0) * M::MR..][..kc * M::MR].as_ptr();
-                        let bpp = bp[p * stride..][..kc * M::NR].as_ptr();
+                        // SAFETY: panel p of the block (panels · stride floats, sized above).
+                        let bpp = unsafe { bp.add(p * stride) };
                         // SAFETY: the tile lies inside C (rows < m, cols < n).
                         let c = unsafe { call.c.add(off) };
-                        // SAFETY: rows × cols lies inside C; panels are kc deep.
-                        unsafe { M::tile(kc, a, bpp, c, call.ldc, rows, cols, &e) };
+                        match strided {
+                            Some((src, ld)) if m0 == 0 && i == row_panels.start && p < full => {
+                                let src = &src[k0 * ld + n0 + p * M::NR..];
+                                assert!((kc - 1) * ld + M::NR <= src.len(), "strided B rows");
+                                // SAFETY: rows × NR lies inside C; B's rows checked above; the
+                                // panel's scratch (kc · NR floats at bpp) is no one else's.
+                                unsafe { M::tile_packing(kc, a, src.as_ptr(), ld, bpp.cast_mut(), c, call.ldc, rows, &e) };
+                            }
+                            // SAFETY: rows × cols lies inside C; panels are kc deep.
+                            _ => unsafe { M::tile(kc, a, bpp, c, call.ldc, rows, cols, &e) },
+                        }
                     }
                 }
                 if let Some(act) = block_act {
@@ -565,6 +607,10 @@ const NARROW_COLS: usize = 4;
 /// the CPU has the ISA it was compiled for.
 #[cfg(target_arch = "x86_64")]
 pub(crate) type NarrowTile = unsafe fn(usize, *const f32, *const f32, usize) -> [f32; 8 * NARROW_COLS];
+
+/// Panels ahead a packing tile asks for B's rows in L2.
+#[cfg(target_arch = "x86_64")]
+const PACK_AHEAD: usize = 1;
 
 /// K steps ahead the SIMD tiles prefetch their A panel (a few L2 latencies).
 #[cfg(target_arch = "x86_64")]
@@ -624,7 +670,8 @@ macro_rules! simd_tile {
             /// `brow(p)`: B's row `p`; `panel`: B as one packed panel, when it
             /// is (the narrow column products need it).
             #[allow(clippy::too_many_arguments)]
-            unsafe fn run(kc: usize, a: *const f32, brow: impl Fn(usize) -> *const f32, panel: Option<*const f32>, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
+            /// `copy`: where to copy B's rows as they are read (null: nowhere; two vectors a row).
+            unsafe fn run(kc: usize, a: *const f32, brow: impl Fn(usize) -> *const f32, panel: Option<*const f32>, copy: *mut f32, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
                 // C's (and the residual's) lines arrive while the K loop runs.
                 for i in 0..rows {
                     // SAFETY: a prefetch of row i of the tile never faults.
@@ -648,13 +695,16 @@ macro_rules! simd_tile {
                 // SAFETY: the caller's contract (panels kc deep).
                 unsafe {
                     let far = e.next_a;
-                    match (vec_cols > $w, far.is_null()) {
+                    assert!(copy.is_null() || vec_cols > $w, "a packing tile computes both vectors");
+                    match (vec_cols > $w, far.is_null(), copy.is_null()) {
                         _ if vec_cols == 0 => {}
-                        (true, true) => Self::k_loop::<2, false>(kc, a, &brow, far, &mut acc),
-                        (true, false) => Self::k_loop::<2, true>(kc, a, &brow, far, &mut acc),
+                        (true, true, true) => Self::k_loop::<2, false, false>(kc, a, &brow, far, copy, &mut acc),
+                        (true, false, true) => Self::k_loop::<2, true, false>(kc, a, &brow, far, copy, &mut acc),
+                        (true, true, false) => Self::k_loop::<2, false, true>(kc, a, &brow, far, copy, &mut acc),
+                        (true, false, false) => Self::k_loop::<2, true, true>(kc, a, &brow, far, copy, &mut acc),
                         // A tile of at most one vector's columns skips the other.
-                        (false, true) => Self::k_loop::<1, false>(kc, a, &brow, far, &mut acc),
-                        (false, false) => Self::k_loop::<1, true>(kc, a, &brow, far, &mut acc),
+                        (false, true, _) => Self::k_loop::<1, false, false>(kc, a, &brow, far, copy, &mut acc),
+                        (false, false, _) => Self::k_loop::<1, true, false>(kc, a, &brow, far, copy, &mut acc),
                     }
                 }
                 let simd_act = if e.finish { PwAct::of(e.act) } else { Some(PwAct::Identity) };
@@ -758,13 +808,15 @@ macro_rules! simd_tile {
 
             /// `acc[i][h] += A[.][i] · B[.][h-th vector]` over the `kc` steps,
             /// for the first `H` (1 or 2) vectors of each row; with `FAR`,
-            /// asks for `far`'s `kc * MR` floats in L2 on the way.
+            /// asks for `far`'s `kc * MR` floats in L2 on the way; with
+            /// `COPY` (and `H` = 2), copies B's rows to `copy`, NR apart.
             ///
             /// # Safety
-            /// `a` holds `kc * MR` floats, `brow(p)` NR floats for each `p < kc`.
+            /// `a` holds `kc * MR` floats, `brow(p)` NR floats for each `p < kc`;
+            /// with `COPY`, `copy` is valid for writing `kc * NR` floats.
             #[target_feature(enable = $feat)]
             #[inline]
-            unsafe fn k_loop<const H: usize, const FAR: bool>(kc: usize, a: *const f32, brow: &impl Fn(usize) -> *const f32, far: *const f32, acc: &mut [[$vec; 2]; $mr]) {
+            unsafe fn k_loop<const H: usize, const FAR: bool, const COPY: bool>(kc: usize, a: *const f32, brow: &impl Fn(usize) -> *const f32, far: *const f32, copy: *mut f32, acc: &mut [[$vec; 2]; $mr]) {
                 for p in 0..kc {
                     if FAR && p % 2 == 0 {
                         // A 64-byte line holds two steps of 8 rows.
@@ -775,7 +827,12 @@ macro_rules! simd_tile {
                     let (bv, ap) = unsafe {
                         prefetch(a.wrapping_add((p + A_AHEAD) * $mr));
                         let b = brow(p);
-                        ([$load(b), $load(b.add($w * (H - 1)))], a.add(p * $mr))
+                        let bv = [$load(b), $load(b.add($w * (H - 1)))];
+                        if COPY {
+                            $store(copy.add(p * 2 * $w), bv[0]);
+                            $store(copy.add(p * 2 * $w + $w), bv[1]);
+                        }
+                        (bv, a.add(p * $mr))
                     };
                     for (i, row) in acc.iter_mut().enumerate() {
                         // SAFETY: i < MR.
@@ -828,7 +885,7 @@ macro_rules! simd_tile {
 
             unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
                 // SAFETY: the caller's contract, including the CPU having the ISA.
-                unsafe { Self::run(kc, a, |p| b.wrapping_add(p * 2 * $w), Some(b), c, ldc, rows, cols, e) }
+                unsafe { Self::run(kc, a, |p| b.wrapping_add(p * 2 * $w), Some(b), std::ptr::null_mut(), c, ldc, rows, cols, e) }
             }
 
             unsafe fn tile_indirect(kc: usize, a: *const f32, base: *const f32, offs: *const usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
@@ -841,11 +898,25 @@ macro_rules! simd_tile {
                             prefetch(row.wrapping_add(3 * $w));
                             row
                         };
-                        Self::run(kc, a, ahead, None, c, ldc, rows, cols, e)
+                        Self::run(kc, a, ahead, None, std::ptr::null_mut(), c, ldc, rows, cols, e)
                     } else {
-                        Self::run(kc, a, |p| base.wrapping_add(*offs.add(p)), None, c, ldc, rows, cols, e)
+                        Self::run(kc, a, |p| base.wrapping_add(*offs.add(p)), None, std::ptr::null_mut(), c, ldc, rows, cols, e)
                     }
                 }
+            }
+
+            unsafe fn tile_packing(kc: usize, a: *const f32, src: *const f32, ld: usize, dst: *mut f32, c: *mut f32, ldc: usize, rows: usize, e: &TileEpi) {
+                // The rows are a plane apart, too many streams for the
+                // hardware prefetchers: ask for the next panel's lines
+                // (the next tile to pack) in L1 on the way.
+                let ahead = |p: usize| {
+                    let row = src.wrapping_add(p * ld);
+                    prefetch_l2(row.wrapping_add(PACK_AHEAD * 2 * $w));
+                    prefetch_l2(row.wrapping_add(PACK_AHEAD * 2 * $w + $w));
+                    row
+                };
+                // SAFETY: the caller's contract, including the CPU having the ISA.
+                unsafe { Self::run(kc, a, ahead, None, dst, c, ldc, rows, 2 * $w, e) }
             }
         }
     };

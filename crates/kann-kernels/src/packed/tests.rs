@@ -30,11 +30,19 @@ struct Case {
     act: Activation,
 }
 
-/// Runs one case through `isa` with C embedded in a wider matrix (ldc > n)
-/// and checks it against the naive product; the columns outside stay NaN.
+/// Runs one case through `isa` with C embedded in a wider matrix (ldc > n),
+/// B too (its whole panels packed by their first tile, and all in a pass of
+/// its own), and checks it against the naive product; the columns outside
+/// C stay NaN.
 fn check(isa: Isa, cs: &Case, rng: &mut Rng) {
-    let (m, k, n, ldc) = (cs.m, cs.k, cs.n, cs.n + 3);
-    let (a, b, bias, res) = (rng.vec(m * k), rng.vec(k * n), rng.vec(m), rng.vec(m * ldc));
+    for strided in [true, false] {
+        check_with(isa, cs, rng, strided);
+    }
+}
+
+fn check_with(isa: Isa, cs: &Case, rng: &mut Rng, strided: bool) {
+    let (m, k, n, ldc, ldb) = (cs.m, cs.k, cs.n, cs.n + 3, cs.n + 5);
+    let (a, b, bias, res) = (rng.vec(m * k), rng.vec(k * ldb), rng.vec(m), rng.vec(m * ldc));
     let packed = pack_a(&a, m, k, isa);
     let mut c = vec![f32::NAN; m * ldc];
     let mut scratch = vec![0.0f32; scratch_floats(isa, k, n)];
@@ -50,7 +58,7 @@ fn check(isa: Isa, cs: &Case, rng: &mut Rng) {
         act: cs.act,
     };
     // SAFETY: the buffers have the sizes the call states; the ISA is present.
-    unsafe { gemm(isa, &call, &Matrix { data: &b, ld: n }, &mut scratch) };
+    unsafe { gemm(isa, &call, &Matrix { data: &b, ld: ldb, strided }, &mut scratch) };
     let tol = 1e-6 * (k as f64).max(16.0) * 4.0;
     for i in 0..m {
         for j in 0..ldc {
@@ -59,7 +67,7 @@ fn check(isa: Isa, cs: &Case, rng: &mut Rng) {
                 assert!(got.is_nan(), "{isa:?}: wrote outside C at ({i}, {j})");
                 continue;
             }
-            let mut acc: f64 = (0..k).map(|p| f64::from(a[i * k + p]) * f64::from(b[p * n + j])).sum();
+            let mut acc: f64 = (0..k).map(|p| f64::from(a[i * k + p]) * f64::from(b[p * ldb + j])).sum();
             if cs.bias {
                 acc += f64::from(bias[i]);
             }
@@ -68,7 +76,7 @@ fn check(isa: Isa, cs: &Case, rng: &mut Rng) {
             }
             let want = f64::from(cs.act.apply(acc as f32));
             let err = (f64::from(got) - want).abs();
-            assert!(err <= tol * (1.0 + want.abs()), "{isa:?} m{m} k{k} n{n} {:?} bias {} res {}: ({i},{j}) got {got}, want {want}", cs.act, cs.bias, cs.residual);
+            assert!(err <= tol * (1.0 + want.abs()), "{isa:?} m{m} k{k} n{n} strided {strided} {:?} bias {} res {}: ({i},{j}) got {got}, want {want}", cs.act, cs.bias, cs.residual);
         }
     }
 }
@@ -135,7 +143,7 @@ fn simd_tiles_agree_with_the_portable_one() {
         let mut scratch = vec![0.0f32; scratch_floats(isa, k, n)];
         let call = GemmCall { m, k, n, a: &packed, c: c.as_mut_ptr(), ldc: n, bias: None, residual: std::ptr::null(), act: Activation::HardSwish };
         // SAFETY: sizes as stated; the ISA is present.
-        unsafe { gemm(isa, &call, &Matrix { data: &b, ld: n }, &mut scratch) };
+        unsafe { gemm(isa, &call, &Matrix { data: &b, ld: n, strided: true }, &mut scratch) };
         c
     };
     let want = run(Isa::Generic);
@@ -191,7 +199,7 @@ fn speed() {
             for _ in 0..21 {
                 let t = cpu_seconds();
                 // SAFETY: sizes as stated; the ISA is present.
-                unsafe { gemm_blocked(isa, &call, &Matrix { data: &b, ld: n }, &mut scratch, kc_max) };
+                unsafe { gemm_blocked(isa, &call, &Matrix { data: &b, ld: n, strided: true }, &mut scratch, kc_max) };
                 times.push(cpu_seconds() - t);
             }
             times.sort_by(f64::total_cmp);
@@ -259,7 +267,7 @@ fn gemm_speed() {
             let scratch = &mut scratch0[lead..];
             let bias = rng.vec(m);
             let call = GemmCall { m, k, n, a: &packed, c: c.as_mut_ptr(), ldc: n, bias: Some(&bias), residual: std::ptr::null(), act: Activation::Relu };
-            let src = Matrix { data: &b, ld: n };
+            let src = Matrix { data: &b, ld: n, strided: true };
             let reps = (2e9 / (2.0 * (m * k * n) as f64)).ceil() as usize;
             let mut best = f64::INFINITY;
             for _ in 0..7 {
