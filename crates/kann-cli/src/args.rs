@@ -223,7 +223,7 @@ pub struct GenerateArgs {
     /// Shape of an input of a bare .onnx model: [NAME=]D0,D1,… (repeatable; unnamed ones bind by position).
     #[arg(long = "input-shape", value_name = "NAME=DIMS")]
     pub input_shapes: Vec<String>,
-    /// Run every convolution by the packed GEMM, never by Winograd F(4x4, 3x3) (results closer to a direct convolution).
+    /// Run every convolution by the packed GEMM, never by Winograd F(4x4, 3x3) or F(2x2, 3x3) (results closer to a direct convolution).
     #[arg(long = "no-winograd")]
     pub no_winograd: bool,
     /// Do not print the log (log.txt is still written).

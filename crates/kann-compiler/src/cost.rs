@@ -116,7 +116,14 @@ impl CostModel {
             // Its transforms weigh more the fewer output channels share them:
             // DenseNet's 128->32 layers ran 1.7-1.9x the estimate without the
             // output factor, 64-256 outputs 1.05-1.4x.
-            Kernel::Winograd(w) => 2.8 * self.packed_flops[isa_index(w.isa)] * short_depth(w.in_channels) * few_outputs(w.out_channels),
+            // F(2x2, 3x3) does 2.25x fewer, with transforms per 4 outputs.
+            Kernel::Winograd(w) => {
+                let gain = match w.tile {
+                    kann_kernels::winograd::WinogradTile::F4x4 => 2.8,
+                    kann_kernels::winograd::WinogradTile::F2x2 => 1.7,
+                };
+                gain * self.packed_flops[isa_index(w.isa)] * short_depth(w.in_channels) * few_outputs(w.out_channels)
+            }
             Kernel::FcGemm(f) => self.packed_flops[isa_index(f.isa)],
             // The GEMM's tile over B read in place: no gather, short K.
             Kernel::ConvDirect(c) => self.packed_flops[isa_index(c.isa)] * short_depth(c.in_channels * c.kernel[0] * c.kernel[1]),

@@ -22,7 +22,7 @@ pub struct CompileOptions {
     pub n_clusters: usize,
     /// The instruction set the artifact is compiled for.
     pub arch: Arch,
-    /// Lets qualifying 3×3 convolutions run by Winograd F(4×4, 3×3) (faster,
+    /// Lets qualifying 3×3 convolutions run by Winograd F(4×4, 3×3) or F(2×2, 3×3) (faster,
     /// ~1e-5 relative error instead of the GEMM's ~1e-6); off for results
     /// bitwise closer to a direct convolution.
     pub winograd: bool,

@@ -1,6 +1,6 @@
 //! 3×3, stride-1, dilation-1, ungrouped 2-D f32 convolution (NCHW) by the
-//! Winograd minimal filtering algorithm F(4×4, 3×3) on the packed GEMM of
-//! [`crate::packed`].
+//! Winograd minimal filtering algorithm F(4×4, 3×3), or F(2×2, 3×3), on the
+//! packed GEMM of [`crate::packed`].
 //!
 //! Each 4×4 block of outputs (a tile) reads a 6×6 input patch `d`. With the
 //! transforms of the interpolation points 0, ±1, ±2 and ∞ (Lavin & Gray):
@@ -19,7 +19,16 @@
 //!   36 GEMMs into `M[36][K][T]`, then the output transform of each tile
 //!   with the bias, the residual and the activation, cropped to the output.
 //!
-//! The error grows with the larger transform constants (up to 8 in `Aᵀ`):
+//! F(2×2, 3×3) ([`WinogradTile::F2x2`]) is the same algorithm on 2×2 tiles
+//! of 4×4 patches (points 0, ±1, ∞): 16 GEMMs, 2.25× fewer multiplications
+//! than the direct 3×3, and transformed weights 16/9 of the direct ones
+//! (F(4×4)'s are 4×). On maps of 14×14 and smaller the GEMMs of F(4×4)
+//! have few tiles (16) against all of its weights, streamed from memory
+//! once a frame at batch 1; F(2×2) has 49 tiles there against 4/9 of the
+//! weights. Its transforms have constants of at most 1: its error is
+//! about the GEMM's.
+//!
+//! The error of F(4×4) grows with the larger transform constants (up to 8 in `Aᵀ`):
 //! against an f64 direct convolution (C = 256, inputs in [-1, 1), He
 //! weights, |y| ≤ 3.7) the max abs error is ~3e-5 (~1e-5 relative), about
 //! 25× the packed GEMM's 1.4e-6; it does not grow along a chain of layers
@@ -36,11 +45,9 @@ use transform::{Finish, Geometry, Lanes, PackedV, TileVec, LANES};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
-/// Outputs per tile side.
-const TILE: usize = 4;
-/// Input patch side (`TILE + 2`).
+/// Input patch side of F(4×4, 3×3).
 const ALPHA: usize = 6;
-/// Positions of a transformed tile.
+/// Positions of an F(4×4, 3×3) transformed tile (the most of any variant).
 const XI: usize = ALPHA * ALPHA;
 /// Scratch bytes a block of tiles aims at (V and M together), so the
 /// transforms and the GEMMs of a block stay in L2.
@@ -64,7 +71,32 @@ pub enum WinogradAxis {
     Channels,
 }
 
-/// A 3×3 stride-1 convolution by Winograd F(4×4, 3×3).
+/// The Winograd variant: the outputs of one tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WinogradTile {
+    /// F(4×4, 3×3): 36 GEMMs, 4× fewer multiplications.
+    F4x4,
+    /// F(2×2, 3×3): 16 GEMMs, 2.25× fewer multiplications, transformed
+    /// weights 4/9 of F(4×4)'s.
+    F2x2,
+}
+
+impl WinogradTile {
+    /// Outputs per tile side.
+    pub fn side(self) -> usize {
+        match self {
+            WinogradTile::F4x4 => 4,
+            WinogradTile::F2x2 => 2,
+        }
+    }
+
+    /// Positions of a transformed tile (the GEMMs per block).
+    pub fn positions(self) -> usize {
+        (self.side() + 2) * (self.side() + 2)
+    }
+}
+
+/// A 3×3 stride-1 convolution by Winograd F(4×4, 3×3) or F(2×2, 3×3).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WinogradConv {
     pub batch: u64,
@@ -79,9 +111,28 @@ pub struct WinogradConv {
     pub epilogue: Epilogue,
     pub isa: Isa,
     pub axis: WinogradAxis,
+    /// The variant (program format v8).
+    pub tile: WinogradTile,
 }
 
-/// `G g Gᵀ` of one 3×3 filter, in f64.
+/// `G g Gᵀ` of one 3×3 filter for F(2×2, 3×3) (16 positions), in f64.
+fn transform_filter_2x2(g: &[f32]) -> [f64; 16] {
+    let col = |a: f64, b: f64, c: f64| -> [f64; 4] { [a, (a + b + c) / 2.0, (a - b + c) / 2.0, c] };
+    let mut gg = [[0.0f64; 3]; 4];
+    for j in 0..3 {
+        let c = col(g[j] as f64, g[3 + j] as f64, g[6 + j] as f64);
+        for i in 0..4 {
+            gg[i][j] = c[i];
+        }
+    }
+    let mut u = [0.0f64; 16];
+    for i in 0..4 {
+        u[i * 4..][..4].copy_from_slice(&col(gg[i][0], gg[i][1], gg[i][2]));
+    }
+    u
+}
+
+/// `G g Gᵀ` of one 3×3 filter for F(4×4, 3×3), in f64.
 fn transform_filter(g: &[f32]) -> [f64; XI] {
     let col = |a: f64, b: f64, c: f64| -> [f64; ALPHA] { [a / 4.0, -(a + b + c) / 6.0, -(a - b + c) / 6.0, a / 24.0 + b / 12.0 + c / 6.0, a / 24.0 - b / 12.0 + c / 6.0, c] };
     // Rows of G g (6 × 3), then each row times Gᵀ.
@@ -101,13 +152,17 @@ fn transform_filter(g: &[f32]) -> [f64; XI] {
 }
 
 /// Transforms and packs W `[K, C, 3, 3]` for [`WinogradConv`]: the 36
-/// matrices `U[ξ]` (`K × C`) one after another, each in MR-row panels.
-pub fn pack_winograd_weights(w: &[f32], out_channels: usize, isa: Isa) -> Vec<f32> {
+/// (or 16) matrices `U[ξ]` (`K × C`) one after another, each in MR-row panels.
+pub fn pack_winograd_weights(w: &[f32], out_channels: usize, isa: Isa, tile: WinogradTile) -> Vec<f32> {
     let c = w.len() / (9 * out_channels);
     assert_eq!(w.len(), out_channels * c * 9, "winograd weights are not [K, C, 3, 3]");
-    let mut u = vec![0.0f32; XI * out_channels * c];
+    let mut u = vec![0.0f32; tile.positions() * out_channels * c];
     for (kc, g) in w.chunks_exact(9).enumerate() {
-        for (xi, v) in transform_filter(g).into_iter().enumerate() {
+        let t = match tile {
+            WinogradTile::F4x4 => transform_filter(g).to_vec(),
+            WinogradTile::F2x2 => transform_filter_2x2(g).to_vec(),
+        };
+        for (xi, v) in t.into_iter().enumerate() {
             u[xi * out_channels * c + kc] = v as f32;
         }
     }
@@ -139,7 +194,7 @@ impl BSource for Transformed<'_> {
 impl WinogradConv {
     /// Tiles per image: `[rows, columns]`.
     fn tiles(&self) -> [usize; 2] {
-        self.output.map(|v| (v as usize).div_ceil(TILE))
+        self.output.map(|v| (v as usize).div_ceil(self.tile.side()))
     }
 
     fn tiles_per_image(&self) -> usize {
@@ -148,7 +203,10 @@ impl WinogradConv {
     }
 
     /// Tiles per block: the largest multiple of the ISA's NR whose V and M
-    /// fit [`BLOCK_BYTES`], at least one panel and at most [`MAX_BLOCK`].
+    /// fit [`BLOCK_BYTES`], at least one panel and at most [`MAX_BLOCK`];
+    /// all the tiles of an image when their V and M fit twice that (every
+    /// block streams all the transformed weights: F(2×2)'s 49 tiles of a
+    /// 256-channel 14×14 map in blocks of 32 and 17 streamed them twice).
     pub fn block_tiles(&self) -> usize {
         self.block_tiles_for(self.out_channels as usize)
     }
@@ -156,7 +214,11 @@ impl WinogradConv {
     /// [`Self::block_tiles`] for a part computing `rows` output channels.
     fn block_tiles_for(&self, rows: usize) -> usize {
         let nr = self.isa.nr();
-        let per_tile = 4 * XI * (self.in_channels as usize + rows);
+        let per_tile = 4 * self.tile.positions() * (self.in_channels as usize + rows);
+        let image = self.tiles_per_image().next_multiple_of(nr);
+        if image * per_tile <= 2 * BLOCK_BYTES {
+            return image.clamp(nr, MAX_BLOCK.max(nr));
+        }
         (BLOCK_BYTES / per_tile / nr * nr).clamp(nr, MAX_BLOCK.max(nr))
     }
 
@@ -182,7 +244,7 @@ impl WinogradConv {
 
     /// Floats of a block's `V` (every position's panels) for `tb` tiles.
     fn v_len(&self, tb: usize) -> usize {
-        XI * self.v_stride(tb)
+        self.tile.positions() * self.v_stride(tb)
     }
 
     /// Floats from a block's `M[ξ]` to `M[ξ + 1]` for `tb` tiles of `rows` output channels.
@@ -209,14 +271,20 @@ impl WinogradConv {
         let plane = g.input[0] * g.input[1];
         let dst = PackedV { v: v.as_mut_ptr(), stride: self.v_stride(tb), channels: c, nr };
         for ci in 0..c {
+            let xc = &x[ci * plane..][..plane];
             // SAFETY: V holds the block's panels (checked above).
-            unsafe { transform::input_channel::<T>(&g, &x[ci * plane..][..plane], ci, t0, n, &dst) };
+            unsafe {
+                match self.tile {
+                    WinogradTile::F4x4 => transform::input_channel::<T>(&g, xc, ci, t0, n, &dst),
+                    WinogradTile::F2x2 => transform::input_channel_2x2::<T>(&g, xc, ci, t0, n, &dst),
+                }
+            }
         }
         // Columns past the block's tiles in its last panel are zero (the
         // GEMM computes, then drops, them: keep them finite).
         let used = n % nr;
         if used != 0 {
-            for xi in 0..XI {
+            for xi in 0..self.tile.positions() {
                 let last = &mut v[xi * dst.stride + (n - 1) / nr * c * nr..][..c * nr];
                 last.chunks_exact_mut(nr).for_each(|r| r[used..].fill(0.0));
             }
@@ -246,7 +314,12 @@ impl WinogradConv {
             let f = Finish { bias: bias.map_or(0.0, |b| b[ko]), residual: residual.map(|r| &r[base..][..plane]), act: PwAct::of(act), full_act: act };
             // SAFETY: the caller's contract; channel ko's plane of image img
             // (row ko - k0 of the block's M).
-            unsafe { transform::output_channel::<T>(&g, m, ko - k0, stride, ld, t0, n, y.add(base), &f) };
+            unsafe {
+                match self.tile {
+                    WinogradTile::F4x4 => transform::output_channel::<T>(&g, m, ko - k0, stride, ld, t0, n, y.add(base), &f),
+                    WinogradTile::F2x2 => transform::output_channel_2x2::<T>(&g, m, ko - k0, stride, ld, t0, n, y.add(base), &f),
+                }
+            }
         }
     }
 
@@ -281,7 +354,7 @@ impl WinogradConv {
         }
     }
 
-    /// The 36 GEMMs of a block: `M[ξ] = U[ξ] · V[ξ]` over its `n` tiles for
+    /// The 36 (or 16) GEMMs of a block: `M[ξ] = U[ξ] · V[ξ]` over its `n` tiles for
     /// output channels `k0..k1` (`k0` on a panel boundary; the GEMM asserts
     /// the CPU has the ISA).
     #[allow(clippy::too_many_arguments)]
@@ -290,10 +363,11 @@ impl WinogradConv {
         let a_len = packed::pack::packed_a_len(k, c, self.isa);
         let (v_len, v_stride) = (c * tb.next_multiple_of(nr), self.v_stride(tb));
         let (rows, ld, m_stride) = (k1 - k0, Self::m_ld(tb), Self::m_stride(tb, k1 - k0));
-        assert!(m.len() >= XI * m_stride && v.len() >= self.v_len(tb) && n <= tb && k0 % mr == 0 && k1 <= k, "winograd scratch is too small");
+        let positions = self.tile.positions();
+        assert!(m.len() >= positions * m_stride && v.len() >= self.v_len(tb) && n <= tb && k0 % mr == 0 && k1 <= k, "winograd scratch is too small");
         // Rows k0..k1 of a packed U[ξ]: its panels from k0 / MR on.
         let (a0, a_rows) = (k0 / mr * c * mr, rows.div_ceil(mr) * c * mr);
-        for xi in 0..XI {
+        for xi in 0..positions {
             let a = &u[xi * a_len + a0..][..a_rows];
             let call = GemmCall { m: rows, k: c, n, a, c: m[xi * m_stride..][..rows * ld].as_mut_ptr(), ldc: ld, bias: None, residual: std::ptr::null(), act: crate::Activation::None };
             let src = Transformed { v: &v[xi * v_stride..][..v_len], channels: c, nr };
@@ -375,7 +449,8 @@ mod simd {
 
 impl KernelImpl for WinogradConv {
     fn name(&self) -> String {
-        format!("f32_conv2d_winograd4x4_{}", self.isa.name())
+        let side = self.tile.side();
+        format!("f32_conv2d_winograd{side}x{side}_{}", self.isa.name())
     }
 
     /// Tiles, or panels of output channels, of every image, image by image.
@@ -392,7 +467,7 @@ impl KernelImpl for WinogradConv {
             return 0;
         }
         let (tb, rows) = self.part_shape(items as usize);
-        4 * (self.v_len(tb) + XI * Self::m_stride(tb, rows))
+        4 * (self.v_len(tb) + self.tile.positions() * Self::m_stride(tb, rows))
     }
 
     fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String> {

@@ -31,7 +31,7 @@ use kann_kernels::pool::global::GlobalPool;
 use kann_kernels::pool::plane2d::Pool2d;
 use kann_kernels::pool::{Indices, Pool, PoolKind};
 use kann_kernels::softmax::{Softmax, SoftmaxKind};
-use kann_kernels::winograd::{pack_winograd_weights, WinogradAxis, WinogradConv};
+use kann_kernels::winograd::{pack_winograd_weights, WinogradAxis, WinogradConv, WinogradTile};
 use kann_kernels::{Activation, Epilogue, Kernel};
 use kann_tensor::DType;
 
@@ -169,9 +169,9 @@ fn lower_conv(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAttrs, 
         if xd.len() == 4 && attrs.group == xd[1] && wd[0] % xd[1] == 0 {
             return lower_depthwise(cx, id, node, extra, &plan, wv);
         }
-        let axis = if xd.len() == 4 && cx.winograd { winograd_axis(attrs.group, xd, wd, &plan, crate::lower::kernel_isa(cx.arch), cx.clusters) } else { None };
-        if let Some(axis) = axis {
-            return lower_winograd(cx, id, node, extra, &plan, wv, axis);
+        let choice = if xd.len() == 4 && cx.winograd { winograd_choice(attrs.group, xd, wd, &plan, crate::lower::kernel_isa(cx.arch), cx.clusters) } else { None };
+        if let Some((axis, tile)) = choice {
+            return lower_winograd(cx, id, node, extra, &plan, wv, axis, tile);
         }
         if takes_direct(attrs.group, xd, &plan, crate::lower::kernel_isa(cx.arch)) {
             return lower_conv_direct(cx, id, node, extra, &plan, wv);
@@ -391,32 +391,51 @@ fn conv_pool_band_rows(conv: &ConvDirect, pool: &Pool2d) -> u64 {
 /// from 56×56 to 28×28 maps (16-256 channels), 1.7-2.1× on 14×14, 1.8× at
 /// 32 channels on 16×16, 0.8× with 3 input channels, 0.6× on 7×7. The
 /// portable build wins 2× from 32 channels on 28×28 and larger.
-fn winograd_axis(group: usize, xd: &[usize], wd: &[usize], plan: &ir::WindowPlan, isa: kann_kernels::Isa, clusters: usize) -> Option<WinogradAxis> {
+///
+/// With the SIMD GEMM, maps of fewer than [`F2X2_BELOW`] F(4×4) tiles and
+/// at least [`F2X2_FROM`] F(2×2) tiles an image (11×11 to 20×20: ResNet's
+/// and Inception's 14×14, SqueezeNet's 13×13) take F(2×2, 3×3): 49 tiles
+/// against 4/9 of F(4×4)'s transformed weights, which every block streams
+/// from memory. ResNet-50's five 256-channel 14×14 layers at 2 clusters
+/// (split by tiles): 3.58 → 2.64 ms a frame; Inception v2 16.1 → 14.5 ms,
+/// DenseNet-121 26.3 → 24.9, GoogLeNet 10.5 → 10.0. On 7×7 maps F(2×2)
+/// (16 tiles, weights 16/9 of the direct ones) ran no faster than the GEMM
+/// on ResNet-50's 512-channel layers.
+fn winograd_choice(group: usize, xd: &[usize], wd: &[usize], plan: &ir::WindowPlan, isa: kann_kernels::Isa, clusters: usize) -> Option<(WinogradAxis, WinogradTile)> {
     let shape = group == 1 && plan.kernel == [3, 3] && plan.strides == [1, 1] && plan.dilations == [1, 1];
     let pads_ok = plan.pad_begin.iter().chain(&plan.pad_end).all(|&p| p >= 0);
-    let tiles: usize = xd[0] * plan.out.iter().map(|&o| o.div_ceil(4)).product::<usize>();
+    let per_image = |side: usize| plan.out.iter().map(|&o| o.div_ceil(side)).product::<usize>();
     let (min_channels, min_tiles) = if isa == kann_kernels::Isa::Generic { (32, 36) } else { (16, 16) };
+    let small = per_image(4) < F2X2_BELOW && per_image(2) >= F2X2_FROM;
+    let tile = if isa != kann_kernels::Isa::Generic && small { WinogradTile::F2x2 } else { WinogradTile::F4x4 };
+    let tiles = xd[0] * per_image(tile.side());
     if !(shape && pads_ok && xd[1] >= min_channels && wd[0] >= min_channels && tiles >= min_tiles) {
         return None;
     }
     let clusters = clusters.max(1);
-    if tiles >= min_tiles * clusters {
-        Some(WinogradAxis::Tiles)
+    let axis = if tiles >= min_tiles * clusters {
+        WinogradAxis::Tiles
     } else if wd[0].div_ceil(isa.mr()) >= 2 * clusters {
-        Some(WinogradAxis::Channels)
+        WinogradAxis::Channels
     } else {
-        None
-    }
+        return None;
+    };
+    Some((axis, tile))
 }
 
-/// A 3×3 stride-1 convolution with constant weights by Winograd F(4×4, 3×3)
+/// F(4×4) tiles an image below which the SIMD build takes F(2×2, 3×3)...
+const F2X2_BELOW: usize = 32;
+/// ... when it has at least this many F(2×2) tiles.
+const F2X2_FROM: usize = 36;
+
+/// A 3×3 stride-1 convolution with constant weights by Winograd F(4×4, 3×3) or F(2×2, 3×3)
 /// on the packed GEMM of the target's ISA (see [`takes_winograd`]).
 #[allow(clippy::too_many_arguments)]
-fn lower_winograd(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, plan: &ir::WindowPlan, w: &[f32], axis: WinogradAxis) -> LowerResult {
+fn lower_winograd(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, plan: &ir::WindowPlan, w: &[f32], axis: WinogradAxis, tile: WinogradTile) -> LowerResult {
     let (x, b) = (cx.input(node, 0)?, cx.optional_input(node, 2));
     let xd = cx.info(x).shape.dims();
     let (isa, out_channels) = (crate::lower::kernel_isa(cx.arch), cx.info(cx.input(node, 1)?).shape.dims()[0]);
-    let w_op = cx.weights_f32(&pack_winograd_weights(w, out_channels, isa));
+    let w_op = cx.weights_f32(&pack_winograd_weights(w, out_channels, isa, tile));
     let mut inputs = vec![Operand::Value(x), w_op];
     if let Some(b) = b {
         require_f32(cx, b, "B")?;
@@ -433,6 +452,7 @@ fn lower_winograd(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, plan:
         epilogue: epilogue(&mut inputs, b.is_some(), extra),
         isa,
         axis,
+        tile,
     };
     let y = output(node, 0)?;
     cx.push(id, Kernel::Winograd(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
@@ -1279,23 +1299,31 @@ mod tests {
         let mut rng = Rng::new(67);
         use kann_artifact::Arch::{Generic, X86_64V3};
         // (arch, channels, extent, pads, winograd allowed, clusters, expected)
+        use kann_kernels::winograd::WinogradTile::{F2x2, F4x4};
         let cases = [
-            (X86_64V3, 256, 28, 1, true, 1, true),
-            (X86_64V3, 256, 28, 1, false, 1, false),
-            (X86_64V3, 128, 28, 1, true, 1, true),
-            (X86_64V3, 256, 14, 1, true, 1, true),
-            (X86_64V3, 16, 16, 1, true, 1, true),
-            (X86_64V3, 12, 28, 1, true, 1, false),
-            (X86_64V3, 256, 7, 1, true, 1, false),
-            // 16 tiles of 14x14 are too few to split across 2 clusters (the
-            // channels are split instead: see below); 49 of 28x28 are not.
-            (X86_64V3, 256, 14, 1, true, 2, true),
-            (X86_64V3, 16, 14, 1, true, 2, false),
-            (X86_64V3, 128, 28, 1, true, 2, true),
-            (X86_64V3, 256, 26, 0, true, 1, true),
-            (Generic, 64, 28, 1, true, 1, true),
-            (Generic, 16, 28, 1, true, 1, false),
-            (Generic, 64, 28, 1, false, 1, false),
+            (X86_64V3, 256, 28, 1, true, 1, Some(F4x4)),
+            (X86_64V3, 256, 28, 1, false, 1, None),
+            (X86_64V3, 128, 28, 1, true, 1, Some(F4x4)),
+            // 14x14 and 13x13: F(2x2)'s 49 tiles against 4/9 of the weights.
+            (X86_64V3, 256, 14, 1, true, 1, Some(F2x2)),
+            (X86_64V3, 64, 13, 1, true, 1, Some(F2x2)),
+            (X86_64V3, 32, 20, 1, true, 1, Some(F2x2)),
+            (X86_64V3, 32, 21, 1, true, 1, Some(F4x4)),
+            (X86_64V3, 16, 16, 1, true, 1, Some(F2x2)),
+            (X86_64V3, 12, 28, 1, true, 1, None),
+            (X86_64V3, 256, 7, 1, true, 1, None),
+            (X86_64V3, 256, 10, 1, true, 1, None),
+            // 49 F(2x2) tiles of 14x14, like 49 F(4x4) tiles of 28x28, are
+            // enough to split across 2 clusters.
+            (X86_64V3, 256, 14, 1, true, 2, Some(F2x2)),
+            (X86_64V3, 16, 14, 1, true, 2, Some(F2x2)),
+            (X86_64V3, 128, 28, 1, true, 2, Some(F4x4)),
+            (X86_64V3, 256, 26, 0, true, 1, Some(F4x4)),
+            // The portable build keeps F(4x4) (and its 36-tile minimum).
+            (Generic, 64, 28, 1, true, 1, Some(F4x4)),
+            (Generic, 64, 14, 1, true, 1, None),
+            (Generic, 16, 28, 1, true, 1, None),
+            (Generic, 64, 28, 1, false, 1, None),
         ];
         for (arch, c, hw, pads, allowed, clusters, want) in cases {
             let g = conv3x3_graph(&mut rng, 1, c, c, [hw, hw], [pads; 4]);
@@ -1304,9 +1332,9 @@ mod tests {
             let got = match &lowered.steps.last().unwrap().kernel {
                 Kernel::Winograd(k) => {
                     assert_eq!(k.isa, crate::lower::kernel_isa(arch));
-                    true
+                    Some(k.tile)
                 }
-                Kernel::ConvGemm(_) => false,
+                Kernel::ConvGemm(_) => None,
                 other => panic!("unexpected kernel {}", other.name()),
             };
             assert_eq!(got, want, "{arch}: channels {c}, extent {hw}, allowed {allowed}, {clusters} clusters");

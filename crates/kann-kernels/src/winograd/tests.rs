@@ -51,12 +51,14 @@ fn compare(base: &WinogradConv, rng: &mut Rng) {
     // 9·C terms: the tolerance grows as sqrt(C) (random-walk rounding).
     let tol = 1e-5 * (9.0 * base.in_channels as f32).sqrt();
     for isa in isas() {
-        ins[1] = pack_winograd_weights(&w, base.out_channels as usize, isa);
-        for axis in [WinogradAxis::Tiles, WinogradAxis::Channels] {
-            let k = WinogradConv { isa, axis, ..base.clone() };
-            for parts in [1, 2, 3] {
-                let got = run_parts(&k, &ins, &[out_len(base)], parts).remove(0);
-                assert_close(&got, &want, tol);
+        for tile in [WinogradTile::F4x4, WinogradTile::F2x2] {
+            ins[1] = pack_winograd_weights(&w, base.out_channels as usize, isa, tile);
+            for axis in [WinogradAxis::Tiles, WinogradAxis::Channels] {
+                let k = WinogradConv { isa, axis, tile, ..base.clone() };
+                for parts in [1, 2, 3] {
+                    let got = run_parts(&k, &ins, &[out_len(base)], parts).remove(0);
+                    assert_close(&got, &want, tol);
+                }
             }
         }
     }
@@ -64,7 +66,7 @@ fn compare(base: &WinogradConv, rng: &mut Rng) {
 
 fn random_conv(rng: &mut Rng, epilogue: Epilogue) -> WinogradConv {
     let mut k =
-        WinogradConv { batch: 1 + rng.below(2), in_channels: 1 + rng.below(40), out_channels: 1 + rng.below(40), input: [0; 2], pad_begin: [0; 2], output: [0; 2], epilogue, isa: Isa::Generic, axis: WinogradAxis::Tiles };
+        WinogradConv { batch: 1 + rng.below(2), in_channels: 1 + rng.below(40), out_channels: 1 + rng.below(40), input: [0; 2], pad_begin: [0; 2], output: [0; 2], epilogue, isa: Isa::Generic, axis: WinogradAxis::Tiles, tile: WinogradTile::F4x4 };
     for a in 0..2 {
         let (pb, pe) = (rng.below(3), rng.below(3));
         let inp = 3u64.saturating_sub(pb + pe).max(1) + rng.below(14);
@@ -100,6 +102,7 @@ fn several_blocks_per_part() {
         epilogue: Epilogue { bias: true, residual: true, activation: crate::Activation::Relu },
         isa: Isa::Generic,
         axis: WinogradAxis::Tiles,
+        tile: WinogradTile::F4x4,
     };
     assert!(k.block_tiles() < k.tiles_per_image());
     compare(&k, &mut rng);
@@ -159,7 +162,7 @@ fn both(k: &WinogradConv, x: &[f32], w: &[f32]) -> (Vec<f32>, Vec<f32>) {
         input_scale: false,
     };
     let m = k.out_channels as usize;
-    let wino = run_parts(&wk, &[x.to_vec(), pack_winograd_weights(w, m, isa)], &[out_len(k)], 2).remove(0);
+    let wino = run_parts(&wk, &[x.to_vec(), pack_winograd_weights(w, m, isa, k.tile)], &[out_len(k)], 2).remove(0);
     let gemm = run_parts(&g, &[x.to_vec(), pack_conv_gemm_weights(w, m, 1, isa)], &[out_len(k)], 2).remove(0);
     (wino, gemm)
 }
@@ -174,14 +177,18 @@ fn he_weights(rng: &mut Rng, k: &WinogradConv) -> Vec<f32> {
 fn error_against_f64_stays_near_the_gemm() {
     // One 256-channel layer on 28x28, inputs in [-1, 1), He weights.
     let mut rng = Rng(47);
-    let k = WinogradConv { batch: 1, in_channels: 256, out_channels: 64, input: [28, 28], pad_begin: [1, 1], output: [28, 28], epilogue: Epilogue::default(), isa: Isa::Generic, axis: WinogradAxis::Tiles };
-    let x = rng.vec((256 * 28 * 28) as usize);
-    let w = he_weights(&mut rng, &k);
-    let want = conv_f64(&k, &x, &w);
-    let (wino, gemm) = both(&k, &x, &w);
-    let ((ew, scale), (eg, _)) = (max_err(&wino, &want), max_err(&gemm, &want));
-    println!("one layer C=256: max |y| {scale:.3}, max abs error winograd {ew:.3e}, gemm {eg:.3e}");
-    assert!(ew < 1.5e-5 * scale.max(1.0) && ew < 50.0 * eg.max(1e-7), "winograd error {ew} (gemm {eg})");
+    for tile in [WinogradTile::F4x4, WinogradTile::F2x2] {
+        let k = WinogradConv { batch: 1, in_channels: 256, out_channels: 64, input: [28, 28], pad_begin: [1, 1], output: [28, 28], epilogue: Epilogue::default(), isa: Isa::Generic, axis: WinogradAxis::Tiles, tile };
+        let x = rng.vec((256 * 28 * 28) as usize);
+        let w = he_weights(&mut rng, &k);
+        let want = conv_f64(&k, &x, &w);
+        let (wino, gemm) = both(&k, &x, &w);
+        let ((ew, scale), (eg, _)) = (max_err(&wino, &want), max_err(&gemm, &want));
+        println!("one layer C=256 {tile:?}: max |y| {scale:.3}, max abs error winograd {ew:.3e}, gemm {eg:.3e}");
+        // F(2x2)'s transforms have constants of at most 1: about the GEMM's error.
+        let bound = if tile == WinogradTile::F2x2 { 5.0 } else { 50.0 };
+        assert!(ew < 1.5e-5 * scale.max(1.0) && ew < bound * eg.max(1e-7), "{tile:?} winograd error {ew} (gemm {eg})");
+    }
 }
 
 #[test]
@@ -190,7 +197,7 @@ fn error_through_a_chain_of_layers() {
     // reference's previous output rounded to f32 (the per-layer error), and
     // a second chain fed its own outputs (the accumulated error).
     let mut rng = Rng(53);
-    let k = WinogradConv { batch: 1, in_channels: 64, out_channels: 64, input: [20, 20], pad_begin: [1, 1], output: [20, 20], epilogue: Epilogue::default(), isa: Isa::Generic, axis: WinogradAxis::Tiles };
+    let k = WinogradConv { batch: 1, in_channels: 64, out_channels: 64, input: [20, 20], pad_begin: [1, 1], output: [20, 20], epilogue: Epilogue::default(), isa: Isa::Generic, axis: WinogradAxis::Tiles, tile: WinogradTile::F4x4 };
     let mut x_ref: Vec<f64> = rng.vec(64 * 400).into_iter().map(f64::from).collect();
     let (mut xw, mut xg) = (x_ref.iter().map(|&v| v as f32).collect::<Vec<_>>(), x_ref.iter().map(|&v| v as f32).collect::<Vec<_>>());
     for layer in 0..8 {
@@ -211,7 +218,7 @@ fn error_through_a_chain_of_layers() {
 
 #[test]
 fn scratch_is_bounded_and_names_the_isa() {
-    let k = WinogradConv { batch: 1, in_channels: 512, out_channels: 512, input: [56, 56], pad_begin: [1, 1], output: [56, 56], epilogue: Epilogue::default(), isa: Isa::Avx512, axis: WinogradAxis::Tiles };
+    let k = WinogradConv { batch: 1, in_channels: 512, out_channels: 512, input: [56, 56], pad_begin: [1, 1], output: [56, 56], epilogue: Epilogue::default(), isa: Isa::Avx512, axis: WinogradAxis::Tiles, tile: WinogradTile::F4x4 };
     assert_eq!(k.block_tiles(), 32);
     assert!(k.scratch_bytes(k.work_items()) <= 4 * (36 * 1024 * 32 + 512 * 32));
     assert_eq!(k.name(), "f32_conv2d_winograd4x4_avx512");
@@ -220,7 +227,7 @@ fn scratch_is_bounded_and_names_the_isa() {
 
 /// The timing tests' layer: `c` → `m` channels on `hw`×`hw` maps, "same"
 /// padding, bias and ReLU, split by tiles.
-fn timed_layer(c: u64, m: u64, hw: u64, isa: Isa) -> WinogradConv {
+fn timed_layer(c: u64, m: u64, hw: u64, isa: Isa, tile: WinogradTile) -> WinogradConv {
     WinogradConv {
         batch: 1,
         in_channels: c,
@@ -231,6 +238,7 @@ fn timed_layer(c: u64, m: u64, hw: u64, isa: Isa) -> WinogradConv {
         epilogue: Epilogue { bias: true, residual: false, activation: crate::Activation::Relu },
         isa,
         axis: WinogradAxis::Tiles,
+        tile,
     }
 }
 
@@ -246,8 +254,8 @@ fn winograd_vs_gemm_timing() {
     let more = [(128, 32, 56), (128, 32, 28), (128, 32, 14), (16, 16, 56), (3, 64, 224), (64, 96, 28), (96, 128, 28), (192, 192, 14)];
     let portable = [(64, 64, 56), (128, 128, 28), (256, 256, 28)];
     let cases = shapes.into_iter().chain(more).map(|s| (best, s)).chain(portable.into_iter().map(|s| (Isa::Generic, s)));
-    for (isa, (c, m, hw)) in cases {
-        let k = timed_layer(c, m, hw, isa);
+    for ((isa, (c, m, hw)), tile) in cases.flat_map(|c| [(c, WinogradTile::F4x4), (c, WinogradTile::F2x2)]) {
+        let k = timed_layer(c, m, hw, isa, tile);
         let x = rng.vec((c * hw * hw) as usize);
         let w = rng.vec((m * c * 9) as usize);
         let bias = rng.vec(m as usize);
@@ -267,11 +275,11 @@ fn winograd_vs_gemm_timing() {
             axis: if hw * hw <= 256 { GemmAxis::Channels } else { GemmAxis::Columns },
             input_scale: false,
         };
-        let mut wi = vec![x.clone(), pack_winograd_weights(&w, m as usize, isa), bias.clone()];
+        let mut wi = vec![x.clone(), pack_winograd_weights(&w, m as usize, isa, tile), bias.clone()];
         let mut gi = vec![x.clone(), pack_conv_gemm_weights(&w, m as usize, 1, isa), bias.clone()];
         let tw = time_kernel(&k, &mut wi, out_len(&k));
         let tg = time_kernel(&g, &mut gi, out_len(&k));
-        println!("C={c} K={m} {hw}x{hw} {}: winograd {tw:.0} µs, gemm {tg:.0} µs, speed-up {:.2}", isa.name(), tg / tw);
+        println!("C={c} K={m} {hw}x{hw} {} {tile:?}: winograd {tw:.0} µs, gemm {tg:.0} µs, speed-up {:.2}", isa.name(), tg / tw);
     }
 }
 
@@ -283,11 +291,11 @@ fn winograd_vs_gemm_timing() {
 fn winograd_phases() {
     let mut rng = Rng(61);
     let isa = *isas().last().unwrap();
-    for (c, hw) in [(64, 56), (128, 28), (256, 14), (512, 7)] {
-        let k = timed_layer(c, c, hw, isa);
+    for ((c, hw), tile) in [(64, 56), (128, 28), (256, 14), (512, 7)].into_iter().flat_map(|s| [(s, WinogradTile::F4x4), (s, WinogradTile::F2x2)]) {
+        let k = timed_layer(c, c, hw, isa, tile);
         let x = rng.vec((c * hw * hw) as usize);
         let w = rng.vec((c * c * 9) as usize);
-        let mut ins = [x, pack_winograd_weights(&w, c as usize, isa), rng.vec(c as usize)];
+        let mut ins = [x, pack_winograd_weights(&w, c as usize, isa, tile), rng.vec(c as usize)];
         let mut out = vec![0.0f32; out_len(&k)];
         let bufs: Vec<crate::RawBuf> = ins.iter_mut().map(|v| crate::RawBuf::from_f32(v)).collect();
         let outs = [crate::RawBuf::from_f32(&mut out)];
@@ -321,7 +329,7 @@ fn winograd_phases() {
                 *b = b.min(v * 1e6);
             }
         }
-        let gflop = 2.0 * (XI * cc * kk * items) as f64 / 1e3;
-        println!("C=K={c} {hw}x{hw} block {tb}: input {:.0} µs, gemms {:.0} µs ({:.0} GFLOP/s), output {:.0} µs", times[0], times[1], gflop / times[1], times[2]);
+        let gflop = 2.0 * (tile.positions() * cc * kk * items) as f64 / 1e3;
+        println!("C=K={c} {hw}x{hw} {tile:?} block {tb}: input {:.0} µs, gemms {:.0} µs ({:.0} GFLOP/s), output {:.0} µs", times[0], times[1], gflop / times[1], times[2]);
     }
 }

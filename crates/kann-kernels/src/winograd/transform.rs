@@ -12,6 +12,10 @@
 //! row back into its 64 consecutive floats, where bias, residual and the
 //! activation are applied before one store.
 //!
+//! F(2×2, 3×3) ([`input_channel_2x2`], [`output_channel_2x2`]) is the same
+//! scheme on tiles 2 columns apart: four phases of a row run, two output
+//! floats a lane.
+//!
 //! The algorithm is written once over [`TileVec`]: the portable twin is an
 //! array of 16 floats (which AVX2 builds vectorise), AVX-512 a zmm register.
 
@@ -59,6 +63,14 @@ pub(super) trait TileVec: Copy {
     unsafe fn phases(p: *const f32, lo: usize, hi: usize) -> [Self; ALPHA];
     /// `out[4l + c] = o[c][l]` as four vectors of 16 consecutive floats.
     fn interleave(o: [Self; TILE]) -> [Self; TILE];
+    /// [`TileVec::phases`] for F(2×2, 3×3): `e[j][l] = p[2l + j]` for
+    /// `j < 4` where `lo <= 2l + j < hi` (`hi <= 2·LANES + 2`).
+    ///
+    /// # Safety
+    /// `p + lo .. p + hi` is readable.
+    unsafe fn phases_2x2(p: *const f32, lo: usize, hi: usize) -> [Self; 4];
+    /// `out[2l + c] = o[c][l]` as two vectors of 16 consecutive floats.
+    fn interleave_2x2(o: [Self; 2]) -> [Self; 2];
 }
 
 /// `Bᵀ x` of one 6-vector (points 0, ±1, ±2, ∞).
@@ -81,6 +93,18 @@ fn at<T: TileVec>(m: &[T; ALPHA]) -> [T; TILE] {
     let (s12, d12) = (m[1].add(m[2]), m[1].sub(m[2]));
     let (s34, d34) = (m[3].add(m[4]), m[3].sub(m[4]));
     [m[0].add(s12).add(s34), d34.mul_add(2.0, d12), s34.mul_add(4.0, s12), d34.mul_add(8.0, d12.add(m[5]))]
+}
+
+/// `Bᵀ x` of one 4-vector for F(2×2, 3×3) (points 0, ±1, ∞).
+#[inline(always)]
+fn bt_2x2<T: TileVec>(x: &[T; 4]) -> [T; 4] {
+    [x[0].sub(x[2]), x[1].add(x[2]), x[2].sub(x[1]), x[1].sub(x[3])]
+}
+
+/// `Aᵀ m` of one 4-vector for F(2×2, 3×3).
+#[inline(always)]
+fn at_2x2<T: TileVec>(m: &[T; 4]) -> [T; 2] {
+    [m[0].add(m[1]).add(m[2]), m[1].sub(m[2]).sub(m[3])]
 }
 
 /// The geometry the transforms need.
@@ -271,6 +295,88 @@ pub(super) unsafe fn output_channel<T: TileVec>(g: &Geometry, m: &[f32], k: usiz
     }
 }
 
+/// [`input_channel`] for F(2×2, 3×3): 2×2 tiles of 4×4 patches into the
+/// 16 positions of `V`.
+///
+/// # Safety
+/// As [`input_channel`].
+#[inline(always)]
+pub(super) unsafe fn input_channel_2x2<T: TileVec>(g: &Geometry, plane: &[f32], c: usize, t0: usize, n: usize, v: &PackedV) {
+    let [ih, iw] = g.input;
+    let zero = [T::splat(0.0); 4];
+    for s in segments(g.tw, t0, n) {
+        let x0 = (2 * s.tx) as isize - g.pad[1] as isize;
+        let count = 2 * s.len + 2;
+        let (lo, hi) = ((-x0).max(0) as usize, count.min((iw as isize - x0).max(0) as usize));
+        let (pieces, n_pieces) = v.pieces(s.d, s.len);
+        let mut rows = [zero; 4];
+        for (i, h) in rows.iter_mut().enumerate() {
+            let y = (2 * s.ty + i) as isize - g.pad[0] as isize;
+            if y < 0 || y >= ih as isize {
+                continue;
+            }
+            let row = &plane[y as usize * iw..][..iw];
+            // SAFETY: run floats lo..hi are row columns x0+lo .. x0+hi, inside the row.
+            let e = unsafe { T::phases_2x2(row.as_ptr().wrapping_offset(x0), lo, hi) };
+            *h = bt_2x2(&e);
+        }
+        #[allow(clippy::needless_range_loop)]
+        for j in 0..4 {
+            let col = bt_2x2(&std::array::from_fn(|i| rows[i][j]));
+            for (i, &x) in col.iter().enumerate() {
+                // SAFETY: the caller's contract.
+                unsafe { v.store(x, i * 4 + j, c, &pieces[..n_pieces]) };
+            }
+        }
+    }
+}
+
+/// [`output_channel`] for F(2×2, 3×3) (`m` holds 16 positions).
+///
+/// # Safety
+/// As [`output_channel`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn output_channel_2x2<T: TileVec>(g: &Geometry, m: &[f32], k: usize, stride: usize, ld: usize, t0: usize, n: usize, plane: *mut f32, f: &Finish) {
+    let [oh, ow] = g.output;
+    for s in segments(g.tw, t0, n) {
+        // SAFETY: row (ξ, k) of M holds the block's n ≥ d + len columns.
+        let mv: [T; 16] = std::array::from_fn(|xi| unsafe { T::load_part(m.as_ptr().add(xi * stride + k * ld + s.d), s.len) });
+        let mut cols = [[T::splat(0.0); 4]; 2];
+        for j in 0..4 {
+            let r = at_2x2(&std::array::from_fn(|i| mv[i * 4 + j]));
+            cols[0][j] = r[0];
+            cols[1][j] = r[1];
+        }
+        let (ox, count) = (2 * s.tx, (2 * s.len).min(ow - 2 * s.tx));
+        for (i, row) in cols.iter().enumerate().take(oh - 2 * s.ty) {
+            let o = at_2x2(row).map(|x| x.add(T::splat(f.bias)));
+            let at_row = (2 * s.ty + i) * ow + ox;
+            for (q, mut x) in T::interleave_2x2(o).into_iter().enumerate() {
+                let nq = count.saturating_sub(16 * q).min(16);
+                if nq == 0 {
+                    break;
+                }
+                let at = at_row + 16 * q;
+                // SAFETY: at..at+nq lies in this block's output row (and the residual's).
+                unsafe {
+                    if let Some(r) = f.residual {
+                        x = x.add(T::load_part(r.as_ptr().add(at), nq));
+                    }
+                    if let Some(a) = f.act {
+                        x = x.act(a);
+                    }
+                    x.store_part(plane.add(at), nq);
+                }
+            }
+            if f.act.is_none() {
+                // SAFETY: the row run just written, owned by this block.
+                crate::epilogue::activate_in_place(f.full_act, unsafe { std::slice::from_raw_parts_mut(plane.add(at_row), count) });
+            }
+        }
+    }
+}
+
 /// The portable vector: 16 floats the compiler vectorises.
 pub(super) type Lanes = [f32; LANES];
 
@@ -324,6 +430,19 @@ impl TileVec for Lanes {
     #[inline(always)]
     fn interleave(o: [Self; TILE]) -> [Self; TILE] {
         std::array::from_fn(|q| std::array::from_fn(|k| o[k % TILE][(16 * q + k) / TILE]))
+    }
+    #[inline(always)]
+    unsafe fn phases_2x2(p: *const f32, lo: usize, hi: usize) -> [Self; 4] {
+        let mut run = [0.0f32; 2 * LANES + 2];
+        if lo < hi {
+            // SAFETY: the caller's contract.
+            unsafe { std::ptr::copy_nonoverlapping(p.wrapping_add(lo), run[lo..].as_mut_ptr(), hi - lo) };
+        }
+        std::array::from_fn(|j| std::array::from_fn(|l| run[2 * l + j]))
+    }
+    #[inline(always)]
+    fn interleave_2x2(o: [Self; 2]) -> [Self; 2] {
+        std::array::from_fn(|q| std::array::from_fn(|k| o[k % 2][(16 * q + k) / 2]))
     }
 }
 
@@ -447,6 +566,26 @@ mod x86 {
                 Zmm(isa!(_mm512_permutex2var_ps(x, i, y)))
             };
             [quad(p01a, p23a, 0), quad(p01a, p23a, 1), quad(p01b, p23b, 0), quad(p01b, p23b, 1)]
+        }
+        #[inline(always)]
+        unsafe fn phases_2x2(p: *const f32, lo: usize, hi: usize) -> [Self; 4] {
+            // The run as three vectors (the last holds floats 32 and 33).
+            let v: [__m512; 3] = std::array::from_fn(|i| {
+                let (a, b) = (lo.saturating_sub(16 * i).min(16), hi.saturating_sub(16 * i).min(16));
+                // SAFETY: masked-off lanes are not read (their addresses may lie outside the row).
+                unsafe { _mm512_maskz_loadu_ps(lanes(a, b.max(a)), p.wrapping_add(16 * i)) }
+            });
+            let phase = |q: i32| isa!(_mm512_permutex2var_ps(v[0], idx(std::array::from_fn(|l| 2 * l as i32 + q)), v[1]));
+            let (e0, e1) = (phase(0), phase(1));
+            // Phases 2 and 3 are 0 and 1 one tile on: lanes 1..16, then v2.
+            let next = |e: __m512, last: i32| isa!(_mm512_permutex2var_ps(e, idx(std::array::from_fn(|l| if l < 15 { l as i32 + 1 } else { last })), v[2]));
+            [Zmm(e0), Zmm(e1), Zmm(next(e0, 16)), Zmm(next(e1, 17))]
+        }
+        #[inline(always)]
+        fn interleave_2x2(o: [Self; 2]) -> [Self; 2] {
+            // Output float 2l + c of half h: o_c[8h + l].
+            let half = |h: i32| Zmm(isa!(_mm512_permutex2var_ps(o[0].0, idx(std::array::from_fn(|k| 8 * h + k as i32 / 2 + 16 * (k as i32 % 2))), o[1].0)));
+            [half(0), half(1)]
         }
     }
 }
