@@ -302,7 +302,10 @@ fn split(step: &Step, n: usize, cost: &CostModel, phase: &[f64], producer: Optio
         return vec![(producer.unwrap_or(least), 0, items)];
     }
     let k = (n as u64).min(items);
-    (0..k).map(|c| (c as usize, items * c / k, items * (c + 1) / k)).filter(|p| p.1 < p.2).collect()
+    let g = step.kernel.split_granule().max(1);
+    // Even shares, each boundary rounded to the nearest multiple of the granule.
+    let at = |c: u64| if c == k { items } else { ((items * c / k + g / 2) / g * g).min(items) };
+    (0..k).map(|c| (c as usize, at(c), at(c + 1))).filter(|p| p.1 < p.2).collect()
 }
 
 /// The one cluster that wrote every pending buffer `step` touches, if there
@@ -451,6 +454,42 @@ mod tests {
         check(&steps, &sched, &cost);
         assert_eq!(sched.split_steps, 3);
         assert_eq!(sched.barriers, 2);
+    }
+
+    #[test]
+    fn column_splits_start_on_a_column_panel() {
+        // A 512 -> 128 pointwise GEMM on a 28x28 map (784 columns): two
+        // clusters split at 384 or 416 (multiples of the 32-column panel),
+        // not 392, which cut a panel and a cache line of every output row.
+        use kann_kernels::conv_gemm::{ConvGemm, GemmAxis};
+        let cost = CostModel::portable();
+        let conv = ConvGemm {
+            batch: 1,
+            in_channels: 512,
+            out_channels: 128,
+            group: 1,
+            input: [28, 28],
+            kernel: [1, 1],
+            strides: [1, 1],
+            dilations: [1, 1],
+            pad_begin: [0, 0],
+            output: [28, 28],
+            epilogue: kann_kernels::Epilogue::default(),
+            isa: kann_kernels::Isa::Avx512,
+            axis: GemmAxis::Columns,
+            input_scale: false,
+        };
+        let steps = vec![Step { name: "conv".into(), op: "Conv".into(), kernel: Kernel::ConvGemm(conv.clone()), inputs: vec![arena(0), arena(2)], outputs: vec![arena(1)], flops: 2 * 512 * 128 * 784 }];
+        for n in 2..=3 {
+            let sched = schedule(&steps, n, &cost);
+            check(&steps, &sched, &cost);
+            let bounds: Vec<u64> = sched.clusters.iter().flatten().filter_map(|c| if let Command::Run { begin, .. } = *c { Some(begin) } else { None }).collect();
+            assert_eq!(bounds.len(), n, "{n} clusters");
+            assert!(bounds.iter().all(|b| b % 32 == 0), "{n} clusters: parts start at {bounds:?}");
+        }
+        let generic = Kernel::ConvGemm(ConvGemm { isa: kann_kernels::Isa::Generic, ..conv.clone() });
+        assert_eq!(generic.split_granule(), kann_kernels::Isa::Generic.nr() as u64);
+        assert_eq!(Kernel::ConvGemm(ConvGemm { axis: GemmAxis::Channels, ..conv }).split_granule(), 1);
     }
 
     #[test]

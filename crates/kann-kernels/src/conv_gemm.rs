@@ -553,6 +553,16 @@ impl KernelImpl for ConvGemm {
         }
     }
 
+    /// Split by columns, parts start on a column panel of the image: a
+    /// boundary inside a panel costs both parts a partial tile, and inside
+    /// a cache line both clusters write that line of every output row.
+    fn split_granule(&self) -> u64 {
+        match self.axis {
+            GemmAxis::Columns if self.batch == 1 => self.isa.nr() as u64,
+            _ => 1,
+        }
+    }
+
     fn scratch_bytes(&self, items: u64) -> usize {
         if items == 0 {
             return 0;

@@ -16,6 +16,11 @@ pub trait KernelImpl {
     fn scratch_bytes(&self, _items: u64) -> usize {
         0
     }
+    /// Work items the boundaries between parts fall on multiples of, where
+    /// it matters (the compiler rounds its even split to them).
+    fn split_granule(&self) -> u64 {
+        1
+    }
     /// Whether output 0 may share input 0's buffer (the memory plan then
     /// may compute in place; the kernel sees `inputs[0].same_as(&outputs[0])`).
     fn in_place_ok(&self) -> bool {
@@ -151,6 +156,10 @@ impl Kernel {
 
     pub fn in_place_ok(&self) -> bool {
         dispatch!(self, k => k.in_place_ok())
+    }
+
+    pub fn split_granule(&self) -> u64 {
+        dispatch!(self, k => k.split_granule())
     }
 
     pub fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String> {
