@@ -67,7 +67,7 @@ impl CostModel {
             depthwise_flops: [7e9, 15e9, 35e9],
             pool_flops: [3e9, 6e9, 14e9],
             bytes_per_s: 40e9,
-            weight_bytes_per_s: 16e9,
+            weight_bytes_per_s: 12e9,
             gather_bytes_per_s: 6e9,
             launch_s: 3e-6,
             barrier_s: 5e-6,
@@ -96,7 +96,14 @@ impl CostModel {
         };
         let bytes_per_s = if matches!(step.kernel, Kernel::Im2colPack(_)) { self.gather_bytes_per_s } else { self.bytes_per_s };
         let activations = exp_activations(&step.kernel) as f64 * self.exp_activation_s;
-        let work = share * (step.flops as f64 / flops_rate + arena as f64 / bytes_per_s + activations);
+        // A GEMM convolution that builds its own im2col (split by columns,
+        // each part its own columns) gathers at the packing's pace: AlexNet's
+        // and ZFNet's 11×11/4 and 7×7/2 stems ran 2× their estimate without it.
+        let gathered = match &step.kernel {
+            Kernel::ConvGemm(c) => 4 * c.gathered_floats(),
+            _ => 0,
+        };
+        let work = share * (step.flops as f64 / flops_rate + arena as f64 / bytes_per_s + gathered as f64 / self.gather_bytes_per_s + activations);
         self.launch_s + work + weight_share * weights as f64 / self.weight_bytes_per_s
     }
 
@@ -255,5 +262,35 @@ mod tests {
         };
         let rates: Vec<f64> = Isa::ALL.into_iter().map(|i| cm.flops_rate(&conv(i))).collect();
         assert!(rates[0] > cm.matmul_flops && rates[1] > rates[0] && rates[2] > rates[1], "{rates:?}");
+    }
+
+    #[test]
+    fn gathering_convolutions_pay_for_their_im2col() {
+        // The same 3x3 convolution split by columns (it gathers its im2col:
+        // 64 · 9 · 28 · 28 floats) and by prepacked channels (an Im2colPack
+        // step gathers instead): the first costs the gather more.
+        let cm = CostModel { launch_s: 0.0, ..CostModel::portable() };
+        let conv = ConvGemm {
+            batch: 1,
+            in_channels: 64,
+            out_channels: 64,
+            group: 1,
+            input: [28, 28],
+            kernel: [3, 3],
+            strides: [1, 1],
+            dilations: [1, 1],
+            pad_begin: [1, 1],
+            output: [28, 28],
+            epilogue: Epilogue::default(),
+            isa: Isa::Avx512,
+            axis: GemmAxis::Columns,
+            input_scale: false,
+        };
+        let step = |c: &ConvGemm| Step { name: "c".into(), op: "Conv".into(), kernel: Kernel::ConvGemm(c.clone()), inputs: vec![], outputs: vec![], flops: 1 };
+        let packed = ConvGemm { axis: GemmAxis::PackedChannels, ..conv.clone() };
+        let extra = cm.step_seconds(&step(&conv), 1.0) - cm.step_seconds(&step(&packed), 1.0);
+        let want = 4.0 * (64 * 9 * 28 * 28) as f64 / cm.gather_bytes_per_s;
+        assert!((extra - want).abs() < 1e-12, "{extra} vs {want}");
+        assert_eq!(ConvGemm { kernel: [1, 1], pad_begin: [0, 0], ..conv }.gathered_floats(), 0);
     }
 }

@@ -462,6 +462,15 @@ impl ConvGemm {
         (self.out_channels / self.group) as usize
     }
 
+    /// Floats of B this convolution gathers (an im2col of every image and
+    /// group), or 0 when B is X itself or packed by an [`Im2colPack`] step.
+    pub fn gathered_floats(&self) -> u64 {
+        if self.pointwise() || self.axis == GemmAxis::PackedChannels {
+            return 0;
+        }
+        self.batch * self.in_channels * self.kernel[0] * self.kernel[1] * self.output[0] * self.output[1]
+    }
+
     fn pointwise(&self) -> bool {
         self.kernel == [1, 1] && self.strides == [1, 1] && self.pad_begin == [0, 0] && self.input == self.output
     }
