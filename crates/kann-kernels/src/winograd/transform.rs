@@ -270,28 +270,40 @@ pub(super) unsafe fn output_channel<T: TileVec>(g: &Geometry, m: &[f32], k: usiz
         for (i, row) in cols.iter().enumerate().take(oh - TILE * s.ty) {
             let o = at(row).map(|x| x.add(T::splat(f.bias)));
             let at_row = (TILE * s.ty + i) * ow + ox;
-            for (q, mut x) in T::interleave(o).into_iter().enumerate() {
-                let nq = count.saturating_sub(16 * q).min(16);
-                if nq == 0 {
-                    break;
-                }
-                let at = at_row + 16 * q;
-                // SAFETY: at..at+nq lies in this block's output row (and the residual's).
-                unsafe {
-                    if let Some(r) = f.residual {
-                        x = x.add(T::load_part(r.as_ptr().add(at), nq));
-                    }
-                    if let Some(a) = f.act {
-                        x = x.act(a);
-                    }
-                    x.store_part(plane.add(at), nq);
-                }
-            }
-            if f.act.is_none() {
-                // SAFETY: the row run just written, owned by this block.
-                crate::epilogue::activate_in_place(f.full_act, unsafe { std::slice::from_raw_parts_mut(plane.add(at_row), count) });
-            }
+            // SAFETY: the caller's contract: this output row run is the block's.
+            unsafe { store_row(T::interleave(o), at_row, count, plane, f) };
         }
+    }
+}
+
+/// Stores one output row run of a segment: `count` floats from `at_row`
+/// (the vectors hold 16 consecutive floats each), with the residual and the
+/// activation.
+///
+/// # Safety
+/// `plane + at_row ..+ count` (and the residual's run) is this block's.
+#[inline(always)]
+unsafe fn store_row<T: TileVec, const N: usize>(xs: [T; N], at_row: usize, count: usize, plane: *mut f32, f: &Finish) {
+    for (q, mut x) in xs.into_iter().enumerate() {
+        let nq = count.saturating_sub(16 * q).min(16);
+        if nq == 0 {
+            break;
+        }
+        let at = at_row + 16 * q;
+        // SAFETY: at..at+nq lies in this block's output row (and the residual's).
+        unsafe {
+            if let Some(r) = f.residual {
+                x = x.add(T::load_part(r.as_ptr().add(at), nq));
+            }
+            if let Some(a) = f.act {
+                x = x.act(a);
+            }
+            x.store_part(plane.add(at), nq);
+        }
+    }
+    if f.act.is_none() {
+        // SAFETY: the row run just written, owned by this block.
+        crate::epilogue::activate_in_place(f.full_act, unsafe { std::slice::from_raw_parts_mut(plane.add(at_row), count) });
     }
 }
 
@@ -352,27 +364,8 @@ pub(super) unsafe fn output_channel_2x2<T: TileVec>(g: &Geometry, m: &[f32], k: 
         for (i, row) in cols.iter().enumerate().take(oh - 2 * s.ty) {
             let o = at_2x2(row).map(|x| x.add(T::splat(f.bias)));
             let at_row = (2 * s.ty + i) * ow + ox;
-            for (q, mut x) in T::interleave_2x2(o).into_iter().enumerate() {
-                let nq = count.saturating_sub(16 * q).min(16);
-                if nq == 0 {
-                    break;
-                }
-                let at = at_row + 16 * q;
-                // SAFETY: at..at+nq lies in this block's output row (and the residual's).
-                unsafe {
-                    if let Some(r) = f.residual {
-                        x = x.add(T::load_part(r.as_ptr().add(at), nq));
-                    }
-                    if let Some(a) = f.act {
-                        x = x.act(a);
-                    }
-                    x.store_part(plane.add(at), nq);
-                }
-            }
-            if f.act.is_none() {
-                // SAFETY: the row run just written, owned by this block.
-                crate::epilogue::activate_in_place(f.full_act, unsafe { std::slice::from_raw_parts_mut(plane.add(at_row), count) });
-            }
+            // SAFETY: the caller's contract: this output row run is the block's.
+            unsafe { store_row(T::interleave_2x2(o), at_row, count, plane, f) };
         }
     }
 }
