@@ -99,6 +99,13 @@ struct Plane<'a> {
     residual: Option<&'a [f32]>,
 }
 
+/// Columns `q..q + dst.len()` of the split form of `row` (its even
+/// columns, then its odd ones: what [`DepthwiseConv::register_planes_split`]
+/// reads) into `dst`.
+pub(crate) fn split_row_part(row: &[f32], q: usize, dst: &mut [f32]) {
+    narrow::split_part(row, q, dst)
+}
+
 /// The geometry as usize pairs: input, output, kernel, strides, dilations, padding.
 type Dims = [[usize; 2]; 6];
 
@@ -128,6 +135,13 @@ impl DepthwiseConv {
     /// (AVX-512, narrow or stride-1 rows; see `depthwise/narrow.rs`).
     pub fn register_rows(&self) -> bool {
         narrow::fits(self)
+    }
+
+    /// Whether this geometry (column stride 2) runs the register-row path
+    /// over split input rows on this CPU: each row stored as its even
+    /// columns, then its odd ones (see [`split_row_part`]).
+    pub fn register_rows_split(&self) -> bool {
+        narrow::fits_split(self)
     }
 
     /// Scratch floats [`Self::one_plane`] needs.
@@ -162,6 +176,18 @@ impl DepthwiseConv {
     pub(crate) unsafe fn register_planes(&self, count: usize, x: &[f32], x_stride: usize, w: &[f32], bias: Option<&[f32]>, y: *mut f32, y_stride: usize) {
         // SAFETY: the caller's contract.
         unsafe { narrow::band(self, count, x, x_stride, w, bias, y, y_stride) }
+    }
+
+    /// [`Self::register_planes`] over split input rows
+    /// ([`Self::register_rows_split`] holds; rows of `iw` floats, the even
+    /// columns first).
+    ///
+    /// # Safety
+    /// As [`Self::register_planes`].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn register_planes_split(&self, count: usize, x: &[f32], x_stride: usize, w: &[f32], bias: Option<&[f32]>, y: *mut f32, y_stride: usize) {
+        // SAFETY: the caller's contract.
+        unsafe { narrow::band_split(self, count, x, x_stride, w, bias, y, y_stride) }
     }
 
     /// The ISA the rows run with: the requested one when the CPU has it.

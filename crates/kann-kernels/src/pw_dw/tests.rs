@@ -117,6 +117,54 @@ fn matches_the_unfused_pair_on_random_geometries() {
     }
 }
 
+/// Stride-2 layers as MobileNet and EfficientNet have them (3×3 and 5×5,
+/// even and odd widths, several bands): on an AVX-512 CPU every band runs
+/// the depthwise path over split rows, and the result matches the pair.
+#[test]
+fn stride_two_bands_read_split_rows() {
+    let mut rng = Rng(83);
+    let isa = Isa::Avx512;
+    // (C, E, input side, kernel, band rows)
+    for (c, e, hw, kk, band) in [(16u64, 20u64, 34u64, 3u64, 5u64), (8, 12, 33, 5, 4), (5, 9, 17, 3, 9), (6, 17, 40, 3, 20)] {
+        let p = kk / 2;
+        let out = (hw + 2 * p - kk) / 2 + 1;
+        let relu6 = crate::Activation::Clip { min: 0.0, max: 6.0 };
+        let depthwise = DepthwiseConv {
+            batch: 1,
+            in_channels: e,
+            out_channels: e,
+            input: [hw, hw],
+            kernel: [kk, kk],
+            strides: [2, 2],
+            dilations: [1, 1],
+            pad_begin: [p, p],
+            output: [out, out],
+            epilogue: Epilogue { bias: true, residual: false, activation: relu6 },
+            isa,
+        };
+        let k = PointwiseDepthwise { in_channels: c, depthwise, pointwise: Epilogue { bias: true, residual: false, activation: relu6 }, band_rows: band, isa };
+        if isa.available() {
+            for b in 0..k.bands() {
+                let (r0, r1) = k.band(b);
+                let (y0, y1) = k.input_rows(r0, r1);
+                assert!(k.band_conv(r0, r1, y0, y1).register_rows_split(), "band {b} of {k:?} does not read split rows");
+            }
+        }
+        let (cu, eu) = (c as usize, e as usize);
+        let x = rng.vec(cu * (hw * hw) as usize);
+        let (pw, pw_bias, taps, dw_bias) = (rng.vec(eu * cu), rng.vec(eu), rng.vec(eu * (kk * kk) as usize), rng.vec(eu));
+        let want = unfused(&k, &x, &pw, &pw_bias, &taps, &dw_bias);
+        for isa in isas() {
+            let k = PointwiseDepthwise { isa, depthwise: DepthwiseConv { isa, ..k.depthwise.clone() }, ..k.clone() };
+            let ins = [x.clone(), pack_a(&pw, eu, cu, isa), pw_bias.clone(), taps.clone(), dw_bias.clone()];
+            for parts in [1, 3] {
+                let got = run_parts(&k, &ins, &[out_len(&k)], parts).remove(0);
+                assert_close(&got, &want, 2e-5 * (c as f32).sqrt());
+            }
+        }
+    }
+}
+
 #[test]
 fn refuses_bands_of_padding_alone_and_residuals() {
     let mut rng = Rng(73);
