@@ -99,11 +99,13 @@ impl CostModel {
         // A GEMM convolution that builds its own im2col (split by columns,
         // each part its own columns) gathers at the packing's pace: AlexNet's
         // and ZFNet's 11×11/4 and 7×7/2 stems ran 2× their estimate without it.
-        let gathered = match &step.kernel {
-            Kernel::ConvGemm(c) => 4 * c.gathered_floats(),
-            _ => 0,
+        // Split by output channels, every part gathers all of B.
+        let (gathered, gather_share) = match &step.kernel {
+            Kernel::ConvGemm(c) if c.axis == kann_kernels::conv_gemm::GemmAxis::Channels => (4 * c.gathered_floats(), 1.0),
+            Kernel::ConvGemm(c) => (4 * c.gathered_floats(), share),
+            _ => (0, share),
         };
-        let work = share * (step.flops as f64 / flops_rate + arena as f64 / bytes_per_s + gathered as f64 / self.gather_bytes_per_s + activations);
+        let work = share * (step.flops as f64 / flops_rate + arena as f64 / bytes_per_s + activations) + gather_share * gathered as f64 / self.gather_bytes_per_s;
         self.launch_s + work + weight_share * weights as f64 / self.weight_bytes_per_s
     }
 
@@ -290,6 +292,12 @@ mod tests {
         let packed = ConvGemm { axis: GemmAxis::PackedChannels, ..conv.clone() };
         let extra = cm.step_seconds(&step(&conv), 1.0) - cm.step_seconds(&step(&packed), 1.0);
         let want = 4.0 * (64 * 9 * 28 * 28) as f64 / cm.gather_bytes_per_s;
+        assert!((extra - want).abs() < 1e-12, "{extra} vs {want}");
+        // Half of the work: by columns, half of the im2col; by channels, all of it.
+        let extra = cm.step_seconds(&step(&conv), 0.5) - cm.step_seconds(&step(&packed), 0.5);
+        assert!((extra - want / 2.0).abs() < 1e-12, "{extra} vs {}", want / 2.0);
+        let channels = ConvGemm { axis: GemmAxis::Channels, ..conv.clone() };
+        let extra = cm.step_seconds(&step(&channels), 0.5) - cm.step_seconds(&step(&packed), 0.5);
         assert!((extra - want).abs() < 1e-12, "{extra} vs {want}");
         assert_eq!(ConvGemm { kernel: [1, 1], pad_begin: [0, 0], ..conv }.gathered_floats(), 0);
     }
