@@ -31,6 +31,15 @@ pub struct CostModel {
     /// Bytes per second an im2col packing step moves (gathered runs of a
     /// few floats, slower than a stream).
     pub gather_bytes_per_s: f64,
+    /// A GEMM convolution's own im2col: bytes per second of the floats it
+    /// gathers, plus a set-up per piece it copies
+    /// ([`kann_kernels::conv_gemm::ConvGemm::gathered_runs`]). Fitted on
+    /// AlexNet's 11×11/4 stem (a float a piece, ~1.3 ns each) and
+    /// RegNetX's grouped 3×3 convolutions (rows of 14 and 56 floats, ~0.2
+    /// ns a float): one rate for all had them at 1.2× and 0.6× their
+    /// estimates.
+    pub im2col_bytes_per_s: f64,
+    pub im2col_run_s: f64,
     /// Compute throughput of element-wise, pooling and normalisation
     /// kernels with SIMD variants (generic, AVX2, AVX-512).
     pub simd_other_flops: [f64; 3],
@@ -69,6 +78,8 @@ impl CostModel {
             bytes_per_s: 40e9,
             weight_bytes_per_s: 12e9,
             gather_bytes_per_s: 6e9,
+            im2col_bytes_per_s: 20e9,
+            im2col_run_s: 1.2e-9,
             launch_s: 3e-6,
             barrier_s: 5e-6,
             remote_s_per_byte: 1e-10,
@@ -100,12 +111,14 @@ impl CostModel {
         // each part its own columns) gathers at the packing's pace: AlexNet's
         // and ZFNet's 11×11/4 and 7×7/2 stems ran 2× their estimate without it.
         // Split by output channels, every part gathers all of B.
-        let (gathered, gather_share) = match &step.kernel {
-            Kernel::ConvGemm(c) if c.axis == kann_kernels::conv_gemm::GemmAxis::Channels => (4 * c.gathered_floats(), 1.0),
-            Kernel::ConvGemm(c) => (4 * c.gathered_floats(), share),
-            _ => (0, share),
+        let (gather_s, gather_share) = match &step.kernel {
+            Kernel::ConvGemm(c) => {
+                let s = (4 * c.gathered_floats()) as f64 / self.im2col_bytes_per_s + c.gathered_runs() as f64 * self.im2col_run_s;
+                (s, if c.axis == kann_kernels::conv_gemm::GemmAxis::Channels { 1.0 } else { share })
+            }
+            _ => (0.0, share),
         };
-        let work = share * (step.flops as f64 / flops_rate + arena as f64 / bytes_per_s + activations) + gather_share * gathered as f64 / self.gather_bytes_per_s;
+        let work = share * (step.flops as f64 / flops_rate + arena as f64 / bytes_per_s + activations) + gather_share * gather_s;
         self.launch_s + work + weight_share * weights as f64 / self.weight_bytes_per_s
     }
 
@@ -291,7 +304,8 @@ mod tests {
         let step = |c: &ConvGemm| Step { name: "c".into(), op: "Conv".into(), kernel: Kernel::ConvGemm(c.clone()), inputs: vec![], outputs: vec![], flops: 1 };
         let packed = ConvGemm { axis: GemmAxis::PackedChannels, ..conv.clone() };
         let extra = cm.step_seconds(&step(&conv), 1.0) - cm.step_seconds(&step(&packed), 1.0);
-        let want = 4.0 * (64 * 9 * 28 * 28) as f64 / cm.gather_bytes_per_s;
+        // Stride 1 on 28×28: a run per output row of each of the 576 im2col rows.
+        let want = 4.0 * (64 * 9 * 28 * 28) as f64 / cm.im2col_bytes_per_s + (64 * 9 * 28) as f64 * cm.im2col_run_s;
         assert!((extra - want).abs() < 1e-12, "{extra} vs {want}");
         // Half of the work: by columns, half of the im2col; by channels, all of it.
         let extra = cm.step_seconds(&step(&conv), 0.5) - cm.step_seconds(&step(&packed), 0.5);

@@ -82,6 +82,10 @@ pub fn pack_conv_gemm_weights(w: &[f32], out_channels: usize, group: usize, isa:
 /// ([`gather`]); on wider ones the runs are long enough to copy.
 const GATHER_BELOW: usize = 16;
 
+/// Floats of a channel's four phase planes at most (the stride-2 gather's
+/// per-channel buffer).
+const PHASE_FLOATS: usize = 4096;
+
 /// Output channels up to which a pointwise convolution's tiles read X in
 /// place rather than packing B: with so few rows each B panel serves one
 /// or two tiles, and packing it cost as much as the products.
@@ -185,7 +189,7 @@ impl Im2col<'_> {
         let [ih, iw] = g.input.map(|v| v as usize);
         let [kh, kw] = g.kernel.map(|v| v as usize);
         let ow = g.output[1] as usize;
-        if !self.gather_avx512 || self.pointwise {
+        if !self.gather_avx512 || !g.gathers_by_vectors() {
             return None;
         }
         let (ci, tap) = (k / (kh * kw), k % (kh * kw));
@@ -193,11 +197,8 @@ impl Im2col<'_> {
         let (ay, ax) = (ky * g.dilations[0] as isize - g.pad_begin[0] as isize, kx * g.dilations[1] as isize - g.pad_begin[1] as isize);
         let plane = &self.x[ci * ih * iw..][..ih * iw];
         match g.strides {
-            [1, 1] if ow == iw && ow < GATHER_BELOW => Some(gather::Row { plane, ih, iw, ow, iy0: ay, ix0: ax }),
-            // Splitting a channel writes four phase planes: on 16-31 wide
-            // outputs it pays only when several taps read them (a 1×1/2
-            // downsample read one and lost to the runs).
-            [2, 2] if (ow < GATHER_BELOW || (ow < 2 * GATHER_BELOW && kh * kw >= 4)) && iw <= 2 * ow && iw <= 64 && 4 * ih.div_ceil(2) * ow <= gather::PHASE_FLOATS => {
+            [1, 1] => Some(gather::Row { plane, ih, iw, ow, iy0: ay, ix0: ax }),
+            _ => {
                 let hp = ih.div_ceil(2);
                 if phases.channel != Some(ci) {
                     // SAFETY: gather_avx512 is set only when the CPU has AVX-512F.
@@ -214,7 +215,6 @@ impl Im2col<'_> {
                     ix0: ax.div_euclid(2),
                 })
             }
-            _ => None,
         }
     }
 }
@@ -469,6 +469,40 @@ impl ConvGemm {
             return 0;
         }
         self.batch * self.in_channels * self.kernel[0] * self.kernel[1] * self.output[0] * self.output[1]
+    }
+
+    /// The pieces B's gather copies one at a time, each with a set-up
+    /// beyond its floats (the cost model charges them): 16 columns at a
+    /// time on the vector path, an output row's inside part of each im2col
+    /// row at stride 1, every float at wider strides.
+    pub fn gathered_runs(&self) -> u64 {
+        let floats = self.gathered_floats();
+        let ow = self.output[1];
+        if self.gathers_by_vectors() {
+            floats / ow.max(1) * ow.div_ceil(16)
+        } else if self.strides[1] == 1 {
+            floats / ow.max(1)
+        } else {
+            floats
+        }
+    }
+
+    /// Whether B's im2col rows are built 16 columns at a time (AVX-512 on
+    /// narrow maps: masked shifts of the plane, or of a stride-2 plane's
+    /// phases) rather than copied run by run.
+    fn gathers_by_vectors(&self) -> bool {
+        let [ih, iw] = self.input.map(|v| v as usize);
+        let (ow, taps) = (self.output[1] as usize, (self.kernel[0] * self.kernel[1]) as usize);
+        self.isa == Isa::Avx512
+            && !self.pointwise()
+            && match self.strides {
+                [1, 1] => ow == iw && ow < GATHER_BELOW,
+                // Splitting a channel writes four phase planes: on 16-31 wide
+                // outputs it pays only when several taps read them (a 1×1/2
+                // downsample read one and lost to the runs).
+                [2, 2] => (ow < GATHER_BELOW || (ow < 2 * GATHER_BELOW && taps >= 4)) && iw <= 2 * ow && iw <= 64 && 4 * ih.div_ceil(2) * ow <= PHASE_FLOATS,
+                _ => false,
+            }
     }
 
     fn pointwise(&self) -> bool {
@@ -855,6 +889,43 @@ mod tests {
             };
             compare(&k, &mut rng);
         }
+    }
+
+    #[test]
+    fn gathered_runs_follow_the_gather_path() {
+        let base = ConvGemm {
+            batch: 1,
+            in_channels: 8,
+            out_channels: 16,
+            group: 1,
+            input: [14, 14],
+            kernel: [3, 3],
+            strides: [1, 1],
+            dilations: [1, 1],
+            pad_begin: [1, 1],
+            output: [14, 14],
+            epilogue: Epilogue::default(),
+            isa: Isa::Avx512,
+            axis: GemmAxis::Columns,
+            input_scale: false,
+        };
+        // 14 wide at stride 1: 16 columns at a time (AVX-512) or a run (AVX2), one a row.
+        assert!(base.gathers_by_vectors());
+        assert_eq!(base.gathered_runs(), 8 * 9 * 14);
+        assert_eq!(ConvGemm { isa: Isa::Avx2, ..base.clone() }.gathered_runs(), 8 * 9 * 14);
+        // 56 wide at stride 1: a run a row.
+        let wide = ConvGemm { input: [56, 56], output: [56, 56], ..base.clone() };
+        assert!(!wide.gathers_by_vectors());
+        assert_eq!(wide.gathered_runs(), 8 * 9 * 56);
+        // 3×3/2 from 56 to 28 with AVX-512: phase planes, two pieces a row of 28.
+        let halve = ConvGemm { input: [56, 56], strides: [2, 2], output: [28, 28], ..base.clone() };
+        assert!(halve.gathers_by_vectors());
+        assert_eq!(halve.gathered_runs(), 8 * 9 * 28 * 2);
+        // 11×11/4: every float on its own.
+        let stem = ConvGemm { in_channels: 3, input: [227, 227], kernel: [11, 11], strides: [4, 4], pad_begin: [0, 0], output: [55, 55], ..base.clone() };
+        assert_eq!(stem.gathered_runs(), stem.gathered_floats());
+        // B is X: nothing gathered.
+        assert_eq!(ConvGemm { kernel: [1, 1], pad_begin: [0, 0], ..base }.gathered_runs(), 0);
     }
 
     #[test]

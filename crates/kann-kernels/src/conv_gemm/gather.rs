@@ -27,7 +27,7 @@ pub(super) struct Row<'a> {
 }
 
 /// Floats of a channel's four phase planes at most (see [`split_phases`]).
-pub(super) const PHASE_FLOATS: usize = 4096;
+pub(super) const PHASE_FLOATS: usize = super::PHASE_FLOATS;
 
 /// The four phase planes of a stride-2 convolution's input plane `x`
 /// (`ih × iw`), each `ceil(ih/2)` rows of `ow` floats:
