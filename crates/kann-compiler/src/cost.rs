@@ -9,6 +9,10 @@
 //! cluster, sum of measured over estimated step times per kernel family,
 //! within ~15% for the convolutions, which are 85-95% of the time);
 //! AVX2 and portable rates are scaled from the kernels' tile measurements.
+//! That machine runs 10-20% faster or slower from one hour to the next
+//! (ONNX Runtime's ResNet-50 at one thread 50-62 ms): the AVX-512 GEMM rate
+//! sits between its phases (measured / estimated 0.80-0.86 on the GEMM
+//! networks in a fast phase at 160 GFLOP/s, 0.91-1.03 in a slow one).
 
 use kann_kernels::Activation;
 use kann_kernels::packed::Isa;
@@ -49,7 +53,8 @@ pub struct CostModel {
     /// AVX2, AVX-512): short rows and per-row set-up keep it below the
     /// other SIMD kernels (AVX-512 reduces rows of up to 32 in registers:
     /// ~30e9 on 14×14 planes, while 56×56 and larger ones stream at the
-    /// memory's pace).
+    /// memory's pace; GoogLeNet's 13 MaxPools ran at 0.76 of the estimate
+    /// at 14e9).
     pub pool_flops: [f64; 3],
     /// Fixed cost of starting a part on a cluster (call + cache warm-up).
     pub launch_s: f64,
@@ -70,11 +75,11 @@ impl CostModel {
     pub fn portable() -> CostModel {
         CostModel {
             matmul_flops: 6e9,
-            packed_flops: [24e9, 75e9, 160e9],
+            packed_flops: [24e9, 75e9, 172e9],
             other_flops: 14e9,
             simd_other_flops: [5e9, 13e9, 20e9],
             depthwise_flops: [7e9, 15e9, 35e9],
-            pool_flops: [3e9, 6e9, 14e9],
+            pool_flops: [3e9, 6e9, 16e9],
             bytes_per_s: 40e9,
             weight_bytes_per_s: 12e9,
             gather_bytes_per_s: 6e9,
@@ -141,10 +146,12 @@ impl CostModel {
             // F(2x2, 3x3) does 2.25x fewer, with transforms per 4 outputs
             // but a quarter of F(4x4)'s transformed weights per tile: 2.1
             // fit on ResNet-50, Inception v2 and GoogLeNet at 1 cluster
-            // (1.7 left them at 0.67-0.79 of the estimate).
+            // (1.7 left them at 0.67-0.79 of the estimate). F(4x4) 2.8 -> 3.0
+            // after GoogLeNet's 28x28 layers ran at 0.79 of the estimate
+            // (medians of 5 runs at 1 cluster).
             Kernel::Winograd(w) => {
                 let gain = match w.tile {
-                    kann_kernels::winograd::WinogradTile::F4x4 => 2.8,
+                    kann_kernels::winograd::WinogradTile::F4x4 => 3.0,
                     kann_kernels::winograd::WinogradTile::F2x2 => 2.1,
                 };
                 gain * self.packed_flops[isa_index(w.isa)] * short_depth(w.in_channels) * few_outputs(w.out_channels)
