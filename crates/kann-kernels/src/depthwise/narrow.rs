@@ -75,9 +75,7 @@ pub(super) fn fits_split(k: &DepthwiseConv) -> bool {
 pub(super) fn split_part(row: &[f32], q: usize, dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if Isa::Avx512.available() {
-        let evens = row.len().div_ceil(2);
-        let (e, o) = dst.split_at_mut(evens.saturating_sub(q).min(dst.len()));
-        let first_odd = q.max(evens) - evens;
+        let (e, o, first_odd) = halves(row.len(), q, dst);
         // SAFETY: the CPU has AVX-512F.
         unsafe {
             simd::every_other(&row[(2 * q).min(row.len())..], e);
@@ -88,14 +86,20 @@ pub(super) fn split_part(row: &[f32], q: usize, dst: &mut [f32]) {
     split_part_portable(row, q, dst);
 }
 
+/// `dst` (columns `q..` of a split row of `len` floats) cut where the odd
+/// columns start, and the first odd column in it.
+fn halves(len: usize, q: usize, dst: &mut [f32]) -> (&mut [f32], &mut [f32], usize) {
+    let evens = len.div_ceil(2);
+    let (e, o) = dst.split_at_mut(evens.saturating_sub(q).min(dst.len()));
+    (e, o, q.max(evens) - evens)
+}
+
 /// [`split_part`] one float at a time.
 fn split_part_portable(row: &[f32], q: usize, dst: &mut [f32]) {
-    let evens = row.len().div_ceil(2);
-    let (e, o) = dst.split_at_mut(evens.saturating_sub(q).min(dst.len()));
+    let (e, o, first_odd) = halves(row.len(), q, dst);
     for (i, d) in e.iter_mut().enumerate() {
         *d = row[2 * (q + i)];
     }
-    let first_odd = q.max(evens) - evens;
     for (i, d) in o.iter_mut().enumerate() {
         *d = row[2 * (first_odd + i) + 1];
     }
