@@ -22,7 +22,7 @@
 //! the residual (Y's shape) if `epilogue.residual`. Output: Y `[N, M, oh, ow]`.
 
 use crate::kernel::{expect_io, KernelImpl};
-use crate::packed::{self, Isa};
+use crate::packed::{self, pack::{packed_a_len, PackedA}, Isa};
 use crate::{Epilogue, Io};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
@@ -237,6 +237,7 @@ impl ConvDirect {
         });
         assert!(reach <= copy.len(), "conv direct copy reach");
         let act = self.epilogue.activation;
+        let a = PackedA::new(&w[..packed_a_len(g.m, k, self.isa)], g.m, k, self.isa);
         for i in 0..g.m.div_ceil(mr) {
             let rows_c = mr.min(g.m - i * mr);
             for oy in oy0..oy0 + oys {
@@ -244,34 +245,24 @@ impl ConvDirect {
                     let cols = nr.min(g.ow - ox0);
                     let base = copy[(oy - oy0) * g.sh * g.wq + ox0..].as_ptr();
                     let at = (b * g.m + i * mr) * plane_out + oy * g.ow + ox0;
-                    let e = packed::TileEpi {
-                        accumulate: false,
-                        finish: true,
-                        bias: bias.map_or(std::ptr::null(), |bv| bv[i * mr..].as_ptr()),
-                        // Only into Y (row0 0, Y's planes): the residual has its layout.
-                        residual: residual.map_or(std::ptr::null(), |r| r[at..].as_ptr()),
-                        act,
-                        next_a: std::ptr::null(),
-                        b_ahead: false,
-                    };
-                    let a = w[i * mr * k..][..mr * k].as_ptr();
-                    // SAFETY: C's rows_c × cols tile (stride out_plane) lies in
-                    // this part's rows of `out` (asserted); every B row reads NR floats
-                    // inside `copy` (asserted); the ISA is the kernel's (checked in run).
-                    unsafe {
-                        packed::tile_indirect(
-                            self.isa,
-                            k,
-                            a,
-                            base,
-                            offs.as_ptr(),
-                            out.add(i * mr * out_plane + (oy - row0) * g.ow + ox0),
-                            out_plane,
-                            rows_c,
-                            cols,
-                            &e,
-                        )
-                    };
+                    // Partial sums cross A's K blocks through the output.
+                    for (k0, kc) in a.blocks() {
+                        let e = packed::TileEpi {
+                            accumulate: k0 > 0,
+                            finish: k0 + kc == k,
+                            bias: bias.map_or(std::ptr::null(), |bv| bv[i * mr..].as_ptr()),
+                            // Only into Y (row0 0, Y's planes): the residual has its layout.
+                            residual: residual.map_or(std::ptr::null(), |r| r[at..].as_ptr()),
+                            act,
+                            next_a: std::ptr::null(),
+                            b_ahead: false,
+                        };
+                        let c = out.wrapping_add(i * mr * out_plane + (oy - row0) * g.ow + ox0);
+                        // SAFETY: C's rows_c × cols tile (stride out_plane) lies in
+                        // this part's rows of `out` (asserted); every B row reads NR floats
+                        // inside `copy` (asserted); the ISA is the kernel's (checked in run).
+                        unsafe { packed::tile_indirect(self.isa, kc, a.panel(i, k0, kc).as_ptr(), base, offs[k0..].as_ptr(), c, out_plane, rows_c, cols, &e) };
+                    }
                 }
             }
         }
@@ -439,8 +430,10 @@ mod tests {
                 k.out_channels = 13;
                 compare(&k, &mut rng, 2);
             }
-            // ResNet's 7×7/2 stem and MobileNet's 3×3/2 one, on smaller maps.
-            for (kk, p, hw) in [(7u64, 3u64, 64u64), (3, 1, 50)] {
+            // ResNet's 7×7/2 stem and MobileNet's 3×3/2 one, on smaller maps,
+            // and AlexNet's 11×11/2 one (363 taps: two K blocks, their partial
+            // sums meeting in the output before the epilogue).
+            for (kk, p, hw) in [(7u64, 3u64, 64u64), (3, 1, 50), (11, 2, 70)] {
                 let out = (hw + 2 * p - kk) / 2 + 1;
                 let k = ConvDirect {
                     batch: 1,

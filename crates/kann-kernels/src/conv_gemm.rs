@@ -21,7 +21,7 @@
 //! `[N, C]` if `input_scale`. Output: Y `[N, M, oh, ow]`.
 
 use crate::kernel::{expect_io, KernelImpl};
-use crate::packed::{self, pack::pack_a, BSource, GemmCall, Isa};
+use crate::packed::{self, pack::{pack_a, PackedA}, BSource, GemmCall, Isa};
 use crate::{Epilogue, Io};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
@@ -125,12 +125,13 @@ unsafe fn pointwise_in_place(isa: Isa, call: &GemmCall, x: &[f32], plane: usize,
             }
             (panel.as_ptr(), &offs[..k])
         };
-        for i in 0..call.m.div_ceil(mr) {
+        for (i, (k0, kc)) in (0..call.m.div_ceil(mr)).flat_map(|i| call.a.blocks().map(move |b| (i, b))) {
             let rows = mr.min(call.m - i * mr);
             let off = i * mr * call.ldc + q * nr;
             let e = packed::TileEpi {
-                accumulate: false,
-                finish: true,
+                // Partial sums cross A's K blocks through C.
+                accumulate: k0 > 0,
+                finish: k0 + kc == k,
                 bias: call.bias.map_or(std::ptr::null(), |bv| bv[i * mr..].as_ptr()),
                 // SAFETY: inside the residual (C's layout).
                 residual: if call.residual.is_null() { call.residual } else { unsafe { call.residual.add(off) } },
@@ -140,8 +141,8 @@ unsafe fn pointwise_in_place(isa: Isa, call: &GemmCall, x: &[f32], plane: usize,
                 b_ahead: i == 0 && cols == nr,
             };
             // SAFETY: the tile lies inside C; each B row holds NR floats (whole
-            // panels of X, or the packed tail); A's panel i is k deep.
-            unsafe { packed::tile_indirect(isa, k, call.a[i * mr * k..][..mr * k].as_ptr(), base, offs_p.as_ptr(), call.c.add(off), call.ldc, rows, cols, &e) };
+            // panels of X, or the packed tail); A's panel i is kc deep there.
+            unsafe { packed::tile_indirect(isa, kc, call.a.panel(i, k0, kc).as_ptr(), base, offs_p[k0..].as_ptr(), call.c.add(off), call.ldc, rows, cols, &e) };
         }
     }
 }
@@ -536,7 +537,7 @@ impl ConvGemm {
             m: rows.len(),
             k,
             n: cols.len(),
-            a: &w[grp * a_group + rows.start * k..],
+            a: PackedA::new(&w[grp * a_group..][..a_group], mg, k, self.isa).after_panels(rows.start / self.isa.mr()),
             // SAFETY: in bounds (asserted above); this part alone writes these
             // rows' columns `cols` (the run contract).
             c: unsafe { (y.as_ptr() as *mut f32).add(at) },

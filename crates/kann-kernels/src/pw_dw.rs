@@ -30,7 +30,7 @@
 use crate::conv_gemm::Prepacked;
 use crate::depthwise::{split_row_part, DepthwiseConv};
 use crate::kernel::{expect_io, KernelImpl};
-use crate::packed::{self, BSource, GemmCall, Isa};
+use crate::packed::{self, pack::PackedA, BSource, GemmCall, Isa};
 use crate::{Epilogue, Io};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
@@ -188,14 +188,14 @@ impl PointwiseDepthwise {
         let bpack = &mut bpack[..packed::packed_whole_len(self.isa, c, n)];
         packed::pack_whole(self.isa, &src, c, n, 0..n.div_ceil(nr), bpack);
         let y = io.outputs[0].as_ptr() as *mut f32;
-        let a_panel = packed::pack::packed_a_len(mr, c, self.isa);
+        let a = PackedA::new(&a[..packed::pack::packed_a_len(e, c, self.isa)], e, c, self.isa);
         for g in 0..e.div_ceil(mr) {
             let rows = mr.min(e - g * mr);
             let call = GemmCall {
                 m: rows,
                 k: c,
                 n,
-                a: &a[g * a_panel..][..a_panel],
+                a: a.after_panels(g),
                 c: ebuf.as_mut_ptr(),
                 ldc: n,
                 bias: pw_bias.map(|b| &b[g * mr..][..rows]),

@@ -38,7 +38,7 @@
 //! the residual (Y's shape) if `epilogue.residual`. Output: Y `[N, K, oh, ow]`.
 
 use crate::kernel::{expect_io, KernelImpl};
-use crate::packed::{self, pack::pack_a, BSource, GemmCall, Isa};
+use crate::packed::{self, pack::{pack_a, PackedA}, BSource, GemmCall, Isa};
 use crate::packed::PwAct;
 use crate::{Epilogue, Io};
 use transform::{Finish, Geometry, Lanes, PackedV, TileVec, LANES};
@@ -365,10 +365,9 @@ impl WinogradConv {
         let (rows, ld, m_stride) = (k1 - k0, Self::m_ld(tb), Self::m_stride(tb, k1 - k0));
         let positions = self.tile.positions();
         assert!(m.len() >= positions * m_stride && v.len() >= self.v_len(tb) && n <= tb && k0 % mr == 0 && k1 <= k, "winograd scratch is too small");
-        // Rows k0..k1 of a packed U[ξ]: its panels from k0 / MR on.
-        let (a0, a_rows) = (k0 / mr * c * mr, rows.div_ceil(mr) * c * mr);
         for xi in 0..positions {
-            let a = &u[xi * a_len + a0..][..a_rows];
+            // Rows k0..k1 of a packed U[ξ]: its panels from k0 / MR on.
+            let a = PackedA::new(&u[xi * a_len..][..a_len], k, c, self.isa).after_panels(k0 / mr);
             let call = GemmCall { m: rows, k: c, n, a, c: m[xi * m_stride..][..rows * ld].as_mut_ptr(), ldc: ld, bias: None, residual: std::ptr::null(), act: crate::Activation::None };
             let src = Transformed { v: &v[xi * v_stride..][..v_len], channels: c, nr };
             // SAFETY: C is this block's M[ξ] (k rows of ld ≥ n floats) in

@@ -3,9 +3,10 @@
 //! applied to each tile while it is in registers.
 //!
 //! Layouts (see [`pack`]):
-//! - A (the weights) is packed at generate into row panels of `MR` rows:
-//!   `[ceil(M/MR)][K][MR]`, rows past M zero. A microkernel reads one panel's
-//!   `kc` columns as one contiguous run, whatever the K blocking.
+//! - A (the weights) is packed at generate into row panels of `MR` rows,
+//!   K block after K block: `[K block][ceil(M/MR)][kc][MR]`, rows past M
+//!   zero ([`pack::PackedA`]). A microkernel reads one panel's `kc` columns
+//!   as one run, and a row block's panels follow each other in memory.
 //! - B (the activations) is packed at run time, one `KC × NC` block at a time,
 //!   into column panels of `NR` columns in the cluster's scratch:
 //!   `[ceil(nc/NR)][kc][NR]`, columns past the block zero.
@@ -14,7 +15,8 @@
 //! stays in the 48 KiB L1 while the `MC / MR` A panels of the current row
 //! block stream past it from L2 (`MC × KC` = 240 KiB); the packed `KC × NC` B
 //! block (384 KiB) stays in L2 across the row blocks. K is cut into blocks
-//! of equal depth (at most KC: no shallow last block). Partial sums cross K
+//! of equal depth (at most KC: no shallow last block), A's packing blocks.
+//! Partial sums cross K
 //! blocks through C itself (the first block stores, later ones add); the
 //! epilogue runs with the last K block. The SIMD tiles prefetch their A
 //! panel a few steps ahead and their C (and residual) lines before the K loop.
@@ -386,8 +388,8 @@ pub(crate) struct GemmCall<'a> {
     pub m: usize,
     pub k: usize,
     pub n: usize,
-    /// Packed A, from the first row panel of this call (`K * MR` per panel).
-    pub a: &'a [f32],
+    /// Packed A, from the first row panel of this call.
+    pub a: pack::PackedA<'a>,
     /// C's first element; row `i` starts `i * ldc` further.
     pub c: *mut f32,
     pub ldc: usize,
@@ -413,26 +415,17 @@ pub fn scratch_floats(isa: Isa, k: usize, n: usize) -> usize {
 /// no one else touches C's elements meanwhile; `a` holds the packed panels
 /// covering `m` rows; `scratch` holds [`scratch_floats`]; the CPU has `isa`.
 pub(crate) unsafe fn gemm(isa: Isa, call: &GemmCall, b: &impl BSource, scratch: &mut [f32]) {
-    // SAFETY: the caller's contract.
-    unsafe { gemm_blocked(isa, call, b, scratch, KC) }
-}
-
-/// [`gemm`] with K blocks at most `kc_max` deep (`<= KC`; the speed test
-/// tries others).
-///
-/// # Safety
-/// As [`gemm`].
-pub(crate) unsafe fn gemm_blocked(isa: Isa, call: &GemmCall, b: &impl BSource, scratch: &mut [f32], kc_max: usize) {
     assert!(isa.available(), "the packed kernel needs {}, which this CPU lacks", isa.name());
-    assert!((1..=KC).contains(&kc_max), "K blocks of {kc_max} do not fit the scratch");
+    assert!(call.a.panels() >= call.m.div_ceil(isa.mr()), "packed A holds fewer than the call's {} rows", call.m);
+    assert_eq!(call.a.k(), call.k, "packed A's depth");
     // SAFETY: the caller's contract; the ISA is present (checked above).
     unsafe {
         match isa {
-            Isa::Generic => gemm_with::<micro_generic::Generic>(call, b, scratch, kc_max),
+            Isa::Generic => gemm_with::<micro_generic::Generic>(call, b, scratch),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => gemm_with::<micro_avx2::Avx2>(call, b, scratch, kc_max),
+            Isa::Avx2 => gemm_with::<micro_avx2::Avx2>(call, b, scratch),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => gemm_with::<micro_avx512::Avx512>(call, b, scratch, kc_max),
+            Isa::Avx512 => gemm_with::<micro_avx512::Avx512>(call, b, scratch),
             #[cfg(not(target_arch = "x86_64"))]
             _ => unreachable!("checked by available()"),
         }
@@ -494,7 +487,7 @@ fn pack_b<M: Micro>(b: &impl BSource, k0: usize, kc: usize, n0: usize, nc: usize
 ///
 /// # Safety
 /// As [`gemm`].
-unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [f32], kc_max: usize) {
+unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [f32]) {
     let (m, k, n) = (call.m, call.k, call.n);
     // Column blocks of equal width (in whole panels), at most NC.
     let width = n.div_ceil(n.div_ceil(NC).max(1)).next_multiple_of(M::NR);
@@ -503,10 +496,9 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
     for n0 in (0..n).step_by(width.max(1)) {
         let nc = width.min(n - n0);
         let panels = nc.div_ceil(M::NR);
-        // K blocks of equal depth, at most kc_max (no shallow last block).
-        let depth = k.div_ceil(k.div_ceil(kc_max).max(1));
-        for k0 in (0..k).step_by(depth.max(1)) {
-            let kc = depth.min(k - k0);
+        let blocks: Vec<(usize, usize)> = call.a.blocks().collect();
+        for (bi, &(k0, kc)) in blocks.iter().enumerate() {
+            assert!(kc <= KC, "K blocks of {kc} do not fit the scratch");
             // Panel p of this block: kc rows of NR floats at bp + p * stride.
             let full = nc / M::NR;
             let (bp, stride): (*const f32, usize) = match whole {
@@ -540,11 +532,10 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                         // The first column panel streams A from memory, a
                         // panel per tile: meanwhile ask for the next panel's
                         // block (after the last panel, the next K block's
-                        // first). Panels of one K block lie K·MR floats
-                        // apart, too far for the hardware prefetchers.
-                        let next_a = match p {
-                            0 if i + 1 < m.div_ceil(M::MR) => call.a.get(((i + 1) * k + k0) * M::MR..),
-                            0 if k0 + kc < k => call.a.get((k0 + kc) * M::MR..),
+                        // first) in L2.
+                        let next_a = match (p, blocks.get(bi + 1)) {
+                            (0, _) if i + 1 < m.div_ceil(M::MR) => Some(call.a.panel(i + 1, k0, kc)),
+                            (0, Some(&(k1, kc1))) => Some(call.a.panel(0, k1, kc1)),
                             _ => None,
                         };
                         let e = TileEpi {
@@ -557,7 +548,7 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                             next_a: next_a.map_or(std::ptr::null(), |a| a.as_ptr()),
                             b_ahead: false,
                         };
-                        let a = call.a[(i * k + k0) * M::MR..][..kc * M::MR].as_ptr();
+                        let a = call.a.panel(i, k0, kc).as_ptr();
                         // SAFETY: panel p of the block (panels · stride floats, sized above).
                         let bpp = unsafe { bp.add(p * stride) };
                         // SAFETY: the tile lies inside C (rows < m, cols < n).

@@ -2,7 +2,7 @@
 //! CPU has: every remainder of M, N and K around the tile and block sizes,
 //! every epilogue.
 
-use super::pack::pack_a;
+use super::pack::{pack_a, pack_a_blocked, PackedA};
 use super::*;
 use crate::conv::testutil::Rng;
 
@@ -50,7 +50,7 @@ fn check_with(isa: Isa, cs: &Case, rng: &mut Rng, strided: bool) {
         m,
         k,
         n,
-        a: &packed,
+        a: PackedA::new(&packed, m, k, isa),
         c: c.as_mut_ptr(),
         ldc,
         bias: cs.bias.then_some(&bias[..]),
@@ -141,7 +141,7 @@ fn simd_tiles_agree_with_the_portable_one() {
         let packed = pack_a(&a, m, k, isa);
         let mut c = vec![0.0f32; m * n];
         let mut scratch = vec![0.0f32; scratch_floats(isa, k, n)];
-        let call = GemmCall { m, k, n, a: &packed, c: c.as_mut_ptr(), ldc: n, bias: None, residual: std::ptr::null(), act: Activation::HardSwish };
+        let call = GemmCall { m, k, n, a: PackedA::new(&packed, m, k, isa), c: c.as_mut_ptr(), ldc: n, bias: None, residual: std::ptr::null(), act: Activation::HardSwish };
         // SAFETY: sizes as stated; the ISA is present.
         unsafe { gemm(isa, &call, &Matrix { data: &b, ld: n, strided: true }, &mut scratch) };
         c
@@ -191,15 +191,15 @@ fn speed() {
         // KANN_SPEED_KC=128,192 also tries shallower K blocks.
         let kcs: Vec<usize> = std::env::var("KANN_SPEED_KC").map_or(vec![KC], |v| v.split(',').map(|x| x.parse().expect("KANN_SPEED_KC")).collect());
         for (isa, kc_max) in isas().into_iter().filter(|i| only.as_deref().is_none_or(|o| o == i.name())).flat_map(|i| kcs.iter().map(move |&kc| (i, kc))) {
-            let packed = pack_a(&a, m, k, isa);
+            let packed = pack_a_blocked(&a, m, k, isa, kc_max);
             let mut c = vec![0.0f32; m * n];
             let mut scratch = vec![0.0f32; scratch_floats(isa, k, n)];
-            let call = GemmCall { m, k, n, a: &packed, c: c.as_mut_ptr(), ldc: n, bias: None, residual: std::ptr::null(), act: Activation::Relu };
+            let call = GemmCall { m, k, n, a: PackedA::blocked(&packed, m, k, isa, kc_max), c: c.as_mut_ptr(), ldc: n, bias: None, residual: std::ptr::null(), act: Activation::Relu };
             let mut times = Vec::new();
             for _ in 0..21 {
                 let t = cpu_seconds();
                 // SAFETY: sizes as stated; the ISA is present.
-                unsafe { gemm_blocked(isa, &call, &Matrix { data: &b, ld: n, strided: true }, &mut scratch, kc_max) };
+                unsafe { gemm(isa, &call, &Matrix { data: &b, ld: n, strided: true }, &mut scratch) };
                 times.push(cpu_seconds() - t);
             }
             times.sort_by(f64::total_cmp);
@@ -266,7 +266,7 @@ fn gemm_speed() {
             let lead = scratch0.as_ptr().align_offset(64);
             let scratch = &mut scratch0[lead..];
             let bias = rng.vec(m);
-            let call = GemmCall { m, k, n, a: &packed, c: c.as_mut_ptr(), ldc: n, bias: Some(&bias), residual: std::ptr::null(), act: Activation::Relu };
+            let call = GemmCall { m, k, n, a: PackedA::new(&packed, m, k, isa), c: c.as_mut_ptr(), ldc: n, bias: Some(&bias), residual: std::ptr::null(), act: Activation::Relu };
             let src = Matrix { data: &b, ld: n, strided: true };
             let reps = (2e9 / (2.0 * (m * k * n) as f64)).ceil() as usize;
             let mut best = f64::INFINITY;

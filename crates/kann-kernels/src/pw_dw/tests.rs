@@ -117,6 +117,35 @@ fn matches_the_unfused_pair_on_random_geometries() {
     }
 }
 
+#[test]
+fn expands_from_more_channels_than_a_k_block() {
+    // The 1×1's weights span two K blocks: its partial sums meet in the
+    // expanded rows before the depthwise reads them.
+    let mut rng = Rng(73);
+    let acts = all_activations();
+    let mut base = random_layer(&mut rng, [acts[1], acts[2]]);
+    base.in_channels = crate::packed::KC as u64 + 9;
+    let d = &base.depthwise;
+    let (c, e) = (base.in_channels as usize, d.out_channels as usize);
+    let (kh, kw) = (d.kernel[0] as usize, d.kernel[1] as usize);
+    let x = rng.vec(d.batch as usize * c * (d.input[0] * d.input[1]) as usize);
+    let (pw, pw_bias, taps, dw_bias) = (rng.vec(e * c), rng.vec(e), rng.vec(e * kh * kw), rng.vec(e));
+    let want = unfused(&base, &x, &pw, &pw_bias, &taps, &dw_bias);
+    for isa in isas() {
+        let k = PointwiseDepthwise { isa, depthwise: DepthwiseConv { isa, ..base.depthwise.clone() }, ..base.clone() };
+        let mut ins = vec![x.clone(), pack_a(&pw, e, c, isa)];
+        if k.pointwise.bias {
+            ins.push(pw_bias.clone());
+        }
+        ins.push(taps.clone());
+        if d.epilogue.bias {
+            ins.push(dw_bias.clone());
+        }
+        let got = run_parts(&k, &ins, &[out_len(&k)], 2).remove(0);
+        assert_close(&got, &want, 2e-5 * (c as f32).sqrt());
+    }
+}
+
 /// Stride-2 layers as MobileNet and EfficientNet have them (3×3 and 5×5,
 /// even and odd widths, several bands): on an AVX-512 CPU every band runs
 /// the depthwise path over split rows, and the result matches the pair.

@@ -108,6 +108,26 @@ fn several_blocks_per_part() {
     compare(&k, &mut rng);
 }
 
+#[test]
+fn deeper_than_a_k_block() {
+    // 300 input channels: each U[ξ] is packed in two K blocks, whose
+    // partial sums meet in M[ξ].
+    let mut rng = Rng(47);
+    let k = WinogradConv {
+        batch: 1,
+        in_channels: crate::packed::KC as u64 + 44,
+        out_channels: 20,
+        input: [9, 10],
+        pad_begin: [1, 1],
+        output: [9, 10],
+        epilogue: Epilogue { bias: true, residual: false, activation: crate::Activation::Relu },
+        isa: Isa::Generic,
+        axis: WinogradAxis::Tiles,
+        tile: WinogradTile::F4x4,
+    };
+    compare(&k, &mut rng);
+}
+
 /// The direct convolution in f64 (no epilogue).
 fn conv_f64(k: &WinogradConv, x: &[f32], w: &[f32]) -> Vec<f64> {
     let (c, m) = (k.in_channels as usize, k.out_channels as usize);
