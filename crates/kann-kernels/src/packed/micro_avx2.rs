@@ -2,7 +2,7 @@
 //! registers) plus two B vectors and one broadcast of A. Edge tiles merge
 //! through masked loads and stores.
 
-use super::{activate_scalar, merge_scalar, prefetch, prefetch_l2, simd_tile, Micro, NarrowTile, PwAct, TileEpi, A_AHEAD, NARROW_COLS, PACK_AHEAD};
+use super::{activate_scalar, merge_scalar, two_tiles, prefetch, prefetch_l2, simd_tile, Micro, NarrowTile, PwAct, TileEpi, A_AHEAD, NARROW_COLS, PACK_AHEAD};
 use std::arch::x86_64::*;
 
 /// The mask of the first `n` (< 8) lanes (all bits set in those lanes).
@@ -50,5 +50,6 @@ simd_tile!(
     mul = _mm256_mul_ps,
     max = _mm256_max_ps,
     min = _mm256_min_ps,
-    narrow = None
+    narrow = None,
+    wide = false
 );

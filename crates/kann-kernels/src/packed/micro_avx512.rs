@@ -4,7 +4,7 @@
 //! each K step loads 2 vectors and 8 scalars for 16 FMAs. Edge tiles merge
 //! through masked loads and stores.
 
-use super::{activate_scalar, merge_scalar, prefetch, prefetch_l2, simd_tile, Micro, NarrowTile, PwAct, TileEpi, A_AHEAD, NARROW_COLS, PACK_AHEAD};
+use super::{activate_scalar, merge_scalar, two_tiles, prefetch, prefetch_l2, simd_tile, Micro, NarrowTile, PwAct, TileEpi, A_AHEAD, NARROW_COLS, PACK_AHEAD};
 use std::arch::x86_64::*;
 
 /// The mask of the first `n` (< 16) lanes.
@@ -52,7 +52,8 @@ simd_tile!(
     mul = _mm512_mul_ps,
     max = _mm512_max_ps,
     min = _mm512_min_ps,
-    narrow = Some(narrow_tile)
+    narrow = Some(narrow_tile),
+    wide = true
 );
 
 /// The narrow columns of a tile (see [`super::NarrowTile`]): one 8-lane

@@ -30,7 +30,12 @@
 //! compiler vectorises). Edge tiles (M or N remainders) run the same
 //! microkernel and merge only their valid rows and columns (masked vector
 //! loads and stores); a tile of at most one vector's columns computes only
-//! that vector.
+//! that vector. With AVX-512, a last panel of at most a vector and four
+//! columns joins the full panel before it in one wide 8×48 tile (24
+//! accumulators; the rest as column products): on 7×7 maps (32 + 17
+//! columns) and 28×28 ones (… + 16) its half-width tile had half the
+//! independent sums (ResNet-50's layer4 7-13 % faster; as one tile of the
+//! whole GEMM, 8×48 measured no better than 8×32 and wasted columns).
 
 pub mod pack;
 
@@ -225,6 +230,38 @@ pub(crate) trait Micro {
     /// `NR` floats and `dst` for writing `kc · NR`, apart from them.
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile_packing(kc: usize, a: *const f32, src: *const f32, ld: usize, dst: *mut f32, c: *mut f32, ldc: usize, rows: usize, e: &TileEpi);
+
+    /// Most columns [`Micro::tile_wide`] takes as one tile (three vectors and
+    /// a narrow tail), or 0 where the ISA lacks the registers for it.
+    const WIDE_COLS: usize = 0;
+
+    /// [`Micro::tile`] over two adjacent B panels, `NR < cols <= WIDE_COLS`
+    /// columns: the first panel at `b`, the second `stride` floats after.
+    /// A last panel of a vector's columns or less then runs with its
+    /// neighbour at the full tile's rate instead of as a tile of its own
+    /// with half the independent sums (7×7 maps: 32 + 17 columns).
+    ///
+    /// # Safety
+    /// As [`Micro::tile`] with the two panels at `b` and `b + stride`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_wide(kc: usize, a: *const f32, b: *const f32, stride: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
+        // SAFETY: the caller's contract.
+        unsafe { two_tiles::<Self>(kc, a, b, stride, c, ldc, rows, cols, e) }
+    }
+}
+
+/// [`Micro::tile_wide`] as two tiles, one panel at a time.
+///
+/// # Safety
+/// As [`Micro::tile_wide`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn two_tiles<M: Micro + ?Sized>(kc: usize, a: *const f32, b: *const f32, stride: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
+    let residual = if e.residual.is_null() { e.residual } else { e.residual.wrapping_add(M::NR) };
+    // SAFETY: the caller's contract, one panel at a time.
+    unsafe {
+        M::tile(kc, a, b, c, ldc, rows, M::NR, e);
+        M::tile(kc, a, b.add(stride), c.add(M::NR), ldc, rows, cols - M::NR, &TileEpi { residual, ..*e });
+    }
 }
 
 /// Merges a computed `rows × cols` tile (`tile`, `NR` apart) into C with the
@@ -496,18 +533,21 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
     for n0 in (0..n).step_by(width.max(1)) {
         let nc = width.min(n - n0);
         let panels = nc.div_ceil(M::NR);
+        // A last panel narrow enough joins the one before it in a wide tile.
+        let wide = panels >= 2 && nc - (panels - 2) * M::NR <= M::WIDE_COLS;
         let blocks: Vec<(usize, usize)> = call.a.blocks().collect();
         for (bi, &(k0, kc)) in blocks.iter().enumerate() {
             assert!(kc <= KC, "K blocks of {kc} do not fit the scratch");
             // Panel p of this block: kc rows of NR floats at bp + p * stride.
-            let full = nc / M::NR;
+            // With a strided B, whole panels are packed by their first tile
+            // (below), but for a wide tile's two.
+            let by_tiles = if wide { panels - 2 } else { nc / M::NR };
             let (bp, stride): (*const f32, usize) = match whole {
                 Some(w) => (w[(n0 / M::NR * k + k0) * M::NR..][..(panels - 1) * k * M::NR + kc * M::NR].as_ptr(), k * M::NR),
                 None => {
                     let bp = &mut scratch[..panels * kc * M::NR];
                     match strided {
-                        // Whole panels are packed by their first tile (below).
-                        Some(_) if full < panels => pack_b::<M>(b, k0, kc, n0 + full * M::NR, nc - full * M::NR, &mut bp[full * kc * M::NR..]),
+                        Some(_) if by_tiles < panels => pack_b::<M>(b, k0, kc, n0 + by_tiles * M::NR, nc - by_tiles * M::NR, &mut bp[by_tiles * kc * M::NR..]),
                         Some(_) => {}
                         None => pack_b::<M>(b, k0, kc, n0, nc, bp),
                     }
@@ -524,8 +564,9 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
             };
             for m0 in (0..m).step_by(MC) {
                 let row_panels = m0 / M::MR..(m0 + MC).min(m).div_ceil(M::MR);
-                for p in 0..panels {
-                    let cols = M::NR.min(nc - p * M::NR);
+                for p in 0..panels - usize::from(wide) {
+                    let joined = wide && p + 2 == panels;
+                    let cols = if joined { nc - p * M::NR } else { M::NR.min(nc - p * M::NR) };
                     for i in row_panels.clone() {
                         let rows = M::MR.min(m - i * M::MR);
                         let off = i * M::MR * call.ldc + n0 + p * M::NR;
@@ -554,7 +595,7 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                         // SAFETY: the tile lies inside C (rows < m, cols < n).
                         let c = unsafe { call.c.add(off) };
                         match strided {
-                            Some((src, ld)) if m0 == 0 && i == row_panels.start && p < full => {
+                            Some((src, ld)) if m0 == 0 && i == row_panels.start && p < by_tiles => {
                                 let src = &src[k0 * ld + n0 + p * M::NR..];
                                 assert!((kc - 1) * ld + M::NR <= src.len(), "strided B rows");
                                 // SAFETY: rows × NR lies inside C; B's rows checked above; the
@@ -562,6 +603,8 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                                 unsafe { M::tile_packing(kc, a, src.as_ptr(), ld, bpp.cast_mut(), c, call.ldc, rows, &e) };
                             }
                             // SAFETY: rows × cols lies inside C; panels are kc deep.
+                            _ if joined => unsafe { M::tile_wide(kc, a, bpp, stride, c, call.ldc, rows, cols, &e) },
+                            // SAFETY: as above.
                             _ => unsafe { M::tile(kc, a, bpp, c, call.ldc, rows, cols, &e) },
                         }
                     }
@@ -632,7 +675,7 @@ macro_rules! simd_tile {
         $name:ident, $feat:literal, mr = $mr:literal, lanes = $w:literal, $vec:ty,
         zero = $zero:path, load = $load:path, store = $store:path, load_part = $load_part:path, store_part = $store_part:path, set1 = $set1:path,
         fmadd = $fmadd:path, add = $add:path, mul = $mul:path, max = $max:path, min = $min:path,
-        narrow = $narrow:expr
+        narrow = $narrow:expr, wide = $wide:literal
     ) => {
         /// The register tile of this ISA.
         pub(crate) struct $name;
@@ -662,7 +705,9 @@ macro_rules! simd_tile {
             /// is (the narrow column products need it).
             #[allow(clippy::too_many_arguments)]
             /// `copy`: where to copy B's rows as they are read (null: nowhere; two vectors a row).
-            unsafe fn run(kc: usize, a: *const f32, brow: impl Fn(usize) -> *const f32, panel: Option<*const f32>, copy: *mut f32, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
+            /// `V`: vectors of the tile (2, or 3 for a wide one whose third
+            /// vector of row `p` lies `third` floats after `brow(p)`).
+            unsafe fn run<const V: usize>(kc: usize, a: *const f32, brow: impl Fn(usize) -> *const f32, third: usize, panel: Option<*const f32>, copy: *mut f32, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
                 // C's (and the residual's) lines arrive while the K loop runs.
                 for i in 0..rows {
                     // SAFETY: a prefetch of row i of the tile never faults.
@@ -686,31 +731,34 @@ macro_rules! simd_tile {
                         prefetch_l2(e.residual.wrapping_add(i * ldc + 3 * $w));
                     }
                 }
-                let mut acc = [[$zero(); 2]; $mr];
+                let mut acc = [[$zero(); V]; $mr];
                 // A last vector of at most NARROW_COLS columns (the tail of
                 // a 7×7 map's 49 columns, or of a 14×14 map's 196) runs as a
                 // few column products instead, when the ISA has them.
                 let narrow: Option<NarrowTile> = $narrow;
-                let vec_cols = if cols > $w { $w } else { 0 };
+                let vec_cols = (cols - 1) / $w * $w;
                 let narrow = narrow.filter(|_| cols - vec_cols <= NARROW_COLS && panel.is_some());
                 let vec_cols = if narrow.is_some() { vec_cols } else { cols };
                 // SAFETY: the caller's contract (panels kc deep).
                 unsafe {
                     let far = e.next_a;
                     assert!(copy.is_null() || vec_cols > $w, "a packing tile computes both vectors");
-                    match (vec_cols > $w, far.is_null(), copy.is_null()) {
-                        _ if vec_cols == 0 => {}
-                        (true, true, true) => Self::k_loop::<2, false, false>(kc, a, &brow, far, copy, &mut acc),
-                        (true, false, true) => Self::k_loop::<2, true, false>(kc, a, &brow, far, copy, &mut acc),
-                        (true, true, false) => Self::k_loop::<2, false, true>(kc, a, &brow, far, copy, &mut acc),
-                        (true, false, false) => Self::k_loop::<2, true, true>(kc, a, &brow, far, copy, &mut acc),
+                    match (vec_cols.div_ceil($w), far.is_null(), copy.is_null()) {
+                        (0, ..) => {}
+                        // Three vectors only in a wide tile (V = 3).
+                        (3, true, _) => Self::k_loop::<V, V, false, false>(kc, a, &brow, third, far, copy, &mut acc),
+                        (3, false, _) => Self::k_loop::<V, V, true, false>(kc, a, &brow, third, far, copy, &mut acc),
+                        (2, true, true) => Self::k_loop::<V, 2, false, false>(kc, a, &brow, third, far, copy, &mut acc),
+                        (2, false, true) => Self::k_loop::<V, 2, true, false>(kc, a, &brow, third, far, copy, &mut acc),
+                        (2, true, false) => Self::k_loop::<V, 2, false, true>(kc, a, &brow, third, far, copy, &mut acc),
+                        (2, false, false) => Self::k_loop::<V, 2, true, true>(kc, a, &brow, third, far, copy, &mut acc),
                         // A tile of at most one vector's columns skips the other.
-                        (false, true, _) => Self::k_loop::<1, false, false>(kc, a, &brow, far, copy, &mut acc),
-                        (false, false, _) => Self::k_loop::<1, true, false>(kc, a, &brow, far, copy, &mut acc),
+                        (_, true, _) => Self::k_loop::<V, 1, false, false>(kc, a, &brow, third, far, copy, &mut acc),
+                        (_, false, _) => Self::k_loop::<V, 1, true, false>(kc, a, &brow, third, far, copy, &mut acc),
                     }
                 }
                 let simd_act = if e.finish { PwAct::of(e.act) } else { Some(PwAct::Identity) };
-                if rows == $mr && vec_cols == 2 * $w {
+                if rows == $mr && vec_cols == V * $w {
                     // A whole tile: the same merge over constant bounds, so
                     // the accumulators stay in registers (the general loop
                     // below spilled them, which cost shallow tiles dearly).
@@ -750,9 +798,11 @@ macro_rules! simd_tile {
                 }
                 if let (Some(tail), Some(b)) = (narrow, panel) {
                     let n = cols - vec_cols;
+                    // A wide tile's last columns lie in its second panel.
+                    let from = if vec_cols >= 2 * $w { b.wrapping_add(third + vec_cols - 2 * $w) } else { b.wrapping_add(vec_cols) };
                     // SAFETY: the panels hold kc rows; columns vec_cols..cols of the tile lie inside C.
                     unsafe {
-                        let t = tail(kc, a, b.add(vec_cols), n);
+                        let t = tail(kc, a, from, n);
                         let residual = if e.residual.is_null() { e.residual } else { e.residual.add(vec_cols) };
                         merge_scalar(&t, NARROW_COLS, c.add(vec_cols), ldc, rows, n, &TileEpi { residual, ..*e });
                     }
@@ -761,7 +811,7 @@ macro_rules! simd_tile {
 
             /// `f(row, offset in C, vector)` for every accumulator of a tile.
             #[inline(always)]
-            fn each_vector(acc: &mut [[$vec; 2]; $mr], ldc: usize, mut f: impl FnMut(usize, usize, &mut $vec)) {
+            fn each_vector<const V: usize>(acc: &mut [[$vec; V]; $mr], ldc: usize, mut f: impl FnMut(usize, usize, &mut $vec)) {
                 for (i, row) in acc.iter_mut().enumerate() {
                     for (h, v) in row.iter_mut().enumerate() {
                         f(i, i * ldc + h * $w, v);
@@ -777,7 +827,7 @@ macro_rules! simd_tile {
             #[target_feature(enable = $feat)]
             #[inline]
             #[allow(clippy::too_many_arguments)]
-            unsafe fn merge_part(acc: &mut [[$vec; 2]; $mr], c: *mut f32, ldc: usize, rows: usize, vec_cols: usize, e: &TileEpi, simd_act: Option<PwAct>) {
+            unsafe fn merge_part<const V: usize>(acc: &mut [[$vec; V]; $mr], c: *mut f32, ldc: usize, rows: usize, vec_cols: usize, e: &TileEpi, simd_act: Option<PwAct>) {
                 for (i, row) in acc.iter_mut().enumerate().take(rows) {
                     for (h, v) in row.iter_mut().enumerate() {
                         // Valid lanes of this vector: all but in the last columns.
@@ -809,7 +859,8 @@ macro_rules! simd_tile {
             }
 
             /// `acc[i][h] += A[.][i] · B[.][h-th vector]` over the `kc` steps,
-            /// for the first `H` (1 or 2) vectors of each row; with `FAR`,
+            /// for the first `H` (1 to `V`) vectors of each row (the third
+            /// `third` floats after the row); with `FAR`,
             /// asks for `far`'s `kc * MR` floats in L2 on the way; with
             /// `COPY` (and `H` = 2), copies B's rows to `copy`, NR apart.
             ///
@@ -818,7 +869,8 @@ macro_rules! simd_tile {
             /// with `COPY`, `copy` is valid for writing `kc * NR` floats.
             #[target_feature(enable = $feat)]
             #[inline]
-            unsafe fn k_loop<const H: usize, const FAR: bool, const COPY: bool>(kc: usize, a: *const f32, brow: &impl Fn(usize) -> *const f32, far: *const f32, copy: *mut f32, acc: &mut [[$vec; 2]; $mr]) {
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn k_loop<const V: usize, const H: usize, const FAR: bool, const COPY: bool>(kc: usize, a: *const f32, brow: &impl Fn(usize) -> *const f32, third: usize, far: *const f32, copy: *mut f32, acc: &mut [[$vec; V]; $mr]) {
                 for p in 0..kc {
                     if FAR && p % 2 == 0 {
                         // A 64-byte line holds two steps of 8 rows.
@@ -829,7 +881,8 @@ macro_rules! simd_tile {
                     let (bv, ap) = unsafe {
                         prefetch(a.wrapping_add((p + A_AHEAD) * $mr));
                         let b = brow(p);
-                        let bv = [$load(b), $load(b.add($w * (H - 1)))];
+                        let at = |h: usize| if h < 2 { h * $w } else { third };
+                        let bv: [$vec; H] = std::array::from_fn(|h| $load(b.add(at(h))));
                         if COPY {
                             $store(copy.add(p * 2 * $w), bv[0]);
                             $store(copy.add(p * 2 * $w + $w), bv[1]);
@@ -887,7 +940,7 @@ macro_rules! simd_tile {
 
             unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
                 // SAFETY: the caller's contract, including the CPU having the ISA.
-                unsafe { Self::run(kc, a, |p| b.wrapping_add(p * 2 * $w), Some(b), std::ptr::null_mut(), c, ldc, rows, cols, e) }
+                unsafe { Self::run::<2>(kc, a, |p| b.wrapping_add(p * 2 * $w), 0, Some(b), std::ptr::null_mut(), c, ldc, rows, cols, e) }
             }
 
             unsafe fn tile_indirect(kc: usize, a: *const f32, base: *const f32, offs: *const usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
@@ -900,10 +953,23 @@ macro_rules! simd_tile {
                             prefetch(row.wrapping_add(3 * $w));
                             row
                         };
-                        Self::run(kc, a, ahead, None, std::ptr::null_mut(), c, ldc, rows, cols, e)
+                        Self::run::<2>(kc, a, ahead, 0, None, std::ptr::null_mut(), c, ldc, rows, cols, e)
                     } else {
-                        Self::run(kc, a, |p| base.wrapping_add(*offs.add(p)), None, std::ptr::null_mut(), c, ldc, rows, cols, e)
+                        Self::run::<2>(kc, a, |p| base.wrapping_add(*offs.add(p)), 0, None, std::ptr::null_mut(), c, ldc, rows, cols, e)
                     }
+                }
+            }
+
+            const WIDE_COLS: usize = if $wide { 3 * $w + NARROW_COLS } else { 0 };
+
+            unsafe fn tile_wide(kc: usize, a: *const f32, b: *const f32, stride: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, e: &TileEpi) {
+                // SAFETY: the caller's contract, including the CPU having the ISA.
+                unsafe {
+                    if !$wide {
+                        return two_tiles::<Self>(kc, a, b, stride, c, ldc, rows, cols, e);
+                    }
+                    assert!(cols > 2 * $w && cols <= 3 * $w + NARROW_COLS, "a wide tile of {cols} columns");
+                    Self::run::<3>(kc, a, |p| b.wrapping_add(p * 2 * $w), stride, Some(b), std::ptr::null_mut(), c, ldc, rows, cols, e)
                 }
             }
 
@@ -918,7 +984,7 @@ macro_rules! simd_tile {
                     row
                 };
                 // SAFETY: the caller's contract, including the CPU having the ISA.
-                unsafe { Self::run(kc, a, ahead, None, dst, c, ldc, rows, 2 * $w, e) }
+                unsafe { Self::run::<2>(kc, a, ahead, 0, None, dst, c, ldc, rows, 2 * $w, e) }
             }
         }
     };

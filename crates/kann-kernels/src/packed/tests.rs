@@ -98,7 +98,11 @@ fn every_remainder_around_the_tile() {
             // nr / 2 and nr / 2 + 1: the one-vector (half) tile's edge;
             // up to 4 columns past a vector (4, nr / 2 + 4, nr + 3): the
             // AVX-512 tile's narrow column products; 5 and nr / 2 + 5 just past.
-            for n in [1, 4, 5, nr / 2, nr / 2 + 1, nr / 2 + 4, nr / 2 + 5, nr - 1, nr, nr + 1, nr + 3, 2 * nr + 3] {
+            // nr + 1 to nr + nr / 2 + 4: AVX-512's wide tile over a full panel
+            // and the last (its third vector masked, whole, or with a narrow
+            // tail); nr + nr / 2 + 5 just past; 2 nr + 3: a wide tile after a
+            // full one.
+            for n in [1, 4, 5, nr / 2, nr / 2 + 1, nr / 2 + 4, nr / 2 + 5, nr - 1, nr, nr + 1, nr + 3, nr + 5, nr + nr / 2, nr + nr / 2 + 4, nr + nr / 2 + 5, 2 * nr + 3] {
                 for k in [1, 2, 7, 17] {
                     check(isa, &Case { m, k, n, bias: true, residual: true, act: Activation::Relu }, &mut rng);
                 }
