@@ -75,7 +75,7 @@ impl CostModel {
     pub fn portable() -> CostModel {
         CostModel {
             matmul_flops: 6e9,
-            packed_flops: [24e9, 75e9, 172e9],
+            packed_flops: [24e9, 75e9, 182e9],
             other_flops: 14e9,
             simd_other_flops: [5e9, 13e9, 20e9],
             depthwise_flops: [7e9, 15e9, 35e9],
