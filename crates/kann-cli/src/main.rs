@@ -13,6 +13,7 @@ fn version() -> String {
 }
 
 fn main() {
+    end_quietly_on_a_closed_pipe();
     let matches = args::Cli::command().version(version()).get_matches();
     let cli = match args::Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -26,3 +27,18 @@ fn main() {
         }
     }
 }
+
+/// `kann … | head`: a reader that leaves early ends kann as it ends other
+/// Unix tools, by SIGPIPE. Rust programs start with SIGPIPE ignored, so
+/// every print to the closed pipe would fail, and `println!` panic.
+#[cfg(unix)]
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: sets the signal's disposition back to the default, at start,
+    // before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn end_quietly_on_a_closed_pipe() {}

@@ -126,3 +126,20 @@ fn version_names_the_artifact_format() {
     assert_eq!(code, 0);
     assert!(out.contains("artifact format 1."), "{out}");
 }
+
+/// `kann … | head`: when the reader of kann's output leaves early, kann ends
+/// quietly as Unix tools do (by SIGPIPE), not in a panic with a backtrace.
+#[cfg(unix)]
+#[test]
+fn a_reader_that_leaves_early_ends_kann_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kann")).arg("devices").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("kann runs");
+    // The reader leaves before kann prints its first line.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("kann ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // 13: SIGPIPE.
+    assert!(out.status.success() || out.status.signal() == Some(13), "{:?}: {stderr}", out.status);
+}
