@@ -86,34 +86,40 @@ fn out_len(k: &PointwiseDepthwise) -> usize {
     (d.batch * d.out_channels * d.output[0] * d.output[1]) as usize
 }
 
+/// Runs `base` on random inputs with every ISA, split in each of `parts`,
+/// against the unfused pair.
+fn check_against_unfused(base: &PointwiseDepthwise, rng: &mut Rng, parts: &[u64]) {
+    let d = &base.depthwise;
+    let (c, e) = (base.in_channels as usize, d.out_channels as usize);
+    let (kh, kw) = (d.kernel[0] as usize, d.kernel[1] as usize);
+    let x = rng.vec(d.batch as usize * c * (d.input[0] * d.input[1]) as usize);
+    let (pw, pw_bias, taps, dw_bias) = (rng.vec(e * c), rng.vec(e), rng.vec(e * kh * kw), rng.vec(e));
+    let want = unfused(base, &x, &pw, &pw_bias, &taps, &dw_bias);
+    for isa in isas() {
+        let k = PointwiseDepthwise { isa, depthwise: DepthwiseConv { isa, ..base.depthwise.clone() }, ..base.clone() };
+        k.check(3 + usize::from(k.pointwise.bias) + usize::from(d.epilogue.bias), 1).unwrap_or_else(|m| panic!("{m}"));
+        let mut ins = vec![x.clone(), pack_a(&pw, e, c, isa)];
+        if k.pointwise.bias {
+            ins.push(pw_bias.clone());
+        }
+        ins.push(taps.clone());
+        if d.epilogue.bias {
+            ins.push(dw_bias.clone());
+        }
+        for &n in parts {
+            let got = run_parts(&k, &ins, &[out_len(&k)], n).remove(0);
+            assert_close(&got, &want, 2e-5 * (c as f32).sqrt());
+        }
+    }
+}
+
 #[test]
 fn matches_the_unfused_pair_on_random_geometries() {
     let mut rng = Rng(71);
     let acts = all_activations();
     for i in 0..60 {
         let base = random_layer(&mut rng, [acts[i % acts.len()], acts[(i / 3) % acts.len()]]);
-        let d = &base.depthwise;
-        let (c, e) = (base.in_channels as usize, d.out_channels as usize);
-        let (kh, kw) = (d.kernel[0] as usize, d.kernel[1] as usize);
-        let x = rng.vec(d.batch as usize * c * (d.input[0] * d.input[1]) as usize);
-        let (pw, pw_bias, taps, dw_bias) = (rng.vec(e * c), rng.vec(e), rng.vec(e * kh * kw), rng.vec(e));
-        let want = unfused(&base, &x, &pw, &pw_bias, &taps, &dw_bias);
-        for isa in isas() {
-            let k = PointwiseDepthwise { isa, depthwise: DepthwiseConv { isa, ..base.depthwise.clone() }, ..base.clone() };
-            k.check(3 + usize::from(k.pointwise.bias) + usize::from(d.epilogue.bias), 1).unwrap_or_else(|m| panic!("{m}"));
-            let mut ins = vec![x.clone(), pack_a(&pw, e, c, isa)];
-            if k.pointwise.bias {
-                ins.push(pw_bias.clone());
-            }
-            ins.push(taps.clone());
-            if d.epilogue.bias {
-                ins.push(dw_bias.clone());
-            }
-            for parts in [1, 2, 3] {
-                let got = run_parts(&k, &ins, &[out_len(&k)], parts).remove(0);
-                assert_close(&got, &want, 2e-5 * (c as f32).sqrt());
-            }
-        }
+        check_against_unfused(&base, &mut rng, &[1, 2, 3]);
     }
 }
 
@@ -125,25 +131,7 @@ fn expands_from_more_channels_than_a_k_block() {
     let acts = all_activations();
     let mut base = random_layer(&mut rng, [acts[1], acts[2]]);
     base.in_channels = crate::packed::KC as u64 + 9;
-    let d = &base.depthwise;
-    let (c, e) = (base.in_channels as usize, d.out_channels as usize);
-    let (kh, kw) = (d.kernel[0] as usize, d.kernel[1] as usize);
-    let x = rng.vec(d.batch as usize * c * (d.input[0] * d.input[1]) as usize);
-    let (pw, pw_bias, taps, dw_bias) = (rng.vec(e * c), rng.vec(e), rng.vec(e * kh * kw), rng.vec(e));
-    let want = unfused(&base, &x, &pw, &pw_bias, &taps, &dw_bias);
-    for isa in isas() {
-        let k = PointwiseDepthwise { isa, depthwise: DepthwiseConv { isa, ..base.depthwise.clone() }, ..base.clone() };
-        let mut ins = vec![x.clone(), pack_a(&pw, e, c, isa)];
-        if k.pointwise.bias {
-            ins.push(pw_bias.clone());
-        }
-        ins.push(taps.clone());
-        if d.epilogue.bias {
-            ins.push(dw_bias.clone());
-        }
-        let got = run_parts(&k, &ins, &[out_len(&k)], 2).remove(0);
-        assert_close(&got, &want, 2e-5 * (c as f32).sqrt());
-    }
+    check_against_unfused(&base, &mut rng, &[2]);
 }
 
 /// Stride-2 layers as MobileNet and EfficientNet have them (3×3 and 5×5,
