@@ -124,6 +124,12 @@ impl Geom {
 }
 
 impl ConvDirect {
+    /// The K-block depth its packed weights have: its tiles are one panel
+    /// wide, so the full [`packed::KC`].
+    pub fn k_block(&self) -> usize {
+        packed::KC
+    }
+
     /// Whether the kernel computes this geometry: one group, nonzero
     /// strides and dilations, horizontal stride 1 or 2.
     pub fn supports(strides: [u64; 2], dilations: [u64; 2]) -> bool {
@@ -237,7 +243,7 @@ impl ConvDirect {
         });
         assert!(reach <= copy.len(), "conv direct copy reach");
         let act = self.epilogue.activation;
-        let a = PackedA::new(&w[..packed_a_len(g.m, k, self.isa)], g.m, k, self.isa);
+        let a = PackedA::new(&w[..packed_a_len(g.m, k, self.isa)], g.m, k, self.isa, self.k_block());
         for i in 0..g.m.div_ceil(mr) {
             let rows_c = mr.min(g.m - i * mr);
             for oy in oy0..oy0 + oys {
@@ -379,7 +385,7 @@ mod tests {
         let (n, m, c) = (k.batch as usize, g.m, g.c);
         let x = rng.vec(n * c * g.ih * g.iw);
         let w = rng.vec(m * g.depth());
-        let mut inputs = vec![x.clone(), pack_conv_gemm_weights(&w, m, 1, k.isa)];
+        let mut inputs = vec![x.clone(), pack_conv_gemm_weights(&w, m, 1, k.isa, k.k_block())];
         let mut ref_inputs = vec![x, w];
         let out = n * m * g.oh * g.ow;
         if k.epilogue.bias {
@@ -511,9 +517,11 @@ mod tests {
                 input_scale: false,
             };
             let w = rng.vec((m * 3 * kk * kk) as usize);
+            // One packing serves both kernels: a stem's GEMM is wider than a wide tile.
+            assert_eq!(d.k_block(), gemm.k_block());
             let mut inputs = vec![
                 rng.vec((3 * hw * hw) as usize),
-                pack_conv_gemm_weights(&w, m as usize, 1, isa),
+                pack_conv_gemm_weights(&w, m as usize, 1, isa, d.k_block()),
                 rng.vec(m as usize),
             ];
             let n_out = (m * out * out) as usize;

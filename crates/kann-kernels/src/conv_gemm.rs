@@ -69,11 +69,12 @@ pub struct ConvGemm {
 }
 
 /// Packs W `[M, C/group, kh, kw]` for [`ConvGemm`]: each group's `M/group`
-/// rows of `K = C/group · kh · kw` into MR-row panels, groups one after another.
-pub fn pack_conv_gemm_weights(w: &[f32], out_channels: usize, group: usize, isa: Isa) -> Vec<f32> {
+/// rows of `K = C/group · kh · kw` into MR-row panels, groups one after
+/// another, in K blocks at most `kc_max` deep (the kernel's `k_block()`).
+pub fn pack_conv_gemm_weights(w: &[f32], out_channels: usize, group: usize, isa: Isa, kc_max: usize) -> Vec<f32> {
     let mg = out_channels / group;
     let k = w.len() / out_channels;
-    w.chunks_exact(mg * k).flat_map(|g| pack_a(g, mg, k, isa)).collect()
+    w.chunks_exact(mg * k).flat_map(|g| pack_a(g, mg, k, isa, kc_max)).collect()
 }
 
 /// `ceil(a / b)` for `b > 0`.
@@ -453,6 +454,12 @@ impl ConvGemm {
         (self.output[0] * self.output[1]) as usize
     }
 
+    /// The K-block depth its packed weights have ([`packed::k_block`] of
+    /// an image's output columns).
+    pub fn k_block(&self) -> usize {
+        packed::k_block(self.isa, self.plane_out())
+    }
+
     /// GEMM depth: `C/group · kh · kw`.
     fn depth(&self) -> usize {
         (self.in_channels / self.group * self.kernel[0] * self.kernel[1]) as usize
@@ -537,7 +544,7 @@ impl ConvGemm {
             m: rows.len(),
             k,
             n: cols.len(),
-            a: PackedA::new(&w[grp * a_group..][..a_group], mg, k, self.isa).after_panels(rows.start / self.isa.mr()),
+            a: PackedA::new(&w[grp * a_group..][..a_group], mg, k, self.isa, self.k_block()).after_panels(rows.start / self.isa.mr()),
             // SAFETY: in bounds (asserted above); this part alone writes these
             // rows' columns `cols` (the run contract).
             c: unsafe { (y.as_ptr() as *mut f32).add(at) },
@@ -712,7 +719,7 @@ mod tests {
             for axis in [GemmAxis::Columns, GemmAxis::Channels] {
                 let k = ConvGemm { isa, axis, ..base.clone() };
                 let mut ins = inputs.clone();
-                ins[1] = pack_conv_gemm_weights(&w, m, base.group as usize, isa);
+                ins[1] = pack_conv_gemm_weights(&w, m, base.group as usize, isa, k.k_block());
                 for parts in [1, 2, 3] {
                     let got = run_parts(&k, &ins, &[out_len], parts).remove(0);
                     assert_close(&got, &want, 2e-5 * (base.depth() as f32).sqrt().max(1.0));
@@ -726,7 +733,7 @@ mod tests {
                 let mut ins = inputs.clone();
                 ins[0] = run_parts(&pack, &ins[..1], &[pack.output_floats()], parts).remove(0);
                 assert!(ins[0].iter().all(|v| !v.is_nan()), "the pack left floats unwritten");
-                ins[1] = pack_conv_gemm_weights(&w, m, base.group as usize, isa);
+                ins[1] = pack_conv_gemm_weights(&w, m, base.group as usize, isa, k.k_block());
                 let got = run_parts(&k, &ins, &[out_len], parts).remove(0);
                 assert_close(&got, &want, 2e-5 * (base.depth() as f32).sqrt().max(1.0));
             }
@@ -839,7 +846,7 @@ mod tests {
                     let ks = ConvGemm { isa, axis, input_scale: true, ..k.clone() };
                     let n_in = 2 + tail.len() + 1;
                     ks.check(n_in, 1).unwrap();
-                    let ins: Vec<Vec<f32>> = [vec![x.clone(), pack_conv_gemm_weights(&wt, mu, 1, isa)], tail.clone(), vec![scale.clone()]].concat();
+                    let ins: Vec<Vec<f32>> = [vec![x.clone(), pack_conv_gemm_weights(&wt, mu, 1, isa, ks.k_block())], tail.clone(), vec![scale.clone()]].concat();
                     for parts in [1, 2, 3] {
                         let got = run_parts(&ks, &ins, &[out_len], parts).remove(0);
                         assert_close(&got, &want, 2e-5 * (c as f32).sqrt());
@@ -869,8 +876,11 @@ mod tests {
     fn pointwise_and_large_shapes_cross_the_blocks() {
         let mut rng = Rng(29);
         // 1x1 stride 1 (straight from X's rows), then a 3x3 whose depth and
-        // columns exceed KC and NC, then a strided 1x1 (gathered).
-        for (c, m, hw, kk, s, pad) in [(70, 37, 23, 1, 1, 0), (40, 19, 21, 3, 1, 1), (33, 20, 17, 1, 2, 0)] {
+        // columns exceed KC and NC, then a strided 1x1 (gathered); last a
+        // 3x3 and a 1x1 on 7×7 maps, whose weights AVX-512 packs in the
+        // shallower blocks of a one-wide-tile GEMM (K 360 and 300: three
+        // blocks where KC would cut two).
+        for (c, m, hw, kk, s, pad) in [(70, 37, 23, 1, 1, 0), (40, 19, 21, 3, 1, 1), (33, 20, 17, 1, 2, 0), (40, 19, 7, 3, 1, 1), (300, 21, 7, 1, 1, 0)] {
             let out = (hw + 2 * pad - kk) / s + 1;
             let k = ConvGemm {
                 batch: 2,
@@ -982,7 +992,7 @@ mod tests {
             // SAFETY: the allocation holds cu * plane floats, written before any read.
             let x = unsafe { std::slice::from_raw_parts_mut(xp.cast::<f32>(), cu * plane) };
             x.copy_from_slice(&rng.vec(cu * plane));
-            let mut w = pack_conv_gemm_weights(&rng.vec(mu * cu), mu, 1, k.isa);
+            let mut w = pack_conv_gemm_weights(&rng.vec(mu * cu), mu, 1, k.isa, k.k_block());
             let mut bias = rng.vec(mu);
             let mut y = vec![0.0f32; mu * plane];
             let items = k.work_items();

@@ -221,7 +221,7 @@ mod tests {
                 fused_cases += 1;
                 let (c, m) = (conv.in_channels as usize, conv.out_channels as usize);
                 let x = rng.vec(conv.batch as usize * c * (conv.input[0] * conv.input[1]) as usize);
-                let w = pack_conv_gemm_weights(&rng.vec(m * c * (conv.kernel[0] * conv.kernel[1]) as usize), m, 1, isa);
+                let w = pack_conv_gemm_weights(&rng.vec(m * c * (conv.kernel[0] * conv.kernel[1]) as usize), m, 1, isa, conv.k_block());
                 let mut ins = vec![x, w];
                 if conv.epilogue.bias {
                     ins.push(rng.vec(m));
@@ -255,7 +255,7 @@ mod tests {
             let conv = ConvDirect { batch: 1, in_channels: 3, out_channels: 64, input: [224, 224], kernel: [kk, kk], strides: [2, 2], dilations: [1, 1], pad_begin: [p, p], output: [co, co], epilogue: Epilogue { bias: true, residual: false, activation: crate::Activation::Relu }, isa };
             let pool = Pool { kind: PoolKind::Max, planes: 64, input: vec![co, co], kernel: vec![3, 3], strides: vec![2, 2], dilations: vec![1, 1], pad_begin: vec![pp, pp], pad_end: vec![pp, pp], output: vec![po, po], indices: None };
             let fast = Pool2d::from_pool(&pool, isa).unwrap();
-            let w = pack_conv_gemm_weights(&rng.vec(64 * 3 * (kk * kk) as usize), 64, 1, isa);
+            let w = pack_conv_gemm_weights(&rng.vec(64 * 3 * (kk * kk) as usize), 64, 1, isa, conv.k_block());
             let mut ins = vec![rng.vec(3 * 224 * 224), w, rng.vec(64)];
             let conv_us = time_kernel(&conv, &mut ins, (64 * co * co) as usize);
             let pool_us = time_kernel(&fast, &mut [rng.vec((64 * co * co) as usize)], (64 * po * po) as usize);

@@ -90,6 +90,12 @@ impl BSource for InputRows<'_> {
 }
 
 impl PointwiseDepthwise {
+    /// The K-block depth its packed pointwise weights have: the GEMM runs
+    /// over bands of rows of varying width, so the full [`packed::KC`].
+    pub fn k_block(&self) -> usize {
+        packed::KC
+    }
+
     fn bands(&self) -> usize {
         let oh = self.depthwise.output[0] as usize;
         oh.div_ceil((self.band_rows as usize).max(1))
@@ -188,7 +194,7 @@ impl PointwiseDepthwise {
         let bpack = &mut bpack[..packed::packed_whole_len(self.isa, c, n)];
         packed::pack_whole(self.isa, &src, c, n, 0..n.div_ceil(nr), bpack);
         let y = io.outputs[0].as_ptr() as *mut f32;
-        let a = PackedA::new(&a[..packed::pack::packed_a_len(e, c, self.isa)], e, c, self.isa);
+        let a = PackedA::new(&a[..packed::pack::packed_a_len(e, c, self.isa)], e, c, self.isa, self.k_block());
         for g in 0..e.div_ceil(mr) {
             let rows = mr.min(e - g * mr);
             let call = GemmCall {

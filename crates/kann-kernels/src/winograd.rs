@@ -152,8 +152,9 @@ fn transform_filter(g: &[f32]) -> [f64; XI] {
 }
 
 /// Transforms and packs W `[K, C, 3, 3]` for [`WinogradConv`]: the 36
-/// (or 16) matrices `U[ξ]` (`K × C`) one after another, each in MR-row panels.
-pub fn pack_winograd_weights(w: &[f32], out_channels: usize, isa: Isa, tile: WinogradTile) -> Vec<f32> {
+/// (or 16) matrices `U[ξ]` (`K × C`) one after another, each in MR-row
+/// panels, in K blocks at most `kc_max` deep (the kernel's `k_block()`).
+pub fn pack_winograd_weights(w: &[f32], out_channels: usize, isa: Isa, tile: WinogradTile, kc_max: usize) -> Vec<f32> {
     let c = w.len() / (9 * out_channels);
     assert_eq!(w.len(), out_channels * c * 9, "winograd weights are not [K, C, 3, 3]");
     let mut u = vec![0.0f32; tile.positions() * out_channels * c];
@@ -166,7 +167,7 @@ pub fn pack_winograd_weights(w: &[f32], out_channels: usize, isa: Isa, tile: Win
             u[xi * out_channels * c + kc] = v as f32;
         }
     }
-    u.chunks_exact(out_channels * c).flat_map(|m| pack_a(m, out_channels, c, isa)).collect()
+    u.chunks_exact(out_channels * c).flat_map(|m| pack_a(m, out_channels, c, isa, kc_max)).collect()
 }
 
 /// One transformed-input matrix `V[ξ]` of a block as the GEMM's B, packed
@@ -192,6 +193,12 @@ impl BSource for Transformed<'_> {
 }
 
 impl WinogradConv {
+    /// The K-block depth its packed weights have ([`packed::k_block`] of a
+    /// whole image's block of tiles, the GEMMs' columns).
+    pub fn k_block(&self) -> usize {
+        packed::k_block(self.isa, self.block_tiles().min(self.tiles_per_image()))
+    }
+
     /// Tiles per image: `[rows, columns]`.
     fn tiles(&self) -> [usize; 2] {
         self.output.map(|v| (v as usize).div_ceil(self.tile.side()))
@@ -367,7 +374,7 @@ impl WinogradConv {
         assert!(m.len() >= positions * m_stride && v.len() >= self.v_len(tb) && n <= tb && k0 % mr == 0 && k1 <= k, "winograd scratch is too small");
         for xi in 0..positions {
             // Rows k0..k1 of a packed U[ξ]: its panels from k0 / MR on.
-            let a = PackedA::new(&u[xi * a_len..][..a_len], k, c, self.isa).after_panels(k0 / mr);
+            let a = PackedA::new(&u[xi * a_len..][..a_len], k, c, self.isa, self.k_block()).after_panels(k0 / mr);
             let call = GemmCall { m: rows, k: c, n, a, c: m[xi * m_stride..][..rows * ld].as_mut_ptr(), ldc: ld, bias: None, residual: std::ptr::null(), act: crate::Activation::None };
             let src = Transformed { v: &v[xi * v_stride..][..v_len], channels: c, nr };
             // SAFETY: C is this block's M[ξ] (k rows of ld ≥ n floats) in

@@ -238,8 +238,8 @@ fn lower_conv_gemm(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAt
     let (x, b) = (cx.input(node, 0)?, cx.optional_input(node, 2));
     let (xd, wd) = (cx.info(x).shape.dims(), cx.info(cx.input(node, 1)?).shape.dims());
     let isa = crate::lower::kernel_isa(cx.arch);
-    let w_op = cx.weights_f32(&pack_conv_gemm_weights(w, wd[0], attrs.group, isa));
-    let mut inputs = vec![Operand::Value(x), w_op];
+    // The packed weights (input 1) come once the kernel says their K blocks.
+    let mut inputs = vec![Operand::Value(x)];
     if let Some(b) = b {
         require_f32(cx, b, "B")?;
         inputs.push(Operand::Value(b));
@@ -264,6 +264,7 @@ fn lower_conv_gemm(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAt
         axis: gemm_axis(xd[0] as u64, out[0] * out[1], panels),
         input_scale: extra.scale.is_some(),
     };
+    inputs.insert(1, cx.weights_f32(&pack_conv_gemm_weights(w, wd[0], attrs.group, isa, kernel.k_block())));
     if let Some(sv) = extra.scale {
         inputs.push(Operand::Value(sv));
     }
@@ -311,8 +312,8 @@ fn lower_conv_direct(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, pl
     let (x, b) = (cx.input(node, 0)?, cx.optional_input(node, 2));
     let (xd, wd) = (cx.info(x).shape.dims(), cx.info(cx.input(node, 1)?).shape.dims());
     let isa = crate::lower::kernel_isa(cx.arch);
-    let w_op = cx.weights_f32(&pack_conv_gemm_weights(w, wd[0], 1, isa));
-    let mut inputs = vec![Operand::Value(x), w_op];
+    // The packed weights (input 1) come once the kernel says their K blocks.
+    let mut inputs = vec![Operand::Value(x)];
     if let Some(b) = b {
         require_f32(cx, b, "B")?;
         inputs.push(Operand::Value(b));
@@ -332,6 +333,7 @@ fn lower_conv_direct(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, pl
         epilogue: epilogue(&mut inputs, b.is_some(), extra),
         isa,
     };
+    inputs.insert(1, cx.weights_f32(&pack_conv_gemm_weights(w, wd[0], 1, isa, kernel.k_block())));
     let y = output(node, 0)?;
     if let Some(fused) = fused_with_pool(cx, y, &kernel, inputs.len()) {
         // Lowered with its pool (see lower_pool).
@@ -442,8 +444,8 @@ fn lower_winograd(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, plan:
     let (x, b) = (cx.input(node, 0)?, cx.optional_input(node, 2));
     let xd = cx.info(x).shape.dims();
     let (isa, out_channels) = (crate::lower::kernel_isa(cx.arch), cx.info(cx.input(node, 1)?).shape.dims()[0]);
-    let w_op = cx.weights_f32(&pack_winograd_weights(w, out_channels, isa, tile));
-    let mut inputs = vec![Operand::Value(x), w_op];
+    // The packed weights (input 1) come once the kernel says their K blocks.
+    let mut inputs = vec![Operand::Value(x)];
     if let Some(b) = b {
         require_f32(cx, b, "B")?;
         inputs.push(Operand::Value(b));
@@ -461,6 +463,7 @@ fn lower_winograd(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, plan:
         axis,
         tile,
     };
+    inputs.insert(1, cx.weights_f32(&pack_winograd_weights(w, out_channels, isa, tile, kernel.k_block())));
     let y = output(node, 0)?;
     cx.push(id, Kernel::Winograd(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
     Ok(())

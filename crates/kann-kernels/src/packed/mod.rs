@@ -15,7 +15,9 @@
 //! stays in the 48 KiB L1 while the `MC / MR` A panels of the current row
 //! block stream past it from L2 (`MC × KC` = 240 KiB); the packed `KC × NC` B
 //! block (384 KiB) stays in L2 across the row blocks. K is cut into blocks
-//! of equal depth (at most KC: no shallow last block), A's packing blocks.
+//! of equal depth (at most KC: no shallow last block), A's packing blocks;
+//! a GEMM whose columns make one wide tile (below) cuts at most
+//! [`KC_WIDE`] deep, so that its 48-column B panel fits L1 ([`k_block`]).
 //! Partial sums cross K
 //! blocks through C itself (the first block stores, later ones add); the
 //! epilogue runs with the last K block. The SIMD tiles prefetch their A
@@ -54,6 +56,9 @@ use serde::{Deserialize, Serialize};
 
 /// Depth of a K block: rows of a B panel kept in L1.
 pub const KC: usize = 256;
+/// Depth of a K block for a GEMM whose columns make one wide tile
+/// ([`k_block`]).
+pub const KC_WIDE: usize = 128;
 /// Rows of A per row block (a multiple of every MR), kept in L2.
 pub const MC: usize = 240;
 /// Columns of B per packed block, kept in L2.
@@ -98,6 +103,17 @@ impl Isa {
             Isa::Generic => micro_generic::NR,
             Isa::Avx2 => 16,
             Isa::Avx512 => 32,
+        }
+    }
+
+    /// Most columns the ISA's wide tile takes (0: it has none).
+    pub fn wide_cols(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => <micro_avx512::Avx512 as Micro>::WIDE_COLS,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => <micro_avx2::Avx2 as Micro>::WIDE_COLS,
+            _ => <micro_generic::Generic as Micro>::WIDE_COLS,
         }
     }
 
@@ -435,6 +451,25 @@ pub(crate) struct GemmCall<'a> {
     /// The residual's element matching C's first, or null (same stride).
     pub residual: *const f32,
     pub act: Activation,
+}
+
+/// The deepest K block for packed weights that multiply `n` columns (the
+/// GEMM's columns for the whole layer, whatever part a cluster runs): the
+/// weights are packed in blocks of this depth at generate and the kernel
+/// reads them with the same, so both ends call this.
+///
+/// A GEMM whose columns make one wide tile (37 to 52 on AVX-512: the 49 of
+/// a 7×7 map) reads 48 columns of B a step; at KC deep its B panel (48
+/// KiB) and A's panel do not fit L1 together, and every row panel reread B
+/// from L2. At KC_WIDE they do: M=512 K=4608 N=49 134 → 148-153 GFLOP/s,
+/// M=2048 K=512 N=49 136 → 156, while 36, 64, 81 or 144 columns gain
+/// nothing (the packed speed test, interleaved).
+pub fn k_block(isa: Isa, n: usize) -> usize {
+    if n > isa.nr() + NARROW_COLS && n <= isa.wide_cols() {
+        KC_WIDE
+    } else {
+        KC
+    }
 }
 
 /// Floats of B block scratch a GEMM of depth `k` over `n` columns needs.

@@ -1,7 +1,8 @@
 //! Packing of A (the weights) into the row panels the microkernels read,
 //! done once at generate.
 //!
-//! Layout: K is cut into blocks of equal depth (at most [`KC`], no shallow
+//! Layout: K is cut into blocks of equal depth (at most the `kc_max` given,
+//! [`KC`] or less, see [`super::k_block`]; no shallow
 //! last block, see [`block_depth`]); block after block, each holds every
 //! panel of `MR` rows for its `kc` columns: `[K block][panel][kc][MR]`,
 //! rows past M zero. The GEMM reads a block's panels one after another, so
@@ -17,14 +18,11 @@ pub fn block_depth(k: usize, kc_max: usize) -> usize {
     k.div_ceil(k.div_ceil(kc_max.max(1)).max(1)).max(1)
 }
 
-/// Packs row-major `a[m×k]` into the layout above for `isa`'s `MR`.
-pub fn pack_a(a: &[f32], m: usize, k: usize, isa: Isa) -> Vec<f32> {
-    pack_a_blocked(a, m, k, isa, KC)
-}
-
-/// [`pack_a`] with K blocks at most `kc_max` deep (the speed test tries others).
-pub(crate) fn pack_a_blocked(a: &[f32], m: usize, k: usize, isa: Isa, kc_max: usize) -> Vec<f32> {
+/// Packs row-major `a[m×k]` into the layout above for `isa`'s `MR`, in K
+/// blocks at most `kc_max` deep (see [`super::k_block`]).
+pub fn pack_a(a: &[f32], m: usize, k: usize, isa: Isa, kc_max: usize) -> Vec<f32> {
     assert_eq!(a.len(), m * k, "pack_a: {} values for a {m}x{k} matrix", a.len());
+    assert!(kc_max <= KC, "K blocks of {kc_max} do not fit the GEMM's scratch");
     let (mr, panels, depth) = (isa.mr(), m.div_ceil(isa.mr()), block_depth(k, kc_max));
     let mut out = vec![0.0f32; panels * k * mr];
     for k0 in (0..k).step_by(depth) {
@@ -62,14 +60,9 @@ pub(crate) struct PackedA<'a> {
 }
 
 impl<'a> PackedA<'a> {
-    /// The packing of an `m × k` matrix for `isa` in `data` (K blocks of
-    /// [`pack_a`]'s depth).
-    pub fn new(data: &'a [f32], m: usize, k: usize, isa: Isa) -> Self {
-        Self::blocked(data, m, k, isa, KC)
-    }
-
-    /// [`PackedA::new`] for [`pack_a_blocked`]'s `kc_max`.
-    pub fn blocked(data: &'a [f32], m: usize, k: usize, isa: Isa, kc_max: usize) -> Self {
+    /// The packing of an `m × k` matrix for `isa` in `data`, by [`pack_a`]
+    /// with the same `kc_max`.
+    pub fn new(data: &'a [f32], m: usize, k: usize, isa: Isa, kc_max: usize) -> Self {
         assert_eq!(data.len(), packed_a_len(m, k, isa), "packed A of a {m}x{k} matrix");
         PackedA { data, k, mr: isa.mr(), panels: m.div_ceil(isa.mr()), depth: block_depth(k, kc_max), first: 0 }
     }
@@ -114,7 +107,7 @@ mod tests {
     fn panels_interleave_rows_and_pad() {
         // 5 x 2 with MR = 4 (generic): two panels, the second with one row.
         let a: Vec<f32> = (0..10).map(|v| v as f32).collect();
-        let p = pack_a(&a, 5, 2, Isa::Generic);
+        let p = pack_a(&a, 5, 2, Isa::Generic, KC);
         assert_eq!(p.len(), packed_a_len(5, 2, Isa::Generic));
         assert_eq!(&p[..8], &[0.0, 2.0, 4.0, 6.0, 1.0, 3.0, 5.0, 7.0]);
         assert_eq!(&p[8..], &[8.0, 0.0, 0.0, 0.0, 9.0, 0.0, 0.0, 0.0]);
@@ -126,8 +119,8 @@ mod tests {
         // columns, each holding both panels.
         let (m, k) = (6, 10);
         let a: Vec<f32> = (0..m * k).map(|v| v as f32).collect();
-        let p = pack_a_blocked(&a, m, k, Isa::Generic, 4);
-        let view = PackedA::blocked(&p, m, k, Isa::Generic, 4);
+        let p = pack_a(&a, m, k, Isa::Generic, 4);
+        let view = PackedA::new(&p, m, k, Isa::Generic, 4);
         assert_eq!(view.blocks().collect::<Vec<_>>(), [(0, 4), (4, 4), (8, 2)]);
         // Block 1 (columns 4..8), panel 1 (rows 4, 5 and two zero rows).
         let want: Vec<f32> = (4..8).flat_map(|c| [(4 * k + c) as f32, (5 * k + c) as f32, 0.0, 0.0]).collect();
@@ -152,7 +145,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "cross a K block")]
     fn a_run_may_not_cross_blocks() {
-        let p = pack_a_blocked(&[0.0; 40], 4, 10, Isa::Generic, 4);
-        let _ = PackedA::blocked(&p, 4, 10, Isa::Generic, 4).panel(0, 2, 4);
+        let p = pack_a(&[0.0; 40], 4, 10, Isa::Generic, 4);
+        let _ = PackedA::new(&p, 4, 10, Isa::Generic, 4).panel(0, 2, 4);
     }
 }

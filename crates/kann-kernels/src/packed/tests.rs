@@ -2,7 +2,7 @@
 //! CPU has: every remainder of M, N and K around the tile and block sizes,
 //! every epilogue.
 
-use super::pack::{pack_a, pack_a_blocked, PackedA};
+use super::pack::{pack_a, PackedA};
 use super::*;
 use crate::conv::testutil::Rng;
 
@@ -43,14 +43,14 @@ fn check(isa: Isa, cs: &Case, rng: &mut Rng) {
 fn check_with(isa: Isa, cs: &Case, rng: &mut Rng, strided: bool) {
     let (m, k, n, ldc, ldb) = (cs.m, cs.k, cs.n, cs.n + 3, cs.n + 5);
     let (a, b, bias, res) = (rng.vec(m * k), rng.vec(k * ldb), rng.vec(m), rng.vec(m * ldc));
-    let packed = pack_a(&a, m, k, isa);
+    let packed = pack_a(&a, m, k, isa, k_block(isa, n));
     let mut c = vec![f32::NAN; m * ldc];
     let mut scratch = vec![0.0f32; scratch_floats(isa, k, n)];
     let call = GemmCall {
         m,
         k,
         n,
-        a: PackedA::new(&packed, m, k, isa),
+        a: PackedA::new(&packed, m, k, isa, k_block(isa, n)),
         c: c.as_mut_ptr(),
         ldc,
         bias: cs.bias.then_some(&bias[..]),
@@ -112,6 +112,19 @@ fn every_remainder_around_the_tile() {
 }
 
 #[test]
+fn only_one_wide_tile_takes_shallower_blocks() {
+    for isa in Isa::ALL {
+        let wide = (isa.nr() + NARROW_COLS + 1..=isa.wide_cols()).collect::<Vec<_>>();
+        for n in 1..4 * isa.nr() {
+            let want = if wide.contains(&n) { KC_WIDE } else { KC };
+            assert_eq!(k_block(isa, n), want, "{isa:?} over {n} columns");
+        }
+    }
+    assert_eq!(k_block(Isa::Avx512, 49), KC_WIDE, "a 7×7 map on AVX-512");
+    assert_eq!(Isa::Avx2.wide_cols(), 0);
+}
+
+#[test]
 fn every_remainder_around_the_blocks() {
     let mut rng = Rng(5);
     for isa in isas() {
@@ -142,10 +155,10 @@ fn simd_tiles_agree_with_the_portable_one() {
     let (m, k, n) = (37, 300, 101);
     let (a, b) = (rng.vec(m * k), rng.vec(k * n));
     let run = |isa: Isa| {
-        let packed = pack_a(&a, m, k, isa);
+        let packed = pack_a(&a, m, k, isa, k_block(isa, n));
         let mut c = vec![0.0f32; m * n];
         let mut scratch = vec![0.0f32; scratch_floats(isa, k, n)];
-        let call = GemmCall { m, k, n, a: PackedA::new(&packed, m, k, isa), c: c.as_mut_ptr(), ldc: n, bias: None, residual: std::ptr::null(), act: Activation::HardSwish };
+        let call = GemmCall { m, k, n, a: PackedA::new(&packed, m, k, isa, k_block(isa, n)), c: c.as_mut_ptr(), ldc: n, bias: None, residual: std::ptr::null(), act: Activation::HardSwish };
         // SAFETY: sizes as stated; the ISA is present.
         unsafe { gemm(isa, &call, &Matrix { data: &b, ld: n, strided: true }, &mut scratch) };
         c
@@ -188,17 +201,26 @@ pub(crate) fn cpu_seconds() -> f64 {
 #[ignore]
 fn speed() {
     let mut rng = Rng(1);
-    for (m, k, n) in [(256, 2304, 196), (64, 576, 3136), (512, 4608, 49), (256, 64, 3136), (2048, 512, 49)] {
+    // KANN_SPEED_SHAPES=512x4608x49,... measures other M×K×N shapes.
+    let shapes: Vec<(usize, usize, usize)> = std::env::var("KANN_SPEED_SHAPES").map_or(vec![(256, 2304, 196), (64, 576, 3136), (512, 4608, 49), (256, 64, 3136), (2048, 512, 49)], |v| {
+        v.split(',')
+            .map(|s| {
+                let d: Vec<usize> = s.split('x').map(|x| x.parse().expect("KANN_SPEED_SHAPES: MxKxN")).collect();
+                (d[0], d[1], d[2])
+            })
+            .collect()
+    });
+    for (m, k, n) in shapes {
         let (a, b) = (rng.vec(m * k), rng.vec(k * n));
         // KANN_SPEED_ISA=avx512 measures one ISA (for a profiler).
         let only = std::env::var("KANN_SPEED_ISA").ok();
-        // KANN_SPEED_KC=128,192 also tries shallower K blocks.
-        let kcs: Vec<usize> = std::env::var("KANN_SPEED_KC").map_or(vec![KC], |v| v.split(',').map(|x| x.parse().expect("KANN_SPEED_KC")).collect());
-        for (isa, kc_max) in isas().into_iter().filter(|i| only.as_deref().is_none_or(|o| o == i.name())).flat_map(|i| kcs.iter().map(move |&kc| (i, kc))) {
-            let packed = pack_a_blocked(&a, m, k, isa, kc_max);
+        // KANN_SPEED_KC=128,192 tries these K blocks instead of k_block's.
+        let kcs: Vec<Option<usize>> = std::env::var("KANN_SPEED_KC").map_or(vec![None], |v| v.split(',').map(|x| Some(x.parse().expect("KANN_SPEED_KC"))).collect());
+        for (isa, kc_max) in isas().into_iter().filter(|i| only.as_deref().is_none_or(|o| o == i.name())).flat_map(|i| kcs.iter().map(move |&kc| (i, kc.unwrap_or(k_block(i, n))))) {
+            let packed = pack_a(&a, m, k, isa, kc_max);
             let mut c = vec![0.0f32; m * n];
             let mut scratch = vec![0.0f32; scratch_floats(isa, k, n)];
-            let call = GemmCall { m, k, n, a: PackedA::blocked(&packed, m, k, isa, kc_max), c: c.as_mut_ptr(), ldc: n, bias: None, residual: std::ptr::null(), act: Activation::Relu };
+            let call = GemmCall { m, k, n, a: PackedA::new(&packed, m, k, isa, kc_max), c: c.as_mut_ptr(), ldc: n, bias: None, residual: std::ptr::null(), act: Activation::Relu };
             let mut times = Vec::new();
             for _ in 0..21 {
                 let t = cpu_seconds();
@@ -264,13 +286,13 @@ fn gemm_speed() {
         for (m, k, n) in shapes {
             let mut rng = Rng(3);
             let (a, b) = (rng.vec(m * k), rng.vec(k * n));
-            let packed = pack_a(&a, m, k, isa);
+            let packed = pack_a(&a, m, k, isa, k_block(isa, n));
             let mut c = vec![0.0f32; m * n];
             let mut scratch0 = vec![0.0f32; scratch_floats(isa, k, n) + 16];
             let lead = scratch0.as_ptr().align_offset(64);
             let scratch = &mut scratch0[lead..];
             let bias = rng.vec(m);
-            let call = GemmCall { m, k, n, a: PackedA::new(&packed, m, k, isa), c: c.as_mut_ptr(), ldc: n, bias: Some(&bias), residual: std::ptr::null(), act: Activation::Relu };
+            let call = GemmCall { m, k, n, a: PackedA::new(&packed, m, k, isa, k_block(isa, n)), c: c.as_mut_ptr(), ldc: n, bias: Some(&bias), residual: std::ptr::null(), act: Activation::Relu };
             let src = Matrix { data: &b, ld: n, strided: true };
             let reps = (2e9 / (2.0 * (m * k * n) as f64)).ceil() as usize;
             let mut best = f64::INFINITY;

@@ -98,7 +98,7 @@ fn check_against_unfused(base: &PointwiseDepthwise, rng: &mut Rng, parts: &[u64]
     for isa in isas() {
         let k = PointwiseDepthwise { isa, depthwise: DepthwiseConv { isa, ..base.depthwise.clone() }, ..base.clone() };
         k.check(3 + usize::from(k.pointwise.bias) + usize::from(d.epilogue.bias), 1).unwrap_or_else(|m| panic!("{m}"));
-        let mut ins = vec![x.clone(), pack_a(&pw, e, c, isa)];
+        let mut ins = vec![x.clone(), pack_a(&pw, e, c, isa, k.k_block())];
         if k.pointwise.bias {
             ins.push(pw_bias.clone());
         }
@@ -173,7 +173,7 @@ fn stride_two_bands_read_split_rows() {
         let want = unfused(&k, &x, &pw, &pw_bias, &taps, &dw_bias);
         for isa in isas() {
             let k = PointwiseDepthwise { isa, depthwise: DepthwiseConv { isa, ..k.depthwise.clone() }, ..k.clone() };
-            let ins = [x.clone(), pack_a(&pw, eu, cu, isa), pw_bias.clone(), taps.clone(), dw_bias.clone()];
+            let ins = [x.clone(), pack_a(&pw, eu, cu, isa, k.k_block()), pw_bias.clone(), taps.clone(), dw_bias.clone()];
             for parts in [1, 3] {
                 let got = run_parts(&k, &ins, &[out_len(&k)], parts).remove(0);
                 assert_close(&got, &want, 2e-5 * (c as f32).sqrt());
@@ -249,11 +249,11 @@ fn fused_vs_pair_timing() {
         let x = rng.vec(cu * (hw * hw) as usize);
         let (w, b, taps, db) = (rng.vec(eu * cu), rng.vec(eu), rng.vec(eu * 9), rng.vec(eu));
         let mid_len = eu * (hw * hw) as usize;
-        let t_pw = time_kernel(&pw, &mut [x.clone(), pack_conv_gemm_weights(&w, eu, 1, isa), b.clone()], mid_len);
+        let t_pw = time_kernel(&pw, &mut [x.clone(), pack_conv_gemm_weights(&w, eu, 1, isa, pw.k_block()), b.clone()], mid_len);
         let t_dw = time_kernel(&dw, &mut [rng.vec(mid_len), taps.clone(), db.clone()], eu * (out * out) as usize);
         for band in [2, 4, 8, 16] {
             let k = PointwiseDepthwise { in_channels: c, depthwise: dw.clone(), pointwise: pw.epilogue, band_rows: band.min(out), isa };
-            let t = time_kernel(&k, &mut [x.clone(), pack_a(&w, eu, cu, isa), b.clone(), taps.clone(), db.clone()], eu * (out * out) as usize);
+            let t = time_kernel(&k, &mut [x.clone(), pack_a(&w, eu, cu, isa, k.k_block()), b.clone(), taps.clone(), db.clone()], eu * (out * out) as usize);
             println!("C={c} E={e} {hw}x{hw}/{s} band {band}: fused {t:.0} µs, pair {:.0} + {:.0} = {:.0} µs", t_pw, t_dw, t_pw + t_dw);
         }
     }

@@ -52,7 +52,7 @@ fn compare(base: &WinogradConv, rng: &mut Rng) {
     let tol = 1e-5 * (9.0 * base.in_channels as f32).sqrt();
     for isa in isas() {
         for tile in [WinogradTile::F4x4, WinogradTile::F2x2] {
-            ins[1] = pack_winograd_weights(&w, base.out_channels as usize, isa, tile);
+            ins[1] = pack_winograd_weights(&w, base.out_channels as usize, isa, tile, WinogradConv { isa, tile, ..base.clone() }.k_block());
             for axis in [WinogradAxis::Tiles, WinogradAxis::Channels] {
                 let k = WinogradConv { isa, axis, tile, ..base.clone() };
                 for parts in [1, 2, 3] {
@@ -182,8 +182,8 @@ fn both(k: &WinogradConv, x: &[f32], w: &[f32]) -> (Vec<f32>, Vec<f32>) {
         input_scale: false,
     };
     let m = k.out_channels as usize;
-    let wino = run_parts(&wk, &[x.to_vec(), pack_winograd_weights(w, m, isa, k.tile)], &[out_len(k)], 2).remove(0);
-    let gemm = run_parts(&g, &[x.to_vec(), pack_conv_gemm_weights(w, m, 1, isa)], &[out_len(k)], 2).remove(0);
+    let wino = run_parts(&wk, &[x.to_vec(), pack_winograd_weights(w, m, isa, k.tile, wk.k_block())], &[out_len(k)], 2).remove(0);
+    let gemm = run_parts(&g, &[x.to_vec(), pack_conv_gemm_weights(w, m, 1, isa, g.k_block())], &[out_len(k)], 2).remove(0);
     (wino, gemm)
 }
 
@@ -295,8 +295,8 @@ fn winograd_vs_gemm_timing() {
             axis: if hw * hw <= 256 { GemmAxis::Channels } else { GemmAxis::Columns },
             input_scale: false,
         };
-        let mut wi = vec![x.clone(), pack_winograd_weights(&w, m as usize, isa, tile), bias.clone()];
-        let mut gi = vec![x.clone(), pack_conv_gemm_weights(&w, m as usize, 1, isa), bias.clone()];
+        let mut wi = vec![x.clone(), pack_winograd_weights(&w, m as usize, isa, tile, k.k_block()), bias.clone()];
+        let mut gi = vec![x.clone(), pack_conv_gemm_weights(&w, m as usize, 1, isa, g.k_block()), bias.clone()];
         let tw = time_kernel(&k, &mut wi, out_len(&k));
         let tg = time_kernel(&g, &mut gi, out_len(&k));
         println!("C={c} K={m} {hw}x{hw} {} {tile:?}: winograd {tw:.0} µs, gemm {tg:.0} µs, speed-up {:.2}", isa.name(), tg / tw);
@@ -315,7 +315,7 @@ fn winograd_phases() {
         let k = timed_layer(c, c, hw, isa, tile);
         let x = rng.vec((c * hw * hw) as usize);
         let w = rng.vec((c * c * 9) as usize);
-        let mut ins = [x, pack_winograd_weights(&w, c as usize, isa, tile), rng.vec(c as usize)];
+        let mut ins = [x, pack_winograd_weights(&w, c as usize, isa, tile, k.k_block()), rng.vec(c as usize)];
         let mut out = vec![0.0f32; out_len(&k)];
         let bufs: Vec<crate::RawBuf> = ins.iter_mut().map(|v| crate::RawBuf::from_f32(v)).collect();
         let outs = [crate::RawBuf::from_f32(&mut out)];

@@ -106,7 +106,7 @@ pub(super) fn defer_pointwise(cx: &mut LowerCx, _id: NodeId, node: &Node, attrs:
         require_f32(cx, b, "B")?;
     }
     let isa = crate::lower::kernel_isa(cx.arch);
-    let weights = cx.weights_f32(&pack_a(w, yd[1], xd[1], isa));
+    let weights = cx.weights_f32(&pack_a(w, yd[1], xd[1], isa, kernel.k_block()));
     let flops = flops(cx, node);
     cx.pending_pointwise.insert(y, PendingPointwise { x, in_channels: xd[1], weights, bias, activation: extra.activation, flops });
     Ok(true)
