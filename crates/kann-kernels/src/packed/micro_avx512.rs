@@ -53,8 +53,42 @@ simd_tile!(
     max = _mm512_max_ps,
     min = _mm512_min_ps,
     narrow = Some(narrow_tile),
-    wide = true
+    wide = true,
+    column = column
 );
+
+/// A wide tile's one narrow column summed inside its K loop (see
+/// `simd_tile`): the 8 rows' sums in one half vector, one FMA a step
+/// beside the tile's 24.
+mod column {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(super) fn zero() -> __m256 {
+        _mm256_setzero_ps()
+    }
+
+    /// `sums += A's 8 rows · B's value` for one K step.
+    ///
+    /// # Safety
+    /// `a` holds 8 floats, `b` one.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(super) unsafe fn step(sums: __m256, a: *const f32, b: *const f32) -> __m256 {
+        // SAFETY: the caller's contract.
+        unsafe { _mm256_fmadd_ps(_mm256_loadu_ps(a), _mm256_set1_ps(*b), sums) }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(super) fn sums(v: __m256) -> [f32; 8] {
+        let mut out = [0.0f32; 8];
+        // SAFETY: out holds 8 floats.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+        out
+    }
+}
 
 /// The narrow columns of a tile (see [`super::NarrowTile`]): one 8-lane
 /// accumulator per column (the tile's 8 rows), one A load and one B

@@ -710,12 +710,16 @@ macro_rules! simd_tile {
         $name:ident, $feat:literal, mr = $mr:literal, lanes = $w:literal, $vec:ty,
         zero = $zero:path, load = $load:path, store = $store:path, load_part = $load_part:path, store_part = $store_part:path, set1 = $set1:path,
         fmadd = $fmadd:path, add = $add:path, mul = $mul:path, max = $max:path, min = $min:path,
-        narrow = $narrow:expr, wide = $wide:literal
+        narrow = $narrow:expr, wide = $wide:literal $(, column = $column:ident)?
     ) => {
         /// The register tile of this ISA.
         pub(crate) struct $name;
 
         impl $name {
+            /// Whether a wide tile's one narrow column can ride along in its K
+            /// loop (`column`: its accumulator's steps, 8 rows in a half vector).
+            const HAS_COLUMN: bool = false $(|| !stringify!($column).is_empty())?;
+
             /// The in-register activation of one vector.
             #[target_feature(enable = $feat)]
             fn act(x: $vec, a: PwAct) -> $vec {
@@ -774,24 +778,32 @@ macro_rules! simd_tile {
                 let vec_cols = (cols - 1) / $w * $w;
                 let narrow = narrow.filter(|_| cols - vec_cols <= NARROW_COLS && panel.is_some());
                 let vec_cols = if narrow.is_some() { vec_cols } else { cols };
+                // A wide tile's one narrow column (a 7×7 map's 49th) rides
+                // along in its K loop where the ISA has the registers: as a
+                // pass of column products after the loop (one FMA per two
+                // loads) it took ~14 % of the wide tiles' time.
+                let col = Self::HAS_COLUMN && vec_cols == 3 * $w && narrow.is_some() && cols - vec_cols == 1 && copy.is_null();
+                let col_at = (third + vec_cols).saturating_sub(2 * $w);
                 // SAFETY: the caller's contract (panels kc deep).
-                unsafe {
+                let column = unsafe {
                     let far = e.next_a;
                     assert!(copy.is_null() || vec_cols > $w, "a packing tile computes both vectors");
-                    match (vec_cols.div_ceil($w), far.is_null(), copy.is_null()) {
-                        (0, ..) => {}
+                    match (vec_cols.div_ceil($w), far.is_null(), copy.is_null(), col) {
+                        (0, ..) => [0.0; $mr],
                         // Three vectors only in a wide tile (V = 3).
-                        (3, true, _) => Self::k_loop::<V, V, false, false>(kc, a, &brow, third, far, copy, &mut acc),
-                        (3, false, _) => Self::k_loop::<V, V, true, false>(kc, a, &brow, third, far, copy, &mut acc),
-                        (2, true, true) => Self::k_loop::<V, 2, false, false>(kc, a, &brow, third, far, copy, &mut acc),
-                        (2, false, true) => Self::k_loop::<V, 2, true, false>(kc, a, &brow, third, far, copy, &mut acc),
-                        (2, true, false) => Self::k_loop::<V, 2, false, true>(kc, a, &brow, third, far, copy, &mut acc),
-                        (2, false, false) => Self::k_loop::<V, 2, true, true>(kc, a, &brow, third, far, copy, &mut acc),
+                        (3, true, _, false) => Self::k_loop::<V, V, false, false, false>(kc, a, &brow, third, far, copy, col_at, &mut acc),
+                        (3, false, _, false) => Self::k_loop::<V, V, true, false, false>(kc, a, &brow, third, far, copy, col_at, &mut acc),
+                        (3, true, _, true) => Self::k_loop::<V, V, false, false, true>(kc, a, &brow, third, far, copy, col_at, &mut acc),
+                        (3, false, _, true) => Self::k_loop::<V, V, true, false, true>(kc, a, &brow, third, far, copy, col_at, &mut acc),
+                        (2, true, true, _) => Self::k_loop::<V, 2, false, false, false>(kc, a, &brow, third, far, copy, col_at, &mut acc),
+                        (2, false, true, _) => Self::k_loop::<V, 2, true, false, false>(kc, a, &brow, third, far, copy, col_at, &mut acc),
+                        (2, true, false, _) => Self::k_loop::<V, 2, false, true, false>(kc, a, &brow, third, far, copy, col_at, &mut acc),
+                        (2, false, false, _) => Self::k_loop::<V, 2, true, true, false>(kc, a, &brow, third, far, copy, col_at, &mut acc),
                         // A tile of at most one vector's columns skips the other.
-                        (_, true, _) => Self::k_loop::<V, 1, false, false>(kc, a, &brow, third, far, copy, &mut acc),
-                        (_, false, _) => Self::k_loop::<V, 1, true, false>(kc, a, &brow, third, far, copy, &mut acc),
+                        (_, true, ..) => Self::k_loop::<V, 1, false, false, false>(kc, a, &brow, third, far, copy, col_at, &mut acc),
+                        (_, false, ..) => Self::k_loop::<V, 1, true, false, false>(kc, a, &brow, third, far, copy, col_at, &mut acc),
                     }
-                }
+                };
                 let simd_act = if e.finish { PwAct::of(e.act) } else { Some(PwAct::Identity) };
                 if rows == $mr && vec_cols == V * $w {
                     // A whole tile: the same merge over constant bounds, so
@@ -837,7 +849,15 @@ macro_rules! simd_tile {
                     let from = if vec_cols >= 2 * $w { b.wrapping_add(third + vec_cols - 2 * $w) } else { b.wrapping_add(vec_cols) };
                     // SAFETY: the panels hold kc rows; columns vec_cols..cols of the tile lie inside C.
                     unsafe {
-                        let t = tail(kc, a, from, n);
+                        let t = if col {
+                            let mut t = [0.0f32; 8 * NARROW_COLS];
+                            for (i, s) in column.into_iter().enumerate() {
+                                t[i * NARROW_COLS] = s;
+                            }
+                            t
+                        } else {
+                            tail(kc, a, from, n)
+                        };
                         let residual = if e.residual.is_null() { e.residual } else { e.residual.add(vec_cols) };
                         merge_scalar(&t, NARROW_COLS, c.add(vec_cols), ldc, rows, n, &TileEpi { residual, ..*e });
                     }
@@ -897,15 +917,20 @@ macro_rules! simd_tile {
             /// for the first `H` (1 to `V`) vectors of each row (the third
             /// `third` floats after the row); with `FAR`,
             /// asks for `far`'s `kc * MR` floats in L2 on the way; with
-            /// `COPY` (and `H` = 2), copies B's rows to `copy`, NR apart.
+            /// `COPY` (and `H` = 2), copies B's rows to `copy`, NR apart;
+            /// with `COL` (an ISA with `column`), also sums column `col_at`
+            /// of B's rows and returns the MR sums (zeros without).
             ///
             /// # Safety
             /// `a` holds `kc * MR` floats, `brow(p)` NR floats for each `p < kc`;
-            /// with `COPY`, `copy` is valid for writing `kc * NR` floats.
+            /// with `COPY`, `copy` is valid for writing `kc * NR` floats; with
+            /// `COL`, `brow(p) + col_at` is valid for a float.
             #[target_feature(enable = $feat)]
             #[inline]
             #[allow(clippy::too_many_arguments)]
-            unsafe fn k_loop<const V: usize, const H: usize, const FAR: bool, const COPY: bool>(kc: usize, a: *const f32, brow: &impl Fn(usize) -> *const f32, third: usize, far: *const f32, copy: *mut f32, acc: &mut [[$vec; V]; $mr]) {
+            unsafe fn k_loop<const V: usize, const H: usize, const FAR: bool, const COPY: bool, const COL: bool>(kc: usize, a: *const f32, brow: &impl Fn(usize) -> *const f32, third: usize, far: *const f32, copy: *mut f32, col_at: usize, acc: &mut [[$vec; V]; $mr]) -> [f32; $mr] {
+                let _ = col_at;
+                $( let mut sums = $column::zero(); )?
                 for p in 0..kc {
                     if FAR && p % 2 == 0 {
                         // A 64-byte line holds two steps of 8 rows.
@@ -913,7 +938,7 @@ macro_rules! simd_tile {
                     }
                     // SAFETY: p < kc: B's row p is NR floats, A's column p MR floats;
                     // prefetching A ahead (past its end at the last steps) never faults.
-                    let (bv, ap) = unsafe {
+                    let (b, bv, ap) = unsafe {
                         prefetch(a.wrapping_add((p + A_AHEAD) * $mr));
                         let b = brow(p);
                         let at = |h: usize| if h < 2 { h * $w } else { third };
@@ -922,7 +947,7 @@ macro_rules! simd_tile {
                             $store(copy.add(p * 2 * $w), bv[0]);
                             $store(copy.add(p * 2 * $w + $w), bv[1]);
                         }
-                        (bv, a.add(p * $mr))
+                        (b, bv, a.add(p * $mr))
                     };
                     for (i, row) in acc.iter_mut().enumerate() {
                         // SAFETY: i < MR.
@@ -931,7 +956,22 @@ macro_rules! simd_tile {
                             row[h] = $fmadd(av, bv[h], row[h]);
                         }
                     }
+                    $(
+                        if COL {
+                            // SAFETY: the caller vouches for B's column and A's MR floats.
+                            sums = unsafe { $column::step(sums, ap, b.add(col_at)) };
+                        }
+                    )?
+                    let _ = b;
                 }
+                #[allow(unused_mut)]
+                let mut out = [0.0f32; $mr];
+                $(
+                    if COL {
+                        out = $column::sums(sums);
+                    }
+                )?
+                out
             }
 
             /// The first `n` (1..=lanes) floats at `p`, zeros after.
