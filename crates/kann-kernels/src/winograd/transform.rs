@@ -48,12 +48,15 @@ pub(super) trait TileVec: Copy {
     /// # Safety
     /// `p` is writable for `n` floats.
     unsafe fn store_part(self, p: *mut f32, n: usize);
-    /// Stores lanes `from..to` at `p + from .. p + to` (`p` itself need
-    /// not point into the buffer).
+    /// Lanes `from..to` as a store mask ([`TileVec::store_lanes`]).
+    type Mask: Copy;
+    fn lanes_mask(from: usize, to: usize) -> Self::Mask;
+    /// Stores the lanes of `m` (from [`TileVec::lanes_mask`]`(from, to)`)
+    /// at `p + from .. p + to` (`p` itself need not point into the buffer).
     ///
     /// # Safety
     /// `p + from .. p + to` is writable.
-    unsafe fn store_lanes(self, p: *mut f32, from: usize, to: usize);
+    unsafe fn store_lanes(self, p: *mut f32, m: Self::Mask);
     /// `e[j][l] = p[4l + j]` for `j < 6` where `lo <= 4l + j < hi`, zero
     /// elsewhere (`hi <= 4·LANES + 2`): a row run whose ends may lie in the
     /// padding (`p` itself need not point into the row).
@@ -172,18 +175,26 @@ impl PackedV {
         (out, count)
     }
 
+    /// [`Self::pieces`] as store masks and where lane 0 of each goes
+    /// (before the channel's row and the position), worked out once a
+    /// segment: per store they cost more than the store (36 a segment).
+    #[inline(always)]
+    fn masked_pieces<T: TileVec>(&self, d: usize, len: usize) -> ([(T::Mask, isize); 3], usize) {
+        let (pieces, n) = self.pieces(d, len);
+        (pieces.map(|pc| (T::lanes_mask(pc.from, pc.to), pc.at as isize - pc.from as isize)), n)
+    }
+
     /// Stores the lanes of `x` as the tiles `pieces` place of channel `c` of `V[xi]`.
     ///
     /// # Safety
     /// `v` holds 36 strides of `panels · channels · nr` floats; the pieces come from
-    /// [`Self::pieces`] for tiles inside the panels.
+    /// [`Self::masked_pieces`] for tiles inside the panels.
     #[inline(always)]
-    unsafe fn store<T: TileVec>(&self, x: T, xi: usize, c: usize, pieces: &[Piece]) {
-        let base = xi * self.stride + c * self.nr;
-        for pc in pieces {
-            let at = self.v.wrapping_add(base + pc.at);
-            // SAFETY: lanes from..to go to at..at+(to-from), inside the panel's row c.
-            unsafe { x.store_lanes(at.wrapping_sub(pc.from), pc.from, pc.to) };
+    unsafe fn store<T: TileVec>(&self, x: T, xi: usize, c: usize, pieces: &[(T::Mask, isize)]) {
+        let base = self.v.wrapping_add(xi * self.stride + c * self.nr);
+        for &(m, at) in pieces {
+            // SAFETY: the piece's lanes go inside the panel's row c.
+            unsafe { x.store_lanes(base.wrapping_offset(at), m) };
         }
     }
 }
@@ -212,7 +223,7 @@ pub(super) unsafe fn input_channel<T: TileVec>(g: &Geometry, plane: &[f32], c: u
         let count = TILE * s.len + 2;
         // The part of the run inside the row.
         let (lo, hi) = ((-x0).max(0) as usize, count.min((iw as isize - x0).max(0) as usize));
-        let (pieces, n_pieces) = v.pieces(s.d, s.len);
+        let (pieces, n_pieces) = v.masked_pieces::<T>(s.d, s.len);
         let mut rows = [zero; ALPHA];
         for (i, h) in rows.iter_mut().enumerate() {
             let y = (TILE * s.ty + i) as isize - g.pad[0] as isize;
@@ -320,7 +331,7 @@ pub(super) unsafe fn input_channel_2x2<T: TileVec>(g: &Geometry, plane: &[f32], 
         let x0 = (2 * s.tx) as isize - g.pad[1] as isize;
         let count = 2 * s.len + 2;
         let (lo, hi) = ((-x0).max(0) as usize, count.min((iw as isize - x0).max(0) as usize));
-        let (pieces, n_pieces) = v.pieces(s.d, s.len);
+        let (pieces, n_pieces) = v.masked_pieces::<T>(s.d, s.len);
         let mut rows = [zero; 4];
         for (i, h) in rows.iter_mut().enumerate() {
             let y = (2 * s.ty + i) as isize - g.pad[0] as isize;
@@ -406,8 +417,13 @@ impl TileVec for Lanes {
         // SAFETY: the caller's contract.
         unsafe { std::ptr::copy_nonoverlapping(self.as_ptr(), p, n) };
     }
+    type Mask = (usize, usize);
     #[inline(always)]
-    unsafe fn store_lanes(self, p: *mut f32, from: usize, to: usize) {
+    fn lanes_mask(from: usize, to: usize) -> (usize, usize) {
+        (from, to)
+    }
+    #[inline(always)]
+    unsafe fn store_lanes(self, p: *mut f32, (from, to): (usize, usize)) {
         // SAFETY: the caller's contract.
         unsafe { std::ptr::copy_nonoverlapping(self[from..to].as_ptr(), p.wrapping_add(from), to - from) };
     }
@@ -519,10 +535,15 @@ mod x86 {
             // SAFETY: masked-off lanes are not written.
             unsafe { _mm512_mask_storeu_ps(p, lanes(0, n), self.0) }
         }
+        type Mask = __mmask16;
         #[inline(always)]
-        unsafe fn store_lanes(self, p: *mut f32, from: usize, to: usize) {
-            // SAFETY: only lanes from..to are written, where the caller vouches.
-            unsafe { _mm512_mask_storeu_ps(p, lanes(from, to), self.0) }
+        fn lanes_mask(from: usize, to: usize) -> __mmask16 {
+            lanes(from, to)
+        }
+        #[inline(always)]
+        unsafe fn store_lanes(self, p: *mut f32, m: __mmask16) {
+            // SAFETY: only the mask's lanes are written, where the caller vouches.
+            unsafe { _mm512_mask_storeu_ps(p, m, self.0) }
         }
         #[inline(always)]
         unsafe fn phases(p: *const f32, lo: usize, hi: usize) -> [Self; ALPHA] {
