@@ -25,9 +25,11 @@
 //!
 //! Tiles: AVX-512 8×32 (16 zmm accumulators + 2 B vectors + 1 broadcast:
 //! 16 FMAs per 2 loads and 8 broadcasts, enough independent chains to hide
-//! the 4-cycle FMA latency on two ports; hot in L1 it runs at ~190-210
-//! GFLOP/s of the core's ~223, and 12×32 or 14×32 tiles measured no better
-//! while wasting rows on the power-of-two channel counts), AVX2+FMA 6×16
+//! the 4-cycle FMA latency on two ports; hot in L1 it runs at ~203-215
+//! GFLOP/s of the core's ~240; in standalone loops 12×32 measured no
+//! better and 13×32 or 14×32 ~5 % better, while wasting rows on the
+//! power-of-two channel counts; MR = 8 is built into the narrow columns
+//! and the Winograd and fused pointwise paths), AVX2+FMA 6×16
 //! (12 ymm accumulators of 16 registers), portable 4×8 (plain Rust the
 //! compiler vectorises). Edge tiles (M or N remainders) run the same
 //! microkernel and merge only their valid rows and columns (masked vector
