@@ -14,7 +14,7 @@
 //! Blocking ([`KC`], [`MC`], [`NC`]): a `KC × NR` B panel (32 KiB at most)
 //! stays in the 48 KiB L1 while the `MC / MR` A panels of the current row
 //! block stream past it from L2 (`MC × KC` = 240 KiB); the packed `KC × NC` B
-//! block (384 KiB) stays in L2 across the row blocks. K is cut into blocks
+//! block (480 KiB) stays in L2 across the row blocks. K is cut into blocks
 //! of equal depth (at most KC: no shallow last block), A's packing blocks;
 //! a GEMM whose columns make one wide tile (below) cuts at most
 //! [`KC_WIDE`] deep, so that its 48-column B panel fits L1 ([`k_block`]).
@@ -63,8 +63,13 @@ pub const KC: usize = 256;
 pub const KC_WIDE: usize = 128;
 /// Rows of A per row block (a multiple of every MR), kept in L2.
 pub const MC: usize = 240;
-/// Columns of B per packed block, kept in L2.
-pub const NC: usize = 384;
+/// Columns of B per packed block, kept in L2. 480 (was 384): a 28×28
+/// map's 784 columns split over two clusters give one 400, which at 384
+/// made two column blocks of 224 and 176, each gathering all of B's
+/// stride-2 phases and streaming all of A again (ResNet-50's 3×3/2 on
+/// 56×56: that half ran 16 % over its share of the work, the other
+/// cluster waited at the barrier).
+pub const NC: usize = 480;
 
 /// The instruction set a packed kernel runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
