@@ -416,11 +416,11 @@ struct Block {
     k1: usize,
 }
 
-/// The transforms compiled with AVX-512 (on zmm vectors) or AVX2 (the
-/// portable arrays, vectorised at that width) enabled.
+/// The transforms compiled with AVX-512 (on zmm vectors) or AVX2 (on
+/// pairs of ymm) enabled.
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::transform::{Lanes, Zmm};
+    use super::transform::{Ymm2, Zmm};
     use super::{Block, WinogradConv};
     use crate::Io;
 
@@ -433,7 +433,7 @@ mod simd {
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn transform_avx2(k: &WinogradConv, x: &[f32], t0: usize, n: usize, tb: usize, v: &mut [f32]) {
-        k.transform_block_with::<Lanes>(x, t0, n, tb, v)
+        k.transform_block_with::<Ymm2>(x, t0, n, tb, v)
     }
 
     /// # Safety
@@ -449,7 +449,7 @@ mod simd {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn finish_avx2(k: &WinogradConv, io: &Io, blk: Block, m: &[f32], y: *mut f32) {
         // SAFETY: the caller's contract.
-        unsafe { k.finish_block_with::<Lanes>(io, blk, m, y) }
+        unsafe { k.finish_block_with::<Ymm2>(io, blk, m, y) }
     }
 }
 

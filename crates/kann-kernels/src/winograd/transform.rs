@@ -17,7 +17,8 @@
 //! floats a lane.
 //!
 //! The algorithm is written once over [`TileVec`]: the portable twin is an
-//! array of 16 floats (which AVX2 builds vectorise), AVX-512 a zmm register.
+//! array of 16 floats, AVX2 two ymm registers ([`Ymm2`]), AVX-512 a zmm
+//! register.
 
 use crate::packed::PwAct;
 
@@ -52,10 +53,15 @@ pub(super) trait TileVec: Copy {
     type Mask: Copy;
     fn lanes_mask(from: usize, to: usize) -> Self::Mask;
     /// Stores the lanes of `m` (from [`TileVec::lanes_mask`]`(from, to)`)
-    /// at `p + from .. p + to` (`p` itself need not point into the buffer).
+    /// at `p + from .. p + to` (`p` itself need not point into the buffer);
+    /// the other floats of `p + 8⌊from/8⌋ .. p + 8⌈to/8⌉` may be read and
+    /// written back unchanged (AVX2 blends rather than masks its stores).
     ///
     /// # Safety
-    /// `p + from .. p + to` is writable.
+    /// `p + 8⌊from/8⌋ .. p + 8⌈to/8⌉` is readable and writable, and no
+    /// other thread touches it meanwhile. ([`PackedV::store`]: a piece
+    /// starting past lane 0 starts a panel other than the first, and each
+    /// position's panels have [`super::SKEW`] ≥ 8 floats after them.)
     unsafe fn store_lanes(self, p: *mut f32, m: Self::Mask);
     /// `e[j][l] = p[4l + j]` for `j < 6` where `lo <= 4l + j < hi`, zero
     /// elsewhere (`hi <= 4·LANES + 2`): a row run whose ends may lie in the
@@ -181,7 +187,13 @@ impl PackedV {
     #[inline(always)]
     fn masked_pieces<T: TileVec>(&self, d: usize, len: usize) -> ([(T::Mask, isize); 3], usize) {
         let (pieces, n) = self.pieces(d, len);
-        (pieces.map(|pc| (T::lanes_mask(pc.from, pc.to), pc.at as isize - pc.from as isize)), n)
+        // (A loop, not `array::map`: its closure was not inlined, and the
+        // AVX2 mask's intrinsics became calls.)
+        let mut out = [(T::lanes_mask(0, 0), 0isize); 3];
+        for (o, pc) in out.iter_mut().zip(pieces).take(n) {
+            *o = (T::lanes_mask(pc.from, pc.to), pc.at as isize - pc.from as isize);
+        }
+        (out, n)
     }
 
     /// Stores the lanes of `x` as the tiles `pieces` place of channel `c` of `V[xi]`.
@@ -269,7 +281,11 @@ pub(super) unsafe fn output_channel<T: TileVec>(g: &Geometry, m: &[f32], k: usiz
     let [oh, ow] = g.output;
     for s in segments(g.tw, t0, n) {
         // SAFETY: row (ξ, k) of M holds the block's n ≥ d + len columns.
-        let mv: [T; 36] = std::array::from_fn(|xi| unsafe { T::load_part(m.as_ptr().add(xi * stride + k * ld + s.d), s.len) });
+        // (A loop: `from_fn`'s closure was not inlined on AVX2.)
+        let mut mv = [T::splat(0.0); 36];
+        for (xi, x) in mv.iter_mut().enumerate() {
+            *x = unsafe { T::load_part(m.as_ptr().add(xi * stride + k * ld + s.d), s.len) };
+        }
         let mut cols = [[T::splat(0.0); ALPHA]; TILE];
         for j in 0..ALPHA {
             let r = at(&std::array::from_fn(|i| mv[i * ALPHA + j]));
@@ -279,7 +295,8 @@ pub(super) unsafe fn output_channel<T: TileVec>(g: &Geometry, m: &[f32], k: usiz
         }
         let (ox, count) = (TILE * s.tx, (TILE * s.len).min(ow - TILE * s.tx));
         for (i, row) in cols.iter().enumerate().take(oh - TILE * s.ty) {
-            let o = at(row).map(|x| x.add(T::splat(f.bias)));
+            let mut o = at(row);
+            o.iter_mut().for_each(|x| *x = x.add(T::splat(f.bias)));
             let at_row = (TILE * s.ty + i) * ow + ox;
             // SAFETY: the caller's contract: this output row run is the block's.
             unsafe { store_row(T::interleave(o), at_row, count, plane, f) };
@@ -364,7 +381,11 @@ pub(super) unsafe fn output_channel_2x2<T: TileVec>(g: &Geometry, m: &[f32], k: 
     let [oh, ow] = g.output;
     for s in segments(g.tw, t0, n) {
         // SAFETY: row (ξ, k) of M holds the block's n ≥ d + len columns.
-        let mv: [T; 16] = std::array::from_fn(|xi| unsafe { T::load_part(m.as_ptr().add(xi * stride + k * ld + s.d), s.len) });
+        // (A loop: `from_fn`'s closure was not inlined on AVX2.)
+        let mut mv = [T::splat(0.0); 16];
+        for (xi, x) in mv.iter_mut().enumerate() {
+            *x = unsafe { T::load_part(m.as_ptr().add(xi * stride + k * ld + s.d), s.len) };
+        }
         let mut cols = [[T::splat(0.0); 4]; 2];
         for j in 0..4 {
             let r = at_2x2(&std::array::from_fn(|i| mv[i * 4 + j]));
@@ -373,7 +394,8 @@ pub(super) unsafe fn output_channel_2x2<T: TileVec>(g: &Geometry, m: &[f32], k: 
         }
         let (ox, count) = (2 * s.tx, (2 * s.len).min(ow - 2 * s.tx));
         for (i, row) in cols.iter().enumerate().take(oh - 2 * s.ty) {
-            let o = at_2x2(row).map(|x| x.add(T::splat(f.bias)));
+            let mut o = at_2x2(row);
+            o.iter_mut().for_each(|x| *x = x.add(T::splat(f.bias)));
             let at_row = (2 * s.ty + i) * ow + ox;
             // SAFETY: the caller's contract: this output row run is the block's.
             unsafe { store_row(T::interleave_2x2(o), at_row, count, plane, f) };
@@ -457,6 +479,11 @@ impl TileVec for Lanes {
 
 #[cfg(target_arch = "x86_64")]
 pub(super) use x86::Zmm;
+#[cfg(target_arch = "x86_64")]
+pub(super) use ymm::Ymm2;
+
+#[cfg(target_arch = "x86_64")]
+mod ymm;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
