@@ -34,7 +34,8 @@
 //! compiler vectorises). Edge tiles (M or N remainders) run the same
 //! microkernel and merge only their valid rows and columns (masked vector
 //! loads and stores); a tile of at most one vector's columns computes only
-//! that vector. With AVX-512, a last panel of at most a vector and four
+//! that vector, and (AVX2, AVX-512) 1 to 4 columns past a vector run as
+//! column products. With AVX-512, a last panel of at most a vector and four
 //! columns joins the full panel before it in one wide 8×48 tile (24
 //! accumulators; the rest as column products): on 7×7 maps (32 + 17
 //! columns) and 28×28 ones (… + 16) its half-width tile had half the
@@ -674,12 +675,12 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
 const NARROW_COLS: usize = 4;
 
 /// `t[i · NARROW_COLS + j] = Σ_p A[p][i] · B[p][j]` for the `n <= NARROW_COLS`
-/// columns of a B panel from `b` (rows `NR` apart) and an 8-row A panel,
-/// over `kc` steps: the column products a tile's narrow last columns run
-/// as (see `simd_tile`).
+/// columns of a B panel from `b` (rows `NR` apart) and an A panel of the
+/// ISA's MR (≤ 8) rows, over `kc` steps: the column products a tile's
+/// narrow last columns run as (see `simd_tile`).
 ///
 /// # Safety
-/// `a` holds `kc * 8` floats, `b` `kc` rows of NR floats (n read of each);
+/// `a` holds `kc * MR` floats, `b` `kc` rows of NR floats (n read of each);
 /// the CPU has the ISA it was compiled for.
 #[cfg(target_arch = "x86_64")]
 pub(crate) type NarrowTile = unsafe fn(usize, *const f32, *const f32, usize) -> [f32; 8 * NARROW_COLS];
