@@ -193,8 +193,15 @@ fn plane_avx512(k: &DepthwiseConv, lay: &Layout, p: &Plane, y: &mut [f32], scrat
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn plane_avx2(k: &DepthwiseConv, lay: &Layout, p: &Plane, y: &mut [f32], scratch: &mut [f32], fresh: bool) {
-    // The closure inherits this function's target features.
-    let ops = Ops { acc: |l, w, b, ph, e| simd::accumulate_avx2(l, w, b, ph, e), ..PORTABLE };
+    // The closures inherit this function's target features. (The portable
+    // moves ran as plain fn pointers without AVX2: the stride-2 split
+    // float by float, a call per row.)
+    let ops = Ops {
+        acc: |l, w, b, ph, e| simd::accumulate_avx2(l, w, b, ph, e),
+        copy: |s, d| d.copy_from_slice(s),
+        split2: |s, e, o| simd::split2_avx2(s, e, o),
+        finish: |s, r, d, a| simd::finish_avx2(s, r, d, a),
+    };
     plane_body(k, lay, p, y, scratch, fresh, &ops)
 }
 
@@ -381,6 +388,76 @@ mod simd {
                 _mm512_mask_storeu_ps(even.as_mut_ptr().add(i / 2), me, _mm512_permutex2var_ps(a, ie, b));
                 _mm512_mask_storeu_ps(odd.as_mut_ptr().add(i / 2), mo, _mm512_permutex2var_ps(a, io, b));
             }
+        }
+    }
+
+    /// `even[j] = src[2j]`, `odd[j] = src[2j + 1]`, 16 source floats a
+    /// step (an in-lane shuffle, then the 64-bit pairs put in order), the
+    /// last ones as the portable loop.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn split2_avx2(src: &[f32], even: &mut [f32], odd: &mut [f32]) {
+        let n = src.len();
+        assert!(even.len() >= n.div_ceil(2) && odd.len() >= n / 2, "depthwise phase rows too short");
+        let whole = n / 16 * 16;
+        for i in (0..whole).step_by(16) {
+            // SAFETY: floats i..i + 16 of src (i + 16 ≤ n); lanes i/2..i/2 + 8 of
+            // both rows (≤ n / 2, asserted above).
+            unsafe {
+                let (a, b) = (_mm256_loadu_ps(src.as_ptr().add(i)), _mm256_loadu_ps(src.as_ptr().add(i + 8)));
+                let order = |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)));
+                _mm256_storeu_ps(even.as_mut_ptr().add(i / 2), order(_mm256_shuffle_ps::<0b10_00_10_00>(a, b)));
+                _mm256_storeu_ps(odd.as_mut_ptr().add(i / 2), order(_mm256_shuffle_ps::<0b11_01_11_01>(a, b)));
+            }
+        }
+        for (j, &v) in src[whole..].iter().enumerate() {
+            let at = (whole + j) / 2;
+            if j % 2 == 0 {
+                even[at] = v;
+            } else {
+                odd[at] = v;
+            }
+        }
+    }
+
+    /// `dst = act(src + residual)`, 8 floats a step, the piecewise-linear
+    /// activations in registers, the others on the stored row.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn finish_avx2(src: &[f32], residual: Option<&[f32]>, dst: &mut [f32], act: Activation) {
+        let n = dst.len();
+        assert!(src.len() >= n && residual.is_none_or(|r| r.len() >= n), "depthwise rows too short");
+        let pw = PwAct::of(act);
+        let zero = _mm256_setzero_ps();
+        let whole = n / 8 * 8;
+        for i in (0..whole).step_by(8) {
+            // SAFETY: floats i..i + 8 ≤ n of every slice (asserted).
+            let mut v = unsafe { _mm256_loadu_ps(src.as_ptr().add(i)) };
+            if let Some(r) = residual {
+                // SAFETY: as above.
+                v = _mm256_add_ps(v, unsafe { _mm256_loadu_ps(r.as_ptr().add(i)) });
+            }
+            v = match pw {
+                Some(PwAct::Clamp { alpha, beta, lo, hi, times_x }) => {
+                    let t = _mm256_min_ps(_mm256_max_ps(_mm256_fmadd_ps(v, _mm256_set1_ps(alpha), _mm256_set1_ps(beta)), _mm256_set1_ps(lo)), _mm256_set1_ps(hi));
+                    if times_x {
+                        _mm256_mul_ps(t, v)
+                    } else {
+                        t
+                    }
+                }
+                Some(PwAct::Leaky { alpha }) => _mm256_add_ps(_mm256_max_ps(v, zero), _mm256_mul_ps(_mm256_set1_ps(alpha), _mm256_min_ps(v, zero))),
+                Some(PwAct::Identity) | None => v,
+            };
+            // SAFETY: as above.
+            unsafe { _mm256_storeu_ps(dst.as_mut_ptr().add(i), v) };
+        }
+        // The last floats as the portable finish (which also runs an
+        // activation with no in-register form over the whole row).
+        for (i, d) in dst.iter_mut().enumerate().skip(whole) {
+            *d = src[i] + residual.map_or(0.0, |r| r[i]);
+        }
+        match pw {
+            Some(a) => dst[whole..].iter_mut().for_each(|x| *x = a.apply(*x)),
+            None => crate::epilogue::activate_in_place(act, dst),
         }
     }
 
