@@ -1492,7 +1492,7 @@ mod tests {
     }
 
     #[test]
-    fn expand_then_depthwise_fuse_when_alone_and_match_reference() {
+    fn expand_then_depthwise_fuse_when_alone_on_avx512_and_match_reference() {
         let mut rng = Rng::new(83);
         for arch in runnable_arches() {
             let fused = format!("f32_conv1x1_dwconv2d_{}", crate::lower::kernel_isa(arch).name());
@@ -1501,7 +1501,9 @@ mod tests {
                 for clusters in [1, 2] {
                     let c = crate::testing::check_against_reference_on(g.clone(), clusters, arch).unwrap_or_else(|e| panic!("{arch}: {e}"));
                     let names: Vec<String> = c.program.steps.iter().map(|s| s.kernel.name()).collect();
-                    assert_eq!(names.contains(&fused), !second_reader, "{arch}, stride {stride}, {clusters} clusters: {names:?}");
+                    // Fused on AVX-512 only (where its depthwise part runs from registers).
+                    let want = !second_reader && crate::lower::kernel_isa(arch) == kann_kernels::packed::Isa::Avx512;
+                    assert_eq!(names.contains(&fused), want, "{arch}, stride {stride}, {clusters} clusters: {names:?}");
                 }
             }
         }

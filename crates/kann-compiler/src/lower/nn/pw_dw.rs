@@ -1,7 +1,8 @@
 //! A 1×1 convolution and the depthwise convolution that alone reads it,
 //! lowered together to one [`PointwiseDepthwise`] step when the expanded
 //! tensor between them is too big to stay in the cache (MobileNet's and
-//! EfficientNet's expand layers on the large maps).
+//! EfficientNet's expand layers on the large maps), on AVX-512 (see
+//! [`defer_pointwise`]).
 //!
 //! Nodes lower in order, so the pointwise node, when it qualifies, only
 //! records itself ([`defer_pointwise`]: the depthwise reader was checked
@@ -86,6 +87,15 @@ pub(super) fn defer_pointwise(cx: &mut LowerCx, _id: NodeId, node: &Node, attrs:
         && extra.residual.is_none();
     let y = output(node, 0)?;
     let yd = cx.info(y).shape.dims().to_vec();
+    // The fused kernel pays where its depthwise part runs from registers
+    // (AVX-512). With AVX2 its per-channel plane path made it slower than
+    // the pair on every MobileNetV2 expand layer (Zen 3, `pw_dw`'s
+    // fused_vs_pair_timing: 24→144 on 56×56 1.11-2.28 ms fused against
+    // 0.96-1.09 paired, with stride 2 1.02-1.53 against 0.55-0.80; 16→96 on
+    // 112×112 /2 about even).
+    if crate::lower::kernel_isa(cx.arch) != kann_kernels::packed::Isa::Avx512 {
+        return Ok(false);
+    }
     if !pointwise || yd.iter().product::<usize>() * 4 < MIN_EXPANDED_BYTES {
         return Ok(false);
     }
