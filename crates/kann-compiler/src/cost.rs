@@ -158,7 +158,7 @@ impl CostModel {
             }
             Kernel::FcGemm(f) => self.packed_flops[isa_index(f.isa)],
             // The GEMM's tile over B read in place: no gather, short K.
-            Kernel::ConvDirect(c) => self.packed_flops[isa_index(c.isa)] * short_depth(c.in_channels * c.kernel[0] * c.kernel[1]),
+            Kernel::ConvDirect(c) => self.packed_flops[isa_index(c.isa)] * short_depth((c.in_channels / c.group.max(1)) * c.kernel[0] * c.kernel[1]),
             // Stride-1 rows of 9 or more outputs on the register-row path:
             // measured 2.2-2.6x the other paths' rate (MobileNetV2's
             // 14x14 and 28x28 layers at 1 cluster).

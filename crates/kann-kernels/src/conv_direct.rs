@@ -18,6 +18,11 @@
 //! are output rows (`N · oh`); each part copies only the input rows its own
 //! output rows read.
 //!
+//! Grouped convolutions with a few channels a group (RegNet's 3×3 of 24
+//! channels a group) run the same way, group by group over the one copy:
+//! their im2col is 9 times the input for a GEMM of 24 rows, and gathering
+//! it took longer than the multiply-adds (program format v11).
+//!
 //! Inputs: X `[N, C, H, W]`, packed W, then B `[M]` if `epilogue.bias`, then
 //! the residual (Y's shape) if `epilogue.residual`. Output: Y `[N, M, oh, ow]`.
 
@@ -28,12 +33,15 @@ use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
 /// A direct (indirect-GEMM) 2-D convolution; geometry as [`crate::conv::Conv`]
-/// with two spatial axes `[h, w]`, one group, horizontal stride 1 or 2.
+/// with two spatial axes `[h, w]`, horizontal stride 1 or 2.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConvDirect {
     pub batch: u64,
     pub in_channels: u64,
     pub out_channels: u64,
+    /// Groups: each reads `in_channels / group` channels into
+    /// `out_channels / group` (program format v11).
+    pub group: u64,
     pub input: [u64; 2],
     pub kernel: [u64; 2],
     pub strides: [u64; 2],
@@ -47,8 +55,14 @@ pub struct ConvDirect {
 /// The geometry in `usize`, and the layout of a part's padded rows.
 #[derive(Clone, Copy, Debug)]
 struct Geom {
+    /// Input channels (all groups: the copy holds them all).
     c: usize,
+    /// Output channels.
     m: usize,
+    /// Groups, and input and output channels a group.
+    g: usize,
+    cg: usize,
+    mg: usize,
     ih: usize,
     iw: usize,
     kh: usize,
@@ -75,9 +89,13 @@ impl Geom {
             u(k.kernel[1]),
             u(k.output[1]),
         );
+        let g = u(k.group).max(1);
         Geom {
             c: u(k.in_channels),
             m: u(k.out_channels),
+            g,
+            cg: u(k.in_channels) / g,
+            mg: u(k.out_channels) / g,
             ih: u(k.input[0]),
             iw: u(k.input[1]),
             kh: u(k.kernel[0]),
@@ -94,9 +112,9 @@ impl Geom {
         }
     }
 
-    /// GEMM depth `C · kh · kw`.
+    /// GEMM depth of a group, `C/group · kh · kw`.
     fn depth(&self) -> usize {
-        self.c * self.kh * self.kw
+        self.cg * self.kh * self.kw
     }
 
     /// Padded input rows that output rows `oys` read.
@@ -113,8 +131,13 @@ impl Geom {
         self.c * self.s * rows * self.wq
     }
 
-    /// B row `k = (ci, ky, kx)`'s offset in a copy of `rows` rows, from a
-    /// tile's first column.
+    /// Where group `gi`'s channels start in a copy of `rows` rows.
+    fn group_offset(&self, gi: usize, rows: usize) -> usize {
+        gi * self.cg * self.s * rows * self.wq
+    }
+
+    /// B row `k = (ci, ky, kx)` (`ci` counted in the group)'s offset in a
+    /// copy of `rows` rows, from a tile's first column in the group.
     fn offset(&self, k: usize, rows: usize) -> usize {
         let (ci, tap) = (k / (self.kh * self.kw), k % (self.kh * self.kw));
         let (ky, kx) = (tap / self.kw, tap % self.kw);
@@ -130,8 +153,22 @@ impl ConvDirect {
         packed::KC
     }
 
-    /// Whether the kernel computes this geometry: one group, nonzero
-    /// strides and dilations, horizontal stride 1 or 2.
+    /// Output rows a grouped convolution runs at a time: its padded copy of
+    /// every channel's rows then stays in L2 while the groups read it (one
+    /// copy of a part's rows measured slower than the grouped GEMM on
+    /// RegNet's 3×3/2 from 112×112: 4.4 MB through L3). A stem (one group,
+    /// a few channels) copies a part's rows at once.
+    fn band_rows(&self) -> usize {
+        const COPY_BYTES: usize = 256 << 10;
+        let g = Geom::of(self);
+        if g.g == 1 {
+            return usize::MAX;
+        }
+        (1..=g.oh).rev().find(|&r| 4 * g.copy_floats(g.rows_for(r)) <= COPY_BYTES).unwrap_or(1)
+    }
+
+    /// Whether the kernel computes this geometry: nonzero strides and
+    /// dilations, horizontal stride 1 or 2.
     pub fn supports(strides: [u64; 2], dilations: [u64; 2]) -> bool {
         matches!(strides[1], 1 | 2) && strides[0] > 0 && !dilations.contains(&0)
     }
@@ -237,9 +274,10 @@ impl ConvDirect {
             *o = g.offset(kk, rows);
         }
         // A row's last tile reads whole NR-float rows of B, past its columns
-        // but inside its phase row (wq floats): all inside `copy`.
+        // but inside its phase row (wq floats): all inside `copy`, the last
+        // group's included.
         let reach = offs.iter().max().map_or(0, |&o| {
-            o + (oys - 1) * g.sh * g.wq + g.ow.next_multiple_of(nr)
+            g.group_offset(g.g - 1, rows) + o + (oys - 1) * g.sh * g.wq + g.ow.next_multiple_of(nr)
         });
         assert!(reach <= copy.len(), "conv direct copy reach");
         // An activation with no in-register form (SiLU, sigmoid) runs over
@@ -250,40 +288,47 @@ impl ConvDirect {
             None => (crate::Activation::None, Some(self.epilogue.activation)),
             Some(_) => (self.epilogue.activation, None),
         };
-        let a = PackedA::new(&w[..packed_a_len(g.m, k, self.isa)], g.m, k, self.isa, self.k_block());
-        for i in 0..g.m.div_ceil(mr) {
-            let rows_c = mr.min(g.m - i * mr);
-            for oy in oy0..oy0 + oys {
-                for ox0 in (0..g.ow).step_by(nr) {
-                    let cols = nr.min(g.ow - ox0);
-                    let base = copy[(oy - oy0) * g.sh * g.wq + ox0..].as_ptr();
-                    let at = (b * g.m + i * mr) * plane_out + oy * g.ow + ox0;
-                    // Partial sums cross A's K blocks through the output.
-                    for (k0, kc) in a.blocks() {
-                        let e = packed::TileEpi {
-                            accumulate: k0 > 0,
-                            finish: k0 + kc == k,
-                            bias: bias.map_or(std::ptr::null(), |bv| bv[i * mr..].as_ptr()),
-                            // Only into Y (row0 0, Y's planes): the residual has its layout.
-                            residual: residual.map_or(std::ptr::null(), |r| r[at..].as_ptr()),
-                            act,
-                            next_a: std::ptr::null(),
-                            b_ahead: false,
-                        };
-                        let c = out.wrapping_add(i * mr * out_plane + (oy - row0) * g.ow + ox0);
-                        // SAFETY: C's rows_c × cols tile (stride out_plane) lies in
-                        // this part's rows of `out` (asserted); every B row reads NR floats
-                        // inside `copy` (asserted); the ISA is the kernel's (checked in run).
-                        unsafe { packed::tile_indirect(self.isa, kc, a.panel(i, k0, kc).as_ptr(), base, offs[k0..].as_ptr(), c, out_plane, rows_c, cols, &e) };
+        let a_len = packed_a_len(g.mg, k, self.isa);
+        assert!(w.len() >= g.g * a_len, "conv direct weights are too short");
+        for gi in 0..g.g {
+            let a = PackedA::new(&w[gi * a_len..][..a_len], g.mg, k, self.isa, self.k_block());
+            let group_copy = &copy[g.group_offset(gi, rows)..];
+            for i in 0..g.mg.div_ceil(mr) {
+                let rows_c = mr.min(g.mg - i * mr);
+                // The panel's first output channel.
+                let ch = gi * g.mg + i * mr;
+                for oy in oy0..oy0 + oys {
+                    for ox0 in (0..g.ow).step_by(nr) {
+                        let cols = nr.min(g.ow - ox0);
+                        let base = group_copy[(oy - oy0) * g.sh * g.wq + ox0..].as_ptr();
+                        let at = (b * g.m + ch) * plane_out + oy * g.ow + ox0;
+                        // Partial sums cross A's K blocks through the output.
+                        for (k0, kc) in a.blocks() {
+                            let e = packed::TileEpi {
+                                accumulate: k0 > 0,
+                                finish: k0 + kc == k,
+                                bias: bias.map_or(std::ptr::null(), |bv| bv[ch..].as_ptr()),
+                                // Only into Y (row0 0, Y's planes): the residual has its layout.
+                                residual: residual.map_or(std::ptr::null(), |r| r[at..].as_ptr()),
+                                act,
+                                next_a: std::ptr::null(),
+                                b_ahead: false,
+                            };
+                            let c = out.wrapping_add(ch * out_plane + (oy - row0) * g.ow + ox0);
+                            // SAFETY: C's rows_c × cols tile (stride out_plane) lies in
+                            // this part's rows of `out` (asserted); every B row reads NR floats
+                            // inside `copy` (asserted); the ISA is the kernel's (checked in run).
+                            unsafe { packed::tile_indirect(self.isa, kc, a.panel(i, k0, kc).as_ptr(), base, offs[k0..].as_ptr(), c, out_plane, rows_c, cols, &e) };
+                        }
                     }
                 }
-            }
-            if let Some(act) = after {
-                for r in 0..rows_c {
-                    // SAFETY: channel i·MR + r's rows oy0..oy0 + oys of `out`, one
-                    // run, all written above by this part (asserted bounds).
-                    let run = unsafe { std::slice::from_raw_parts_mut(out.add((i * mr + r) * out_plane + (oy0 - row0) * g.ow), oys * g.ow) };
-                    crate::epilogue::activate_in_place(act, run);
+                if let Some(act) = after {
+                    for r in 0..rows_c {
+                        // SAFETY: channel ch + r's rows oy0..oy0 + oys of `out`, one
+                        // run, all written above by this part (asserted bounds).
+                        let run = unsafe { std::slice::from_raw_parts_mut(out.add((ch + r) * out_plane + (oy0 - row0) * g.ow), oys * g.ow) };
+                        crate::epilogue::activate_in_place(act, run);
+                    }
                 }
             }
         }
@@ -304,8 +349,9 @@ impl KernelImpl for ConvDirect {
             return 0;
         }
         let g = Geom::of(self);
-        // A part's rows may span two images: at most `oh` rows of one at a time.
-        let oys = (items as usize).min(g.oh);
+        // A part's rows may span two images: at most `oh` rows of one at a
+        // time, and of a grouped convolution a band.
+        let oys = (items as usize).min(g.oh).min(self.band_rows());
         4 * (g.copy_floats(g.rows_for(oys)) + self.isa.nr()) + 8 * (g.depth() + 1)
     }
 
@@ -320,6 +366,9 @@ impl KernelImpl for ConvDirect {
         if self.in_channels == 0 || self.kernel.contains(&0) || self.out_channels == 0 {
             return Err(format!("conv direct has an empty product: {self:?}"));
         }
+        if self.group == 0 || self.in_channels % self.group != 0 || self.out_channels % self.group != 0 {
+            return Err(format!("conv direct's {} groups do not divide its channels: {self:?}", self.group));
+        }
         Ok(())
     }
 
@@ -332,11 +381,11 @@ impl KernelImpl for ConvDirect {
         // SAFETY: any bit pattern is a valid f32; align to 8 for the offsets after the copy.
         let (pre, scratch, _) = unsafe { scratch.align_to_mut::<f32>() };
         assert!(pre.is_empty(), "conv direct scratch is not 4-byte aligned");
-        let oh = self.output[0] as usize;
+        let (oh, band) = (self.output[0] as usize, self.band_rows());
         let (mut item, end) = (part.start as usize, part.end as usize);
         while item < end {
             let (b, oy) = (item / oh, item % oh);
-            let oys = (oh - oy).min(end - item);
+            let oys = (oh - oy).min(end - item).min(band);
             // SAFETY: the caller's contract; this part owns rows oy.. of image b.
             unsafe { self.run_rows(io, b, oy, oys, scratch) };
             item += oys;
@@ -358,7 +407,7 @@ mod tests {
             batch: k.batch,
             in_channels: k.in_channels,
             out_channels: k.out_channels,
-            group: 1,
+            group: k.group,
             input: k.input.to_vec(),
             kernel: k.kernel.to_vec(),
             strides: k.strides.to_vec(),
@@ -380,10 +429,13 @@ mod tests {
         let (eh, ew) = (rng.below(ph + 1), rng.below(pw + 1));
         let oh = (ih + ph + eh - (kh - 1) * dh - 1) / sh + 1;
         let ow = (iw + pw + ew - (kw - 1) * dw - 1) / sw + 1;
+        // One group in two; 1 to 3 groups of 1 to 4 inputs and 1 to 20 outputs.
+        let group = if rng.below(2) == 0 { 1 } else { 1 + rng.below(3) };
         ConvDirect {
             batch: 1 + rng.below(2),
-            in_channels: 1 + rng.below(4),
-            out_channels: 1 + rng.below(20),
+            in_channels: group * (1 + rng.below(4)),
+            out_channels: group * (1 + rng.below(20)),
+            group,
             input: [ih, iw],
             kernel: [kh, kw],
             strides: [sh, sw],
@@ -400,7 +452,7 @@ mod tests {
         let (n, m, c) = (k.batch as usize, g.m, g.c);
         let x = rng.vec(n * c * g.ih * g.iw);
         let w = rng.vec(m * g.depth());
-        let mut inputs = vec![x.clone(), pack_conv_gemm_weights(&w, m, 1, k.isa, k.k_block())];
+        let mut inputs = vec![x.clone(), pack_conv_gemm_weights(&w, m, g.g, k.isa, k.k_block())];
         let mut ref_inputs = vec![x, w];
         let out = n * m * g.oh * g.ow;
         if k.epilogue.bias {
@@ -448,7 +500,7 @@ mod tests {
                         activation: act,
                     },
                 );
-                k.out_channels = 13;
+                k.out_channels = 13 * k.group;
                 compare(&k, &mut rng, 2);
             }
             // ResNet's 7×7/2 stem and MobileNet's 3×3/2 one, on smaller maps,
@@ -460,6 +512,7 @@ mod tests {
                     batch: 1,
                     in_channels: 3,
                     out_channels: 24,
+                    group: 1,
                     input: [hw, hw],
                     kernel: [kk, kk],
                     strides: [2, 2],
@@ -471,6 +524,33 @@ mod tests {
                         residual: false,
                         activation: crate::Activation::Relu,
                     },
+                    isa,
+                };
+                compare(&k, &mut rng, 3);
+            }
+        }
+    }
+
+    #[test]
+    fn regnet_like_groups() {
+        // 24 channels a group, 3×3, stride 1 and 2, K past one block (216
+        // and 4 groups of 72 = 648), every ISA, parts cutting the rows.
+        let mut rng = Rng(47);
+        for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+            for (cg, group, hw, s) in [(24u64, 3u64, 20u64, 1u64), (24, 2, 17, 2), (72, 2, 9, 1)] {
+                let out = (hw + 2 - 3) / s + 1;
+                let k = ConvDirect {
+                    batch: 1,
+                    in_channels: cg * group,
+                    out_channels: cg * group,
+                    group,
+                    input: [hw, hw],
+                    kernel: [3, 3],
+                    strides: [s, s],
+                    dilations: [1, 1],
+                    pad_begin: [1, 1],
+                    output: [out, out],
+                    epilogue: Epilogue { bias: true, residual: s == 1, activation: crate::Activation::Relu },
                     isa,
                 };
                 compare(&k, &mut rng, 3);
@@ -506,6 +586,7 @@ mod tests {
                 batch: 1,
                 in_channels: 3,
                 out_channels: m,
+                group: 1,
                 input: [hw, hw],
                 kernel: [kk, kk],
                 strides: [2, 2],

@@ -173,6 +173,7 @@ mod tests {
             batch: 1 + rng.below(2),
             in_channels: c,
             out_channels: m,
+            group: 1,
             input: [h, w],
             kernel: [kk, kk],
             strides: [s, s],
@@ -252,7 +253,7 @@ mod tests {
         let mut rng = Rng(5);
         // (kernel, pad, conv out, pool pad, pool out): SqueezeNet 1.1's, ResNet-50's.
         for (kk, p, co, pp, po) in [(3u64, 0u64, 111u64, 0u64, 55u64), (7, 3, 112, 1, 56)] {
-            let conv = ConvDirect { batch: 1, in_channels: 3, out_channels: 64, input: [224, 224], kernel: [kk, kk], strides: [2, 2], dilations: [1, 1], pad_begin: [p, p], output: [co, co], epilogue: Epilogue { bias: true, residual: false, activation: crate::Activation::Relu }, isa };
+            let conv = ConvDirect { batch: 1, in_channels: 3, out_channels: 64, group: 1, input: [224, 224], kernel: [kk, kk], strides: [2, 2], dilations: [1, 1], pad_begin: [p, p], output: [co, co], epilogue: Epilogue { bias: true, residual: false, activation: crate::Activation::Relu }, isa };
             let pool = Pool { kind: PoolKind::Max, planes: 64, input: vec![co, co], kernel: vec![3, 3], strides: vec![2, 2], dilations: vec![1, 1], pad_begin: vec![pp, pp], pad_end: vec![pp, pp], output: vec![po, po], indices: None };
             let fast = Pool2d::from_pool(&pool, isa).unwrap();
             let w = pack_conv_gemm_weights(&rng.vec(64 * 3 * (kk * kk) as usize), 64, 1, isa, conv.k_block());
