@@ -280,10 +280,10 @@ pub(super) struct Finish<'a> {
 pub(super) unsafe fn output_channel<T: TileVec>(g: &Geometry, m: &[f32], k: usize, stride: usize, ld: usize, t0: usize, n: usize, plane: *mut f32, f: &Finish) {
     let [oh, ow] = g.output;
     for s in segments(g.tw, t0, n) {
-        // SAFETY: row (ξ, k) of M holds the block's n ≥ d + len columns.
         // (A loop: `from_fn`'s closure was not inlined on AVX2.)
         let mut mv = [T::splat(0.0); 36];
         for (xi, x) in mv.iter_mut().enumerate() {
+            // SAFETY: row (ξ, k) of M holds the block's n ≥ d + len columns.
             *x = unsafe { T::load_part(m.as_ptr().add(xi * stride + k * ld + s.d), s.len) };
         }
         let mut cols = [[T::splat(0.0); ALPHA]; TILE];
@@ -380,10 +380,10 @@ pub(super) unsafe fn input_channel_2x2<T: TileVec>(g: &Geometry, plane: &[f32], 
 pub(super) unsafe fn output_channel_2x2<T: TileVec>(g: &Geometry, m: &[f32], k: usize, stride: usize, ld: usize, t0: usize, n: usize, plane: *mut f32, f: &Finish) {
     let [oh, ow] = g.output;
     for s in segments(g.tw, t0, n) {
-        // SAFETY: row (ξ, k) of M holds the block's n ≥ d + len columns.
         // (A loop: `from_fn`'s closure was not inlined on AVX2.)
         let mut mv = [T::splat(0.0); 16];
         for (xi, x) in mv.iter_mut().enumerate() {
+            // SAFETY: row (ξ, k) of M holds the block's n ≥ d + len columns.
             *x = unsafe { T::load_part(m.as_ptr().add(xi * stride + k * ld + s.d), s.len) };
         }
         let mut cols = [[T::splat(0.0); 4]; 2];

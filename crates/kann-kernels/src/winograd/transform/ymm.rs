@@ -168,7 +168,7 @@ impl TileVec for Ymm2 {
     /// F(4×4) input transform on Zen 3.
     #[inline(always)]
     unsafe fn store_lanes(self, p: *mut f32, (from, to, masks): Self::Mask) {
-        for h in 0..2 {
+        for (h, mask) in masks.into_iter().enumerate() {
             let (a, b) = (8 * h, 8 * h + 8);
             let q = p.wrapping_add(a);
             // SAFETY: lanes from..to are written where the caller vouches;
@@ -178,7 +178,7 @@ impl TileVec for Ymm2 {
                 if from <= a && b <= to {
                     _mm256_storeu_ps(q, self.0[h]);
                 } else if from < b && a < to {
-                    _mm256_storeu_ps(q, _mm256_blendv_ps(_mm256_loadu_ps(q), self.0[h], masks[h]));
+                    _mm256_storeu_ps(q, _mm256_blendv_ps(_mm256_loadu_ps(q), self.0[h], mask));
                 }
             }
         }
@@ -186,9 +186,9 @@ impl TileVec for Ymm2 {
     #[inline(always)]
     unsafe fn phases(p: *const f32, lo: usize, hi: usize) -> [Self; ALPHA] {
         // The run as nine vectors (the last holds floats 64 and 65).
-        // SAFETY: masked-off lanes are not read (their addresses may lie outside the row).
         let mut v = [isa!(_mm256_setzero_ps()); 9];
         for (i, x) in v.iter_mut().enumerate() {
+            // SAFETY: masked-off lanes are not read (their addresses may lie outside the row).
             *x = unsafe { load_between(p.wrapping_add(8 * i), lo.saturating_sub(8 * i), hi.saturating_sub(8 * i)) };
         }
         let a = deal4([v[0], v[1], v[2], v[3]]);
@@ -209,9 +209,9 @@ impl TileVec for Ymm2 {
     #[inline(always)]
     unsafe fn phases_2x2(p: *const f32, lo: usize, hi: usize) -> [Self; 4] {
         // The run as five vectors (the last holds floats 32 and 33).
-        // SAFETY: masked-off lanes are not read.
         let mut v = [isa!(_mm256_setzero_ps()); 5];
         for (i, x) in v.iter_mut().enumerate() {
+            // SAFETY: masked-off lanes are not read.
             *x = unsafe { load_between(p.wrapping_add(8 * i), lo.saturating_sub(8 * i), hi.saturating_sub(8 * i)) };
         }
         // Even and odd floats of x|y in order: the in-lane shuffle, then the
