@@ -65,60 +65,6 @@ simd_tile!(
 /// As [`super::NarrowTile`], with `a` holding `kc * 6` floats.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn narrow_tile(kc: usize, a: *const f32, b: *const f32, n: usize) -> [f32; 8 * NARROW_COLS] {
-    // SAFETY: the caller's contract.
-    unsafe {
-        match n {
-            1 => narrow_n::<1>(kc, a, b),
-            2 => narrow_n::<2>(kc, a, b),
-            3 => narrow_n::<3>(kc, a, b),
-            _ => narrow_n::<4>(kc, a, b),
-        }
-    }
-}
-
-/// [`narrow_tile`] for `N` columns.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn narrow_n<const N: usize>(kc: usize, a: *const f32, b: *const f32) -> [f32; 8 * NARROW_COLS] {
-    const MR: usize = <Avx2 as Micro>::MR;
-    let nr = <Avx2 as Micro>::NR;
-    // A step's 6 rows, read without touching the 2 floats after them (past
-    // the last step they may lie past the panels' end).
-    let rows = first_lanes(MR);
-    // Four partial sums per column (steps p mod 4): one chain per column
-    // would wait on the FMA latency every step.
-    let mut acc = [[_mm256_setzero_ps(); N]; 4];
-    let step = |p: usize, acc: &mut [__m256; N]| {
-        // SAFETY: step p < kc of both panels; columns j < N <= n of B's row.
-        unsafe {
-            let av = _mm256_maskload_ps(a.add(p * MR), rows);
-            for (j, s) in acc.iter_mut().enumerate() {
-                *s = _mm256_fmadd_ps(av, _mm256_set1_ps(*b.add(p * nr + j)), *s);
-            }
-        }
-    };
-    let whole = kc - kc % 4;
-    for p in (0..whole).step_by(4) {
-        for (u, part) in acc.iter_mut().enumerate() {
-            step(p + u, part);
-        }
-    }
-    for p in whole..kc {
-        step(p, &mut acc[0]);
-    }
-    let mut sums = acc[0];
-    for part in &acc[1..] {
-        for (s, &v) in sums.iter_mut().zip(part) {
-            *s = _mm256_add_ps(*s, v);
-        }
-    }
-    let mut out = [0.0f32; 8 * NARROW_COLS];
-    for (j, s) in sums.iter().enumerate() {
-        let mut lanes = [0.0f32; 8];
-        // SAFETY: lanes holds 8 floats.
-        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *s) };
-        for (i, &v) in lanes.iter().enumerate().take(MR) {
-            out[i * NARROW_COLS + j] = v;
-        }
-    }
-    out
+    // SAFETY: the caller's contract (6-row panels: the A loads are masked).
+    unsafe { super::narrow_columns::<{ <Avx2 as Micro>::MR }, { <Avx2 as Micro>::NR }>(kc, a, b, n) }
 }

@@ -99,60 +99,6 @@ mod column {
 /// As [`super::NarrowTile`].
 #[target_feature(enable = "avx512f")]
 unsafe fn narrow_tile(kc: usize, a: *const f32, b: *const f32, n: usize) -> [f32; 8 * NARROW_COLS] {
-    // SAFETY: the caller's contract.
-    unsafe {
-        match n {
-            1 => narrow_n::<1>(kc, a, b),
-            2 => narrow_n::<2>(kc, a, b),
-            3 => narrow_n::<3>(kc, a, b),
-            _ => narrow_n::<4>(kc, a, b),
-        }
-    }
-}
-
-/// [`narrow_tile`] for `N` columns.
-///
-/// # Safety
-/// As [`super::NarrowTile`] with `n = N`.
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn narrow_n<const N: usize>(kc: usize, a: *const f32, b: *const f32) -> [f32; 8 * NARROW_COLS] {
-    let nr = <Avx512 as Micro>::NR;
-    // Four partial sums per column (steps p mod 4): one chain per column
-    // would wait on the FMA latency every step.
-    let mut acc = [[_mm256_setzero_ps(); N]; 4];
-    let step = |p: usize, acc: &mut [__m256; N]| {
-        // SAFETY: step p < kc of both panels; columns j < N <= n of B's row.
-        unsafe {
-            let av = _mm256_loadu_ps(a.add(p * 8));
-            for (j, s) in acc.iter_mut().enumerate() {
-                *s = _mm256_fmadd_ps(av, _mm256_set1_ps(*b.add(p * nr + j)), *s);
-            }
-        }
-    };
-    let whole = kc - kc % 4;
-    for p in (0..whole).step_by(4) {
-        for (u, part) in acc.iter_mut().enumerate() {
-            step(p + u, part);
-        }
-    }
-    for p in whole..kc {
-        step(p, &mut acc[0]);
-    }
-    let mut sums = acc[0];
-    for part in &acc[1..] {
-        for (s, &v) in sums.iter_mut().zip(part) {
-            *s = _mm256_add_ps(*s, v);
-        }
-    }
-    let mut out = [0.0f32; 8 * NARROW_COLS];
-    for (j, s) in sums.iter().enumerate() {
-        let mut rows = [0.0f32; 8];
-        // SAFETY: rows holds 8 floats.
-        unsafe { _mm256_storeu_ps(rows.as_mut_ptr(), *s) };
-        for (i, &v) in rows.iter().enumerate() {
-            out[i * NARROW_COLS + j] = v;
-        }
-    }
-    out
+    // SAFETY: the caller's contract; AVX-512F implies AVX2 and FMA.
+    unsafe { super::narrow_columns::<8, { <Avx512 as Micro>::NR }>(kc, a, b, n) }
 }

@@ -685,6 +685,78 @@ const NARROW_COLS: usize = 4;
 #[cfg(target_arch = "x86_64")]
 pub(crate) type NarrowTile = unsafe fn(usize, *const f32, *const f32, usize) -> [f32; 8 * NARROW_COLS];
 
+/// [`NarrowTile`] for an ISA's `MR` (≤ 8) rows and `NR` columns a B row:
+/// one 8-lane accumulator per column (the panel's rows), one A load and
+/// one B broadcast per column and step; with fewer than 8 rows the A loads
+/// are masked, so the last step reads nothing past the panels. Shared by
+/// the AVX2 and AVX-512 tiles (AVX-512F implies AVX2 and FMA).
+///
+/// # Safety
+/// As [`NarrowTile`]; the CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn narrow_columns<const MR: usize, const NR: usize>(kc: usize, a: *const f32, b: *const f32, n: usize) -> [f32; 8 * NARROW_COLS] {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match n {
+            1 => narrow_n::<1, MR, NR>(kc, a, b),
+            2 => narrow_n::<2, MR, NR>(kc, a, b),
+            3 => narrow_n::<3, MR, NR>(kc, a, b),
+            _ => narrow_n::<4, MR, NR>(kc, a, b),
+        }
+    }
+}
+
+/// [`narrow_columns`] for `N` columns.
+///
+/// # Safety
+/// As [`NarrowTile`] with `n = N`; the CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn narrow_n<const N: usize, const MR: usize, const NR: usize>(kc: usize, a: *const f32, b: *const f32) -> [f32; 8 * NARROW_COLS] {
+    use std::arch::x86_64::*;
+    const { assert!(MR <= 8, "an A step is at most one 8-lane vector") };
+    let rows = _mm256_cmpgt_epi32(_mm256_set1_epi32(MR as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    // Four partial sums per column (steps p mod 4): one chain per column
+    // would wait on the FMA latency every step.
+    let mut acc = [[_mm256_setzero_ps(); N]; 4];
+    let step = |p: usize, acc: &mut [__m256; N]| {
+        // SAFETY: step p < kc of both panels; columns j < N <= n of B's row.
+        unsafe {
+            let av = if MR == 8 { _mm256_loadu_ps(a.add(p * MR)) } else { _mm256_maskload_ps(a.add(p * MR), rows) };
+            for (j, s) in acc.iter_mut().enumerate() {
+                *s = _mm256_fmadd_ps(av, _mm256_set1_ps(*b.add(p * NR + j)), *s);
+            }
+        }
+    };
+    let whole = kc - kc % 4;
+    for p in (0..whole).step_by(4) {
+        for (u, part) in acc.iter_mut().enumerate() {
+            step(p + u, part);
+        }
+    }
+    for p in whole..kc {
+        step(p, &mut acc[0]);
+    }
+    let mut sums = acc[0];
+    for part in &acc[1..] {
+        for (s, &v) in sums.iter_mut().zip(part) {
+            *s = _mm256_add_ps(*s, v);
+        }
+    }
+    let mut out = [0.0f32; 8 * NARROW_COLS];
+    for (j, s) in sums.iter().enumerate() {
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: lanes holds 8 floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *s) };
+        for (i, &v) in lanes.iter().enumerate().take(MR) {
+            out[i * NARROW_COLS + j] = v;
+        }
+    }
+    out
+}
+
 /// Panels ahead a packing tile asks for B's rows in L2.
 #[cfg(target_arch = "x86_64")]
 const PACK_AHEAD: usize = 1;
