@@ -23,6 +23,8 @@
 //! residual (Y's shape) if `epilogue.residual`. Output: Y `[N, M, oh, ow]`.
 
 mod blocked;
+#[cfg(target_arch = "x86_64")]
+mod blocked8;
 mod narrow;
 mod planar;
 
@@ -294,6 +296,10 @@ impl KernelImpl for DepthwiseConv {
     }
 
     fn scratch_bytes(&self, _items: u64) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if blocked8::Blocked8::fits(self) {
+            return 4 * blocked8::Blocked8::new(self).floats(self);
+        }
         4 * if blocked::Blocked::fits(self) {
             blocked::Blocked::new(self).floats(self)
         } else if planar::Layout::fits(self) {
@@ -331,6 +337,33 @@ impl KernelImpl for DepthwiseConv {
         let (pre, scratch, _) = unsafe { scratch.align_to_mut::<f32>() };
         if narrow::fits(self) {
             narrow::planes(self, p0..p1, x, w, bias, residual, y);
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if blocked8::Blocked8::fits(self) {
+            // Groups of up to 8 consecutive channels of one image (multiplier 1).
+            let lay = blocked8::Blocked8::new(self);
+            assert!(pre.is_empty() && scratch.len() >= lay.floats(self), "depthwise scratch is not 4-byte aligned or too small");
+            let mut item = p0;
+            while item < p1 {
+                let (b, oc) = (item / m, item % m);
+                let n = blocked8::LANES.min(m - oc).min(p1 - item);
+                // SAFETY: the CPU has AVX2 and FMA (checked by fits).
+                unsafe {
+                    blocked8::group(
+                        self,
+                        &lay,
+                        &x[(b * c + oc) * in_plane..][..n * in_plane],
+                        &w[oc * kh * kw..][..n * kh * kw],
+                        bias.map(|bv| &bv[oc..oc + n]),
+                        residual.map(|rv| &rv[item * out_plane..][..n * out_plane]),
+                        &mut y[(item - p0) * out_plane..][..n * out_plane],
+                        scratch,
+                        item == p0,
+                    )
+                };
+                item += n;
+            }
             return;
         }
         if blocked::Blocked::fits(self) {
@@ -592,6 +625,32 @@ mod tests {
         assert!(!blocked::Blocked::fits(&DepthwiseConv { in_channels: 16, out_channels: 16, ..empty }));
     }
 
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn eight_lane_blocked_path_on_random_planes() {
+        // 8-40 channels (one partial group of 8 and more), planes up to
+        // 56x56, every epilogue and geometry, 1-3 parts.
+        let mut rng = Rng(23);
+        let mut blocked = 0;
+        for i in 0..40 {
+            let mut k = random_geometry(&mut rng, Isa::Avx2, ACTIVATIONS[i % ACTIVATIONS.len()]);
+            let c = 8 + rng.below(33);
+            (k.in_channels, k.out_channels) = (c, c);
+            if k.output[0] * k.output[1] > 56 * 56 {
+                continue;
+            }
+            assert_eq!(blocked8::Blocked8::fits(&k), Isa::Avx2.available(), "{k:?}");
+            blocked += 1;
+            check_against_conv(&k, 200 + i as u64);
+        }
+        assert!(blocked >= 20, "only {blocked} geometries took the 8-lane path");
+        // Fewer channels than a group, a channel multiplier, or no AVX2 never take it.
+        let k = DepthwiseConv { in_channels: 7, out_channels: 7, ..random_geometry(&mut rng, Isa::Avx2, Activation::None) };
+        assert!(!blocked8::Blocked8::fits(&k));
+        assert!(!blocked8::Blocked8::fits(&DepthwiseConv { out_channels: 16, in_channels: 8, ..k.clone() }));
+        assert!(!blocked8::Blocked8::fits(&DepthwiseConv { in_channels: 8, out_channels: 8, isa: Isa::Generic, ..k }));
+    }
+
     #[test]
     fn narrow_path_on_random_narrow_planes() {
         // Rows up to 32 outputs (stride 1) or 16 (stride 2), kernels 1, 3,
@@ -631,6 +690,11 @@ mod tests {
         for &(c, hw, kk, s) in
             &[(32u64, 112u64, 3u64, 1u64), (96, 112, 3, 2), (144, 56, 3, 1), (192, 28, 3, 1), (192, 28, 3, 2), (384, 14, 3, 1), (576, 14, 3, 1), (576, 14, 3, 2), (960, 7, 3, 1), (240, 28, 5, 1), (672, 14, 5, 2), (1152, 7, 5, 1)]
         {
+            // KANN_DW_ONLY=C,HW,K,S times one shape (many more runs, for a profiler).
+            let only = std::env::var("KANN_DW_ONLY").ok();
+            if only.as_ref().is_some_and(|o| *o != format!("{c},{hw},{kk},{s}")) {
+                continue;
+            }
             for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
                 let p = kk / 2;
                 let o = (hw + 2 * p - kk) / s + 1;
@@ -653,7 +717,7 @@ mod tests {
                 let out_bufs = [RawBuf::from_f32(&mut out)];
                 let io = Io { inputs: &in_bufs, outputs: &out_bufs };
                 let mut scratch = vec![0u8; k.scratch_bytes(c)];
-                let reps = 20;
+                let reps = if only.is_some() { 5000 } else { 20 };
                 let mut best = f64::MAX;
                 for _ in 0..reps {
                     let t = std::time::Instant::now();

@@ -12,8 +12,9 @@
 //! the 16 output planes, where the residual and the activation run over
 //! the group's planes as one contiguous run.
 //!
-//! The body is written once over `[f32; 16]` arrays and compiled with
-//! AVX-512F, AVX2+FMA and portably, as the other depthwise paths.
+//! The moves and the multiply-adds are AVX-512F intrinsics, with a portable
+//! twin over `[f32; 16]` arrays; AVX2 runs the 8-lane twin of this path
+//! (`blocked8.rs`).
 
 use super::{activate, DepthwiseConv};
 use crate::packed::Isa;
@@ -80,9 +81,6 @@ pub(super) fn group(k: &DepthwiseConv, lay: &Blocked, x: &[f32], w: &[f32], bias
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has AVX-512F (checked by run_isa).
         Isa::Avx512 => unsafe { group_avx512(k, lay, x, w, bias, residual, y, scratch, fresh) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the CPU has AVX2 and FMA (checked by run_isa).
-        Isa::Avx2 => unsafe { group_avx2(k, lay, x, w, bias, residual, y, scratch, fresh) },
         _ => group_body(k, lay, x, w, bias, residual, y, scratch, fresh, &PORTABLE),
     }
 }
@@ -100,35 +98,6 @@ fn group_avx512(k: &DepthwiseConv, lay: &Blocked, x: &[f32], w: &[f32], bias: Op
     group_body(k, lay, x, w, bias, residual, y, scratch, fresh, &moves)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-fn group_avx2(k: &DepthwiseConv, lay: &Blocked, x: &[f32], w: &[f32], bias: Option<&[f32]>, residual: Option<&[f32]>, y: &mut [f32], scratch: &mut [f32], fresh: bool) {
-    // Rows of 14 or fewer outputs keep the portable moves: on 7×7 outputs
-    // (960 channels 3×3, 576 channels 3×3/2 from 14×14) the AVX2 ones
-    // measured 20-30 % slower on Zen 3, 14×14 the same.
-    if k.output[1] <= 14 {
-        return group_body(k, lay, x, w, bias, residual, y, scratch, fresh, &PORTABLE_FMA);
-    }
-    // The closures inherit this function's target features. (The portable
-    // moves, plain fn pointers, ran without AVX2, their transposes float by
-    // float, and 8 positions' 16 accumulators spilled from the 16 ymm
-    // registers: 192 channels 28×28 3×3 290 → 192 µs, 240 channels 28×28
-    // 5×5 620 → 410 µs on Zen 3, both builds running at once, one a core.)
-    let moves = Moves {
-        accumulate: |k, lay, t, p, b, o| accumulate_portable::<true, AVX2_PIX>(k, lay, t, p, b, o),
-        gather_row: |x, plane, n, at, dst| simd_avx2::gather_row(x, plane, n, at, dst),
-        scatter: |o, plane, n, y| simd_avx2::scatter(o, plane, n, y),
-    };
-    group_body(k, lay, x, w, bias, residual, y, scratch, fresh, &moves)
-}
-
-/// Positions a row block of the AVX2 loop: 7 × 2 ymm accumulators and
-/// the tap's two weight vectors fit its 16 registers (8 spilled; 7 also
-/// cuts 7- and 14-wide rows whole).
-#[cfg(target_arch = "x86_64")]
-const AVX2_PIX: usize = 7;
-
 /// `out[p · 16 + lane]` = bias + the taps' products at output position
 /// `p`, from the weights `[tap][16]` (`taps`) and the padded input
 /// `[r][c][16]`: `(k, layout, taps, padded, bias, out)`.
@@ -144,38 +113,32 @@ struct Moves {
     scatter: fn(&[f32], usize, usize, &mut [f32]),
 }
 
-const PORTABLE: Moves = Moves { accumulate: accumulate_portable::<false, PIX>, gather_row: gather_row_portable, scatter: scatter_portable };
+const PORTABLE: Moves = Moves { accumulate: accumulate_portable, gather_row: gather_row_portable, scatter: scatter_portable };
 
-/// AVX2 builds on narrow rows: the portable loop with fused multiply-adds.
-#[cfg(target_arch = "x86_64")]
-const PORTABLE_FMA: Moves = Moves { accumulate: accumulate_portable::<true, PIX>, ..PORTABLE };
-
-/// See `Moves::accumulate`: `P` (≤ [`PIX`]) positions of a row at a time
-/// (the last block's extra positions read the row's next inputs or the
-/// slack, and are not stored).
-#[inline(always)]
-fn accumulate_portable<const FMA: bool, const P: usize>(k: &DepthwiseConv, lay: &Blocked, taps: &[f32], padded: &[f32], b: &Lanes, out: &mut [f32]) {
-    const { assert!(P <= PIX, "the padded input's slack is PIX positions") };
+/// See `Moves::accumulate`: [`PIX`] positions of a row at a time (the
+/// last block's extra positions read the row's next inputs or the slack,
+/// and are not stored).
+fn accumulate_portable(k: &DepthwiseConv, lay: &Blocked, taps: &[f32], padded: &[f32], b: &Lanes, out: &mut [f32]) {
     let [_, [oh, ow], [kh, kw], [sh, sw], [dh, dw], _] = k.dims();
     let wp = lay.padded[1];
     let (taps, padded, out) = (lanes_of(taps), lanes_of(padded), lanes_of_mut(out));
     for oy in 0..oh {
-        for ox in (0..ow).step_by(P) {
-            let mut acc = [*b; P];
+        for ox in (0..ow).step_by(PIX) {
+            let mut acc = [*b; PIX];
             for ky in 0..kh {
                 let row = (oy * sh + ky * dh) * wp + ox * sw;
                 for kx in 0..kw {
                     let wv = taps[ky * kw + kx];
-                    let at = &padded[row + kx * dw..][..(P - 1) * sw + 1];
+                    let at = &padded[row + kx * dw..][..(PIX - 1) * sw + 1];
                     for (j, a) in acc.iter_mut().enumerate() {
                         let xv = &at[j * sw];
                         for l in 0..LANES {
-                            a[l] = if FMA { wv[l].mul_add(xv[l], a[l]) } else { wv[l] * xv[l] + a[l] };
+                            a[l] += wv[l] * xv[l];
                         }
                     }
                 }
             }
-            let n_out = P.min(ow - ox);
+            let n_out = PIX.min(ow - ox);
             out[oy * ow + ox..][..n_out].copy_from_slice(&acc[..n_out]);
         }
     }
@@ -250,119 +213,6 @@ fn lanes_of(v: &[f32]) -> &[Lanes] {
     // SAFETY: [f32; 16] has f32's alignment and no padding; the length is
     // a whole number of vectors (the scratch is carved in multiples of 16).
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), v.len() / LANES) }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod simd_avx2 {
-    //! The transposes with AVX2: 8×8 blocks (in-lane 4×4 transposes, then
-    //! the 128-bit lanes exchanged), the ragged edges float by float.
-    use super::LANES;
-    use std::arch::x86_64::*;
-
-    /// `t[j][i] = r[i][j]` for 8 rows of 8.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
-        let t = [
-            _mm256_unpacklo_ps(r[0], r[1]),
-            _mm256_unpackhi_ps(r[0], r[1]),
-            _mm256_unpacklo_ps(r[2], r[3]),
-            _mm256_unpackhi_ps(r[2], r[3]),
-            _mm256_unpacklo_ps(r[4], r[5]),
-            _mm256_unpackhi_ps(r[4], r[5]),
-            _mm256_unpacklo_ps(r[6], r[7]),
-            _mm256_unpackhi_ps(r[6], r[7]),
-        ];
-        // s[q] (rows 0..4) and s[4 + q] (rows 4..8): element q of each row, columns q | q + 4.
-        let s = [
-            _mm256_shuffle_ps::<0b01_00_01_00>(t[0], t[2]),
-            _mm256_shuffle_ps::<0b11_10_11_10>(t[0], t[2]),
-            _mm256_shuffle_ps::<0b01_00_01_00>(t[1], t[3]),
-            _mm256_shuffle_ps::<0b11_10_11_10>(t[1], t[3]),
-            _mm256_shuffle_ps::<0b01_00_01_00>(t[4], t[6]),
-            _mm256_shuffle_ps::<0b11_10_11_10>(t[4], t[6]),
-            _mm256_shuffle_ps::<0b01_00_01_00>(t[5], t[7]),
-            _mm256_shuffle_ps::<0b11_10_11_10>(t[5], t[7]),
-        ];
-        [
-            _mm256_permute2f128_ps::<0x20>(s[0], s[4]),
-            _mm256_permute2f128_ps::<0x20>(s[1], s[5]),
-            _mm256_permute2f128_ps::<0x20>(s[2], s[6]),
-            _mm256_permute2f128_ps::<0x20>(s[3], s[7]),
-            _mm256_permute2f128_ps::<0x31>(s[0], s[4]),
-            _mm256_permute2f128_ps::<0x31>(s[1], s[5]),
-            _mm256_permute2f128_ps::<0x31>(s[2], s[6]),
-            _mm256_permute2f128_ps::<0x31>(s[3], s[7]),
-        ]
-    }
-
-    /// See `Moves::gather_row`: whole 8-channel halves by 8 columns at a
-    /// time, the rest as the portable loop.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn gather_row(x: &[f32], plane: usize, n: usize, at: usize, dst: &mut [f32]) {
-        let cols = dst.len() / LANES;
-        let (halves, whole) = (n / 8, cols / 8 * 8);
-        for h in 0..halves {
-            // Rows 8h..8h + 8 of the group, columns at..at + cols (checked by the slices).
-            let src: [&[f32]; 8] = std::array::from_fn(|i| &x[(8 * h + i) * plane + at..][..cols]);
-            for j0 in (0..whole).step_by(8) {
-                // SAFETY: 8 floats of each source row from j0 (< whole ≤ cols); the
-                // stores land at dst[(j0 + j) · 16 + 8h..][..8], inside dst (j0 + j < cols).
-                unsafe {
-                    let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(src[i].as_ptr().add(j0)));
-                    for (j, v) in transpose8(r).into_iter().enumerate() {
-                        _mm256_storeu_ps(dst.as_mut_ptr().add((j0 + j) * LANES + 8 * h), v);
-                    }
-                }
-            }
-        }
-        // The ragged columns of the whole halves, and the channels past them.
-        for lane in 0..n {
-            let from = if lane < 8 * halves { whole } else { 0 };
-            let src = &x[lane * plane + at + from..][..cols - from];
-            for (j, &v) in src.iter().enumerate() {
-                dst[(from + j) * LANES + lane] = v;
-            }
-        }
-    }
-
-    /// See `Moves::scatter`: whole 8-channel halves by 8 positions at a
-    /// time, the rest as the portable loop.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn scatter(out: &[f32], plane: usize, n: usize, y: &mut [f32]) {
-        assert!(out.len() >= plane * LANES && y.len() >= n * plane, "depthwise scatter sizes");
-        let (halves, whole) = (n / 8, plane / 8 * 8);
-        for h in 0..halves {
-            for p0 in (0..whole).step_by(8) {
-                // SAFETY: positions p0..p0 + 8 (< plane) of lanes 8h..8h + 8 in
-                // `out`; channel 8h + l's positions p0..p0 + 8 in `y` (asserted sizes).
-                unsafe {
-                    let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(out.as_ptr().add((p0 + i) * LANES + 8 * h)));
-                    for (l, v) in transpose8(r).into_iter().enumerate() {
-                        _mm256_storeu_ps(y.as_mut_ptr().add((8 * h + l) * plane + p0), v);
-                    }
-                }
-            }
-            for lane in 8 * h..8 * h + 8 {
-                for p in whole..plane {
-                    y[lane * plane + p] = out[p * LANES + lane];
-                }
-            }
-        }
-        if 8 * halves < n {
-            scatter_portable_from(out, plane, 8 * halves..n, y);
-        }
-    }
-
-    /// The portable scatter of lanes `lanes` only.
-    #[inline(always)]
-    fn scatter_portable_from(out: &[f32], plane: usize, lanes: std::ops::Range<usize>, y: &mut [f32]) {
-        for lane in lanes {
-            for p in 0..plane {
-                y[lane * plane + p] = out[p * LANES + lane];
-            }
-        }
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
