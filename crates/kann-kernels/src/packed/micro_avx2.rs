@@ -3,7 +3,7 @@
 //! through masked loads and stores; a tile's last 1 to 4 columns past a
 //! vector run as column products ([`narrow_tile`]).
 
-use super::{activate_scalar, merge_scalar, two_tiles, prefetch, prefetch_l2, simd_tile, Micro, NarrowTile, PwAct, TileEpi, A_AHEAD, NARROW_COLS, PACK_AHEAD};
+use super::{activate_scalar, merge_scalar, two_tiles, prefetch, prefetch_l2, simd_tile, Micro, NarrowTile, PwAct, TileEpi, A_AHEAD, NARROW_COLS, pack_ahead};
 use std::arch::x86_64::*;
 
 /// The mask of the first `n` (< 8) lanes (all bits set in those lanes).

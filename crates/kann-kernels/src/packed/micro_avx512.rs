@@ -4,7 +4,7 @@
 //! each K step loads 2 vectors and 8 scalars for 16 FMAs. Edge tiles merge
 //! through masked loads and stores.
 
-use super::{activate_scalar, merge_scalar, two_tiles, prefetch, prefetch_l2, simd_tile, Micro, NarrowTile, PwAct, TileEpi, A_AHEAD, NARROW_COLS, PACK_AHEAD};
+use super::{activate_scalar, merge_scalar, two_tiles, prefetch, prefetch_l2, simd_tile, Micro, NarrowTile, PwAct, TileEpi, A_AHEAD, NARROW_COLS, pack_ahead};
 use std::arch::x86_64::*;
 
 /// The mask of the first `n` (< 16) lanes.
