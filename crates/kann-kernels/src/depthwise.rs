@@ -296,17 +296,18 @@ impl KernelImpl for DepthwiseConv {
     }
 
     fn scratch_bytes(&self, _items: u64) -> usize {
-        #[cfg(target_arch = "x86_64")]
-        if blocked8::Blocked8::fits(self) {
-            return 4 * blocked8::Blocked8::new(self).floats(self);
-        }
-        4 * if blocked::Blocked::fits(self) {
+        let floats = if blocked::Blocked::fits(self) {
             blocked::Blocked::new(self).floats(self)
         } else if planar::Layout::fits(self) {
             planar::Layout::new(self).floats()
         } else {
             self.phase_floats()
-        }
+        };
+        // An AVX2 kernel runs the 8-lane path where the CPU has AVX2, the
+        // others where it has not: room for either.
+        #[cfg(target_arch = "x86_64")]
+        let floats = if blocked8::Blocked8::fits_geometry(self) { floats.max(blocked8::Blocked8::new(self).floats(self)) } else { floats };
+        4 * floats
     }
 
     fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String> {

@@ -49,8 +49,14 @@ impl Blocked8 {
     /// of 1, at least one whole group of channels, output planes of at
     /// most [`MAX_OUTPUTS`] positions, 1 to 49 taps.
     pub(super) fn fits(k: &DepthwiseConv) -> bool {
+        k.run_isa() == Isa::Avx2 && Self::fits_geometry(k)
+    }
+
+    /// [`Self::fits`] but for the CPU: what the scratch is sized for (an
+    /// artifact generated where AVX2 is missing may run where it is not).
+    pub(super) fn fits_geometry(k: &DepthwiseConv) -> bool {
         let [_, [oh, ow], [kh, kw], ..] = k.dims();
-        k.run_isa() == Isa::Avx2 && k.in_channels == k.out_channels && k.out_channels >= LANES as u64 && (1..=MAX_OUTPUTS).contains(&(oh * ow)) && (1..=49).contains(&(kh * kw))
+        k.isa == Isa::Avx2 && k.in_channels == k.out_channels && k.out_channels >= LANES as u64 && (1..=MAX_OUTPUTS).contains(&(oh * ow)) && (1..=49).contains(&(kh * kw))
     }
 
     /// Floats of the scratch: the padded input (with the slack a last row
