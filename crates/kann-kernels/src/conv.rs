@@ -456,7 +456,9 @@ pub(crate) mod testutil {
         let outs = [RawBuf::from_f32(&mut out)];
         let io = Io { inputs: &ins, outputs: &outs };
         let mut scratch = vec![0u8; k.scratch_bytes(k.work_items())];
-        (0..7)
+        // KANN_TIME_REPS=N runs each kernel N times (for a profiler).
+        let reps = std::env::var("KANN_TIME_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(7);
+        (0..reps)
             .map(|_| {
                 let t = std::time::Instant::now();
                 // SAFETY: the buffers live through the call; one part at a time.

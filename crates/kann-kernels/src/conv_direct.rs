@@ -55,8 +55,6 @@ pub struct ConvDirect {
 /// The geometry in `usize`, and the layout of a part's padded rows.
 #[derive(Clone, Copy, Debug)]
 struct Geom {
-    /// Input channels (all groups: the copy holds them all).
-    c: usize,
     /// Output channels.
     m: usize,
     /// Groups, and input and output channels a group.
@@ -91,7 +89,6 @@ impl Geom {
         );
         let g = u(k.group).max(1);
         Geom {
-            c: u(k.in_channels),
             m: u(k.out_channels),
             g,
             cg: u(k.in_channels) / g,
@@ -126,18 +123,13 @@ impl Geom {
         }
     }
 
-    /// Floats of the padded copy of `rows` rows: `[C][s][rows][wq]`.
+    /// Floats of the padded copy of one group's `rows` rows: `[C/group][s][rows][wq]`.
     fn copy_floats(&self, rows: usize) -> usize {
-        self.c * self.s * rows * self.wq
-    }
-
-    /// Where group `gi`'s channels start in a copy of `rows` rows.
-    fn group_offset(&self, gi: usize, rows: usize) -> usize {
-        gi * self.cg * self.s * rows * self.wq
+        self.cg * self.s * rows * self.wq
     }
 
     /// B row `k = (ci, ky, kx)` (`ci` counted in the group)'s offset in a
-    /// copy of `rows` rows, from a tile's first column in the group.
+    /// group's copy of `rows` rows, from a tile's first column.
     fn offset(&self, k: usize, rows: usize) -> usize {
         let (ci, tap) = (k / (self.kh * self.kw), k % (self.kh * self.kw));
         let (ky, kx) = (tap / self.kw, tap % self.kw);
@@ -153,11 +145,13 @@ impl ConvDirect {
         packed::KC
     }
 
-    /// Output rows a grouped convolution runs at a time: its padded copy of
-    /// every channel's rows then stays in L2 while the groups read it (one
-    /// copy of a part's rows measured slower than the grouped GEMM on
-    /// RegNet's 3×3/2 from 112×112: 4.4 MB through L3). A stem (one group,
-    /// a few channels) copies a part's rows at once.
+    /// Output rows a grouped convolution runs at a time: a group's padded
+    /// copy of them then stays in L2 while its tiles read it. (The copy was
+    /// once of every group's channels, in bands that fit L2: a band of one
+    /// output row on RegNet's 408-channel 3×3/2, whose 352 KiB of weights
+    /// then left L2 for every row; group by group, 28×28/2 989 → 720 µs and
+    /// 7×7 573 → 440 on Zen 3.) A stem (one group, a few channels) copies a
+    /// part's rows at once.
     fn band_rows(&self) -> usize {
         const COPY_BYTES: usize = 256 << 10;
         let g = Geom::of(self);
@@ -173,49 +167,21 @@ impl ConvDirect {
         matches!(strides[1], 1 | 2) && strides[0] > 0 && !dilations.contains(&0)
     }
 
-    /// Copies the padded input rows of image plane set `x` (`C` planes)
-    /// that output rows `oy0..oy0 + oys` read into `dst` (`[C][s][rows][wq]`).
-    fn copy_rows(g: &Geom, x: &[f32], oy0: usize, oys: usize, dst: &mut [f32]) {
-        let rows = g.rows_for(oys);
-        let first = (oy0 * g.sh) as isize - g.ph as isize;
-        for ci in 0..g.c {
-            let plane = &x[ci * g.ih * g.iw..][..g.ih * g.iw];
-            for phase in 0..g.s {
-                // Phase column q holds input column q·s + phase − pw.
-                let shift = phase as isize - g.pw as isize;
-                for r in 0..rows {
-                    let d = &mut dst[((ci * g.s + phase) * rows + r) * g.wq..][..g.wq];
-                    let iy = first + r as isize;
-                    if iy < 0 || iy >= g.ih as isize {
-                        d.fill(0.0);
-                        continue;
-                    }
-                    let row = &plane[iy as usize * g.iw..][..g.iw];
-                    // Columns q with 0 <= q·s + shift < iw.
-                    let s = g.s as isize;
-                    let q0 = (((-shift).max(0) + s - 1) / s).min(g.wq as isize);
-                    let q1 = (((g.iw as isize - shift) + s - 1) / s).clamp(q0, g.wq as isize);
-                    let (q0, q1) = (q0 as usize, q1 as usize);
-                    d[..q0].fill(0.0);
-                    d[q1..].fill(0.0);
-                    let from = (q0 as isize * s + shift) as usize;
-                    let body = &mut d[q0..q1];
-                    if g.s == 1 {
-                        body.copy_from_slice(&row[from..from + body.len()]);
-                    } else {
-                        // A constant stride the compiler turns into shuffles.
-                        let n = body.len();
-                        if n > 0 {
-                            let src = &row[from..from + 2 * n - 1];
-                            let (most, last) = body.split_at_mut(n - 1);
-                            for (v, pair) in most.iter_mut().zip(src.chunks_exact(2)) {
-                                *v = pair[0];
-                            }
-                            last[0] = src[2 * (n - 1)];
-                        }
-                    }
-                }
-            }
+    /// Copies the padded input rows of one group's planes `x` (`C/group`
+    /// planes) that output rows `oy0..oy0 + oys` read into `dst`
+    /// (`[C/group][s][rows][wq]`),
+    /// with AVX2 where the kernel's ISA and the CPU have it. (Compiled
+    /// portably, the stride-2 split ran 4 floats at a time behind two
+    /// integer divisions a row: 58 % of a RegNet 3×3/2 grouped layer.)
+    fn copy_rows(&self, g: &Geom, x: &[f32], oy0: usize, oys: usize, dst: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa != Isa::Generic && Isa::Avx2.available() {
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            return unsafe { copy_rows_avx2(g, x, oy0, oys, dst) };
+        }
+        match g.s {
+            1 => copy_rows_body::<1, false>(g, x, oy0, oys, dst),
+            _ => copy_rows_body::<2, false>(g, x, oy0, oys, dst),
         }
     }
 
@@ -263,22 +229,12 @@ impl ConvDirect {
         let (_, offs, _) = unsafe { rest.align_to_mut::<usize>() };
         assert!(offs.len() >= k, "conv direct scratch is too small");
         let offs = &mut offs[..k];
-        Self::copy_rows(
-            &g,
-            &x[b * g.c * g.ih * g.iw..][..g.c * g.ih * g.iw],
-            oy0,
-            oys,
-            copy,
-        );
         for (kk, o) in offs.iter_mut().enumerate() {
             *o = g.offset(kk, rows);
         }
         // A row's last tile reads whole NR-float rows of B, past its columns
-        // but inside its phase row (wq floats): all inside `copy`, the last
-        // group's included.
-        let reach = offs.iter().max().map_or(0, |&o| {
-            g.group_offset(g.g - 1, rows) + o + (oys - 1) * g.sh * g.wq + g.ow.next_multiple_of(nr)
-        });
+        // but inside its phase row (wq floats): all inside `copy`.
+        let reach = offs.iter().max().map_or(0, |&o| o + (oys - 1) * g.sh * g.wq + g.ow.next_multiple_of(nr));
         assert!(reach <= copy.len(), "conv direct copy reach");
         // An activation with no in-register form (SiLU, sigmoid) runs over
         // each panel's finished rows, not per tile: per 16-float tile row
@@ -292,7 +248,9 @@ impl ConvDirect {
         assert!(w.len() >= g.g * a_len, "conv direct weights are too short");
         for gi in 0..g.g {
             let a = PackedA::new(&w[gi * a_len..][..a_len], g.mg, k, self.isa, self.k_block());
-            let group_copy = &copy[g.group_offset(gi, rows)..];
+            let planes = g.cg * g.ih * g.iw;
+            self.copy_rows(&g, &x[(b * g.g + gi) * planes..][..planes], oy0, oys, copy);
+            let group_copy = &copy[..];
             for i in 0..g.mg.div_ceil(mr) {
                 let rows_c = mr.min(g.mg - i * mr);
                 // The panel's first output channel.
@@ -332,6 +290,86 @@ impl ConvDirect {
                 }
             }
         }
+    }
+}
+
+/// [`ConvDirect::copy_rows`] with AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn copy_rows_avx2(g: &Geom, x: &[f32], oy0: usize, oys: usize, dst: &mut [f32]) {
+    match g.s {
+        1 => copy_rows_body::<1, true>(g, x, oy0, oys, dst),
+        _ => copy_rows_body::<2, true>(g, x, oy0, oys, dst),
+    }
+}
+
+/// [`ConvDirect::copy_rows`] for horizontal stride `S` (1 or 2, `g.s`);
+/// `AVX2`: the caller has AVX2 and FMA.
+#[inline(always)]
+fn copy_rows_body<const S: usize, const AVX2: bool>(g: &Geom, x: &[f32], oy0: usize, oys: usize, dst: &mut [f32]) {
+    let rows = g.rows_for(oys);
+    let first = (oy0 * g.sh) as isize - g.ph as isize;
+    for ci in 0..g.cg {
+        let plane = &x[ci * g.ih * g.iw..][..g.ih * g.iw];
+        for phase in 0..S {
+            // Phase column q holds input column q·S + phase − pw.
+            let shift = phase as isize - g.pw as isize;
+            // Columns q with 0 <= q·S + shift < iw.
+            let q0 = ((-shift).max(0) as usize).div_ceil(S).min(g.wq);
+            let q1 = ((g.iw as isize - shift).max(0) as usize).div_ceil(S).clamp(q0, g.wq);
+            let from = (q0 as isize * S as isize + shift) as usize;
+            for r in 0..rows {
+                let d = &mut dst[((ci * S + phase) * rows + r) * g.wq..][..g.wq];
+                let iy = first + r as isize;
+                if iy < 0 || iy >= g.ih as isize {
+                    d.fill(0.0);
+                    continue;
+                }
+                let row = &plane[iy as usize * g.iw..][..g.iw];
+                d[..q0].fill(0.0);
+                d[q1..].fill(0.0);
+                let body = &mut d[q0..q1];
+                if S == 1 {
+                    body.copy_from_slice(&row[from..from + body.len()]);
+                } else if !body.is_empty() {
+                    let src = &row[from..from + 2 * body.len() - 1];
+                    #[cfg(target_arch = "x86_64")]
+                    if AVX2 {
+                        // SAFETY: the caller has AVX2 and FMA (AVX2 is set only then).
+                        unsafe { every_other_avx2(src, body) };
+                        continue;
+                    }
+                    for (i, v) in body.iter_mut().enumerate() {
+                        *v = src[2 * i];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst[i] = src[2 · i]` (`src` holds `2 · dst.len() − 1` floats), 8 at a
+/// time with AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn every_other_avx2(src: &[f32], dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n = dst.len();
+    assert!(src.len() + 1 >= 2 * n, "every other float of a short row");
+    // Blocks of 8 whose 16 source floats lie inside src.
+    let whole = if src.len() >= 16 { ((src.len() - 16) / 16 + 1).min(n / 8) } else { 0 };
+    for j in 0..whole {
+        // SAFETY: floats 16j..16j + 16 of src (j < whole) and 8j..8j + 8 of dst (8·whole <= n).
+        unsafe {
+            let (a, b) = (_mm256_loadu_ps(src.as_ptr().add(16 * j)), _mm256_loadu_ps(src.as_ptr().add(16 * j + 8)));
+            // [a0 a2 b0 b2 | a4 a6 b4 b6], then the 64-bit pairs in order.
+            let even = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+            let even = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(even)));
+            _mm256_storeu_ps(dst.as_mut_ptr().add(8 * j), even);
+        }
+    }
+    for i in 8 * whole..n {
+        dst[i] = src[2 * i];
     }
 }
 
@@ -449,7 +487,7 @@ mod tests {
 
     fn compare(k: &ConvDirect, rng: &mut Rng, parts: u64) {
         let g = Geom::of(k);
-        let (n, m, c) = (k.batch as usize, g.m, g.c);
+        let (n, m, c) = (k.batch as usize, g.m, k.in_channels as usize);
         let x = rng.vec(n * c * g.ih * g.iw);
         let w = rng.vec(m * g.depth());
         let mut inputs = vec![x.clone(), pack_conv_gemm_weights(&w, m, g.g, k.isa, k.k_block())];
@@ -531,6 +569,22 @@ mod tests {
         }
     }
 
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn every_other_float_with_avx2() {
+        if !Isa::Avx2.available() {
+            return;
+        }
+        let src: Vec<f32> = (0..100).map(|i| i as f32).collect();
+        for n in 1..=40 {
+            let mut dst = vec![-1.0f32; n];
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            unsafe { every_other_avx2(&src[3..3 + 2 * n - 1], &mut dst) };
+            let want: Vec<f32> = (0..n).map(|i| (3 + 2 * i) as f32).collect();
+            assert_eq!(dst, want, "{n} floats");
+        }
+    }
+
     #[test]
     fn regnet_like_groups() {
         // 24 channels a group, 3×3, stride 1 and 2, K past one block (216
@@ -555,6 +609,37 @@ mod tests {
                 };
                 compare(&k, &mut rng, 3);
             }
+        }
+    }
+
+    /// Microseconds of RegNet-X-1.6GF's grouped 3×3 convolutions (24
+    /// channels a group) against the GEMM convolution; not a test of
+    /// correctness:
+    /// `cargo test --release -p kann-kernels --lib conv_direct::tests::grouped_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn grouped_timing() {
+        use crate::conv_gemm::{ConvGemm, GemmAxis};
+        let isa = Isa::ALL.into_iter().rev().find(|i| i.available()).unwrap_or(Isa::Generic);
+        let mut rng = Rng(6);
+        // KANN_GROUPED_ONLY=C,HW,S times one shape.
+        let only = std::env::var("KANN_GROUPED_ONLY").ok();
+        for (c, hw, s) in [(72u64, 56u64, 1u64), (168, 56, 2), (168, 28, 1), (408, 28, 2), (408, 14, 1), (912, 14, 2), (912, 7, 1)] {
+            if only.as_ref().is_some_and(|o| *o != format!("{c},{hw},{s}")) {
+                continue;
+            }
+            let (group, out) = (c / 24, (hw + 2 - 3) / s + 1);
+            let epilogue = Epilogue { bias: true, residual: false, activation: crate::Activation::Relu };
+            let d = ConvDirect { batch: 1, in_channels: c, out_channels: c, group, input: [hw, hw], kernel: [3, 3], strides: [s, s], dilations: [1, 1], pad_begin: [1, 1], output: [out, out], epilogue, isa };
+            let gemm = ConvGemm { batch: 1, in_channels: c, out_channels: c, group, input: [hw, hw], kernel: [3, 3], strides: [s, s], dilations: [1, 1], pad_begin: [1, 1], output: [out, out], epilogue, isa, axis: GemmAxis::Columns, input_scale: false };
+            let w = rng.vec((c * 24 * 9) as usize);
+            let n_out = (c * out * out) as usize;
+            let flops = 2.0 * (c * 24 * 9 * out * out) as f64;
+            let mut inputs = vec![rng.vec((c * hw * hw) as usize), pack_conv_gemm_weights(&w, c as usize, group as usize, isa, d.k_block()), rng.vec(c as usize)];
+            let td = time_kernel(&d, &mut inputs, n_out);
+            inputs[1] = pack_conv_gemm_weights(&w, c as usize, group as usize, isa, gemm.k_block());
+            let tg = time_kernel(&gemm, &mut inputs, n_out);
+            println!("grouped {c} ch {hw}x{hw}/{s}: direct {td:.0} us ({:.0} GFLOP/s), gemm {tg:.0} us ({:.0} GFLOP/s)", flops / td / 1e3, flops / tg / 1e3);
         }
     }
 
