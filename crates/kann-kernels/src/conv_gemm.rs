@@ -970,12 +970,24 @@ mod tests {
     #[test]
     #[ignore]
     fn pointwise_speed() {
-        // (in channels, out channels, extent)
-        for (c, m, hw) in [(64u64, 16u64, 55u64), (128, 16, 55), (128, 32, 27), (256, 32, 27), (256, 48, 13), (384, 64, 13), (512, 64, 13), (16, 64, 55), (256, 64, 56), (64, 256, 56), (512, 128, 28), (128, 512, 28), (1024, 256, 14)] {
+        // (in channels, out channels, extent); KANN_PW_SHAPES=C,M,HW;... others.
+        let shapes: Vec<(u64, u64, u64)> = std::env::var("KANN_PW_SHAPES").map_or(
+            vec![(64, 16, 55), (128, 16, 55), (128, 32, 27), (256, 32, 27), (256, 48, 13), (384, 64, 13), (512, 64, 13), (16, 64, 55), (256, 64, 56), (64, 256, 56), (512, 128, 28), (128, 512, 28), (1024, 256, 14)],
+            |v| {
+                v.split(';')
+                    .map(|s| {
+                        let d: Vec<u64> = s.split(',').map(|x| x.parse().expect("KANN_PW_SHAPES: C,M,HW;...")).collect();
+                        (d[0], d[1], d[2])
+                    })
+                    .collect()
+            },
+        );
+        let isa = Isa::ALL.into_iter().rev().find(|i| i.available()).unwrap_or(Isa::Generic);
+        for (c, m, hw) in shapes {
             let mut rng = Rng(5);
             let e = Epilogue { bias: true, residual: false, activation: crate::Activation::Relu };
             let mut k = random_conv(&mut rng, e);
-            (k.in_channels, k.out_channels, k.group, k.batch, k.isa, k.axis) = (c, m, 1, 1, Isa::Avx512, GemmAxis::Columns);
+            (k.in_channels, k.out_channels, k.group, k.batch, k.isa, k.axis) = (c, m, 1, 1, isa, GemmAxis::Columns);
             (k.input, k.output, k.kernel, k.strides, k.dilations, k.pad_begin) = ([hw, hw], [hw, hw], [1, 1], [1, 1], [1, 1], [0, 0]);
             let (cu, mu, plane) = (c as usize, m as usize, (hw * hw) as usize);
             // X on 2 MiB pages, as the runtime's arena is (rows a plane

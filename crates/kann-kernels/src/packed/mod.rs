@@ -605,12 +605,21 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                 None if last => (Activation::None, Some(call.act)),
                 _ => (call.act, None),
             };
+            // A shallow block runs row panel by row panel, each across all
+            // the column panels: its A panel and the block's B both stay
+            // in cache, and each C row is written as one long run rather
+            // than NR floats to every row of the block in turn (16 → 96
+            // channels over 112×112 wrote 96 planes 64 bytes at a time).
+            let rows_outer = kc <= ROWS_OUTER_DEPTH;
+            let col_panels = panels - usize::from(wide);
             for m0 in (0..m).step_by(MC) {
                 let row_panels = m0 / M::MR..(m0 + MC).min(m).div_ceil(M::MR);
-                for p in 0..panels - usize::from(wide) {
-                    let joined = wide && p + 2 == panels;
-                    let cols = if joined { nc - p * M::NR } else { M::NR.min(nc - p * M::NR) };
-                    for i in row_panels.clone() {
+                let (outer, inner) = if rows_outer { (row_panels.len(), col_panels) } else { (col_panels, row_panels.len()) };
+                for o in 0..outer {
+                    for q in 0..inner {
+                        let (p, i) = if rows_outer { (q, row_panels.start + o) } else { (o, row_panels.start + q) };
+                        let joined = wide && p + 2 == panels;
+                        let cols = if joined { nc - p * M::NR } else { M::NR.min(nc - p * M::NR) };
                         let rows = M::MR.min(m - i * M::MR);
                         let off = i * M::MR * call.ldc + n0 + p * M::NR;
                         // The first column panel streams A from memory, a
@@ -669,6 +678,9 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
         }
     }
 }
+
+/// K blocks at most this deep run row panel by row panel (see `gemm_with`).
+const ROWS_OUTER_DEPTH: usize = 64;
 
 /// Most columns a [`NarrowTile`] computes.
 #[cfg(target_arch = "x86_64")]
