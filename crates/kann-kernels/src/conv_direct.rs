@@ -622,24 +622,25 @@ mod tests {
         use crate::conv_gemm::{ConvGemm, GemmAxis};
         let isa = Isa::ALL.into_iter().rev().find(|i| i.available()).unwrap_or(Isa::Generic);
         let mut rng = Rng(6);
-        // KANN_GROUPED_ONLY=C,HW,S times one shape.
-        let only = std::env::var("KANN_GROUPED_ONLY").ok();
-        for (c, hw, s) in [(72u64, 56u64, 1u64), (168, 56, 2), (168, 28, 1), (408, 28, 2), (408, 14, 1), (912, 14, 2), (912, 7, 1)] {
-            if only.as_ref().is_some_and(|o| *o != format!("{c},{hw},{s}")) {
-                continue;
-            }
-            let (group, out) = (c / 24, (hw + 2 - 3) / s + 1);
+        // KANN_GROUPED_SHAPES=C,M,GROUP,HW,S;... times these 3×3 convolutions instead.
+        let shapes: Vec<[u64; 5]> = std::env::var("KANN_GROUPED_SHAPES").map_or(
+            [(72u64, 56u64, 1u64), (168, 56, 2), (168, 28, 1), (408, 28, 2), (408, 14, 1), (912, 14, 2), (912, 7, 1)].map(|(c, hw, s)| [c, c, c / 24, hw, s]).to_vec(),
+            |v| v.split(';').map(|t| std::array::from_fn(|i| t.split(',').nth(i).and_then(|x| x.parse().ok()).expect("KANN_GROUPED_SHAPES: C,M,GROUP,HW,S;..."))).collect(),
+        );
+        for [c, m, group, hw, s] in shapes {
+            let out = (hw + 2 - 3) / s + 1;
             let epilogue = Epilogue { bias: true, residual: false, activation: crate::Activation::Relu };
-            let d = ConvDirect { batch: 1, in_channels: c, out_channels: c, group, input: [hw, hw], kernel: [3, 3], strides: [s, s], dilations: [1, 1], pad_begin: [1, 1], output: [out, out], epilogue, isa };
-            let gemm = ConvGemm { batch: 1, in_channels: c, out_channels: c, group, input: [hw, hw], kernel: [3, 3], strides: [s, s], dilations: [1, 1], pad_begin: [1, 1], output: [out, out], epilogue, isa, axis: GemmAxis::Columns, input_scale: false };
-            let w = rng.vec((c * 24 * 9) as usize);
-            let n_out = (c * out * out) as usize;
-            let flops = 2.0 * (c * 24 * 9 * out * out) as f64;
-            let mut inputs = vec![rng.vec((c * hw * hw) as usize), pack_conv_gemm_weights(&w, c as usize, group as usize, isa, d.k_block()), rng.vec(c as usize)];
+            let d = ConvDirect { batch: 1, in_channels: c, out_channels: m, group, input: [hw, hw], kernel: [3, 3], strides: [s, s], dilations: [1, 1], pad_begin: [1, 1], output: [out, out], epilogue, isa };
+            let gemm = ConvGemm { batch: 1, in_channels: c, out_channels: m, group, input: [hw, hw], kernel: [3, 3], strides: [s, s], dilations: [1, 1], pad_begin: [1, 1], output: [out, out], epilogue, isa, axis: GemmAxis::Columns, input_scale: false };
+            let cg = c / group;
+            let w = rng.vec((m * cg * 9) as usize);
+            let n_out = (m * out * out) as usize;
+            let flops = 2.0 * (m * cg * 9 * out * out) as f64;
+            let mut inputs = vec![rng.vec((c * hw * hw) as usize), pack_conv_gemm_weights(&w, m as usize, group as usize, isa, d.k_block()), rng.vec(m as usize)];
             let td = time_kernel(&d, &mut inputs, n_out);
-            inputs[1] = pack_conv_gemm_weights(&w, c as usize, group as usize, isa, gemm.k_block());
+            inputs[1] = pack_conv_gemm_weights(&w, m as usize, group as usize, isa, gemm.k_block());
             let tg = time_kernel(&gemm, &mut inputs, n_out);
-            println!("grouped {c} ch {hw}x{hw}/{s}: direct {td:.0} us ({:.0} GFLOP/s), gemm {tg:.0} us ({:.0} GFLOP/s)", flops / td / 1e3, flops / tg / 1e3);
+            println!("grouped {c}->{m} ch /{group} {hw}x{hw}/{s}: direct {td:.0} us ({:.0} GFLOP/s), gemm {tg:.0} us ({:.0} GFLOP/s)", flops / td / 1e3, flops / tg / 1e3);
         }
     }
 

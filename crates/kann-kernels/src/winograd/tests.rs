@@ -273,8 +273,20 @@ fn winograd_vs_gemm_timing() {
     let shapes = [(64, 64, 112), (128, 128, 56), (256, 256, 28), (512, 512, 14), (64, 64, 56), (128, 128, 28), (256, 256, 14), (512, 512, 7), (32, 32, 16), (32, 32, 56)];
     let more = [(128, 32, 56), (128, 32, 28), (128, 32, 14), (16, 16, 56), (3, 64, 224), (64, 96, 28), (96, 128, 28), (192, 192, 14)];
     let portable = [(64, 64, 56), (128, 128, 28), (256, 256, 28)];
-    let cases = shapes.into_iter().chain(more).map(|s| (best, s)).chain(portable.into_iter().map(|s| (Isa::Generic, s)));
-    for ((isa, (c, m, hw)), tile) in cases.flat_map(|c| [(c, WinogradTile::F4x4), (c, WinogradTile::F2x2)]) {
+    // KANN_WG_SHAPES=C,M,HW;... times these (the best ISA) instead; SqueezeNet's: 16,64,55;32,128,27;48,192,13;64,256,13.
+    let only: Option<Vec<(u64, u64, u64)>> = std::env::var("KANN_WG_SHAPES").ok().map(|v| {
+        v.split(';')
+            .map(|s| {
+                let d: Vec<u64> = s.split(',').map(|x| x.parse().expect("KANN_WG_SHAPES: C,M,HW;...")).collect();
+                (d[0], d[1], d[2])
+            })
+            .collect()
+    });
+    let cases: Vec<(Isa, (u64, u64, u64))> = match only {
+        Some(v) => v.into_iter().map(|s| (best, s)).collect(),
+        None => shapes.into_iter().chain(more).map(|s| (best, s)).chain(portable.into_iter().map(|s| (Isa::Generic, s))).collect(),
+    };
+    for ((isa, (c, m, hw)), tile) in cases.into_iter().flat_map(|c| [(c, WinogradTile::F4x4), (c, WinogradTile::F2x2)]) {
         let k = timed_layer(c, m, hw, isa, tile);
         let x = rng.vec((c * hw * hw) as usize);
         let w = rng.vec((m * c * 9) as usize);
