@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Check zoo networks with kann: generate for 2 clusters, infer (latency), then
-# run a seeded random input (numpy from the venv of scripts/fetch-onnx-data.sh)
-# and prove it against kann's reference interpreter with kann diff.
+# Check zoo networks with kann: generate for 2 clusters (KANN_ZOO_CLUSTERS),
+# infer (latency), then run a seeded random input (numpy from the venv of
+# scripts/fetch-onnx-data.sh) and prove it against kann's reference
+# interpreter with kann diff.
 #   bash scripts/zoo/check-zoo.sh KANN_BINARY NAME... (models from zoo-fetch.sh)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 kann=$1
 shift
 py="${KANN_DATA:-$HOME/.cache/kann-data}/venv/bin/python"
+clusters=${KANN_ZOO_CLUSTERS:-2}
 for name in "$@"; do
     gen=/tmp/zoo-gen/$name io=/tmp/zoo-io/$name
     rm -rf "$gen" "$io" && mkdir -p "$io" "$(dirname "$gen")"
     echo "== $name"
-    if ! "$kann" generate "zoo/$name/network.yaml" -d "$gen" --nbr-clusters 2 >"$gen.generate.log" 2>&1; then
+    if ! "$kann" generate "zoo/$name/network.yaml" -d "$gen" --nbr-clusters "$clusters" >"$gen.generate.log" 2>&1; then
         echo "generate FAILED:" && tail -n 5 "$gen.generate.log" && continue
     fi
     grep -E "total: .*FLOP|parameters:" "$gen/log.txt"
