@@ -19,9 +19,11 @@
 //! output rows read.
 //!
 //! Grouped convolutions with a few channels a group (RegNet's 3×3 of 24
-//! channels a group) run the same way, group by group over the one copy:
-//! their im2col is 9 times the input for a GEMM of 24 rows, and gathering
-//! it took longer than the multiply-adds (program format v11).
+//! channels a group) run the same way, each group copying its own
+//! channels' rows: their im2col is 9 times the input for a GEMM of 24 rows, and gathering
+//! it took longer than the multiply-adds (program format v11). Their work
+//! items are each group's output rows (program format v12), so that
+//! clusters split the groups, not the rows that every group reads.
 //!
 //! Inputs: X `[N, C, H, W]`, packed W, then B `[M]` if `epilogue.bias`, then
 //! the residual (Y's shape) if `epilogue.residual`. Output: Y `[N, M, oh, ow]`.
@@ -185,21 +187,21 @@ impl ConvDirect {
         }
     }
 
-    /// Output rows `oy0..oy0 + oys` of image `b`, into Y.
+    /// Output rows `oy0..oy0 + oys` of groups `groups` of image `b`, into Y.
     ///
     /// # Safety
-    /// As [`KernelImpl::run`]; this part owns those rows; the scratch holds
-    /// [`KernelImpl::scratch_bytes`] for `oys` items.
-    unsafe fn run_rows(&self, io: &Io, b: usize, oy0: usize, oys: usize, scratch: &mut [f32]) {
+    /// As [`KernelImpl::run`]; this part owns those rows of those groups;
+    /// the scratch holds [`KernelImpl::scratch_bytes`] for `oys` items.
+    unsafe fn run_rows(&self, io: &Io, b: usize, groups: Range<usize>, oy0: usize, oys: usize, scratch: &mut [f32]) {
         let (m, plane_out) = ((self.out_channels) as usize, (self.output[0] * self.output[1]) as usize);
         let y = &io.outputs[0];
         assert!((b + 1) * m * plane_out <= y.len_bytes() / 4, "conv direct output is too small");
         // SAFETY: image b's planes lie inside Y (asserted); the caller's contract.
-        unsafe { self.rows_into(io, b, oy0, oys, (y.as_ptr() as *mut f32).add(b * m * plane_out), [plane_out, 0], scratch) }
+        unsafe { self.rows_into(io, b, groups, oy0, oys, (y.as_ptr() as *mut f32).add(b * m * plane_out), [plane_out, 0], scratch) }
     }
 
-    /// Output rows `oy0..oy0 + oys` of image `b` into `out`, `at = [plane,
-    /// row0]`: channel `c`'s row `oy` at `out + c · plane + (oy − row0) · ow`
+    /// Output rows `oy0..oy0 + oys` of groups `groups` of image `b` into
+    /// `out`, `at = [plane, row0]`: channel `c`'s row `oy` at `out + c · plane + (oy − row0) · ow`
     /// (`row0` 0 for Y's planes, `oy0` for a buffer of just these rows;
     /// a residual is only read into Y's planes).
     ///
@@ -208,7 +210,7 @@ impl ConvDirect {
     /// `out` (`m` planes of `at[0]` floats); the scratch holds
     /// [`KernelImpl::scratch_bytes`] for `oys` items.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) unsafe fn rows_into(&self, io: &Io, b: usize, oy0: usize, oys: usize, out: *mut f32, at: [usize; 2], scratch: &mut [f32]) {
+    pub(crate) unsafe fn rows_into(&self, io: &Io, b: usize, groups: Range<usize>, oy0: usize, oys: usize, out: *mut f32, at: [usize; 2], scratch: &mut [f32]) {
         let [out_plane, row0] = at;
         let g = Geom::of(self);
         let (k, plane_out, rows) = (g.depth(), g.oh * g.ow, g.rows_for(oys));
@@ -246,7 +248,8 @@ impl ConvDirect {
         };
         let a_len = packed_a_len(g.mg, k, self.isa);
         assert!(w.len() >= g.g * a_len, "conv direct weights are too short");
-        for gi in 0..g.g {
+        assert!(groups.end <= g.g, "conv direct groups");
+        for gi in groups {
             let a = PackedA::new(&w[gi * a_len..][..a_len], g.mg, k, self.isa, self.k_block());
             let planes = g.cg * g.ih * g.iw;
             self.copy_rows(&g, &x[(b * g.g + gi) * planes..][..planes], oy0, oys, copy);
@@ -378,8 +381,12 @@ impl KernelImpl for ConvDirect {
         format!("f32_conv2d_direct_{}", self.isa.name())
     }
 
+    /// Output rows; of a grouped convolution, each group's (`[N][group][oh]`):
+    /// clusters then split the groups, each reading only its own groups'
+    /// weights and input channels (split by rows, both read them all, and
+    /// RegNet-X's grouped steps took as long on each of 2 clusters as on 1).
     fn work_items(&self) -> u64 {
-        self.batch * self.output[0]
+        self.batch * self.group.max(1) * self.output[0]
     }
 
     fn scratch_bytes(&self, items: u64) -> usize {
@@ -419,13 +426,14 @@ impl KernelImpl for ConvDirect {
         // SAFETY: any bit pattern is a valid f32; align to 8 for the offsets after the copy.
         let (pre, scratch, _) = unsafe { scratch.align_to_mut::<f32>() };
         assert!(pre.is_empty(), "conv direct scratch is not 4-byte aligned");
-        let (oh, band) = (self.output[0] as usize, self.band_rows());
+        let (oh, groups, band) = (self.output[0] as usize, self.group.max(1) as usize, self.band_rows());
         let (mut item, end) = (part.start as usize, part.end as usize);
         while item < end {
-            let (b, oy) = (item / oh, item % oh);
+            // Item (b, gi, oy): row oy of group gi of image b.
+            let (b, gi, oy) = (item / (oh * groups), item / oh % groups, item % oh);
             let oys = (oh - oy).min(end - item).min(band);
-            // SAFETY: the caller's contract; this part owns rows oy.. of image b.
-            unsafe { self.run_rows(io, b, oy, oys, scratch) };
+            // SAFETY: the caller's contract; this part owns rows oy.. of group gi of image b.
+            unsafe { self.run_rows(io, b, gi..gi + 1, oy, oys, scratch) };
             item += oys;
         }
     }
@@ -607,6 +615,8 @@ mod tests {
                     epilogue: Epilogue { bias: true, residual: s == 1, activation: crate::Activation::Relu },
                     isa,
                 };
+                // Each group's rows are items: 3 parts cut groups and rows.
+                assert_eq!(k.work_items(), group * out);
                 compare(&k, &mut rng, 3);
             }
         }

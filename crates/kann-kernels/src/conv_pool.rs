@@ -85,7 +85,7 @@ impl ConvPool {
         if kept < inputs.len() {
             // SAFETY: the band buffer holds m planes of conv_rows rows; the conv
             // scratch holds its scratch for that many rows.
-            unsafe { self.conv.rows_into(io, b, inputs.start + kept, inputs.len() - kept, band.as_mut_ptr(), [plane, inputs.start], conv_scratch) };
+            unsafe { self.conv.rows_into(io, b, 0..self.conv.group.max(1) as usize, inputs.start + kept, inputs.len() - kept, band.as_mut_ptr(), [plane, inputs.start], conv_scratch) };
         }
         let y = &io.outputs[0];
         let at = b * m * self.plane() + rows.start * pw;
@@ -278,7 +278,7 @@ mod tests {
                 for r0 in (0..co as usize).step_by(8) {
                     let rows = 9.min(co as usize - r0);
                     // SAFETY: the band buffer holds 64 planes of 9 rows.
-                    unsafe { conv.rows_into(&io, 0, r0, rows, band.as_mut_ptr(), [9 * co as usize, r0], &mut scratch) };
+                    unsafe { conv.rows_into(&io, 0, 0..conv.group.max(1) as usize, r0, rows, band.as_mut_ptr(), [9 * co as usize, r0], &mut scratch) };
                 }
                 best = best.min(t.elapsed().as_secs_f64() * 1e6);
             }
