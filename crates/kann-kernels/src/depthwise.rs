@@ -108,6 +108,17 @@ pub(crate) fn split_row_part(row: &[f32], q: usize, dst: &mut [f32]) {
     narrow::split_part(row, q, dst)
 }
 
+/// One group of the channel-blocked paths: its channels' input planes,
+/// taps, biases and residual planes, and the range of its output planes in
+/// the part's output.
+struct Group<'a> {
+    x: &'a [f32],
+    w: &'a [f32],
+    bias: Option<&'a [f32]>,
+    residual: Option<&'a [f32]>,
+    y: Range<usize>,
+}
+
 /// The geometry as usize pairs: input, output, kernel, strides, dilations, padding.
 type Dims = [[usize; 2]; 6];
 
@@ -340,54 +351,37 @@ impl KernelImpl for DepthwiseConv {
             narrow::planes(self, p0..p1, x, w, bias, residual, y);
             return;
         }
-        #[cfg(target_arch = "x86_64")]
-        if blocked8::Blocked8::fits(self) {
-            // Groups of up to 8 consecutive channels of one image (multiplier 1).
-            let lay = blocked8::Blocked8::new(self);
-            assert!(pre.is_empty() && scratch.len() >= lay.floats(self), "depthwise scratch is not 4-byte aligned or too small");
+        let groups = |lanes: usize, f: &mut dyn FnMut(Group, bool)| {
+            // Groups of up to `lanes` consecutive channels of one image (multiplier 1).
             let mut item = p0;
             while item < p1 {
                 let (b, oc) = (item / m, item % m);
-                let n = blocked8::LANES.min(m - oc).min(p1 - item);
-                // SAFETY: the CPU has AVX2 and FMA (checked by fits).
-                unsafe {
-                    blocked8::group(
-                        self,
-                        &lay,
-                        &x[(b * c + oc) * in_plane..][..n * in_plane],
-                        &w[oc * kh * kw..][..n * kh * kw],
-                        bias.map(|bv| &bv[oc..oc + n]),
-                        residual.map(|rv| &rv[item * out_plane..][..n * out_plane]),
-                        &mut y[(item - p0) * out_plane..][..n * out_plane],
-                        scratch,
-                        item == p0,
-                    )
+                let n = lanes.min(m - oc).min(p1 - item);
+                let group = Group {
+                    x: &x[(b * c + oc) * in_plane..][..n * in_plane],
+                    w: &w[oc * kh * kw..][..n * kh * kw],
+                    bias: bias.map(|bv| &bv[oc..oc + n]),
+                    residual: residual.map(|rv| &rv[item * out_plane..][..n * out_plane]),
+                    y: (item - p0) * out_plane..(item - p0 + n) * out_plane,
                 };
+                f(group, item == p0);
                 item += n;
             }
+        };
+        #[cfg(target_arch = "x86_64")]
+        if blocked8::Blocked8::fits(self) {
+            let lay = blocked8::Blocked8::new(self);
+            assert!(pre.is_empty() && scratch.len() >= lay.floats(self), "depthwise scratch is not 4-byte aligned or too small");
+            groups(blocked8::LANES, &mut |g, fresh| {
+                // SAFETY: the CPU has AVX2 and FMA (checked by fits).
+                unsafe { blocked8::group(self, &lay, g.x, g.w, g.bias, g.residual, &mut y[g.y], scratch, fresh) }
+            });
             return;
         }
         if blocked::Blocked::fits(self) {
-            // Groups of up to 16 consecutive channels of one image (multiplier 1).
             let lay = blocked::Blocked::new(self);
             assert!(pre.is_empty() && scratch.len() >= lay.floats(self), "depthwise scratch is not 4-byte aligned or too small");
-            let mut item = p0;
-            while item < p1 {
-                let (b, oc) = (item / m, item % m);
-                let n = blocked::LANES.min(m - oc).min(p1 - item);
-                blocked::group(
-                    self,
-                    &lay,
-                    &x[(b * c + oc) * in_plane..][..n * in_plane],
-                    &w[oc * kh * kw..][..n * kh * kw],
-                    bias.map(|bv| &bv[oc..oc + n]),
-                    residual.map(|rv| &rv[item * out_plane..][..n * out_plane]),
-                    &mut y[(item - p0) * out_plane..][..n * out_plane],
-                    scratch,
-                    item == p0,
-                );
-                item += n;
-            }
+            groups(blocked::LANES, &mut |g, fresh| blocked::group(self, &lay, g.x, g.w, g.bias, g.residual, &mut y[g.y], scratch, fresh));
             return;
         }
         let planar = planar::Layout::fits(self).then(|| planar::Layout::new(self));
