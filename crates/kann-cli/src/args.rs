@@ -30,6 +30,9 @@ pub enum Command {
         /// Write the inputs the runtime consumed to IO_DIR/check/.
         #[arg(long = "dump-inputs")]
         dump_inputs: bool,
+        /// Table each step's median over the frames instead of the last frame's times.
+        #[arg(long = "step-median")]
+        step_median: bool,
     },
     /// Run a generated network on random inputs (in a temporary IO folder), as `kann run` does.
     Infer {
@@ -38,6 +41,9 @@ pub enum Command {
         /// Frames to run.
         #[arg(short = 'n')]
         n: Option<usize>,
+        /// Table each step's median over the frames instead of the last frame's times.
+        #[arg(long = "step-median")]
+        step_median: bool,
     },
     /// Prepare images (PNG, JPEG, TIFF, BMP), .npy arrays or folders of them into a network's
     /// input stream with its `preprocessing`: writes IO_DIR/<input>.bin + manifest.yaml.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_FRAMES: usize = 10;
 
 /// `kann infer`. Returns the exit code.
-pub fn run(gen: &Path, n: Option<usize>) -> anyhow::Result<i32> {
+pub fn run(gen: &Path, n: Option<usize>, step_median: bool) -> anyhow::Result<i32> {
     let artifact = find_artifact(gen)?;
     let frames = n.unwrap_or(DEFAULT_FRAMES);
     if frames == 0 {
@@ -27,7 +27,7 @@ pub fn run(gen: &Path, n: Option<usize>) -> anyhow::Result<i32> {
         write_input_stream(&io, spec, &refs)?;
     }
     println!("random inputs ({frames} frame(s)) in {}", io.display());
-    super::run::run(&artifact, &io, Some(frames), None, false)
+    super::run::run(&artifact, &io, Some(frames), None, false, step_median)
 }
 
 /// A new folder `kann-infer-<pid>-<k>` under the temp dir.
@@ -87,7 +87,7 @@ mod tests {
         let gen = std::env::temp_dir().join(format!("kann-cli-infer-{}", std::process::id()));
         std::fs::create_dir_all(&gen).unwrap();
         std::fs::write(gen.join("n.kann"), artifact_bytes(&relu_chain(2, 5, 1), &[0; 4], "{}").unwrap()).unwrap();
-        assert_eq!(run(&gen, Some(3)).unwrap(), 0);
+        assert_eq!(run(&gen, Some(3), true).unwrap(), 0);
     }
 
     #[test]

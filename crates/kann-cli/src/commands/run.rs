@@ -2,12 +2,12 @@
 //! [--dump-inputs]`: runs the frames of an IO folder's input streams on the
 //! runtime, writes the outputs back (`IO_DIR/<output>.bin` + manifest), and
 //! prints — and saves as `IO_DIR/inference_<name>_<n>.log` — the versions,
-//! per-frame latency, the per-kernel per-cluster table of the last frame
+//! per-frame latency, the per-kernel per-cluster table of the last frame (or each step's median over the frames)
 //! and the PERF summary.
 
 use anyhow::{bail, Context};
 use kann_io::stream::{frame_count, read_input_stream, write_input_stream, write_output_stream, IoSpec, Stream};
-use kann_runtime::{Device, FrameStats, IoTensor, Profile, Service};
+use kann_runtime::{Device, FrameStats, IoTensor, Profile, Service, StepProfile};
 use kann_tensor::DType;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -77,8 +77,9 @@ fn network_name(service: &Service, artifact: &Path) -> String {
 /// from the first when it exceeds them; default: every frame);
 /// `n_clusters` runs the service on that many cores (default: all cores
 /// this process may use); `dump_inputs` writes the inputs consumed to
-/// `IO_DIR/check/`. Returns the exit code.
-pub fn run(gen: &Path, io: &Path, nb_frames: Option<usize>, n_clusters: Option<usize>, dump_inputs: bool) -> anyhow::Result<i32> {
+/// `IO_DIR/check/`; `step_median` tables each step's median over the frames
+/// instead of the last frame's times. Returns the exit code.
+pub fn run(gen: &Path, io: &Path, nb_frames: Option<usize>, n_clusters: Option<usize>, dump_inputs: bool, step_median: bool) -> anyhow::Result<i32> {
     let artifact = find_artifact(gen)?;
     if !io.is_dir() {
         bail!("IO folder {} does not exist", io.display());
@@ -97,15 +98,16 @@ pub fn run(gen: &Path, io: &Path, nb_frames: Option<usize>, n_clusters: Option<u
     if dump_inputs {
         dump(io, &inputs, frames)?;
     }
-    let (outputs, stats) = run_frames(&mut service, &inputs, frames, &mut log)?;
+    let (outputs, stats, profiles) = run_frames(&mut service, &inputs, frames, step_median, &mut log)?;
     for (spec, data) in specs(service.outputs())?.iter().zip(&outputs) {
         let per_frame: Vec<&[u8]> = data.chunks(spec.frame_bytes().max(1)).collect();
         let path = write_output_stream(io, spec, &per_frame)?;
         log.line(format!("output {}: {} {:?} x {} -> {}", spec.name, spec.dtype, spec.shape, per_frame.len(), path.display()));
     }
     let estimate = Estimate::of(&service);
-    if let Some(profile) = service.last_profile() {
-        kernel_table(&profile, estimate.as_ref(), &mut log);
+    let (profile, what) = if step_median { (median_profile(&profiles), format!("median over {} frames", profiles.len())) } else { (service.last_profile(), "the last frame".to_string()) };
+    if let Some(profile) = profile {
+        kernel_table(&profile, estimate.as_ref(), &mut log, &what);
     }
     summary(&service, &stats, estimate.as_ref(), &mut log);
     let name = network_name(&service, &artifact);
@@ -148,16 +150,17 @@ pub fn start_service(artifact: &Path, n_cores: Option<usize>, log: &mut Log) -> 
 }
 
 /// Runs `frames` frames; returns each output's frames (contiguous) and the
-/// per-frame times. Repeated input frames run again (timing) but their
+/// per-frame times (and each frame's profile when `keep_profiles`). Repeated input frames run again (timing) but their
 /// outputs are kept once, so the output stream matches the input stream
 /// frame for frame (what `kann genref` computes).
-fn run_frames(service: &mut Service, inputs: &[Stream], frames: usize, log: &mut Log) -> anyhow::Result<(Vec<Vec<u8>>, Vec<FrameStats>)> {
+fn run_frames(service: &mut Service, inputs: &[Stream], frames: usize, keep_profiles: bool, log: &mut Log) -> anyhow::Result<(Vec<Vec<u8>>, Vec<FrameStats>, Vec<Profile>)> {
     let available = frame_count(inputs).max(1);
     let sizes: Vec<usize> = service.outputs().iter().map(|t| t.bytes()).collect();
     let kept = frames.min(available);
     let mut outputs: Vec<Vec<u8>> = sizes.iter().map(|&s| Vec::with_capacity(s * kept)).collect();
     let mut buffers: Vec<Vec<u8>> = sizes.iter().map(|&s| vec![0u8; s]).collect();
     let mut stats = Vec::with_capacity(frames);
+    let mut profiles = Vec::with_capacity(frames);
     for f in 0..frames {
         let ins: Vec<&[u8]> = inputs.iter().map(|s| s.frame(f % available)).collect();
         let mut outs: Vec<&mut [u8]> = buffers.iter_mut().map(|b| b.as_mut_slice()).collect();
@@ -169,8 +172,11 @@ fn run_frames(service: &mut Service, inputs: &[Stream], frames: usize, log: &mut
             }
         }
         stats.push(st);
+        if keep_profiles {
+            profiles.extend(service.last_profile());
+        }
     }
-    Ok((outputs, stats))
+    Ok((outputs, stats, profiles))
 }
 
 /// Writes the frames the runtime consumed to `IO_DIR/check/`.
@@ -238,11 +244,32 @@ impl Estimate {
     }
 }
 
-/// Per step and cluster: measured µs and share of the cluster's time, with
-/// the cost model's estimate for the step (its slowest part) when known.
-fn kernel_table(p: &Profile, estimate: Option<&Estimate>, log: &mut Log) {
+/// Each step's, barrier's and span's median over the frames, per cluster: on
+/// a shared machine one frame's table moves by tens of percent from step to
+/// step, the median over a few frames much less.
+fn median_profile(profiles: &[Profile]) -> Option<Profile> {
+    let last = profiles.last()?;
+    let median = |pick: &dyn Fn(&Profile) -> Duration| -> Duration {
+        let mut v: Vec<Duration> = profiles.iter().map(pick).collect();
+        v.sort();
+        v[v.len() / 2]
+    };
+    let per_cluster = |pick: &dyn Fn(&Profile, usize) -> Duration| -> Vec<Duration> { (0..last.n_clusters).map(|c| median(&|p| pick(p, c))).collect() };
+    let steps = last
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| StepProfile { per_cluster: per_cluster(&|p, c| p.steps.get(i).map_or(Duration::ZERO, |t| t.per_cluster[c])), ..s.clone() })
+        .collect();
+    Some(Profile { n_clusters: last.n_clusters, steps, barrier_wait: per_cluster(&|p, c| p.barrier_wait[c]), span: per_cluster(&|p, c| p.span[c]) })
+}
+
+/// Per step and cluster: measured µs (of `what`: a frame, or a median) and
+/// share of the cluster's time, with the cost model's estimate for the step
+/// (its slowest part) when known.
+fn kernel_table(p: &Profile, estimate: Option<&Estimate>, log: &mut Log, what: &str) {
     log.line("");
-    log.line("kernels of the last frame (µs, % of the cluster's time; est.: the cost model's µs for the step):");
+    log.line(format!("kernels of {what} (µs, % of the cluster's time; est.: the cost model's µs for the step):"));
     let name_w = p.steps.iter().map(|s| s.name.len()).max().unwrap_or(4).clamp(4, 40);
     let kernel_w = p.steps.iter().map(|s| s.kernel.len()).max().unwrap_or(6).clamp(6, 40);
     let est = |step: usize| estimate.and_then(|e| e.step_us(step)).map_or_else(|| format!("{:>9}", "-"), |t| format!("{t:>9.1}"));
@@ -310,7 +337,7 @@ mod tests {
         std::fs::write(gen.join("chain.kann"), bytes).unwrap();
         let x: Vec<f32> = vec![-1.0, 2.0, -3.0, 4.0, -5.0, 6.0, 1.0, -1.0, 1.0, -1.0, 1.0, -1.0];
         std::fs::write(io.join("x"), f32_bytes(&x)).unwrap(); // KaNN's extension-less raw file, 2 frames
-        assert_eq!(run(&gen, &io, None, Some(1), true).unwrap(), 0);
+        assert_eq!(run(&gen, &io, None, Some(1), true, false).unwrap(), 0);
         let y = bytes_f32(&std::fs::read(io.join("y.bin")).unwrap());
         assert_eq!(y, x.iter().map(|v| v.max(0.0)).collect::<Vec<_>>());
         assert_eq!(bytes_f32(&std::fs::read(io.join("w.bin")).unwrap()), [0.0, 1.0, 0.0, 1.0]);
@@ -323,18 +350,36 @@ mod tests {
         }
         // --nb-frames beyond the inputs repeats them (outputs once per input
         // frame); the .kann file itself works too.
-        assert_eq!(run(&gen.join("chain.kann"), &io, Some(3), None, false).unwrap(), 0);
+        assert_eq!(run(&gen.join("chain.kann"), &io, Some(3), None, false, true).unwrap(), 0);
         assert_eq!(std::fs::read(io.join("y.bin")).unwrap().len(), 2 * 24);
+        let log = std::fs::read_to_string(io.join("inference_chain_3.log")).unwrap();
+        assert!(log.contains("kernels of median over 3 frames"), "{log}");
+    }
+
+    #[test]
+    fn step_median_takes_each_cell_apart() {
+        let us = Duration::from_micros;
+        let frame = |a: u64, b: u64, wait: u64| Profile {
+            n_clusters: 2,
+            steps: vec![StepProfile { step: 0, name: "s".into(), op: "Relu".into(), kernel: "k".into(), per_cluster: vec![us(a), us(b)] }],
+            barrier_wait: vec![us(wait), us(wait + 1)],
+            span: vec![us(a + wait), us(b + wait)],
+        };
+        let m = median_profile(&[frame(10, 90, 5), frame(30, 70, 1), frame(20, 80, 9)]).unwrap();
+        assert_eq!(m.steps[0].per_cluster, [us(20), us(80)]);
+        assert_eq!(m.barrier_wait, [us(5), us(6)]);
+        assert_eq!(m.span, [us(29), us(89)]);
+        assert!(median_profile(&[]).is_none());
     }
 
     #[test]
     fn clear_errors() {
         let gen = temp_dir("empty");
-        let e = run(&gen, &gen, None, None, false).unwrap_err().to_string();
+        let e = run(&gen, &gen, None, None, false, false).unwrap_err().to_string();
         assert!(e.contains("holds no .kann artifact"), "{e}");
         let bytes = artifact_bytes(&relu_chain(1, 4, 0), &[], "{}").unwrap();
         std::fs::write(gen.join("a.kann"), bytes).unwrap();
-        let e = format!("{:#}", run(&gen, &gen, None, None, false).unwrap_err());
+        let e = format!("{:#}", run(&gen, &gen, None, None, false, false).unwrap_err());
         assert!(e.contains("input 'x'"), "{e}");
     }
 }
