@@ -457,17 +457,25 @@ pub(crate) mod testutil {
         let io = Io { inputs: &ins, outputs: &outs };
         let mut scratch = vec![0u8; k.scratch_bytes(k.work_items())];
         // KANN_TIME_REPS=N runs each kernel N times (for a profiler);
-        // KANN_TIME_HALF runs the first half of its work items (one of two clusters' part).
+        // KANN_TIME_HALF runs the first half of its work items (one of two clusters' part);
+        // KANN_TIME_MEDIAN returns the median run instead of the best.
         let reps = std::env::var("KANN_TIME_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(7);
         let items = if std::env::var("KANN_TIME_HALF").is_ok() { k.work_items().div_ceil(2) } else { k.work_items() };
-        (0..reps)
+        let mut times: Vec<f64> = (0..reps)
             .map(|_| {
                 let t = std::time::Instant::now();
                 // SAFETY: the buffers live through the call; one part at a time.
                 unsafe { k.run(&io, 0..items, &mut scratch) };
                 t.elapsed().as_secs_f64() * 1e6
             })
-            .fold(f64::INFINITY, f64::min)
+            .collect();
+        times.sort_by(f64::total_cmp);
+        // KANN_TIME_MEDIAN: the median instead of the best run.
+        if std::env::var("KANN_TIME_MEDIAN").is_ok() {
+            times[times.len() / 2]
+        } else {
+            times[0]
+        }
     }
 
     /// Runs `k` as `n_parts` separate parts over NaN-filled outputs of
