@@ -148,10 +148,10 @@ unsafe fn pointwise_in_place(isa: Isa, call: &GemmCall, x: &[f32], plane: usize,
     }
 }
 
-/// Whether narrow im2col rows are built with AVX-512: the kernel's ISA,
-/// and present on this CPU.
-fn gather_avx512(isa: Isa) -> bool {
-    isa == Isa::Avx512 && isa.available()
+/// The vector ISA narrow im2col rows are built with ([`gather`]): the
+/// kernel's, when this CPU has it.
+fn gather_isa(isa: Isa) -> Option<Isa> {
+    (isa != Isa::Generic && isa.available()).then_some(isa)
 }
 
 fn ceil_div(a: isize, b: isize) -> isize {
@@ -170,8 +170,8 @@ struct Im2col<'a> {
     /// The group's channel scales (an input scale), if any.
     scale: Option<&'a [f32]>,
     /// Build the rows of narrow stride-1 "same" and stride-2 maps with
-    /// AVX-512 (the kernel's ISA, present on this CPU).
-    gather_avx512: bool,
+    /// this vector ISA (the kernel's, present on this CPU).
+    gather: Option<Isa>,
     /// The lanes' output positions of the last column asked for.
     #[cfg(target_arch = "x86_64")]
     start: std::cell::Cell<Option<gather::Start>>,
@@ -181,8 +181,8 @@ struct Im2col<'a> {
 }
 
 impl Im2col<'_> {
-    /// Row `k`'s geometry for [`gather`], when it takes that path: AVX-512,
-    /// a narrow (not pointwise) map, stride 1 with the output the input's
+    /// Row `k`'s geometry for [`gather`], when it takes that path: AVX2 or
+    /// AVX-512, a narrow (not pointwise) map, stride 1 with the output the input's
     /// size, or stride 2 with the input's phase planes as wide as the
     /// output (their split cached per channel in `phases`).
     #[cfg(target_arch = "x86_64")]
@@ -191,9 +191,9 @@ impl Im2col<'_> {
         let [ih, iw] = g.input.map(|v| v as usize);
         let [kh, kw] = g.kernel.map(|v| v as usize);
         let ow = g.output[1] as usize;
-        if !self.gather_avx512 || !g.gathers_by_vectors() {
+        let Some(isa) = self.gather.filter(|_| g.gathers_by_vectors()) else {
             return None;
-        }
+        };
         let (ci, tap) = (k / (kh * kw), k % (kh * kw));
         let (ky, kx) = ((tap / kw) as isize, (tap % kw) as isize);
         let (ay, ax) = (ky * g.dilations[0] as isize - g.pad_begin[0] as isize, kx * g.dilations[1] as isize - g.pad_begin[1] as isize);
@@ -203,8 +203,13 @@ impl Im2col<'_> {
             _ => {
                 let hp = ih.div_ceil(2);
                 if phases.channel != Some(ci) {
-                    // SAFETY: gather_avx512 is set only when the CPU has AVX-512F.
-                    unsafe { gather::split_phases(plane, ih, iw, ow, &mut phases.floats) };
+                    // SAFETY: `gather` is set only to an ISA this CPU has.
+                    unsafe {
+                        match isa {
+                            Isa::Avx512 => gather::split_phases(plane, ih, iw, ow, &mut phases.floats),
+                            _ => gather::split_phases_avx2(plane, ih, iw, ow, &mut phases.floats),
+                        }
+                    }
                     phases.channel = Some(ci);
                 }
                 let (py, px) = (ay.rem_euclid(2) as usize, ax.rem_euclid(2) as usize);
@@ -241,8 +246,13 @@ impl BSource for Im2col<'_> {
             _ => gather::Start::new(pos, row.ow),
         };
         self.start.set(Some(start));
-        // SAFETY: gather_row is Some only when the CPU has AVX-512F.
-        unsafe { gather::fill_panels(&row, pos, &start, len, nr, dst, stride) };
+        // SAFETY: gather_row is Some only with an ISA this CPU has.
+        unsafe {
+            match self.gather {
+                Some(Isa::Avx512) => gather::fill_panels(&row, pos, &start, len, nr, dst, stride),
+                _ => gather::fill_panels_avx2(&row, pos, &start, len, nr, dst, stride),
+            }
+        }
         true
     }
 
@@ -439,7 +449,7 @@ impl KernelImpl for Im2colPack {
             let (bg, panel) = (item / panels, item % panels);
             let end = (panel + part.end as usize - item).min(panels);
             let (b, grp) = (bg / groups, bg % groups);
-            let src = Im2col { x: &x[(b * c + grp * cg) * plane_in..][..cg * plane_in], g, col0: 0, pointwise: g.pointwise(), scale: None, gather_avx512: gather_avx512(g.isa), #[cfg(target_arch = "x86_64")] start: Default::default(), #[cfg(target_arch = "x86_64")] phases: std::cell::RefCell::new(Phases { channel: None, floats: [0.0; gather::PHASE_FLOATS] }) };
+            let src = Im2col { x: &x[(b * c + grp * cg) * plane_in..][..cg * plane_in], g, col0: 0, pointwise: g.pointwise(), scale: None, gather: gather_isa(g.isa), #[cfg(target_arch = "x86_64")] start: Default::default(), #[cfg(target_arch = "x86_64")] phases: std::cell::RefCell::new(Phases { channel: None, floats: [0.0; gather::PHASE_FLOATS] }) };
             let at = bg * len + panel * k * nr;
             // SAFETY: this part owns these panels of image b, group grp (the run contract).
             let dst = unsafe { io.outputs[0].f32_part(at..at + (end - panel) * k * nr) };
@@ -495,19 +505,23 @@ impl ConvGemm {
         }
     }
 
-    /// Whether B's im2col rows are built 16 columns at a time (AVX-512 on
+    /// Whether B's im2col rows are built 16 columns at a time (AVX2 or AVX-512 on
     /// narrow maps: masked shifts of the plane, or of a stride-2 plane's
     /// phases) rather than copied run by run.
     fn gathers_by_vectors(&self) -> bool {
         let [ih, iw] = self.input.map(|v| v as usize);
         let (ow, taps) = (self.output[1] as usize, (self.kernel[0] * self.kernel[1]) as usize);
-        self.isa == Isa::Avx512
+        matches!(self.isa, Isa::Avx2 | Isa::Avx512)
             && !self.pointwise()
             && match self.strides {
                 [1, 1] => ow == iw && ow < GATHER_BELOW,
                 // Splitting a channel writes four phase planes: on 16-31 wide
                 // outputs it pays only when several taps read them (a 1×1/2
                 // downsample read one and lost to the runs).
+                // With AVX2 (masked stores, 8 lanes) the split pays only
+                // below 16 columns and with several taps: 128×56×56 3×3/2
+                // and 512×14×14 1×1/2 packed slower than by runs on Zen 3.
+                [2, 2] if self.isa == Isa::Avx2 => ow < GATHER_BELOW && taps >= 4 && iw <= 2 * ow && iw <= 64 && 4 * ih.div_ceil(2) * ow <= PHASE_FLOATS,
                 [2, 2] => (ow < GATHER_BELOW || (ow < 2 * GATHER_BELOW && taps >= 4)) && iw <= 2 * ow && iw <= 64 && 4 * ih.div_ceil(2) * ow <= PHASE_FLOATS,
                 _ => false,
             }
@@ -571,7 +585,7 @@ impl ConvGemm {
             unsafe { pointwise_in_place(self.isa, &call, xg, plane_in, cols.start, scratch) };
             return;
         }
-        let src = Im2col { x: xg, g: self, col0: cols.start, pointwise: self.pointwise(), scale, gather_avx512: gather_avx512(self.isa), #[cfg(target_arch = "x86_64")] start: Default::default(), #[cfg(target_arch = "x86_64")] phases: std::cell::RefCell::new(Phases { channel: None, floats: [0.0; gather::PHASE_FLOATS] }) };
+        let src = Im2col { x: xg, g: self, col0: cols.start, pointwise: self.pointwise(), scale, gather: gather_isa(self.isa), #[cfg(target_arch = "x86_64")] start: Default::default(), #[cfg(target_arch = "x86_64")] phases: std::cell::RefCell::new(Phases { channel: None, floats: [0.0; gather::PHASE_FLOATS] }) };
         // SAFETY: C and the residual cover rows × cols at stride plane_out;
         // the scratch holds scratch_floats (see scratch_bytes).
         unsafe { packed::gemm(self.isa, &call, &src, scratch) };
@@ -776,7 +790,7 @@ mod tests {
     #[test]
     fn narrow_same_and_stride_2_maps_match_direct() {
         // Narrow "same" maps: B's rows are masked shifts of the plane on
-        // AVX-512 (square and not, dilated, odd and even windows with the
+        // AVX2 and AVX-512 (square and not, dilated, odd and even windows with the
         // extra padding at the end, several column parts).
         let mut rng = Rng(29);
         for (c, [h, w], [kh, kw], d, [ph, pw]) in [(5u64, [7u64, 7u64], [3u64, 3u64], 1u64, [1u64, 1u64]), (3, [9, 13], [5, 5], 1, [2, 2]), (4, [14, 14], [3, 3], 2, [2, 2]), (2, [6, 15], [3, 5], 1, [1, 2]), (3, [5, 11], [2, 2], 1, [0, 0]), (1, [3, 2], [3, 3], 1, [1, 1])] {
@@ -920,8 +934,9 @@ mod tests {
             axis: GemmAxis::Columns,
             input_scale: false,
         };
-        // 14 wide at stride 1: 16 columns at a time (AVX-512) or a run (AVX2), one a row.
+        // 14 wide at stride 1: 16 columns at a time, one piece a row.
         assert!(base.gathers_by_vectors());
+        assert!(ConvGemm { isa: Isa::Avx2, ..base.clone() }.gathers_by_vectors());
         assert_eq!(base.gathered_runs(), 8 * 9 * 14);
         assert_eq!(ConvGemm { isa: Isa::Avx2, ..base.clone() }.gathered_runs(), 8 * 9 * 14);
         // 56 wide at stride 1: a run a row.
@@ -932,6 +947,9 @@ mod tests {
         let halve = ConvGemm { input: [56, 56], strides: [2, 2], output: [28, 28], ..base.clone() };
         assert!(halve.gathers_by_vectors());
         assert_eq!(halve.gathered_runs(), 8 * 9 * 28 * 2);
+        // With AVX2 only below 16 columns: 28 wide copies runs, 7 wide gathers.
+        assert!(!ConvGemm { isa: Isa::Avx2, ..halve.clone() }.gathers_by_vectors());
+        assert!(ConvGemm { isa: Isa::Avx2, input: [14, 14], output: [7, 7], ..halve.clone() }.gathers_by_vectors());
         // 11×11/4: every float on its own.
         let stem = ConvGemm { in_channels: 3, input: [227, 227], kernel: [11, 11], strides: [4, 4], pad_begin: [0, 0], output: [55, 55], ..base.clone() };
         assert_eq!(stem.gathered_runs(), stem.gathered_floats());
@@ -1050,7 +1068,7 @@ mod tests {
                 pad_begin: [p, p],
                 output: [out, out],
                 epilogue: Epilogue::default(),
-                isa: Isa::Avx512,
+                isa: Isa::ALL.into_iter().rev().find(|i| i.available()).unwrap_or(Isa::Generic),
                 axis: GemmAxis::PackedChannels,
                 input_scale: false,
             };
