@@ -157,19 +157,17 @@ impl ConvDirect {
         packed::KC
     }
 
-    /// Output rows a grouped convolution runs at a time: a group's padded
-    /// copy of them then stays in L2 while its tiles read it. (The copy was
-    /// once of every group's channels, in bands that fit L2: a band of one
-    /// output row on RegNet's 408-channel 3×3/2, whose 352 KiB of weights
-    /// then left L2 for every row; group by group, 28×28/2 989 → 720 µs and
-    /// 7×7 573 → 440 on Zen 3.) A stem (one group, a few channels) copies a
-    /// part's rows at once.
+    /// Output rows a convolution runs at a time: a group's padded copy of
+    /// them then stays in L2 while its tiles read it. (The copy was once of
+    /// every group's channels, in bands that fit L2: a band of one output
+    /// row on RegNet's 408-channel 3×3/2, whose 352 KiB of weights then left
+    /// L2 for every row; group by group, 28×28/2 989 → 720 µs and 7×7 573 →
+    /// 440 on Zen 3.) A stem copied a part's rows at once: 632 KiB for a
+    /// 7×7/2 one on 224×224, whose first rows had left L2 when its tiles
+    /// read them (3.1-3.8 → 2.9-3.1 ms in bands on Zen 3).
     fn band_rows(&self) -> usize {
         const COPY_BYTES: usize = 256 << 10;
         let g = Geom::of(self);
-        if g.g == 1 {
-            return usize::MAX;
-        }
         (1..=g.oh).rev().find(|&r| 4 * g.copy_floats(g.rows_for(r)) <= COPY_BYTES).unwrap_or(1)
     }
 
@@ -683,6 +681,20 @@ mod tests {
                     unsafe { copy_rows_avx2(&g, &x, oy0, oys, &mut got) };
                     assert_eq!(got[..len], want[..len], "stride {s}, {iw} wide, {kw} taps, pad {p}, rows {oy0}+{oys}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn stems_run_in_bands() {
+        // A 7×7/2 stem on 224×224: its padded copy (632 KiB) is cut in bands
+        // of output rows; 1 to 3 parts cut them again.
+        let mut rng = Rng(61);
+        for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+            let k = ConvDirect { batch: 1, in_channels: 3, out_channels: 8, group: 1, input: [224, 224], kernel: [7, 7], strides: [2, 2], dilations: [1, 1], pad_begin: [3, 3], output: [112, 112], epilogue: Epilogue { bias: true, residual: true, activation: crate::Activation::Relu }, isa };
+            assert!(k.band_rows() < 112 / 2, "{} rows a band", k.band_rows());
+            for parts in 1..=3 {
+                compare(&k, &mut rng, parts);
             }
         }
     }
