@@ -191,9 +191,7 @@ impl Im2col<'_> {
         let [ih, iw] = g.input.map(|v| v as usize);
         let [kh, kw] = g.kernel.map(|v| v as usize);
         let ow = g.output[1] as usize;
-        let Some(isa) = self.gather.filter(|_| g.gathers_by_vectors()) else {
-            return None;
-        };
+        let isa = self.gather.filter(|_| g.gathers_by_vectors())?;
         let (ci, tap) = (k / (kh * kw), k % (kh * kw));
         let (ky, kx) = ((tap / kw) as isize, (tap % kw) as isize);
         let (ay, ax) = (ky * g.dilations[0] as isize - g.pad_begin[0] as isize, kx * g.dilations[1] as isize - g.pad_begin[1] as isize);
