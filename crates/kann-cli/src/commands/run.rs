@@ -149,14 +149,15 @@ pub fn start_service(artifact: &Path, n_cores: Option<usize>, log: &mut Log) -> 
     Ok(service)
 }
 
-/// Runs `frames` frames; returns each output's frames (contiguous) and the
-/// per-frame times (and each frame's profile when `keep_profiles`). Repeated input frames run again (timing) but their
-/// outputs are kept once, so the output stream matches the input stream
-/// frame for frame (what `kann genref` computes).
 /// What [`run_frames`] returns: each output's frames, each frame's times
 /// and (when asked for) profile.
 type Ran = (Vec<Vec<u8>>, Vec<FrameStats>, Vec<Profile>);
 
+/// Runs `frames` frames; returns each output's frames (contiguous) and the
+/// per-frame times (and each frame's profile when `keep_profiles`).
+/// Repeated input frames run again (timing) but their outputs are kept
+/// once, so the output stream matches the input stream frame for frame
+/// (what `kann genref` computes).
 fn run_frames(service: &mut Service, inputs: &[Stream], frames: usize, keep_profiles: bool, log: &mut Log) -> anyhow::Result<Ran> {
     let available = frame_count(inputs).max(1);
     let sizes: Vec<usize> = service.outputs().iter().map(|t| t.bytes()).collect();
