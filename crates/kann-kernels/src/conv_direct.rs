@@ -320,6 +320,17 @@ fn copy_rows_avx2(g: &Geom, x: &[f32], oy0: usize, oys: usize, dst: &mut [f32]) 
     }
 }
 
+/// The lanes `l` of 8 whose input column `col + l` lies in `0..iw` (all
+/// bits set), for a masked load of a row.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn inside_columns(col: isize, iw: usize) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    let idx = _mm256_add_epi32(_mm256_set1_epi32(col as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(iw as i32), idx), _mm256_cmpgt_epi32(idx, _mm256_set1_epi32(-1)))
+}
+
 /// [`ConvDirect::copy_rows`] for horizontal stride 2 with AVX2: 16 input
 /// columns at a time (two masked loads, zeros outside the row) dealt into
 /// the 8 floats of each phase row, as [`copy_rows_s1_avx2`] does for one.
@@ -335,11 +346,7 @@ fn copy_rows_s2_avx2(g: &Geom, x: &[f32], oy0: usize, oys: usize, dst: &mut [f32
     assert!(g.cg * rows == 0 || (2 * g.cg * rows - 1) * g.wq + 8 * chunks <= dst.len(), "conv direct copy slack");
     assert!(x.len() >= g.cg * g.ih * g.iw, "conv direct copy input");
     let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    let (width, before) = (_mm256_set1_epi32(g.iw as i32), _mm256_set1_epi32(-1));
-    let valid_at = |col: isize| {
-        let idx = _mm256_add_epi32(_mm256_set1_epi32(col as i32), lane);
-        _mm256_and_si256(_mm256_cmpgt_epi32(width, idx), _mm256_cmpgt_epi32(idx, before))
-    };
+    let valid_at = |col: isize| inside_columns(col, g.iw);
     // The lanes of a phase row's last vector that lie inside the row.
     let last_lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32((g.wq - 8 * (chunks - 1)) as i32), lane);
     for ci in 0..g.cg {
@@ -391,8 +398,6 @@ fn copy_rows_s1_avx2(g: &Geom, x: &[f32], oy0: usize, oys: usize, dst: &mut [f32
     let chunks = g.wq.div_ceil(8);
     assert!(g.cg * rows == 0 || (g.cg * rows - 1) * g.wq + 8 * chunks <= dst.len(), "conv direct copy slack");
     assert!(x.len() >= g.cg * g.ih * g.iw, "conv direct copy input");
-    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    let (width, before) = (_mm256_set1_epi32(g.iw as i32), _mm256_set1_epi32(-1));
     for ci in 0..g.cg {
         for r in 0..rows {
             let d = dst[(ci * rows + r) * g.wq..].as_mut_ptr();
@@ -402,9 +407,7 @@ fn copy_rows_s1_avx2(g: &Geom, x: &[f32], oy0: usize, oys: usize, dst: &mut [f32
             for j in 0..chunks {
                 // Input columns 8j − pw + lane, valid inside the row.
                 let col = 8 * j as isize - g.pw as isize;
-                let idx = _mm256_add_epi32(_mm256_set1_epi32(col as i32), lane);
-                let valid = _mm256_and_si256(_mm256_cmpgt_epi32(width, idx), _mm256_cmpgt_epi32(idx, before));
-                let valid = if inside { valid } else { _mm256_setzero_si256() };
+                let valid = if inside { inside_columns(col, g.iw) } else { _mm256_setzero_si256() };
                 // SAFETY: only the valid lanes are read, columns 0..iw of an
                 // input row of this plane (masked-off lanes never fault); the
                 // store's 8 floats lie in dst (asserted: the last row's reach).
