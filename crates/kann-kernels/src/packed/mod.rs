@@ -214,6 +214,13 @@ pub(crate) struct TileEpi {
 }
 
 impl TileEpi {
+    /// The epilogue of the tile `r0` rows further down C (`ldc` apart).
+    pub(crate) fn rows_from(&self, r0: usize, ldc: usize) -> TileEpi {
+        // A null bias or residual stays null.
+        let at = |p: *const f32, by: usize| if p.is_null() { p } else { p.wrapping_add(by) };
+        TileEpi { bias: at(self.bias, r0), residual: at(self.residual, r0 * ldc), ..*self }
+    }
+
     /// Plain store: no accumulation, no epilogue.
     #[cfg(test)]
     const PLAIN: TileEpi = TileEpi { accumulate: false, finish: false, bias: std::ptr::null(), residual: std::ptr::null(), act: Activation::None, next_a: std::ptr::null(), b_ahead: false };
@@ -254,6 +261,30 @@ pub(crate) trait Micro {
     /// `NR` floats and `dst` for writing `kc · NR`, apart from them.
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile_packing(kc: usize, a: *const f32, src: *const f32, ld: usize, dst: *mut f32, c: *mut f32, ldc: usize, rows: usize, e: &TileEpi);
+
+    /// Whether a column block's narrow last panel (1 to [`NARROW_COLS`]
+    /// columns) runs across row panels by [`Micro::narrow_rows`] rather
+    /// than as each row panel's own tile.
+    const NARROW_ROWS: bool = false;
+
+    /// `C[rows × n] (+)= A · B` with the epilogue `e`, for the consecutive
+    /// row panels `a` (each `kc * MR` floats, `rows` rows in all: the last
+    /// panel may be partial) and the first `n <= NARROW_COLS` columns of the
+    /// B panel `b` (`kc` rows of `NR`). Panel `g`'s rows start `g · MR` rows
+    /// into C, the bias and the residual.
+    ///
+    /// # Safety
+    /// As [`Micro::tile`] for `rows` rows of `n` columns; `1 <= a.len() <= 8`;
+    /// the CPU has the ISA.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn narrow_rows(kc: usize, a: &[*const f32], b: *const f32, n: usize, c: *mut f32, ldc: usize, rows: usize, e: &TileEpi) {
+        for (g, &ap) in a.iter().enumerate() {
+            let r0 = g * Self::MR;
+            let e = e.rows_from(r0, ldc);
+            // SAFETY: the caller's contract, one panel at a time.
+            unsafe { Self::tile(kc, ap, b, c.add(r0 * ldc), ldc, Self::MR.min(rows - r0), n, &e) };
+        }
+    }
 
     /// Most columns [`Micro::tile_wide`] takes as one tile (three vectors and
     /// a narrow tail), or 0 where the ISA lacks the registers for it.
@@ -611,7 +642,10 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
             // than NR floats to every row of the block in turn (16 → 96
             // channels over 112×112 wrote 96 planes 64 bytes at a time).
             let rows_outer = kc <= ROWS_OUTER_DEPTH;
-            let col_panels = panels - usize::from(wide);
+            // A narrow last panel left to narrow_rows (after the tiles).
+            let tail = nc - (panels - 1) * M::NR;
+            let narrow = M::NARROW_ROWS && !wide && tail <= NARROW_COLS;
+            let col_panels = panels - usize::from(wide) - usize::from(narrow);
             for m0 in (0..m).step_by(MC) {
                 let row_panels = m0 / M::MR..(m0 + MC).min(m).div_ceil(M::MR);
                 let (outer, inner) = if rows_outer { (row_panels.len(), col_panels) } else { (col_panels, row_panels.len()) };
@@ -661,6 +695,31 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                         }
                     }
                 }
+                if narrow {
+                    let p = panels - 1;
+                    // SAFETY: panel p of the block, as the tiles' above.
+                    let bpp = unsafe { bp.add(p * stride) };
+                    for i0 in row_panels.clone().step_by(NARROW_GROUP) {
+                        let i1 = (i0 + NARROW_GROUP).min(row_panels.end);
+                        let mut a = [std::ptr::null(); NARROW_GROUP];
+                        for (g, ap) in a.iter_mut().enumerate().take(i1 - i0) {
+                            *ap = call.a.panel(i0 + g, k0, kc).as_ptr();
+                        }
+                        let off = i0 * M::MR * call.ldc + n0 + p * M::NR;
+                        let e = TileEpi {
+                            accumulate: !first,
+                            finish: last,
+                            bias: call.bias.map_or(std::ptr::null(), |bv| bv[i0 * M::MR..].as_ptr()),
+                            // SAFETY: inside the residual (same layout as C).
+                            residual: if call.residual.is_null() { call.residual } else { unsafe { call.residual.add(off) } },
+                            act: tile_act,
+                            next_a: std::ptr::null(),
+                            b_ahead: false,
+                        };
+                        // SAFETY: rows i0·MR.. of the tail columns lie inside C; the panels are kc deep.
+                        unsafe { M::narrow_rows(kc, &a[..i1 - i0], bpp, tail, call.c.add(off), call.ldc, (i1 * M::MR).min(m) - i0 * M::MR, &e) };
+                    }
+                }
                 if let Some(act) = block_act {
                     let rows = MC.min(m - m0);
                     let c = call.c.wrapping_add(m0 * call.ldc + n0);
@@ -681,6 +740,9 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
 
 /// K blocks at most this deep run row panel by row panel (see `gemm_with`).
 const ROWS_OUTER_DEPTH: usize = 64;
+
+/// Most row panels one [`Micro::narrow_rows`] call takes.
+const NARROW_GROUP: usize = 8;
 
 /// Most columns a [`NarrowTile`] computes.
 #[cfg(target_arch = "x86_64")]
@@ -811,7 +873,7 @@ macro_rules! simd_tile {
         $name:ident, $feat:literal, mr = $mr:literal, lanes = $w:literal, $vec:ty,
         zero = $zero:path, load = $load:path, store = $store:path, load_part = $load_part:path, store_part = $store_part:path, set1 = $set1:path,
         fmadd = $fmadd:path, add = $add:path, mul = $mul:path, max = $max:path, min = $min:path,
-        narrow = $narrow:expr, wide = $wide:literal $(, column = $column:ident)?
+        narrow = $narrow:expr, wide = $wide:literal $(, column = $column:ident)? $(, narrow_rows = $narrow_rows:path)?
     ) => {
         /// The register tile of this ISA.
         pub(crate) struct $name;
@@ -1135,6 +1197,15 @@ macro_rules! simd_tile {
                     }
                 }
             }
+
+            $(
+                const NARROW_ROWS: bool = true;
+
+                unsafe fn narrow_rows(kc: usize, a: &[*const f32], b: *const f32, n: usize, c: *mut f32, ldc: usize, rows: usize, e: &TileEpi) {
+                    // SAFETY: the caller's contract, including the CPU having the ISA.
+                    unsafe { $narrow_rows(kc, a, b, n, c, ldc, rows, e) }
+                }
+            )?
 
             const WIDE_COLS: usize = if $wide { 3 * $w + NARROW_COLS } else { 0 };
 

@@ -149,6 +149,27 @@ fn every_epilogue_on_full_and_edge_tiles() {
     }
 }
 
+/// A column block's last 1 to 4 columns past its panels (a 7×7 map's 49th,
+/// a 14×14 map's last 4), which AVX2 computes across row panels at once:
+/// more panels than a pass takes and a partial last one, both epilogue
+/// ends, across K blocks.
+#[test]
+fn narrow_last_panels_across_row_panels() {
+    let mut rng = Rng(29);
+    for isa in isas() {
+        let (mr, nr) = (isa.mr(), isa.nr());
+        for n in [1, 2, 3, 4, nr + 1, nr + 2, nr + 3, nr + 4, 3 * nr + 1, 12 * nr + 4] {
+            for m in [9 * mr + 1, 8 * mr, 2 * mr + 5] {
+                for (k, act) in [(33, Activation::HardSwish), (KC + 9, Activation::Relu), (5, Activation::Sigmoid), (1, Activation::None)] {
+                    for (bias, residual) in [(true, true), (false, false), (true, false)] {
+                        check(isa, &Case { m, k, n, bias, residual, act }, &mut rng);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn simd_tiles_agree_with_the_portable_one() {
     let mut rng = Rng(19);
