@@ -24,7 +24,8 @@
 //! ([`strided`]), other wide ones with a horizontal stride of 1 or 2 reduce
 //! bands of output rows straight from X ([`rows`]); the flat
 //! path's per-row set-up cost more than the reduction on small planes,
-//! and its strided outputs were picked one by one.
+//! and its strided outputs were picked one by one. With AVX2 the strided
+//! MaxPools take [`strided_avx2`], the same scheme 8 lanes wide.
 
 use super::{Pool, PoolKind};
 use crate::kernel::{expect_io, KernelImpl};
@@ -39,6 +40,8 @@ mod rows;
 mod small;
 #[cfg(target_arch = "x86_64")]
 mod strided;
+#[cfg(target_arch = "x86_64")]
+mod strided_avx2;
 
 /// A MaxPool or AveragePool with two spatial axes `[h, w]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -449,7 +452,7 @@ impl Pool2d {
             return self.small_floats();
         }
         #[cfg(target_arch = "x86_64")]
-        if self.takes_strided() {
+        if self.takes_strided() || self.takes_strided_avx2() {
             return 0;
         }
         #[cfg(target_arch = "x86_64")]
@@ -697,6 +700,14 @@ impl Pool2d {
             for pl in p0..p1 {
                 // SAFETY: takes_strided checked the CPU has AVX-512F.
                 unsafe { strided::plane(self, &x[pl * x_step..][..in_plane], y_plane(pl)) };
+            }
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.takes_strided_avx2() {
+            for pl in p0..p1 {
+                // SAFETY: takes_strided_avx2 checked the CPU has AVX2.
+                unsafe { strided_avx2::plane(self, &x[pl * x_step..][..in_plane], y_plane(pl)) };
             }
             return;
         }
