@@ -812,6 +812,23 @@ mod tests {
     }
 
     #[test]
+    fn shallow_convs_pack_blocks_wider_than_nc() {
+        // K <= 64 over more columns than NC: blocks of up to KC·NC/K columns,
+        // gathered (3×3 over 4 channels: K = 36) a panel at a time, or
+        // copied (a pointwise conv with more rows than it reads in place).
+        let mut rng = Rng(37);
+        for (c, m, [kh, kw], [h, w], p) in [(4u64, 13u64, [3u64, 3u64], [23u64, 41u64], 1u64), (16, 40, [1, 1], [30, 33], 0), (2, 7, [2, 2], [40, 31], 0)] {
+            let e = Epilogue { bias: true, residual: c == 16, activation: crate::Activation::Relu };
+            let mut k = random_conv(&mut rng, e);
+            let out = |i: u64, kk: u64| i + 2 * p - kk + 1;
+            (k.in_channels, k.out_channels, k.group, k.batch) = (c, m, 1, 1);
+            (k.input, k.output, k.kernel, k.strides, k.dilations, k.pad_begin) = ([h, w], [out(h, kh), out(w, kw)], [kh, kw], [1, 1], [1, 1], [p, p]);
+            assert!(k.depth() <= 64 && k.plane_out() > packed::NC, "{k:?}");
+            compare(&k, &mut rng);
+        }
+    }
+
+    #[test]
     fn few_channel_pointwise_convs_read_x_in_place() {
         // Up to IN_PLACE_ROWS output channels, whole and partial column
         // panels, deeper than a K block, every epilogue.

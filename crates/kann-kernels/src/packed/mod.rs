@@ -14,7 +14,9 @@
 //! Blocking ([`KC`], [`MC`], [`NC`]): a `KC × NR` B panel (32 KiB at most)
 //! stays in the 48 KiB L1 while the `MC / MR` A panels of the current row
 //! block stream past it from L2 (`MC × KC` = 240 KiB); the packed `KC × NC` B
-//! block (480 KiB) stays in L2 across the row blocks. K is cut into blocks
+//! block (480 KiB) stays in L2 across the row blocks; a shallow GEMM's
+//! block is as many columns wider as it is shallower ([`block_columns`]).
+//! K is cut into blocks
 //! of equal depth (at most KC: no shallow last block), A's packing blocks;
 //! a GEMM whose columns make one wide tile (below) cuts at most
 //! [`KC_WIDE`] deep, so that its 48-column B panel fits L1 ([`k_block`]).
@@ -511,12 +513,26 @@ pub fn k_block(isa: Isa, n: usize) -> usize {
     }
 }
 
+/// The most columns of a packed B block for a GEMM of depth `k`: [`NC`],
+/// or for one shallow enough to run row panel by row panel, as many as fit
+/// the same `KC × NC` floats. Each row panel writes its C rows one block
+/// wide: 16 → 96 channels over 112×112 (K = 16) wrote 96 rows of 480
+/// floats a block, runs too short for the prefetchers; with blocks of
+/// 3200 columns its median went 1.20-1.27 → 0.78-0.95 ms (Zen 3).
+pub fn block_columns(k: usize) -> usize {
+    if k <= ROWS_OUTER_DEPTH {
+        KC * NC / k.max(1)
+    } else {
+        NC
+    }
+}
+
 /// Floats of B block scratch a GEMM of depth `k` over `n` columns needs.
 pub fn scratch_floats(isa: Isa, k: usize, n: usize) -> usize {
     if n == 0 {
         return 0;
     }
-    k.min(KC) * n.min(NC).next_multiple_of(isa.nr())
+    k.min(KC) * n.min(block_columns(k)).next_multiple_of(isa.nr())
 }
 
 /// Runs a GEMM with the ISA's microkernel.
@@ -563,10 +579,11 @@ pub(crate) unsafe fn tile_indirect(isa: Isa, kc: usize, a: *const f32, base: *co
     }
 }
 
-/// Packs B rows `k0..k0+kc`, columns `n0..n0+nc` (`nc <= NC`) into
-/// NR-column panels: each row of the block is taken whole (B's own row, or
-/// one `fill` with long runs) and dealt out to the panels in NR-float
-/// pieces, the last one padded with zeros.
+/// Packs B rows `k0..k0+kc`, columns `n0..n0+nc` into NR-column panels:
+/// each row of the block is taken whole (B's own row, or one `fill` with
+/// long runs; a shallow block wider than [`NC`], one `fill` a panel) and
+/// dealt out to the panels in NR-float pieces, the last one padded with
+/// zeros.
 fn pack_b<M: Micro>(b: &impl BSource, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32]) {
     let mut buf = [0.0f32; NC];
     for kk in 0..kc {
@@ -575,6 +592,15 @@ fn pack_b<M: Micro>(b: &impl BSource, k0: usize, kc: usize, n0: usize, nc: usize
         }
         let row = match b.row(k0 + kk, n0, nc) {
             Some(r) => r,
+            None if nc > NC => {
+                for (p, at) in (0..nc).step_by(M::NR).enumerate() {
+                    let len = M::NR.min(nc - at);
+                    let piece = &mut dst[(p * kc + kk) * M::NR..][..M::NR];
+                    b.fill(k0 + kk, n0 + at, &mut piece[..len]);
+                    piece[len..].fill(0.0);
+                }
+                continue;
+            }
             None => {
                 b.fill(k0 + kk, n0, &mut buf[..nc]);
                 &buf[..nc]
@@ -600,8 +626,8 @@ fn pack_b<M: Micro>(b: &impl BSource, k0: usize, kc: usize, n0: usize, nc: usize
 /// As [`gemm`].
 unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [f32]) {
     let (m, k, n) = (call.m, call.k, call.n);
-    // Column blocks of equal width (in whole panels), at most NC.
-    let width = n.div_ceil(n.div_ceil(NC).max(1)).next_multiple_of(M::NR);
+    // Column blocks of equal width (in whole panels), at most block_columns.
+    let width = n.div_ceil(n.div_ceil(block_columns(k)).max(1)).next_multiple_of(M::NR);
     let whole = b.packed();
     let strided = if whole.is_some() { None } else { b.strided() };
     for n0 in (0..n).step_by(width.max(1)) {
