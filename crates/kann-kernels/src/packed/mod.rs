@@ -635,8 +635,9 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
         let panels = nc.div_ceil(M::NR);
         // A last panel narrow enough joins the one before it in a wide tile.
         let wide = panels >= 2 && nc - (panels - 2) * M::NR <= M::WIDE_COLS;
-        let blocks: Vec<(usize, usize)> = call.a.blocks().collect();
-        for (bi, &(k0, kc)) in blocks.iter().enumerate() {
+        // (No Vec of the blocks: a frame allocates nothing.)
+        for (bi, (k0, kc)) in call.a.blocks().enumerate() {
+            let next_block = call.a.blocks().nth(bi + 1);
             assert!(kc <= KC, "K blocks of {kc} do not fit the scratch");
             // Panel p of this block: kc rows of NR floats at bp + p * stride.
             // With a strided B, whole panels are packed by their first tile
@@ -686,9 +687,9 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                         // panel per tile: meanwhile ask for the next panel's
                         // block (after the last panel, the next K block's
                         // first) in L2.
-                        let next_a = match (p, blocks.get(bi + 1)) {
+                        let next_a = match (p, next_block) {
                             (0, _) if i + 1 < m.div_ceil(M::MR) => Some(call.a.panel(i + 1, k0, kc)),
-                            (0, Some(&(k1, kc1))) => Some(call.a.panel(0, k1, kc1)),
+                            (0, Some((k1, kc1))) => Some(call.a.panel(0, k1, kc1)),
                             _ => None,
                         };
                         let e = TileEpi {
