@@ -25,7 +25,9 @@
 //! bands of output rows straight from X ([`rows`]); the flat
 //! path's per-row set-up cost more than the reduction on small planes,
 //! and its strided outputs were picked one by one. With AVX2 the strided
-//! MaxPools take [`strided_avx2`], the same scheme 8 lanes wide.
+//! MaxPools take [`strided_avx2`], the same scheme 8 lanes wide, and the
+//! "same" 3×3/1 ones on planes at most 32 wide [`small_avx2`] (rows in
+//! registers).
 
 use super::{Pool, PoolKind};
 use crate::kernel::{expect_io, KernelImpl};
@@ -42,6 +44,8 @@ mod small;
 mod strided;
 #[cfg(target_arch = "x86_64")]
 mod strided_avx2;
+#[cfg(target_arch = "x86_64")]
+mod small_avx2;
 
 /// A MaxPool or AveragePool with two spatial axes `[h, w]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -452,7 +456,7 @@ impl Pool2d {
             return self.small_floats();
         }
         #[cfg(target_arch = "x86_64")]
-        if self.takes_strided() || self.takes_strided_avx2() {
+        if self.takes_strided() || self.takes_strided_avx2() || self.takes_small_avx2() {
             return 0;
         }
         #[cfg(target_arch = "x86_64")]
@@ -704,6 +708,14 @@ impl Pool2d {
             return;
         }
         #[cfg(target_arch = "x86_64")]
+        if self.takes_small_avx2() {
+            for pl in p0..p1 {
+                // SAFETY: takes_small_avx2 checked the CPU has AVX2.
+                unsafe { small_avx2::plane(self, &x[pl * x_step..][..in_plane], y_plane(pl)) };
+            }
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
         if self.takes_strided_avx2() {
             for pl in p0..p1 {
                 // SAFETY: takes_strided_avx2 checked the CPU has AVX2.
@@ -778,6 +790,16 @@ mod tests {
         k.pad_begin[1] = pb;
         k.pad_end[1] = pe.min(kk - 1);
         k.output[1] = span / 2 + 1 + u64::from(ceil);
+        k
+    }
+
+    /// A "same" 3×3/1 MaxPool on a plane up to 33 wide (AVX2's small path
+    /// up to 32).
+    fn random_same_max(rng: &mut Rng, _: PoolKind) -> Pool {
+        let mut k = random_pool(rng, PoolKind::Max);
+        let (h, w) = (1 + rng.below(20), 1 + rng.below(33));
+        (k.input, k.output) = (vec![h, w], vec![h, w]);
+        (k.kernel, k.strides, k.dilations, k.pad_begin, k.pad_end) = (vec![3, 3], vec![1, 1], vec![1, 1], vec![1, 1], vec![1, 1]);
         k
     }
 
@@ -866,6 +888,11 @@ mod tests {
     #[test]
     fn strided_max_path_matches_generic() {
         check_geometries(25, 120, true, random_strided_max);
+    }
+
+    #[test]
+    fn small_same_max_path_matches_generic() {
+        check_geometries(27, 120, true, random_same_max);
     }
 
     #[test]
