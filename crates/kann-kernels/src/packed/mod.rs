@@ -668,6 +668,17 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
             // in cache, and each C row is written as one long run rather
             // than NR floats to every row of the block in turn (16 → 96
             // channels over 112×112 wrote 96 planes 64 bytes at a time).
+            // The epilogue of row panel i's tile at C offset off.
+            let epi = |i: usize, off: usize, next_a: *const f32| TileEpi {
+                accumulate: !first,
+                finish: last,
+                bias: call.bias.map_or(std::ptr::null(), |bv| bv[i * M::MR..].as_ptr()),
+                // SAFETY: inside the residual (same layout as C).
+                residual: if call.residual.is_null() { call.residual } else { unsafe { call.residual.add(off) } },
+                act: tile_act,
+                next_a,
+                b_ahead: false,
+            };
             let rows_outer = kc <= ROWS_OUTER_DEPTH;
             // A narrow last panel left to narrow_rows (after the tiles).
             let tail = nc - (panels - 1) * M::NR;
@@ -692,16 +703,7 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                             (0, Some((k1, kc1))) => Some(call.a.panel(0, k1, kc1)),
                             _ => None,
                         };
-                        let e = TileEpi {
-                            accumulate: !first,
-                            finish: last,
-                            bias: call.bias.map_or(std::ptr::null(), |bv| bv[i * M::MR..].as_ptr()),
-                            // SAFETY: inside the residual (same layout as C).
-                            residual: if call.residual.is_null() { call.residual } else { unsafe { call.residual.add(off) } },
-                            act: tile_act,
-                            next_a: next_a.map_or(std::ptr::null(), |a| a.as_ptr()),
-                            b_ahead: false,
-                        };
+                        let e = epi(i, off, next_a.map_or(std::ptr::null(), |a| a.as_ptr()));
                         let a = call.a.panel(i, k0, kc).as_ptr();
                         // SAFETY: panel p of the block (panels · stride floats, sized above).
                         let bpp = unsafe { bp.add(p * stride) };
@@ -733,16 +735,7 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                             *ap = call.a.panel(i0 + g, k0, kc).as_ptr();
                         }
                         let off = i0 * M::MR * call.ldc + n0 + p * M::NR;
-                        let e = TileEpi {
-                            accumulate: !first,
-                            finish: last,
-                            bias: call.bias.map_or(std::ptr::null(), |bv| bv[i0 * M::MR..].as_ptr()),
-                            // SAFETY: inside the residual (same layout as C).
-                            residual: if call.residual.is_null() { call.residual } else { unsafe { call.residual.add(off) } },
-                            act: tile_act,
-                            next_a: std::ptr::null(),
-                            b_ahead: false,
-                        };
+                        let e = epi(i0, off, std::ptr::null());
                         // SAFETY: rows i0·MR.. of the tail columns lie inside C; the panels are kc deep.
                         unsafe { M::narrow_rows(kc, &a[..i1 - i0], bpp, tail, call.c.add(off), call.ldc, (i1 * M::MR).min(m) - i0 * M::MR, &e) };
                     }

@@ -47,6 +47,11 @@ mod strided_avx2;
 #[cfg(target_arch = "x86_64")]
 mod small_avx2;
 
+/// A path computing one output plane from one input plane (`unsafe`: it
+/// needs its ISA).
+#[cfg(target_arch = "x86_64")]
+type PlaneFn = unsafe fn(&Pool2d, &[f32], &mut [f32]);
+
 /// A MaxPool or AveragePool with two spatial axes `[h, w]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Pool2d {
@@ -699,27 +704,22 @@ impl Pool2d {
             unsafe { small::planes(self, x, steps, y, flat, col_count, &small::Taps::of(self)) };
             return;
         }
+        // The paths that take one plane at a time from X, no buffer.
         #[cfg(target_arch = "x86_64")]
-        if self.takes_strided() {
-            for pl in p0..p1 {
-                // SAFETY: takes_strided checked the CPU has AVX-512F.
-                unsafe { strided::plane(self, &x[pl * x_step..][..in_plane], y_plane(pl)) };
-            }
-            return;
-        }
+        let per_plane: Option<PlaneFn> = if self.takes_strided() {
+            Some(strided::plane)
+        } else if self.takes_small_avx2() {
+            Some(small_avx2::plane)
+        } else if self.takes_strided_avx2() {
+            Some(strided_avx2::plane)
+        } else {
+            None
+        };
         #[cfg(target_arch = "x86_64")]
-        if self.takes_small_avx2() {
+        if let Some(plane) = per_plane {
             for pl in p0..p1 {
-                // SAFETY: takes_small_avx2 checked the CPU has AVX2.
-                unsafe { small_avx2::plane(self, &x[pl * x_step..][..in_plane], y_plane(pl)) };
-            }
-            return;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if self.takes_strided_avx2() {
-            for pl in p0..p1 {
-                // SAFETY: takes_strided_avx2 checked the CPU has AVX2.
-                unsafe { strided_avx2::plane(self, &x[pl * x_step..][..in_plane], y_plane(pl)) };
+                // SAFETY: each takes_* checked the CPU has the path's ISA.
+                unsafe { plane(self, &x[pl * x_step..][..in_plane], y_plane(pl)) };
             }
             return;
         }

@@ -60,10 +60,10 @@ fn evens(lo: __m512, hi: __m512) -> __m512 {
 
 /// `f(0) op f(1) op … op f(n − 1)` for `n >= 1`, pairs first: a shorter
 /// dependency chain than one running reduction (a NaN-propagating max is
-/// three dependent instructions).
-#[target_feature(enable = "avx512f")]
+/// three dependent instructions). Any vector type: inlined into the
+/// AVX-512 and AVX2 paths alike.
 #[inline]
-pub(super) fn fold_pairs(n: usize, f: impl Fn(usize) -> __m512, op: impl Fn(__m512, __m512) -> __m512) -> __m512 {
+pub(super) fn fold_pairs<V: Copy>(n: usize, f: impl Fn(usize) -> V, op: impl Fn(V, V) -> V) -> V {
     let mut acc = f(0);
     let mut t = 1;
     while t + 1 < n {

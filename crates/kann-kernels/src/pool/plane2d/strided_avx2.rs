@@ -126,21 +126,11 @@ unsafe fn load(row: *const f32, c: isize, mask: Option<__m256i>) -> __m256 {
     }
 }
 
-/// The NaN-propagating maximum of `f(0), …, f(n − 1)`, `n >= 1`, in pairs
-/// (two chains).
+/// The NaN-propagating maximum of `f(0), …, f(n − 1)`, `n >= 1`.
 #[target_feature(enable = "avx2")]
 #[inline]
 fn fold_rows(n: usize, f: impl Fn(usize) -> __m256) -> __m256 {
-    let mut acc = f(0);
-    let mut t = 1;
-    while t + 1 < n {
-        acc = max_nan_avx2(acc, max_nan_avx2(f(t), f(t + 1)));
-        t += 2;
-    }
-    if t < n {
-        acc = max_nan_avx2(acc, f(t));
-    }
-    acc
+    super::rows::fold_pairs(n, f, |a, b| max_nan_avx2(a, b))
 }
 
 /// The even lanes of `lo` then those of `hi` (`ODD`: the odd lanes).
