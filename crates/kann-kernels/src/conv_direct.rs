@@ -345,10 +345,9 @@ fn copy_rows_s2_avx2(g: &Geom, x: &[f32], oy0: usize, oys: usize, dst: &mut [f32
     let chunks = g.wq.div_ceil(8);
     assert!(g.cg * rows == 0 || (2 * g.cg * rows - 1) * g.wq + 8 * chunks <= dst.len(), "conv direct copy slack");
     assert!(x.len() >= g.cg * g.ih * g.iw, "conv direct copy input");
-    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let valid_at = |col: isize| inside_columns(col, g.iw);
-    // The lanes of a phase row's last vector that lie inside the row.
-    let last_lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32((g.wq - 8 * (chunks - 1)) as i32), lane);
+    // The floats of a phase row's last vector that lie inside the row.
+    let last_lanes = g.wq - 8 * (chunks - 1);
     for ci in 0..g.cg {
         for r in 0..rows {
             let even = dst[((2 * ci) * rows + r) * g.wq..].as_mut_ptr();
@@ -372,7 +371,7 @@ fn copy_rows_s2_avx2(g: &Geom, x: &[f32], oy0: usize, oys: usize, dst: &mut [f32
                     let order = |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)));
                     let (e, o) = (order(_mm256_shuffle_ps::<0b10_00_10_00>(a, b)), order(_mm256_shuffle_ps::<0b11_01_11_01>(a, b)));
                     if r + 1 == rows && j + 1 == chunks {
-                        _mm256_maskstore_ps(even.add(8 * j), last_lanes, e);
+                        crate::avx2::store_first(even.add(8 * j), e, last_lanes);
                     } else {
                         _mm256_storeu_ps(even.add(8 * j), e);
                     }

@@ -30,6 +30,8 @@
 //! assert_eq!(y, [0.0, 2.0, 0.0, 4.0]);
 //! ```
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 pub mod buf;
 pub mod epilogue;
 pub mod kernel;

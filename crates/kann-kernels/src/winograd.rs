@@ -54,7 +54,8 @@ const XI: usize = ALPHA * ALPHA;
 const BLOCK_BYTES: usize = 1 << 20;
 /// Floats past each position's matrix in the scratch (one cache line):
 /// the 36 rows a transform touches for a channel would otherwise lie a
-/// multiple of 4 KiB apart, all in one L1 set.
+/// multiple of 4 KiB apart, all in one L1 set. It also holds the lanes
+/// the output transform loads past the last row's columns.
 const SKEW: usize = 16;
 /// The most tiles of one block.
 const MAX_BLOCK: usize = 256;

@@ -178,9 +178,9 @@ pub(super) unsafe fn split_phases_avx2(x: &[f32], ih: usize, iw: usize, ow: usiz
                 } else {
                     (_mm256_setzero_ps(), _mm256_setzero_ps())
                 };
-                let store = below(q0, ow);
-                _mm256_maskstore_ps(phases.as_mut_ptr().add(e_at + q0), store, order(_mm256_shuffle_ps::<0b10_00_10_00>(lo, hi)));
-                _mm256_maskstore_ps(phases.as_mut_ptr().add(o_at + q0), store, order(_mm256_shuffle_ps::<0b11_01_11_01>(lo, hi)));
+                let store = (ow - q0).min(8);
+                crate::avx2::store_first(phases.as_mut_ptr().add(e_at + q0), order(_mm256_shuffle_ps::<0b10_00_10_00>(lo, hi)), store);
+                crate::avx2::store_first(phases.as_mut_ptr().add(o_at + q0), order(_mm256_shuffle_ps::<0b11_01_11_01>(lo, hi)), store);
             }
         }
     }

@@ -32,8 +32,8 @@ unsafe fn load_part(p: *const f32, n: usize) -> __m256 {
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn store_part(p: *mut f32, n: usize, v: __m256) {
-    // SAFETY: masked-off lanes are not written.
-    unsafe { _mm256_maskstore_ps(p, first_lanes(n), v) }
+    // SAFETY: the caller's contract.
+    unsafe { crate::avx2::store_first(p, v, n) }
 }
 
 simd_tile!(

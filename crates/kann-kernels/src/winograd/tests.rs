@@ -323,18 +323,27 @@ fn winograd_vs_gemm_timing() {
 fn winograd_phases() {
     let mut rng = Rng(61);
     let isa = *isas().last().unwrap();
-    for ((c, hw), tile) in [(64, 56), (128, 28), (256, 14), (512, 7)].into_iter().flat_map(|s| [(s, WinogradTile::F4x4), (s, WinogradTile::F2x2)]) {
-        let k = timed_layer(c, c, hw, isa, tile);
+    // KANN_WG_SHAPES=C,M,HW;... splits these layers instead.
+    let shapes: Vec<(u64, u64, u64)> = std::env::var("KANN_WG_SHAPES").map_or(vec![(64, 64, 56), (128, 128, 28), (256, 256, 14), (512, 512, 7)], |v| {
+        v.split(';')
+            .map(|s| {
+                let d: Vec<u64> = s.split(',').map(|x| x.parse().expect("KANN_WG_SHAPES: C,M,HW;...")).collect();
+                (d[0], d[1], d[2])
+            })
+            .collect()
+    });
+    for ((c, m, hw), tile) in shapes.into_iter().flat_map(|s| [(s, WinogradTile::F4x4), (s, WinogradTile::F2x2)]) {
+        let k = timed_layer(c, m, hw, isa, tile);
         let x = rng.vec((c * hw * hw) as usize);
-        let w = rng.vec((c * c * 9) as usize);
-        let mut ins = [x, pack_winograd_weights(&w, c as usize, isa, tile, k.k_block()), rng.vec(c as usize)];
+        let w = rng.vec((m * c * 9) as usize);
+        let mut ins = [x, pack_winograd_weights(&w, m as usize, isa, tile, k.k_block()), rng.vec(m as usize)];
         let mut out = vec![0.0f32; out_len(&k)];
         let bufs: Vec<crate::RawBuf> = ins.iter_mut().map(|v| crate::RawBuf::from_f32(v)).collect();
         let outs = [crate::RawBuf::from_f32(&mut out)];
         let io = Io { inputs: &bufs, outputs: &outs };
         let items = k.work_items() as usize;
         let (tb, _) = k.part_shape(items);
-        let (cc, kk) = (c as usize, c as usize);
+        let (cc, kk) = (c as usize, m as usize);
         let mut scratch = vec![0.0f32; k.scratch_bytes(items as u64) / 4];
         let mut times = [f64::INFINITY; 3];
         for _ in 0..7 {
@@ -362,6 +371,7 @@ fn winograd_phases() {
             }
         }
         let gflop = 2.0 * (tile.positions() * cc * kk * items) as f64 / 1e3;
-        println!("C=K={c} {hw}x{hw} {tile:?} block {tb}: input {:.0} µs, gemms {:.0} µs ({:.0} GFLOP/s), output {:.0} µs", times[0], times[1], gflop / times[1], times[2]);
+        println!("C={c} K={m} {hw}x{hw} {tile:?} block {tb}: input {:.0} µs, gemms {:.0} µs ({:.0} GFLOP/s), output {:.0} µs", times[0], times[1], gflop / times[1], times[2]);
     }
 }
+

@@ -96,7 +96,7 @@ unsafe fn plane_with<const V: usize>(k: &Pool2d, x: &[f32], y: &mut [f32]) {
                 if j + 1 < V {
                     _mm256_storeu_ps(out.add(8 * j), m);
                 } else {
-                    _mm256_maskstore_ps(out.add(8 * j), tail, m);
+                    crate::avx2::store_first(out.add(8 * j), m, w - 8 * (V - 1));
                 }
             }
         }

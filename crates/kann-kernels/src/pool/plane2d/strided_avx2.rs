@@ -180,7 +180,7 @@ unsafe fn out_row_with<const KW: usize>(size: usize, pb: usize, y: &mut [f32], c
             if out - j >= 8 {
                 _mm256_storeu_ps(y.as_mut_ptr().add(j), v);
             } else {
-                _mm256_maskstore_ps(y.as_mut_ptr().add(j), inside(0, out - j), v);
+                crate::avx2::store_first(y.as_mut_ptr().add(j), v, out - j);
             }
         }
     }

@@ -152,7 +152,7 @@ impl TileVec for Ymm2 {
                 if a + 8 <= n {
                     _mm256_storeu_ps(q, self.0[h]);
                 } else if a < n {
-                    _mm256_maskstore_ps(q, half_mask(0, 0, n - a), self.0[h]);
+                    crate::avx2::store_first(q, self.0[h], n - a);
                 }
             }
         }
