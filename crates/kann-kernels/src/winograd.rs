@@ -367,15 +367,41 @@ impl WinogradConv {
     /// the CPU has the ISA).
     #[allow(clippy::too_many_arguments)]
     fn gemms(&self, u: &[f32], v: &[f32], n: usize, tb: usize, m: &mut [f32], k0: usize, k1: usize) {
+        self.gemms_by(u, v, n, tb, m, k0, k1, self.shallow_gemms());
+    }
+
+    /// Whether the block's GEMMs run by [`packed::gemm_shallow`]: with the
+    /// input channels in one K block, on an ISA without a wide tile (the
+    /// general driver joins AVX-512's last panels into one; not measured
+    /// against this). On Zen 3 (`shallow_gemms_timing`) transforms and
+    /// GEMMs took 5-20 % less from 16 to 256 channels, never more.
+    fn shallow_gemms(&self) -> bool {
+        self.in_channels as usize <= self.k_block() && self.isa.wide_cols() == 0
+    }
+
+    /// [`Self::gemms`], by [`packed::gemm_shallow`] or not (`shallow`
+    /// needs the input channels in one K block).
+    #[allow(clippy::too_many_arguments)]
+    fn gemms_by(&self, u: &[f32], v: &[f32], n: usize, tb: usize, m: &mut [f32], k0: usize, k1: usize, shallow: bool) {
         let (c, k, nr, mr) = (self.in_channels as usize, self.out_channels as usize, self.isa.nr(), self.isa.mr());
         let a_len = packed::pack::packed_a_len(k, c, self.isa);
         let (v_len, v_stride) = (c * tb.next_multiple_of(nr), self.v_stride(tb));
         let (rows, ld, m_stride) = (k1 - k0, Self::m_ld(tb), Self::m_stride(tb, k1 - k0));
         let positions = self.tile.positions();
         assert!(m.len() >= positions * m_stride && v.len() >= self.v_len(tb) && n <= tb && k0 % mr == 0 && k1 <= k, "winograd scratch is too small");
+        assert!(!shallow || c <= self.k_block(), "shallow winograd GEMMs of more than one K block");
+        // A last panel of more than 4 columns is computed whole (M's rows
+        // hold ld ≥ its columns; V's are zero): no masked merge.
+        let whole_cols = if n % nr > 4 { n.next_multiple_of(nr).min(ld) } else { n };
         for xi in 0..positions {
             // Rows k0..k1 of a packed U[ξ]: its panels from k0 / MR on.
             let a = PackedA::new(&u[xi * a_len..][..a_len], k, c, self.isa, self.k_block()).after_panels(k0 / mr);
+            if shallow {
+                // SAFETY: M[ξ] holds rows × ld floats in the scratch (asserted);
+                // V[ξ] holds the block's panels of c rows.
+                unsafe { packed::gemm_shallow(self.isa, &a, &v[xi * v_stride..][..v_len], c, rows, whole_cols, m[xi * m_stride..][..rows * ld].as_mut_ptr(), ld) };
+                continue;
+            }
             let call = GemmCall { m: rows, k: c, n, a, c: m[xi * m_stride..][..rows * ld].as_mut_ptr(), ldc: ld, bias: None, residual: std::ptr::null(), act: crate::Activation::None };
             let src = Transformed { v: &v[xi * v_stride..][..v_len], channels: c, nr };
             // SAFETY: C is this block's M[ξ] (k rows of ld ≥ n floats) in

@@ -559,6 +559,58 @@ pub(crate) unsafe fn gemm(isa: Isa, call: &GemmCall, b: &impl BSource, scratch: 
     }
 }
 
+/// `C = A · B` (no epilogue) for a GEMM of one K block whose B is packed
+/// whole (`b`: panel `p` of `k · NR` floats at `p · k · NR`), tile after
+/// tile: row panel by row panel, each across the column panels. `n` may
+/// round the columns up to whole panels where C holds them (their B
+/// columns zero): every tile is then whole.
+///
+/// Winograd's 36 GEMMs a block are this shallow (K = the input channels,
+/// 16 on SqueezeNet's first layers) and small (64 rows × 80 columns): the
+/// general driver's blocking, narrow-column and prefetch logic cost as much
+/// as a tile's 16 steps.
+///
+/// # Safety
+/// `c` is valid for `m` rows of `n` floats `ldc` apart, no one else's
+/// meanwhile; `a` holds the packed panels of `m` rows, one K block of
+/// `k`; `b` holds `n.div_ceil(NR)` panels; the CPU has `isa`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_shallow(isa: Isa, a: &pack::PackedA, b: &[f32], k: usize, m: usize, n: usize, c: *mut f32, ldc: usize) {
+    assert!(isa.available(), "the packed kernel needs {}, which this CPU lacks", isa.name());
+    assert!(a.panels() >= m.div_ceil(isa.mr()) && a.k() == k && a.blocks().count() <= 1, "gemm_shallow takes one K block of A");
+    assert!(b.len() >= n.div_ceil(isa.nr()) * k * isa.nr(), "gemm_shallow: B's panels");
+    // SAFETY: the caller's contract; the ISA is present (checked above).
+    unsafe {
+        match isa {
+            Isa::Generic => gemm_shallow_with::<micro_generic::Generic>(a, b, k, m, n, c, ldc),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => gemm_shallow_with::<micro_avx2::Avx2>(a, b, k, m, n, c, ldc),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => gemm_shallow_with::<micro_avx512::Avx512>(a, b, k, m, n, c, ldc),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("checked by available()"),
+        }
+    }
+}
+
+/// [`gemm_shallow`] on one microkernel.
+///
+/// # Safety
+/// As [`gemm_shallow`] (sizes checked there).
+unsafe fn gemm_shallow_with<M: Micro>(a: &pack::PackedA, b: &[f32], k: usize, m: usize, n: usize, c: *mut f32, ldc: usize) {
+    let e = TileEpi { accumulate: false, finish: false, bias: std::ptr::null(), residual: std::ptr::null(), act: Activation::None, next_a: std::ptr::null(), b_ahead: false };
+    for i in 0..m.div_ceil(M::MR) {
+        let ap = a.panel(i, 0, k).as_ptr();
+        let rows = M::MR.min(m - i * M::MR);
+        for p in 0..n.div_ceil(M::NR) {
+            let cols = M::NR.min(n - p * M::NR);
+            // SAFETY: panel p of B (k · NR floats, checked by the caller);
+            // the tile's rows × cols lie inside C (the caller's contract).
+            unsafe { M::tile(k, ap, b.as_ptr().add(p * k * M::NR), c.add(i * M::MR * ldc + p * M::NR), ldc, rows, cols, &e) };
+        }
+    }
+}
+
 /// One [`Micro::tile_indirect`] tile with the ISA's microkernel.
 ///
 /// # Safety

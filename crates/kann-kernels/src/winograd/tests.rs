@@ -375,3 +375,53 @@ fn winograd_phases() {
     }
 }
 
+
+/// Times a block's GEMMs by the general packed driver against
+/// [`packed::gemm_shallow`], alternated, median of 15 rounds each (best
+/// ISA): `cargo test --release -p kann-kernels shallow_gemms_timing --
+/// --ignored --nocapture`; KANN_WG_SHAPES=C,M,HW;... as for the phases.
+#[test]
+#[ignore]
+fn shallow_gemms_timing() {
+    let mut rng = Rng(67);
+    let isa = *isas().last().unwrap();
+    let shapes: Vec<(u64, u64, u64)> = std::env::var("KANN_WG_SHAPES").map_or(vec![(16, 64, 55), (32, 128, 27), (48, 192, 13), (64, 256, 13), (64, 64, 56)], |v| {
+        v.split(';')
+            .map(|s| {
+                let d: Vec<u64> = s.split(',').map(|x| x.parse().expect("KANN_WG_SHAPES: C,M,HW;...")).collect();
+                (d[0], d[1], d[2])
+            })
+            .collect()
+    });
+    for ((c, m, hw), tile) in shapes.into_iter().flat_map(|s| [(s, WinogradTile::F4x4), (s, WinogradTile::F2x2)]) {
+        let k = timed_layer(c, m, hw, isa, tile);
+        let x = rng.vec((c * hw * hw) as usize);
+        let u = pack_winograd_weights(&rng.vec((m * c * 9) as usize), m as usize, isa, tile, k.k_block());
+        if c as usize > k.k_block() {
+            continue;
+        }
+        let items = k.work_items() as usize;
+        let (tb, _) = k.part_shape(items);
+        let mut scratch = vec![0.0f32; k.scratch_bytes(items as u64) / 4];
+        let mut times = [Vec::new(), Vec::new()];
+        for _ in 0..15 {
+            for (way, t) in times.iter_mut().enumerate() {
+                let s = std::time::Instant::now();
+                let mut t0 = 0;
+                while t0 < items {
+                    let n = tb.min(items - t0);
+                    let (v, mm) = scratch.split_at_mut(k.v_len(tb));
+                    k.transform_block(&x, t0, n, tb, v);
+                    k.gemms_by(&u, v, n, tb, mm, 0, m as usize, way == 1);
+                    t0 += n;
+                }
+                t.push(s.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        let [general, shallow] = times.map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        });
+        println!("C={c} K={m} {hw}x{hw} {tile:?} block {tb}: transforms + GEMMs by the driver {general:.0} µs, shallow {shallow:.0} µs");
+    }
+}
