@@ -26,8 +26,8 @@
 //! path's per-row set-up cost more than the reduction on small planes,
 //! and its strided outputs were picked one by one. With AVX2 the strided
 //! MaxPools take [`strided_avx2`], the same scheme 8 lanes wide, and the
-//! "same" 3×3/1 ones on planes at most 32 wide [`small_avx2`] (rows in
-//! registers).
+//! "same" 3×3/1 max and average pools on planes at most 32 wide
+//! [`small_avx2`] (rows in registers).
 
 use super::{Pool, PoolKind};
 use crate::kernel::{expect_io, KernelImpl};
@@ -776,7 +776,10 @@ mod tests {
 
     /// A random MaxPool the strided path takes: any vertical geometry, a
     /// horizontal window of 2 or 3 at stride 2 over rows 33–140 wide.
-    fn random_strided_max(rng: &mut Rng, _: PoolKind) -> Pool {
+    fn random_strided(rng: &mut Rng, kind: PoolKind) -> Pool {
+        if kind != PoolKind::Max {
+            return random_strided_average(rng, kind);
+        }
         let mut k = random_pool(rng, PoolKind::Max);
         let (kk, pe) = (2 + rng.below(2), rng.below(3));
         let pb = rng.below(kk);
@@ -793,10 +796,27 @@ mod tests {
         k
     }
 
-    /// A "same" 3×3/1 MaxPool on a plane up to 33 wide (AVX2's small path
-    /// up to 32).
-    fn random_same_max(rng: &mut Rng, _: PoolKind) -> Pool {
-        let mut k = random_pool(rng, PoolKind::Max);
+    /// An unpadded AveragePool the AVX2 strided path takes: width 2 or 3 at
+    /// stride 2, any height up to its stride, `ceil_mode` windows at the edges.
+    fn random_strided_average(rng: &mut Rng, kind: PoolKind) -> Pool {
+        let mut k = random_pool(rng, kind);
+        let (kh, kw) = (1 + rng.below(3), 2 + rng.below(2));
+        let sh = 1 + rng.below(kh);
+        let (ih, iw) = (kh + rng.below(12), 17 + rng.below(60));
+        let mut out = |size: u64, kk: u64, s: u64| {
+            let floor = (size - kk) / s + 1;
+            floor + u64::from(rng.below(2) == 1 && (size - kk) % s != 0)
+        };
+        (k.input, k.kernel, k.strides, k.dilations) = (vec![ih, iw], vec![kh, kw], vec![sh, 2], vec![1, 1]);
+        (k.pad_begin, k.pad_end) = (vec![0, 0], vec![0, 0]);
+        k.output = vec![out(ih, kh, sh), out(iw, kw, 2)];
+        k
+    }
+
+    /// A "same" 3×3/1 pool of `kind` on a plane up to 33 wide (AVX2's
+    /// small path up to 32).
+    fn random_same(rng: &mut Rng, kind: PoolKind) -> Pool {
+        let mut k = random_pool(rng, kind);
         let (h, w) = (1 + rng.below(20), 1 + rng.below(33));
         (k.input, k.output) = (vec![h, w], vec![h, w]);
         (k.kernel, k.strides, k.dilations, k.pad_begin, k.pad_end) = (vec![3, 3], vec![1, 1], vec![1, 1], vec![1, 1], vec![1, 1]);
@@ -886,13 +906,13 @@ mod tests {
     }
 
     #[test]
-    fn strided_max_path_matches_generic() {
-        check_geometries(25, 120, true, random_strided_max);
+    fn strided_path_matches_generic() {
+        check_geometries(25, 120, true, random_strided);
     }
 
     #[test]
-    fn small_same_max_path_matches_generic() {
-        check_geometries(27, 120, true, random_same_max);
+    fn small_same_path_matches_generic() {
+        check_geometries(27, 120, true, random_same);
     }
 
     #[test]
