@@ -796,20 +796,24 @@ mod tests {
         k
     }
 
-    /// An unpadded AveragePool the AVX2 strided path takes: width 2 or 3 at
-    /// stride 2, any height up to its stride, `ceil_mode` windows at the edges.
+    /// An AveragePool the AVX2 strided path takes: width 2 or 3 at stride
+    /// 2, any height and vertical stride, padding short of a window, and
+    /// `ceil_mode` windows at the edges while they start inside the input.
     fn random_strided_average(rng: &mut Rng, kind: PoolKind) -> Pool {
         let mut k = random_pool(rng, kind);
         let (kh, kw) = (1 + rng.below(3), 2 + rng.below(2));
-        let sh = 1 + rng.below(kh);
         let (ih, iw) = (kh + rng.below(12), 17 + rng.below(60));
-        let mut out = |size: u64, kk: u64, s: u64| {
-            let floor = (size - kk) / s + 1;
-            floor + u64::from(rng.below(2) == 1 && (size - kk) % s != 0)
+        let sh = 1 + rng.below(3);
+        let mut axis = |size: u64, kk: u64, s: u64| {
+            let (pb, pe) = (rng.below(kk), rng.below(kk));
+            let span = size + pb + pe - kk;
+            let ceil = span / s + 1 + u64::from(span % s != 0);
+            let out = if rng.below(2) == 1 && s * (ceil - 1) < size + pb { ceil } else { span / s + 1 };
+            (pb, pe, out)
         };
+        let ((hb, he, oh), (wb, we, ow)) = (axis(ih, kh, sh), axis(iw, kw, 2));
         (k.input, k.kernel, k.strides, k.dilations) = (vec![ih, iw], vec![kh, kw], vec![sh, 2], vec![1, 1]);
-        (k.pad_begin, k.pad_end) = (vec![0, 0], vec![0, 0]);
-        k.output = vec![out(ih, kh, sh), out(iw, kw, 2)];
+        (k.pad_begin, k.pad_end, k.output) = (vec![hb, wb], vec![he, we], vec![oh, ow]);
         k
     }
 

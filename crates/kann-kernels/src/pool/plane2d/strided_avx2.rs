@@ -19,10 +19,11 @@
 //! neutral value), so the horizontal padding and `ceil_mode` windows need
 //! no special case; a window with no row inside the input gives `-inf`.
 //!
-//! Unpadded AveragePools of the same shapes (DenseNet's 2×2/2 transitions)
-//! run the same way on sums (neutral `0`), each divided by its window's
-//! rows inside times its columns inside (`ceil_mode` windows at the edges
-//! hold fewer): the row path took 2.5-5× ONNX Runtime's.
+//! AveragePools of the same shapes (DenseNet's 2×2/2 transitions,
+//! ShuffleNet's padded 3×3/2) run the same way on sums (neutral `0`), each
+//! divided by its window's rows times its columns inside the input (with
+//! `count_include_pad`, inside the padded input): the row path took 2.5-5×
+//! ONNX Runtime's.
 
 use super::{max_nan_avx2, Pool2d, PoolKind};
 use std::arch::x86_64::*;
@@ -30,13 +31,15 @@ use std::arch::x86_64::*;
 impl Pool2d {
     /// Whether [`plane`] runs this pool: AVX2 its ISA (and this CPU's), a
     /// MaxPool with horizontal stride 2, width 2 or 3, dilation 1; or an
-    /// AveragePool of that width without padding whose every window holds
-    /// a tap (vertical stride at most the height).
+    /// AveragePool of that width whose every window holds a tap of the
+    /// input (no vertical dilation: its divisor counts whole rows).
     pub(super) fn takes_strided_avx2(&self) -> bool {
         let (h, w) = (self.axis(0), self.axis(1));
+        // The first window ends, and the last one starts, inside the input.
+        let taps = |a: &super::Axis| a.pb < (a.k - 1) * a.d + 1 && a.s * (a.out - 1) < a.size + a.pb;
         let kind = match self.kind {
             PoolKind::Max => true,
-            PoolKind::Average { .. } => h.pb == 0 && h.pe == 0 && w.pb == 0 && w.pe == 0 && h.s <= h.k,
+            PoolKind::Average { .. } => h.d == 1 && taps(&h) && taps(&w),
             PoolKind::Lp { .. } => false,
         };
         self.run_isa() == crate::packed::Isa::Avx2 && kind && w.s == 2 && matches!(w.k, 2 | 3) && w.d == 1
@@ -80,38 +83,50 @@ pub(super) unsafe fn plane(k: &Pool2d, x: &[f32], y: &mut [f32]) {
 unsafe fn plane_with<const KW: usize, const AVG: bool>(k: &Pool2d, x: &[f32], y: &mut [f32]) {
     let (h, w) = (k.axis(0), k.axis(1));
     assert!(w.s == 2 && w.k == KW && w.d == 1, "pool2d strided instance");
+    let padded = matches!(k.kind, PoolKind::Average { count_include_pad: true });
     assert!(x.len() >= h.size * w.size && y.len() >= h.out * w.out, "pool2d plane sizes");
     for oy in 0..h.out {
         let span = h.span(oy);
         let row = x[(span.first * w.size).min(x.len())..].as_ptr();
         let yr = &mut y[oy * w.out..][..w.out];
         let pitch = h.d * w.size;
-        // An average's row factor: 1 / the window's rows inside (≥ 1, see takes_strided_avx2).
-        let rows = 1.0 / span.n.max(1) as f32;
+        // An average's row factor: 1 / the window's rows inside (≥ 1, see
+        // takes_strided_avx2), or inside the padded input.
+        let rows = 1.0 / if padded { span.padded } else { span.n }.max(1) as f32;
+        let cols = Columns { pb: w.pb, lo: if padded { -(w.pb as isize) } else { 0 }, hi: w.size + if padded { w.pe } else { 0 } };
         // SAFETY: rows first + t·d < size for t < span.n (the span); AVX2 (the caller's contract).
         unsafe {
             match span.n {
                 0 => yr.fill(f32::NEG_INFINITY),
-                1 => out_row::<KW, 1, AVG>(row, pitch, w.size, w.pb, rows, yr),
-                2 => out_row::<KW, 2, AVG>(row, pitch, w.size, w.pb, rows, yr),
-                3 => out_row::<KW, 3, AVG>(row, pitch, w.size, w.pb, rows, yr),
-                n => out_row_any::<KW, AVG>(row, pitch, n, w.size, w.pb, rows, yr),
+                1 => out_row::<KW, 1, AVG>(row, pitch, w.size, cols, rows, yr),
+                2 => out_row::<KW, 2, AVG>(row, pitch, w.size, cols, rows, yr),
+                3 => out_row::<KW, 3, AVG>(row, pitch, w.size, cols, rows, yr),
+                n => out_row_any::<KW, AVG>(row, pitch, n, w.size, cols, rows, yr),
             }
         }
     }
 }
 
+/// The columns of a row's windows: `pb` of padding before the input, and
+/// the extent `lo..hi` an average's divisor counts (the input's, or with
+/// `count_include_pad` the padded input's).
+#[derive(Clone, Copy)]
+struct Columns {
+    pb: usize,
+    lo: isize,
+    hi: usize,
+}
+
 /// One output row from the `N` input rows `pitch` apart from `row`, each
-/// `size` wide, with `pb` columns of padding before them (`rows`: an
-/// average's row factor).
+/// `size` wide, with `cols` (`rows`: an average's row factor).
 ///
 /// # Safety
 /// The rows are valid for `size` floats each; AVX2.
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn out_row<const KW: usize, const N: usize, const AVG: bool>(row: *const f32, pitch: usize, size: usize, pb: usize, rows: f32, y: &mut [f32]) {
+unsafe fn out_row<const KW: usize, const N: usize, const AVG: bool>(row: *const f32, pitch: usize, size: usize, cols: Columns, rows: f32, y: &mut [f32]) {
     // SAFETY: the caller's contract.
-    unsafe { out_row_with::<KW, AVG>(size, pb, rows, y, |c, mask| fold_rows::<AVG>(N, |t| load::<AVG>(row.wrapping_add(t * pitch), c, mask))) }
+    unsafe { out_row_with::<KW, AVG>(size, cols, rows, y, |c, mask| fold_rows::<AVG>(N, |t| load::<AVG>(row.wrapping_add(t * pitch), c, mask))) }
 }
 
 /// [`out_row`] for any number `n >= 4` of rows.
@@ -120,9 +135,9 @@ unsafe fn out_row<const KW: usize, const N: usize, const AVG: bool>(row: *const 
 /// As [`out_row`] with `n` rows.
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn out_row_any<const KW: usize, const AVG: bool>(row: *const f32, pitch: usize, n: usize, size: usize, pb: usize, rows: f32, y: &mut [f32]) {
+unsafe fn out_row_any<const KW: usize, const AVG: bool>(row: *const f32, pitch: usize, n: usize, size: usize, cols: Columns, rows: f32, y: &mut [f32]) {
     // SAFETY: the caller's contract.
-    unsafe { out_row_with::<KW, AVG>(size, pb, rows, y, |c, mask| fold_rows::<AVG>(n, |t| load::<AVG>(row.wrapping_add(t * pitch), c, mask))) }
+    unsafe { out_row_with::<KW, AVG>(size, cols, rows, y, |c, mask| fold_rows::<AVG>(n, |t| load::<AVG>(row.wrapping_add(t * pitch), c, mask))) }
 }
 
 /// The 8 floats of a row from column `c`: all of them when `mask` is
@@ -172,23 +187,23 @@ fn deal<const ODD: bool>(lo: __m256, hi: __m256) -> __m256 {
     _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(s)))
 }
 
-/// One output row of a `size`-wide input with `pb` columns of padding,
+/// One output row of a `size`-wide input with `cols.pb` columns of padding,
 /// `column(c, mask)` giving the window rows' reduction of the 8 input
 /// columns from column `c` (masked as [`load`] when the vector is not
-/// wholly inside the row). An average (`pb` 0) multiplies each output by
-/// `rows` and 1 / its window's columns inside.
+/// wholly inside the row). An average multiplies each output by `rows`
+/// and 1 / its window's columns in `cols.lo..cols.hi`.
 ///
 /// # Safety
 /// `column` reads only as [`load`] allows; AVX2.
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn out_row_with<const KW: usize, const AVG: bool>(size: usize, pb: usize, rows: f32, y: &mut [f32], column: impl Fn(isize, Option<__m256i>) -> __m256) {
+unsafe fn out_row_with<const KW: usize, const AVG: bool>(size: usize, cols: Columns, rows: f32, y: &mut [f32], column: impl Fn(isize, Option<__m256i>) -> __m256) {
     let at = |c: isize| {
         let whole = c >= 0 && c as usize + 8 <= size;
         column(c, if whole { None } else { Some(inside(c, size)) })
     };
     let out = y.len();
-    let mut c = -(pb as isize);
+    let mut c = -(cols.pb as isize);
     let mut v0 = at(c);
     for j in (0..out).step_by(8) {
         // Outputs j..j + 8 read columns c..c + 16 (width 3: c + 16 too,
@@ -205,10 +220,11 @@ unsafe fn out_row_with<const KW: usize, const AVG: bool>(size: usize, pb: usize,
             pairs
         };
         if AVG {
-            // Output j + l's window starts at column c + 2l (c ≥ 0 without padding).
+            // Output j + l's window covers columns c + 2l .. c + 2l + KW.
             let start = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_set1_epi32(c as i32), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)));
-            let cols = _mm256_sub_ps(_mm256_min_ps(_mm256_add_ps(start, _mm256_set1_ps(KW as f32)), _mm256_set1_ps(size as f32)), start);
-            v = _mm256_mul_ps(v, _mm256_div_ps(_mm256_set1_ps(rows), cols));
+            let end = _mm256_min_ps(_mm256_add_ps(start, _mm256_set1_ps(KW as f32)), _mm256_set1_ps(cols.hi as f32));
+            let count = _mm256_sub_ps(end, _mm256_max_ps(start, _mm256_set1_ps(cols.lo as f32)));
+            v = _mm256_mul_ps(v, _mm256_div_ps(_mm256_set1_ps(rows), count));
         }
         v0 = v2;
         c += 16;
