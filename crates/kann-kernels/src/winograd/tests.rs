@@ -245,6 +245,17 @@ fn scratch_is_bounded_and_names_the_isa() {
     assert!(k.check(2, 1).is_ok() && k.check(3, 1).is_err());
 }
 
+/// The timing tests' layers from `KANN_WG_SHAPES=C,M,HW;...` (input
+/// channels, output channels, extent), if set.
+fn timed_shapes() -> Option<Vec<(u64, u64, u64)>> {
+    let v = std::env::var("KANN_WG_SHAPES").ok()?;
+    let shape = |s: &str| {
+        let d: Vec<u64> = s.split(',').map(|x| x.parse().expect("KANN_WG_SHAPES: C,M,HW;...")).collect();
+        (d[0], d[1], d[2])
+    };
+    Some(v.split(';').map(shape).collect())
+}
+
 /// The timing tests' layer: `c` → `m` channels on `hw`×`hw` maps, "same"
 /// padding, bias and ReLU, split by tiles.
 fn timed_layer(c: u64, m: u64, hw: u64, isa: Isa, tile: WinogradTile) -> WinogradConv {
@@ -274,14 +285,7 @@ fn winograd_vs_gemm_timing() {
     let more = [(128, 32, 56), (128, 32, 28), (128, 32, 14), (16, 16, 56), (3, 64, 224), (64, 96, 28), (96, 128, 28), (192, 192, 14)];
     let portable = [(64, 64, 56), (128, 128, 28), (256, 256, 28)];
     // KANN_WG_SHAPES=C,M,HW;... times these (the best ISA) instead; SqueezeNet's: 16,64,55;32,128,27;48,192,13;64,256,13.
-    let only: Option<Vec<(u64, u64, u64)>> = std::env::var("KANN_WG_SHAPES").ok().map(|v| {
-        v.split(';')
-            .map(|s| {
-                let d: Vec<u64> = s.split(',').map(|x| x.parse().expect("KANN_WG_SHAPES: C,M,HW;...")).collect();
-                (d[0], d[1], d[2])
-            })
-            .collect()
-    });
+    let only = timed_shapes();
     let cases: Vec<(Isa, (u64, u64, u64))> = match only {
         Some(v) => v.into_iter().map(|s| (best, s)).collect(),
         None => shapes.into_iter().chain(more).map(|s| (best, s)).chain(portable.into_iter().map(|s| (Isa::Generic, s))).collect(),
@@ -324,14 +328,7 @@ fn winograd_phases() {
     let mut rng = Rng(61);
     let isa = *isas().last().unwrap();
     // KANN_WG_SHAPES=C,M,HW;... splits these layers instead.
-    let shapes: Vec<(u64, u64, u64)> = std::env::var("KANN_WG_SHAPES").map_or(vec![(64, 64, 56), (128, 128, 28), (256, 256, 14), (512, 512, 7)], |v| {
-        v.split(';')
-            .map(|s| {
-                let d: Vec<u64> = s.split(',').map(|x| x.parse().expect("KANN_WG_SHAPES: C,M,HW;...")).collect();
-                (d[0], d[1], d[2])
-            })
-            .collect()
-    });
+    let shapes = timed_shapes().unwrap_or(vec![(64, 64, 56), (128, 128, 28), (256, 256, 14), (512, 512, 7)]);
     for ((c, m, hw), tile) in shapes.into_iter().flat_map(|s| [(s, WinogradTile::F4x4), (s, WinogradTile::F2x2)]) {
         let k = timed_layer(c, m, hw, isa, tile);
         let x = rng.vec((c * hw * hw) as usize);
@@ -385,14 +382,7 @@ fn winograd_phases() {
 fn shallow_gemms_timing() {
     let mut rng = Rng(67);
     let isa = *isas().last().unwrap();
-    let shapes: Vec<(u64, u64, u64)> = std::env::var("KANN_WG_SHAPES").map_or(vec![(16, 64, 55), (32, 128, 27), (48, 192, 13), (64, 256, 13), (64, 64, 56)], |v| {
-        v.split(';')
-            .map(|s| {
-                let d: Vec<u64> = s.split(',').map(|x| x.parse().expect("KANN_WG_SHAPES: C,M,HW;...")).collect();
-                (d[0], d[1], d[2])
-            })
-            .collect()
-    });
+    let shapes = timed_shapes().unwrap_or(vec![(16, 64, 55), (32, 128, 27), (48, 192, 13), (64, 256, 13), (64, 64, 56)]);
     for ((c, m, hw), tile) in shapes.into_iter().flat_map(|s| [(s, WinogradTile::F4x4), (s, WinogradTile::F2x2)]) {
         let k = timed_layer(c, m, hw, isa, tile);
         let x = rng.vec((c * hw * hw) as usize);
