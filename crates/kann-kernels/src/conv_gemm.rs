@@ -552,7 +552,7 @@ impl ConvGemm {
         let y = &io.outputs[0];
         assert!((first_row + rows.len()) * plane_out <= y.len_bytes() / 4, "conv gemm output is too small");
         let a_group = packed::pack::packed_a_len(mg, k, self.isa);
-        let call = GemmCall {
+        let mut call = GemmCall {
             m: rows.len(),
             k,
             n: cols.len(),
@@ -573,11 +573,21 @@ impl ConvGemm {
             return;
         }
         let xg = &x[(b * c + grp * cg) * plane_in..][..cg * plane_in];
-        let scale = match self.input_scale {
+        let mut scale = match self.input_scale {
             // SAFETY: as above; the scale is the last input.
             true => Some(unsafe { &io.inputs[io.inputs.len() - 1].f32()[b * c + grp * cg..][..cg] }),
             false => None,
         };
+        let (a_scaled, scratch) = scratch.split_at_mut(self.scaled_a_floats());
+        // Scaling B's K rows costs K · columns products, scaling A's columns
+        // K · rows: with fewer rows, A takes the scale and B is X as it is
+        // (read in place or packed by the tiles, not filled row by row: an
+        // EfficientNet-B0 32 → 16 layer over 112×112 after its channel
+        // scale ran 1.9× the same layer without one).
+        if let Some(s) = scale.filter(|_| rows.len() <= cols.len()) {
+            call.a = call.a.scaled_into(rows.len().div_ceil(self.isa.mr()), s, a_scaled);
+            scale = None;
+        }
         if self.pointwise() && rows.len() <= IN_PLACE_ROWS && scale.is_none() {
             // SAFETY: as below.
             unsafe { pointwise_in_place(self.isa, &call, xg, plane_in, cols.start, scratch) };
@@ -595,6 +605,17 @@ impl ConvGemm {
             GemmAxis::Columns => (items as usize).min(self.plane_out()),
             GemmAxis::Channels => self.plane_out(),
             GemmAxis::PackedChannels => 0,
+        }
+    }
+
+    /// Scratch floats for one group's packed weights scaled by an input
+    /// scale (see `run_block`).
+    fn scaled_a_floats(&self) -> usize {
+        if self.input_scale {
+            // Whole cache lines, so the B scratch after it keeps its alignment.
+            packed::pack::packed_a_len(self.mg(), self.depth(), self.isa).next_multiple_of(16)
+        } else {
+            0
         }
     }
 
@@ -631,7 +652,7 @@ impl KernelImpl for ConvGemm {
             return 0;
         }
         let in_place = if self.pointwise() { self.depth() * (self.isa.nr() + 2) + 2 } else { 0 };
-        4 * packed::scratch_floats(self.isa, self.depth(), self.part_columns(items)).max(in_place)
+        4 * (packed::scratch_floats(self.isa, self.depth(), self.part_columns(items)).max(in_place) + self.scaled_a_floats())
     }
 
     fn check(&self, n_inputs: usize, n_outputs: usize) -> Result<(), String> {
@@ -846,9 +867,10 @@ mod tests {
     #[test]
     fn input_scale_matches_direct_on_scaled_x() {
         // Pointwise convolutions with an input scale, against the direct
-        // kernel on X already scaled: few and many output rows (the
-        // in-place path must not run), both axes, 1-3 parts, batches of 2,
-        // depths across a K block.
+        // kernel on X already scaled: parts with fewer rows than columns
+        // (A scaled, B read as X is, in place for few rows) and more (B's
+        // rows scaled), both axes, 1-3 parts, batches of 2, depths across
+        // a K block.
         let mut rng = Rng(37);
         for (i, (c, m, [h, w])) in [(24u64, 16u64, [14u64, 14u64]), (300, 40, [7, 9]), (5, 70, [3, 30]), (96, 24, [28, 28])].into_iter().enumerate() {
             let e = Epilogue { bias: i % 2 == 0, residual: i % 3 != 1, activation: all_activations()[(3 * i + 2) % 9] };

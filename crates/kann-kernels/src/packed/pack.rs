@@ -99,6 +99,30 @@ impl<'a> PackedA<'a> {
     }
 }
 
+impl PackedA<'_> {
+    /// This view's first `panels` panels with each column `k` scaled by
+    /// `scale[k]`, packed into `dst` in the same layout (those panels
+    /// alone): `A · diag(scale)`, the weights of a product whose B rows
+    /// are to be scaled.
+    pub fn scaled_into<'b>(&self, panels: usize, scale: &[f32], dst: &'b mut [f32]) -> PackedA<'b> {
+        let mr = self.mr;
+        assert!(panels <= self.panels() && scale.len() >= self.k, "scaled A: {panels} panels, {} scales for depth {}", scale.len(), self.k);
+        let dst = &mut dst[..panels * self.k * mr];
+        for (k0, kc) in self.blocks() {
+            for p in 0..panels {
+                let src = self.panel(p, k0, kc);
+                let out = &mut dst[(k0 * panels + p * kc) * mr..][..kc * mr];
+                for ((o, s), &f) in out.chunks_exact_mut(mr).zip(src.chunks_exact(mr)).zip(&scale[k0..k0 + kc]) {
+                    for (o, &v) in o.iter_mut().zip(s) {
+                        *o = v * f;
+                    }
+                }
+            }
+        }
+        PackedA { data: dst, k: self.k, mr, panels, depth: self.depth, first: 0 }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +164,27 @@ mod tests {
         }
         // Part of a block is a run inside it.
         assert_eq!(view.panel(0, 5, 2), &p[(4 * 8 + 4) ..][..8]);
+    }
+
+    #[test]
+    fn scaled_panels_are_the_packing_of_the_scaled_rows() {
+        // 10 x 11, MR = 4, blocks of 4, 4, 3: panels 1 and 2 of a view
+        // from panel 1, scaled, against packing rows 4..10 with scaled columns.
+        let (m, k) = (10, 11);
+        let a: Vec<f32> = (0..m * k).map(|v| v as f32 * 0.5 - 7.0).collect();
+        let scale: Vec<f32> = (0..k).map(|c| 1.5 - 0.25 * c as f32).collect();
+        let p = pack_a(&a, m, k, Isa::Generic, 4);
+        let mut dst = vec![f32::NAN; 2 * k * 4 + 5];
+        let scaled = PackedA::new(&p, m, k, Isa::Generic, 4).after_panels(1).scaled_into(2, &scale, &mut dst);
+        let rows: Vec<f32> = (4 * k..m * k).map(|i| a[i] * scale[i % k]).collect();
+        let want = pack_a(&rows, m - 4, k, Isa::Generic, 4);
+        let want = PackedA::new(&want, m - 4, k, Isa::Generic, 4);
+        assert_eq!(scaled.panels(), 2);
+        for (k0, kc) in want.blocks() {
+            for pn in 0..2 {
+                assert_eq!(scaled.panel(pn, k0, kc), want.panel(pn, k0, kc), "panel {pn} block {k0}");
+            }
+        }
     }
 
     #[test]
