@@ -736,6 +736,8 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
             let tail = nc - (panels - 1) * M::NR;
             let narrow = M::NARROW_ROWS && !wide && tail <= NARROW_COLS;
             let col_panels = panels - usize::from(wide) - usize::from(narrow);
+            // Columns the tiles of a row panel cover (all but a narrow tail).
+            let tile_cols = if narrow { nc - tail } else { nc };
             for m0 in (0..m).step_by(MC) {
                 let row_panels = m0 / M::MR..(m0 + MC).min(m).div_ceil(M::MR);
                 let (outer, inner) = if rows_outer { (row_panels.len(), col_panels) } else { (col_panels, row_panels.len()) };
@@ -775,6 +777,15 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                             _ => unsafe { M::tile(kc, a, bpp, c, call.ldc, rows, cols, &e) },
                         }
                     }
+                    if let (Some(act), true) = (block_act, rows_outer) {
+                        // A shallow block's row panel is finished here, its C
+                        // rows still in L2: 16 → 96 channels over 112×112 made
+                        // a block of 240 rows × 7680 columns (7.4 MB), and SiLU
+                        // over it from memory took longer than the product.
+                        let i = row_panels.start + o;
+                        // SAFETY: rows i·MR.. of columns n0..n0 + tile_cols lie inside C, finished.
+                        unsafe { activate_scalar(call.c.wrapping_add(i * M::MR * call.ldc + n0), call.ldc, M::MR.min(m - i * M::MR), tile_cols, act) };
+                    }
                 }
                 if narrow {
                     let p = panels - 1;
@@ -794,14 +805,16 @@ unsafe fn gemm_with<M: Micro>(call: &GemmCall, b: &impl BSource, scratch: &mut [
                 }
                 if let Some(act) = block_act {
                     let rows = MC.min(m - m0);
-                    let c = call.c.wrapping_add(m0 * call.ldc + n0);
-                    // SAFETY: rows m0.. of columns n0..n0 + nc lie inside C, all
+                    // Row panel by row panel above, but for the columns past them.
+                    let done = if rows_outer { tile_cols } else { 0 };
+                    let c = call.c.wrapping_add(m0 * call.ldc + n0 + done);
+                    // SAFETY: rows m0.. of columns n0 + done..n0 + nc lie inside C, all
                     // finished; when they span whole rows they are one run.
                     unsafe {
-                        if nc == call.ldc {
+                        if nc == call.ldc && done == 0 {
                             activate_scalar(c, rows * nc, 1, rows * nc, act);
-                        } else {
-                            activate_scalar(c, call.ldc, rows, nc, act);
+                        } else if done < nc {
+                            activate_scalar(c, call.ldc, rows, nc - done, act);
                         }
                     }
                 }

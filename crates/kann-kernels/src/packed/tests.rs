@@ -130,8 +130,11 @@ fn every_remainder_around_the_blocks() {
     for isa in isas() {
         // 49 columns: a 7×7 map (a narrow tail accumulated across K blocks).
         // Shallow K over more than NC columns: wider blocks (block_columns).
-        for (m, k, n) in [(MC + 3, KC + 1, 40), (17, 2 * KC + 5, NC + 7), (MC, KC, NC), (MC + isa.mr(), KC - 1, NC - 1), (20, 2 * KC + 5, 49), (13, 16, 3 * NC + 5), (MC + 1, 64, 2 * NC + 1), (9, 60, 5 * NC), (7, 5, 30 * NC + 3)] {
-            check(isa, &Case { m, k, n, bias: true, residual: false, act: Activation::Clip { min: -1.0, max: 1.0 } }, &mut rng);
+        // Every other case with SiLU (applied after the tiles, row panel by
+        // row panel in a shallow block).
+        for (i, (m, k, n)) in [(MC + 3, KC + 1, 40), (17, 2 * KC + 5, NC + 7), (MC, KC, NC), (MC + isa.mr(), KC - 1, NC - 1), (20, 2 * KC + 5, 49), (13, 16, 3 * NC + 5), (MC + 1, 64, 2 * NC + 1), (9, 60, 5 * NC), (7, 5, 30 * NC + 3), (MC + 5, 16, 3 * NC + 2)].into_iter().enumerate() {
+            let act = if i % 2 == 0 { Activation::Clip { min: -1.0, max: 1.0 } } else { Activation::Silu };
+            check(isa, &Case { m, k, n, bias: true, residual: false, act }, &mut rng);
         }
     }
 }
