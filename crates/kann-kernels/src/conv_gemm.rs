@@ -821,8 +821,9 @@ mod tests {
         }
         // Narrow stride-2 maps read phase planes: even and odd extents,
         // dilated and pointwise windows, and one too narrow an output for
-        // the phases (the runs).
-        for (c, [h, w], [kh, kw], d, [ph, pw]) in [(3u64, [14u64, 14u64], [3u64, 3u64], 1u64, [1u64, 1u64]), (2, [13, 11], [3, 3], 1, [1, 1]), (4, [28, 28], [1, 1], 1, [0, 0]), (2, [15, 9], [5, 5], 2, [3, 2]), (3, [14, 14], [3, 3], 1, [0, 0]), (2, [8, 9], [2, 4], 1, [0, 2]), (2, [12, 56], [3, 3], 1, [1, 1]), (3, [9, 45], [3, 5], 1, [1, 2])] {
+        // the phases (the runs); inputs 16 columns or wider (whole vectors
+        // inside a row load plainly).
+        for (c, [h, w], [kh, kw], d, [ph, pw]) in [(3u64, [14u64, 14u64], [3u64, 3u64], 1u64, [1u64, 1u64]), (2, [13, 11], [3, 3], 1, [1, 1]), (4, [28, 28], [1, 1], 1, [0, 0]), (2, [15, 9], [5, 5], 2, [3, 2]), (3, [14, 14], [3, 3], 1, [0, 0]), (2, [8, 9], [2, 4], 1, [0, 2]), (2, [12, 56], [3, 3], 1, [1, 1]), (3, [9, 45], [3, 5], 1, [1, 2]), (2, [27, 27], [3, 3], 1, [1, 1]), (3, [20, 30], [3, 3], 1, [1, 1])] {
             let e = Epilogue { bias: c % 2 == 0, residual: c % 2 == 1, activation: crate::Activation::Relu };
             let mut k = random_conv(&mut rng, e);
             let out = |i: u64, kk: u64, p: u64| (i + 2 * p - (kk - 1) * d - 1) / 2 + 1;

@@ -172,7 +172,11 @@ pub(super) unsafe fn split_phases_avx2(x: &[f32], ih: usize, iw: usize, ow: usiz
             // past iw read nothing and hold zero); each phase row holds ow
             // floats (written under the mask of columns q0.. < ow).
             unsafe {
-                let (lo, hi) = if r < ih {
+                let (lo, hi) = if r < ih && c0 + 16 <= iw {
+                    // Inside the row: plain loads (see the direct convolution's copy).
+                    let src = x.as_ptr().add(r * iw + c0);
+                    (_mm256_loadu_ps(src), _mm256_loadu_ps(src.add(8)))
+                } else if r < ih {
                     let src = x.as_ptr().wrapping_add(r * iw + c0);
                     (_mm256_maskload_ps(src, below(c0, iw)), _mm256_maskload_ps(src.wrapping_add(8), below(c0 + 8, iw)))
                 } else {
