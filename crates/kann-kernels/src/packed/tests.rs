@@ -266,24 +266,29 @@ fn speed() {
 #[ignore]
 fn tile_speed() {
     fn run<M: Micro>(name: &str) {
-        let kc = KC;
+        // Depths alternated round by round (this machine's speed drifts):
+        // per-tile costs weigh more in shallow tiles.
+        let depths = [KC, 64, 32, 16];
         let mut rng = Rng(2);
         // B 64-byte aligned, as the runtime's scratch is: split lines cost ~10 %.
-        let (a, b0) = (rng.vec(kc * M::MR), rng.vec(kc * M::NR + 16));
+        let (a, b0) = (rng.vec(KC * M::MR), rng.vec(KC * M::NR + 16));
         let b = &b0[b0.as_ptr().align_offset(64)..];
         let mut c = vec![0.0f32; M::MR * M::NR];
-        let reps = 4_000;
-        let mut best = f64::INFINITY;
+        let mut best = [f64::INFINITY; 4];
         for _ in 0..50 {
-            let t = cpu_seconds();
-            for _ in 0..reps {
-                // SAFETY: panels of kc; C is one MR × NR tile; the ISA is present (checked by the caller).
-                unsafe { M::tile(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), M::NR, M::MR, M::NR, &TileEpi::PLAIN) };
+            for (kc, best) in depths.iter().zip(&mut best) {
+                let reps = 1_000_000 / kc;
+                let t = cpu_seconds();
+                for _ in 0..reps {
+                    // SAFETY: panels of kc; C is one MR × NR tile; the ISA is present (checked by the caller).
+                    unsafe { M::tile(*kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), M::NR, M::MR, M::NR, &TileEpi::PLAIN) };
+                }
+                *best = best.min((cpu_seconds() - t) / (reps * kc) as f64);
             }
-            best = best.min(cpu_seconds() - t);
         }
-        let gf = 2.0 * (M::MR * M::NR * kc * reps) as f64 / best / 1e9;
-        println!("tile {name} {}x{} kc {kc}: {gf:.1} GFLOP/s", M::MR, M::NR);
+        for (kc, best) in depths.iter().zip(best) {
+            println!("tile {name} {}x{} kc {kc}: {:.1} GFLOP/s", M::MR, M::NR, 2.0 * (M::MR * M::NR) as f64 / best / 1e9);
+        }
     }
     #[cfg(target_arch = "x86_64")]
     {
