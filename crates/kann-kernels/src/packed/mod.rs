@@ -1053,25 +1053,28 @@ macro_rules! simd_tile {
                     }
                 };
                 let simd_act = if e.finish { PwAct::of(e.act) } else { Some(PwAct::Identity) };
-                if rows == $mr && vec_cols == V * $w {
-                    // A whole tile: the same merge over constant bounds, so
+                if vec_cols == V * $w {
+                    // Whole columns: the same merge over constant bounds, so
                     // the accumulators stay in registers (the general loop
-                    // below spilled them, which cost shallow tiles dearly).
+                    // below spilled them, which cost shallow tiles dearly),
+                    // rows past `rows` skipped by a test each (a 16-row
+                    // layer's last panel of 4 rows took the general loop:
+                    // 7 % of a 32 → 16 pointwise layer).
                     // (Written out here rather than called: as a function of its
                     // own it was not inlined, and the 16 accumulators went
                     // through the stack on every tile.)
                     let acc = &mut acc;
                     if e.accumulate {
-                        // SAFETY: off is a whole vector of the tile in C (MR × NR floats, the caller's contract).
-                        Self::each_vector(acc, ldc, |_, off, v| *v = $add(*v, unsafe { $load(c.add(off)) }));
+                        // SAFETY: off is a whole vector of row i < rows of the tile in C (the caller's contract).
+                        Self::each_vector(acc, ldc, |i, off, v| if i < rows { *v = $add(*v, unsafe { $load(c.add(off)) }) });
                     }
                     if e.finish && !e.bias.is_null() {
-                        // SAFETY: the bias holds the tile's MR rows.
-                        Self::each_vector(acc, ldc, |i, _, v| *v = $add(*v, $set1(unsafe { *e.bias.add(i) })));
+                        // SAFETY: the bias holds the tile's rows.
+                        Self::each_vector(acc, ldc, |i, _, v| if i < rows { *v = $add(*v, $set1(unsafe { *e.bias.add(i) })) });
                     }
                     if e.finish && !e.residual.is_null() {
-                        // SAFETY: off is a whole vector of the tile in the residual.
-                        Self::each_vector(acc, ldc, |_, off, v| *v = $add(*v, unsafe { $load(e.residual.add(off)) }));
+                        // SAFETY: off is a whole vector of row i < rows of the tile in the residual.
+                        Self::each_vector(acc, ldc, |i, off, v| if i < rows { *v = $add(*v, unsafe { $load(e.residual.add(off)) }) });
                     }
                     match simd_act {
                         None | Some(PwAct::Identity) => {}
@@ -1081,8 +1084,8 @@ macro_rules! simd_tile {
                         }
                         Some(pw) => Self::each_vector(acc, ldc, |_, _, v| *v = Self::act(*v, pw)),
                     }
-                    // SAFETY: off is a whole vector of the tile in C.
-                    Self::each_vector(acc, ldc, |_, off, v: &mut $vec| unsafe { $store(c.add(off), *v) });
+                    // SAFETY: off is a whole vector of row i < rows of the tile in C.
+                    Self::each_vector(acc, ldc, |i, off, v: &mut $vec| if i < rows { unsafe { $store(c.add(off), *v) } });
                 } else {
                     // SAFETY: as below.
                     unsafe { Self::merge_part(&mut acc, c, ldc, rows, vec_cols, e, simd_act) };
