@@ -1036,20 +1036,26 @@ macro_rules! simd_tile {
                 let column = unsafe {
                     let far = e.next_a;
                     assert!(copy.is_null() || vec_cols > $w, "a packing tile computes both vectors");
+                    // 8 accumulators of 4 rows still cover the FMA latency.
+                    const SHORT: usize = if $mr > 4 { 4 } else { $mr };
+                    let short = rows <= SHORT && SHORT < $mr;
                     match (vec_cols.div_ceil($w), far.is_null(), copy.is_null(), col) {
                         (0, ..) => [0.0; $mr],
                         // Three vectors only in a wide tile (V = 3).
-                        (3, true, _, false) => Self::k_loop::<V, V, false, false, false>(kc, a, &brow, third, far, copy, col_at, &mut acc),
-                        (3, false, _, false) => Self::k_loop::<V, V, true, false, false>(kc, a, &brow, third, far, copy, col_at, &mut acc),
-                        (3, true, _, true) => Self::k_loop::<V, V, false, false, true>(kc, a, &brow, third, far, copy, col_at, &mut acc),
-                        (3, false, _, true) => Self::k_loop::<V, V, true, false, true>(kc, a, &brow, third, far, copy, col_at, &mut acc),
-                        (2, true, true, _) => Self::k_loop::<V, 2, false, false, false>(kc, a, &brow, third, far, copy, col_at, &mut acc),
-                        (2, false, true, _) => Self::k_loop::<V, 2, true, false, false>(kc, a, &brow, third, far, copy, col_at, &mut acc),
-                        (2, true, false, _) => Self::k_loop::<V, 2, false, true, false>(kc, a, &brow, third, far, copy, col_at, &mut acc),
-                        (2, false, false, _) => Self::k_loop::<V, 2, true, true, false>(kc, a, &brow, third, far, copy, col_at, &mut acc),
+                        (3, true, _, false) => Self::k_loop::<V, V, false, false, false, { $mr }>(kc, a, &brow, third, far, copy, col_at, &mut acc),
+                        (3, false, _, false) => Self::k_loop::<V, V, true, false, false, { $mr }>(kc, a, &brow, third, far, copy, col_at, &mut acc),
+                        (3, true, _, true) => Self::k_loop::<V, V, false, false, true, { $mr }>(kc, a, &brow, third, far, copy, col_at, &mut acc),
+                        (3, false, _, true) => Self::k_loop::<V, V, true, false, true, { $mr }>(kc, a, &brow, third, far, copy, col_at, &mut acc),
+                        // A panel of at most 4 rows (a 16-row layer's last) multiplies only those.
+                        (2, true, true, _) if short => Self::k_loop::<V, 2, false, false, false, SHORT>(kc, a, &brow, third, far, copy, col_at, &mut acc),
+                        (2, false, true, _) if short => Self::k_loop::<V, 2, true, false, false, SHORT>(kc, a, &brow, third, far, copy, col_at, &mut acc),
+                        (2, true, true, _) => Self::k_loop::<V, 2, false, false, false, { $mr }>(kc, a, &brow, third, far, copy, col_at, &mut acc),
+                        (2, false, true, _) => Self::k_loop::<V, 2, true, false, false, { $mr }>(kc, a, &brow, third, far, copy, col_at, &mut acc),
+                        (2, true, false, _) => Self::k_loop::<V, 2, false, true, false, { $mr }>(kc, a, &brow, third, far, copy, col_at, &mut acc),
+                        (2, false, false, _) => Self::k_loop::<V, 2, true, true, false, { $mr }>(kc, a, &brow, third, far, copy, col_at, &mut acc),
                         // A tile of at most one vector's columns skips the other.
-                        (_, true, ..) => Self::k_loop::<V, 1, false, false, false>(kc, a, &brow, third, far, copy, col_at, &mut acc),
-                        (_, false, ..) => Self::k_loop::<V, 1, true, false, false>(kc, a, &brow, third, far, copy, col_at, &mut acc),
+                        (_, true, ..) => Self::k_loop::<V, 1, false, false, false, { $mr }>(kc, a, &brow, third, far, copy, col_at, &mut acc),
+                        (_, false, ..) => Self::k_loop::<V, 1, true, false, false, { $mr }>(kc, a, &brow, third, far, copy, col_at, &mut acc),
                     }
                 };
                 let simd_act = if e.finish { PwAct::of(e.act) } else { Some(PwAct::Identity) };
@@ -1179,7 +1185,7 @@ macro_rules! simd_tile {
             #[target_feature(enable = $feat)]
             #[inline]
             #[allow(clippy::too_many_arguments)]
-            unsafe fn k_loop<const V: usize, const H: usize, const FAR: bool, const COPY: bool, const COL: bool>(kc: usize, a: *const f32, brow: &impl Fn(usize) -> *const f32, third: usize, far: *const f32, copy: *mut f32, col_at: usize, acc: &mut [[$vec; V]; $mr]) -> [f32; $mr] {
+            unsafe fn k_loop<const V: usize, const H: usize, const FAR: bool, const COPY: bool, const COL: bool, const R: usize>(kc: usize, a: *const f32, brow: &impl Fn(usize) -> *const f32, third: usize, far: *const f32, copy: *mut f32, col_at: usize, acc: &mut [[$vec; V]; $mr]) -> [f32; $mr] {
                 let _ = col_at;
                 $( let mut sums = $column::zero(); )?
                 for p in 0..kc {
@@ -1200,7 +1206,7 @@ macro_rules! simd_tile {
                         }
                         (b, bv, a.add(p * $mr))
                     };
-                    for (i, row) in acc.iter_mut().enumerate() {
+                    for (i, row) in acc.iter_mut().enumerate().take(R) {
                         // SAFETY: i < MR.
                         let av = $set1(unsafe { *ap.add(i) });
                         for h in 0..H {
