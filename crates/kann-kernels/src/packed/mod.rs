@@ -617,14 +617,19 @@ pub(crate) unsafe fn gemm_shallow(isa: Isa, a: &pack::PackedA, b: &[f32], k: usi
 /// As [`gemm_shallow`] (sizes checked there).
 unsafe fn gemm_shallow_with<M: Micro>(a: &pack::PackedA, b: &[f32], k: usize, m: usize, n: usize, c: *mut f32, ldc: usize) {
     let e = TileEpi { accumulate: false, finish: false, bias: std::ptr::null(), residual: std::ptr::null(), act: Activation::None, next_a: std::ptr::null(), b_ahead: false };
+    let whole = n / M::NR;
     for i in 0..m.div_ceil(M::MR) {
         let ap = a.panel(i, 0, k).as_ptr();
         let rows = M::MR.min(m - i * M::MR);
-        for p in 0..n.div_ceil(M::NR) {
-            let cols = M::NR.min(n - p * M::NR);
-            // SAFETY: panel p of B (k · NR floats, checked by the caller);
-            // the tile's rows × cols lie inside C (the caller's contract).
-            unsafe { M::tile(k, ap, b.as_ptr().add(p * k * M::NR), c.add(i * M::MR * ldc + p * M::NR), ldc, rows, cols, &e) };
+        let ci = c.wrapping_add(i * M::MR * ldc);
+        // The whole tiles in one call (Micro::tiles: F(2×2) layers of 16 to
+        // 64 channels 2-15 % faster, alternated), then a partial last one.
+        // SAFETY: panels 0..whole of B (k · NR floats each, checked by the
+        // caller); their tiles lie inside C (the caller's contract).
+        unsafe { M::tiles(k, ap, b.as_ptr(), k * M::NR, ci, ldc, rows, whole, &e) };
+        if whole * M::NR < n {
+            // SAFETY: the last panel of B; its rows × the last columns lie inside C.
+            unsafe { M::tile(k, ap, b.as_ptr().add(whole * k * M::NR), ci.add(whole * M::NR), ldc, rows, n - whole * M::NR, &e) };
         }
     }
 }
