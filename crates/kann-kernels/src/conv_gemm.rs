@@ -126,7 +126,30 @@ unsafe fn pointwise_in_place(isa: Isa, call: &GemmCall, x: &[f32], plane: usize,
             }
             (panel.as_ptr(), &offs[..k])
         };
-        for (i, (k0, kc)) in (0..call.m.div_ceil(mr)).flat_map(|i| call.a.blocks().map(move |b| (i, b))) {
+        let panels = call.m.div_ceil(mr);
+        if call.a.blocks().count() == 1 {
+            // One K block: the row panels' tiles in one call (32 → 16 over
+            // 112×112 7-13 %, 64 → 16 over 55×55 5-12 % faster, alternated).
+            let off = q * nr;
+            let e = packed::TileEpi {
+                accumulate: false,
+                finish: true,
+                bias: call.bias.map_or(std::ptr::null(), |bv| bv.as_ptr()),
+                // SAFETY: inside the residual (C's layout).
+                residual: if call.residual.is_null() { call.residual } else { unsafe { call.residual.add(off) } },
+                act: call.act,
+                next_a: std::ptr::null(),
+                b_ahead: cols == nr,
+            };
+            let a0 = call.a.panel(0, 0, k).as_ptr();
+            let a_stride = if panels > 1 { (call.a.panel(1, 0, k).as_ptr() as usize - a0 as usize) / 4 } else { 0 };
+            // SAFETY: the row panels' tiles lie inside C; each B row holds NR
+            // floats (whole panels of X, or the packed tail); A's panels are
+            // a_stride apart in its one K block.
+            unsafe { packed::tiles_indirect_down(isa, k, a0, a_stride, base, offs_p.as_ptr(), call.c.add(off), call.ldc, panels, call.m - (panels - 1) * mr, cols, &e) };
+            continue;
+        }
+        for (i, (k0, kc)) in (0..panels).flat_map(|i| call.a.blocks().map(move |b| (i, b))) {
             let rows = mr.min(call.m - i * mr);
             let off = i * mr * call.ldc + q * nr;
             let e = packed::TileEpi {

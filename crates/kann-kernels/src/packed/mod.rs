@@ -279,6 +279,22 @@ pub(crate) trait Micro {
         }
     }
 
+    /// [`Micro::tiles_down`] with B's rows read as [`Micro::tile_indirect`]
+    /// reads them (`cols` of each tile merged), the first tile fetching
+    /// the next panel's lines if `e.b_ahead`.
+    ///
+    /// # Safety
+    /// As [`Micro::tile_indirect`] for each of the `n` tiles.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tiles_indirect_down(kc: usize, a: *const f32, a_stride: usize, base: *const f32, offs: *const usize, c: *mut f32, ldc: usize, n: usize, rows: usize, cols: usize, e: &TileEpi) {
+        for t in 0..n {
+            let e = TileEpi { b_ahead: e.b_ahead && t == 0, ..e.rows_from(t * Self::MR, ldc) };
+            let rows = if t + 1 == n { rows } else { Self::MR };
+            // SAFETY: the caller's contract for tile t.
+            unsafe { Self::tile_indirect(kc, a.wrapping_add(t * a_stride), base, offs, c.wrapping_add(t * Self::MR * ldc), ldc, rows, cols, &e) };
+        }
+    }
+
     /// [`Micro::tile`] with B's row `p` at `base + offs[p]` (an indirect
     /// convolution reading its input rows in place): all `NR` floats of
     /// each row are read, whatever `cols`.
@@ -665,6 +681,26 @@ pub(crate) unsafe fn tile_indirect(isa: Isa, kc: usize, a: *const f32, base: *co
             Isa::Avx2 => micro_avx2::Avx2::tile_indirect(kc, a, base, offs, c, ldc, rows, cols, e),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => micro_avx512::Avx512::tile_indirect(kc, a, base, offs, c, ldc, rows, cols, e),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("no SIMD ISA off x86-64"),
+        }
+    }
+}
+
+/// [`Micro::tiles_indirect_down`] with the ISA's microkernel.
+///
+/// # Safety
+/// As [`Micro::tiles_indirect_down`] for `isa`'s `MR` and `NR`; the CPU has `isa`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn tiles_indirect_down(isa: Isa, kc: usize, a: *const f32, a_stride: usize, base: *const f32, offs: *const usize, c: *mut f32, ldc: usize, n: usize, rows: usize, cols: usize, e: &TileEpi) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match isa {
+            Isa::Generic => micro_generic::Generic::tiles_indirect_down(kc, a, a_stride, base, offs, c, ldc, n, rows, cols, e),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => micro_avx2::Avx2::tiles_indirect_down(kc, a, a_stride, base, offs, c, ldc, n, rows, cols, e),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => micro_avx512::Avx512::tiles_indirect_down(kc, a, a_stride, base, offs, c, ldc, n, rows, cols, e),
             #[cfg(not(target_arch = "x86_64"))]
             _ => unreachable!("no SIMD ISA off x86-64"),
         }
@@ -1214,6 +1250,35 @@ macro_rules! simd_tile {
                 }
             }
 
+            /// [`Micro::tiles_indirect_down`] with the ISA's features, the
+            /// tiles' bodies inlined into one loop.
+            ///
+            /// # Safety
+            /// As [`Micro::tiles_indirect_down`].
+            #[target_feature(enable = $feat)]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn tiles_indirect_down_body(kc: usize, a: *const f32, a_stride: usize, base: *const f32, offs: *const usize, c: *mut f32, ldc: usize, n: usize, rows: usize, cols: usize, e: &TileEpi) {
+                for t in 0..n {
+                    let et = TileEpi { b_ahead: false, ..e.rows_from(t * $mr, ldc) };
+                    let rows = if t + 1 == n { rows } else { $mr };
+                    let (at, ct) = (a.wrapping_add(t * a_stride), c.wrapping_add(t * $mr * ldc));
+                    // SAFETY: the caller's contract for tile t (offs holds kc offsets).
+                    unsafe {
+                        if t == 0 && e.b_ahead {
+                            let ahead = |p: usize| {
+                                let row = base.wrapping_add(*offs.add(p));
+                                prefetch(row.wrapping_add(2 * $w));
+                                prefetch(row.wrapping_add(3 * $w));
+                                row
+                            };
+                            Self::run::<2>(kc, at, ahead, 0, None, std::ptr::null_mut(), ct, ldc, rows, cols, &et)
+                        } else {
+                            Self::run::<2>(kc, at, |p| base.wrapping_add(*offs.add(p)), 0, None, std::ptr::null_mut(), ct, ldc, rows, cols, &et)
+                        }
+                    }
+                }
+            }
+
             /// [`Micro::tiles_down`] with the ISA's features, the tiles'
             /// bodies inlined into one loop.
             ///
@@ -1387,6 +1452,11 @@ macro_rules! simd_tile {
             unsafe fn tiles(kc: usize, a: *const f32, b: *const f32, stride: usize, c: *mut f32, ldc: usize, rows: usize, n: usize, e: &TileEpi) {
                 // SAFETY: the caller's contract, including the CPU having the ISA.
                 unsafe { Self::tiles_body(kc, a, b, stride, c, ldc, rows, n, e) }
+            }
+
+            unsafe fn tiles_indirect_down(kc: usize, a: *const f32, a_stride: usize, base: *const f32, offs: *const usize, c: *mut f32, ldc: usize, n: usize, rows: usize, cols: usize, e: &TileEpi) {
+                // SAFETY: the caller's contract, including the CPU having the ISA.
+                unsafe { Self::tiles_indirect_down_body(kc, a, a_stride, base, offs, c, ldc, n, rows, cols, e) }
             }
 
             unsafe fn tiles_down(kc: usize, a: *const f32, a_stride: usize, b: *const f32, c: *mut f32, ldc: usize, n: usize, rows: usize, e: &TileEpi) {
