@@ -160,6 +160,13 @@ impl CostModel {
             // The GEMM's tile over B read in place: no gather, short K, and
             // tiles of one output row each (see `direct_tile_use`).
             Kernel::ConvDirect(c) => self.packed_flops[isa_index(c.isa)] * short_depth((c.in_channels / c.group.max(1)) * c.kernel[0] * c.kernel[1]) * direct_tile_use(c),
+            // Every lane used (see `grouped_tile_use`); a horizontal stride
+            // spaces the broadcasts over more lines: RegNet-X's 3×3/2 layers
+            // ran at 74-85 % of the stride-1 ones' rate (Zen 3).
+            Kernel::ConvGrouped(c) => {
+                let strided = if c.strides[1] > 1 { 0.8 } else { 1.0 };
+                self.packed_flops[isa_index(c.isa)] * short_depth((c.in_channels / c.group.max(1)) * c.kernel[0] * c.kernel[1]) * grouped_tile_use(c) * strided
+            }
             // Stride-1 rows of 9 or more outputs on the register-row path:
             // measured 2.2-2.6x the other paths' rate (MobileNetV2's
             // 14x14 and 28x28 layers at 1 cluster).
@@ -211,6 +218,17 @@ fn direct_tile_use(c: &kann_kernels::conv_direct::ConvDirect) -> f64 {
     used(rows, mr) * used(cols, nr)
 }
 
+/// The share of the multiply-add rate a grouped convolution's tiles keep:
+/// a tile of 24 output channels by 4 columns has 12 sums in flight, enough
+/// to cover the latency; a group's last 8 channels, 4 sums, half of it.
+fn grouped_tile_use(c: &kann_kernels::conv_grouped::ConvGrouped) -> f64 {
+    let mg = c.out_channels / c.group.max(1);
+    let (whole, rest) = (mg / 24 * 24, mg % 24);
+    let rate = |channels: u64| if channels == 8 { 0.5 } else { 1.0 };
+    let seconds = whole as f64 + if rest > 0 { rest as f64 / rate(rest) } else { 0.0 };
+    mg as f64 / seconds.max(1.0)
+}
+
 /// The share of the tile's rate a GEMM of depth `k` keeps: each tile pays
 /// its epilogue (and C's lines) once for `k` steps of multiply-adds, about
 /// 16 steps' worth. A 3×3 RGB stem (27) ran at ~85 GFLOP/s against ~160
@@ -236,6 +254,7 @@ fn exp_activations(k: &Kernel) -> u64 {
     match k {
         Kernel::ConvGemm(c) if exp(&c.epilogue) => c.batch * c.out_channels * c.output[0] * c.output[1],
         Kernel::ConvDirect(c) if exp(&c.epilogue) => c.batch * c.out_channels * c.output[0] * c.output[1],
+        Kernel::ConvGrouped(c) if exp(&c.epilogue) => c.batch * c.out_channels * c.output[0] * c.output[1],
         Kernel::ConvPool(f) if exp(&f.conv.epilogue) => f.conv.batch * f.conv.out_channels * f.conv.output[0] * f.conv.output[1],
         Kernel::Winograd(w) if exp(&w.epilogue) => w.batch * w.out_channels * w.output[0] * w.output[1],
         Kernel::DepthwiseConv(d) => depthwise(d),

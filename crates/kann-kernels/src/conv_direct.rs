@@ -56,32 +56,32 @@ pub struct ConvDirect {
 
 /// The geometry in `usize`, and the layout of a part's padded rows.
 #[derive(Clone, Copy, Debug)]
-struct Geom {
+pub(crate) struct Geom {
     /// Output channels.
-    m: usize,
+    pub(crate) m: usize,
     /// Groups, and input and output channels a group.
-    g: usize,
-    cg: usize,
-    mg: usize,
-    ih: usize,
-    iw: usize,
-    kh: usize,
-    kw: usize,
-    sh: usize,
+    pub(crate) g: usize,
+    pub(crate) cg: usize,
+    pub(crate) mg: usize,
+    pub(crate) ih: usize,
+    pub(crate) iw: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    pub(crate) sh: usize,
     /// Horizontal stride: the number of phases.
-    s: usize,
-    dh: usize,
-    dw: usize,
-    ph: usize,
-    pw: usize,
-    oh: usize,
-    ow: usize,
+    pub(crate) s: usize,
+    pub(crate) dh: usize,
+    pub(crate) dw: usize,
+    pub(crate) ph: usize,
+    pub(crate) pw: usize,
+    pub(crate) oh: usize,
+    pub(crate) ow: usize,
     /// Floats of a phase row: every column a tile reads.
-    wq: usize,
+    pub(crate) wq: usize,
 }
 
 impl Geom {
-    fn of(k: &ConvDirect) -> Geom {
+    pub(crate) fn of(k: &ConvDirect) -> Geom {
         let u = |v: u64| v as usize;
         let (s, dw, kw, ow) = (
             u(k.strides[1]),
@@ -112,12 +112,12 @@ impl Geom {
     }
 
     /// GEMM depth of a group, `C/group · kh · kw`.
-    fn depth(&self) -> usize {
+    pub(crate) fn depth(&self) -> usize {
         self.cg * self.kh * self.kw
     }
 
     /// Padded input rows that output rows `oys` read.
-    fn rows_for(&self, oys: usize) -> usize {
+    pub(crate) fn rows_for(&self, oys: usize) -> usize {
         if oys == 0 {
             0
         } else {
@@ -126,7 +126,7 @@ impl Geom {
     }
 
     /// Floats of the padded copy of one group's `rows` rows: `[C/group][s][rows][wq]`.
-    fn copy_floats(&self, rows: usize) -> usize {
+    pub(crate) fn copy_floats(&self, rows: usize) -> usize {
         self.cg * self.s * rows * self.wq
     }
 
@@ -135,7 +135,7 @@ impl Geom {
     /// `offs` (K of them). In nested loops: per row, three integer
     /// divisions took a fifth of the time outside the tiles (every group
     /// of a part fills the table again).
-    fn fill_offsets(&self, rows: usize, offs: &mut [usize]) {
+    pub(crate) fn fill_offsets(&self, rows: usize, offs: &mut [usize]) {
         let mut at = offs.iter_mut();
         for ci in 0..self.cg {
             for ky in 0..self.kh {
@@ -165,7 +165,7 @@ impl ConvDirect {
     /// 440 on Zen 3.) A stem copied a part's rows at once: 632 KiB for a
     /// 7×7/2 one on 224×224, whose first rows had left L2 when its tiles
     /// read them (3.1-3.8 → 2.9-3.1 ms in bands on Zen 3).
-    fn band_rows(&self) -> usize {
+    pub(crate) fn band_rows(&self) -> usize {
         const COPY_BYTES: usize = 256 << 10;
         let g = Geom::of(self);
         (1..=g.oh).rev().find(|&r| 4 * g.copy_floats(g.rows_for(r)) <= COPY_BYTES).unwrap_or(1)
@@ -183,7 +183,7 @@ impl ConvDirect {
     /// with AVX2 where the kernel's ISA and the CPU have it. (Compiled
     /// portably, the stride-2 split ran 4 floats at a time behind two
     /// integer divisions a row: 58 % of a RegNet 3×3/2 grouped layer.)
-    fn copy_rows(&self, g: &Geom, x: &[f32], oy0: usize, oys: usize, dst: &mut [f32]) {
+    pub(crate) fn copy_rows(&self, g: &Geom, x: &[f32], oy0: usize, oys: usize, dst: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if self.isa != Isa::Generic && Isa::Avx2.available() {
             // SAFETY: the CPU has AVX2 and FMA (checked above).

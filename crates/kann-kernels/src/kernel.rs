@@ -52,12 +52,13 @@ pub enum Kernel {
     Cast(crate::cast::Cast),
     // --- end of element-wise kernels ---
 
-    // --- nn kernels (conv.rs, conv_gemm.rs, conv_pool.rs, winograd.rs, depthwise.rs, pw_dw.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
+    // --- nn kernels (conv.rs, conv_gemm.rs, conv_direct.rs, conv_grouped.rs, conv_pool.rs, winograd.rs, depthwise.rs, pw_dw.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
     Conv(crate::conv::Conv),
     ConvGemm(crate::conv_gemm::ConvGemm),
     Im2colPack(crate::conv_gemm::Im2colPack),
     Winograd(crate::winograd::WinogradConv),
     ConvDirect(crate::conv_direct::ConvDirect),
+    ConvGrouped(crate::conv_grouped::ConvGrouped),
     ConvPool(crate::conv_pool::ConvPool),
     FcGemm(crate::fc_gemm::FcGemm),
     DepthwiseConv(crate::depthwise::DepthwiseConv),
@@ -109,6 +110,7 @@ macro_rules! dispatch {
             Kernel::Im2colPack($k) => $e,
             Kernel::Winograd($k) => $e,
             Kernel::ConvDirect($k) => $e,
+            Kernel::ConvGrouped($k) => $e,
             Kernel::ConvPool($k) => $e,
             Kernel::FcGemm($k) => $e,
             Kernel::DepthwiseConv($k) => $e,

@@ -47,6 +47,7 @@ pub mod vmath;
 // Convolution, matrix products, pooling, normalisation, softmax.
 pub mod conv;
 pub mod conv_direct;
+pub mod conv_grouped;
 pub mod conv_gemm;
 pub mod conv_pool;
 pub mod fc_gemm;

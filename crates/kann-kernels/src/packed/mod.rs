@@ -667,6 +667,15 @@ unsafe fn gemm_shallow_with<M: Micro>(a: &pack::PackedA, b: &[f32], k: usize, m:
     }
 }
 
+
+/// The in-register form of an activation on one AVX2 vector, for kernels
+/// outside the packed GEMM's tiles (the grouped convolution's).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn act_avx2(x: std::arch::x86_64::__m256, a: PwAct) -> std::arch::x86_64::__m256 {
+    micro_avx2::Avx2::act(x, a)
+}
+
 /// One [`Micro::tile_indirect`] tile with the ISA's microkernel.
 ///
 /// # Safety
@@ -1082,7 +1091,7 @@ macro_rules! simd_tile {
 
             /// The in-register activation of one vector.
             #[target_feature(enable = $feat)]
-            fn act(x: $vec, a: PwAct) -> $vec {
+            pub(crate) fn act(x: $vec, a: PwAct) -> $vec {
                 match a {
                     PwAct::Identity => x,
                     PwAct::Clamp { alpha, beta, lo, hi, times_x } => {
