@@ -52,21 +52,36 @@ pub struct ConvGrouped {
 
 /// Output channels a vector of the tile.
 const LANES: usize = 8;
-/// Output channels a tile: three vectors.
+/// Output channels a tile at most: three vectors.
 const CHUNK: usize = 3 * LANES;
-/// Output columns a tile.
-const COLUMNS: usize = 4;
+
+/// A group's output channels in chunks, `(first, count)`: of 24, the last
+/// of 8 or 16.
+fn chunks(mg: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..mg).step_by(CHUNK).map(move |c0| (c0, CHUNK.min(mg - c0)))
+}
+
+/// Output columns a tile of `v` vectors of channels: 12 sums, 8 with two
+/// vectors or one (enough to cover the multiply-add latency). Multiples
+/// of 4, which the stores transpose whole: with 6 columns a tile, the
+/// masked stores of its second half took longer than its 27 steps (a
+/// 3 → 32 stem).
+const fn columns(v: usize) -> usize {
+    match v {
+        3 | 2 => 4,
+        _ => 8,
+    }
+}
 
 /// Packs `[M, C/group, kh, kw]` weights for [`ConvGrouped`]: group by
 /// group, its output channels in chunks of 24 (the last of 8 or 16), each
-/// chunk tap by tap with the chunk's channels side by side (`[k][24]`).
+/// chunk tap by tap with its channels side by side (`[k][24]`).
 pub fn pack_grouped_weights(w: &[f32], m: usize, group: usize) -> Vec<f32> {
     let depth = w.len().checked_div(m).unwrap_or(0);
     let mg = m / group.max(1);
     let mut out = Vec::with_capacity(w.len());
     for gi in 0..group.max(1) {
-        for c0 in (0..mg).step_by(CHUNK) {
-            let chunk = CHUNK.min(mg - c0);
+        for (c0, chunk) in chunks(mg) {
             for k in 0..depth {
                 out.extend((0..chunk).map(|c| w[(gi * mg + c0 + c) * depth + k]));
             }
@@ -218,8 +233,7 @@ impl ConvGrouped {
 /// The band's pointers cover what [`ConvGrouped::run_rows`] asserts.
 unsafe fn band_portable(j: &Band) {
     let mut acc = [0.0f32; CHUNK];
-    for c0 in (0..j.mg).step_by(CHUNK) {
-        let chunk = CHUNK.min(j.mg - c0);
+    for (c0, chunk) in chunks(j.mg) {
         // SAFETY: the group's chunk lies in its packed weights.
         let a = unsafe { j.a.add(c0 * j.k) };
         for oy in j.oy0..j.oy0 + j.oys {
@@ -263,10 +277,10 @@ unsafe fn band_portable(j: &Band) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn band_avx2(j: &Band) {
-    for c0 in (0..j.mg).step_by(CHUNK) {
+    for (c0, chunk) in chunks(j.mg) {
         // SAFETY: the caller's contract.
         unsafe {
-            match CHUNK.min(j.mg - c0) / LANES {
+            match chunk / LANES {
                 3 => chunk_avx2::<3>(j, c0),
                 2 => chunk_avx2::<2>(j, c0),
                 _ => chunk_avx2::<1>(j, c0),
@@ -276,9 +290,9 @@ unsafe fn band_avx2(j: &Band) {
 }
 
 /// One chunk of `V` vectors of output channels over the band's outputs,
-/// 4 consecutive outputs a tile in the planes' order: a tile may end one
-/// row and start the next (each column broadcasts from its own row of the
-/// copy), so only the band's last tile is narrower.
+/// [`columns`] consecutive outputs a tile in the planes' order: a tile may
+/// end one row and start the next (each column broadcasts from its own row
+/// of the copy), so only the band's last tile is narrower.
 ///
 /// # Safety
 /// As [`band_avx2`], for channels `c0..c0 + 8V` of the group.
@@ -287,23 +301,64 @@ unsafe fn band_avx2(j: &Band) {
 #[inline]
 unsafe fn chunk_avx2<const V: usize>(j: &Band, c0: usize) {
     let total = j.oys * j.ow;
-    // Where output `q` of the band (row oy0 + q / ow, column q % ow) reads its first tap.
-    let column = |q: usize| j.copy.wrapping_add(q / j.ow * j.row_step + q % j.ow * j.sw);
     // SAFETY: the caller's contract: the chunk's weights, the band's outputs.
     unsafe {
         let a = j.a.add(c0 * j.k);
-        let mut q = 0;
-        while q + COLUMNS <= total {
-            let acc = tile_avx2::<V, COLUMNS>(j.k, a, std::array::from_fn(|n| column(q + n)), j.offs);
-            store_avx2::<V, COLUMNS>(j, &acc, c0, q);
-            q += COLUMNS;
+        // The band's outputs in order, a cursor on the next one's row and column.
+        let mut at = Cursor { q: 0, row: 0, col: 0 };
+        let tile = columns(V);
+        while at.q + tile <= total {
+            match V {
+                3 | 2 => run_tile::<V, 4>(j, a, c0, &mut at),
+                _ => run_tile::<V, 8>(j, a, c0, &mut at),
+            }
         }
-        match total - q {
-            3 => store_avx2::<V, 3>(j, &tile_avx2::<V, 3>(j.k, a, std::array::from_fn(|n| column(q + n)), j.offs), c0, q),
-            2 => store_avx2::<V, 2>(j, &tile_avx2::<V, 2>(j.k, a, std::array::from_fn(|n| column(q + n)), j.offs), c0, q),
-            1 => store_avx2::<V, 1>(j, &tile_avx2::<V, 1>(j.k, a, std::array::from_fn(|n| column(q + n)), j.offs), c0, q),
-            _ => {}
+        // The band's last outputs, fewer than a tile.
+        match total - at.q {
+            0 => {}
+            1 => run_tile::<V, 1>(j, a, c0, &mut at),
+            2 => run_tile::<V, 2>(j, a, c0, &mut at),
+            3 => run_tile::<V, 3>(j, a, c0, &mut at),
+            4 => run_tile::<V, 4>(j, a, c0, &mut at),
+            5 => run_tile::<V, 5>(j, a, c0, &mut at),
+            6 => run_tile::<V, 6>(j, a, c0, &mut at),
+            _ => run_tile::<V, 7>(j, a, c0, &mut at),
         }
+    }
+}
+
+/// The band's next output: its index, row (from the band's first) and column.
+struct Cursor {
+    q: usize,
+    row: usize,
+    col: usize,
+}
+
+/// The tile of the band's next `N` outputs for the chunk at `c0` (weights
+/// `a`), moving the cursor past them. (Each column's row and column by
+/// division took longer than a 27-step tile.)
+///
+/// # Safety
+/// As [`chunk_avx2`]; the band has `N` outputs from the cursor.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn run_tile<const V: usize, const N: usize>(j: &Band, a: *const f32, c0: usize, at: &mut Cursor) {
+    let q = at.q;
+    // Where each output reads its first tap: its row of the copy, its column.
+    let x: [*const f32; N] = std::array::from_fn(|_| {
+        let p = j.copy.wrapping_add(at.row * j.row_step + at.col * j.sw);
+        at.col += 1;
+        if at.col == j.ow {
+            (at.row, at.col) = (at.row + 1, 0);
+        }
+        p
+    });
+    at.q += N;
+    // SAFETY: the caller's contract.
+    unsafe {
+        let acc = tile_avx2::<V, N>(j.k, a, x, j.offs);
+        store_avx2::<V, N>(j, &acc, c0, q);
     }
 }
 
@@ -411,10 +466,10 @@ unsafe fn full_tile_avx2(k: usize, a: *const f32, x: [*const f32; 4], offs: *con
     *acc = [[c00, c01, c02], [c10, c11, c12], [c20, c21, c22], [c30, c31, c32]];
 }
 
-/// Stores a tile of `N` (1 to 4) outputs, the band's `q..q + N`: each
-/// vector's columns transposed into 8 channels' runs of `N` floats
-/// (channel `r` in the low half, `r + 4` in the high one), with bias,
-/// residual and activation.
+/// Stores a tile of `N` (1 to 8) outputs, the band's `q..q + N`, 4 at a
+/// time: each vector's columns transposed into 8 channels' runs of up to 4
+/// floats (channel `r` in the low half, `r + 4` in the high one), with
+/// bias, residual and activation.
 ///
 /// # Safety
 /// As [`band_avx2`]; outputs `q..q + N` lie in the band.
@@ -423,37 +478,55 @@ unsafe fn full_tile_avx2(k: usize, a: *const f32, x: [*const f32; 4], offs: *con
 #[inline]
 unsafe fn store_avx2<const V: usize, const N: usize>(j: &Band, acc: &[[std::arch::x86_64::__m256; V]; N], c0: usize, q: usize) {
     use std::arch::x86_64::*;
-    let mask = _mm_cmpgt_epi32(_mm_set1_epi32(N as i32), _mm_setr_epi32(0, 1, 2, 3));
     // `v` picks each column's vector: acc[n][v] for every n.
     #[allow(clippy::needless_range_loop)]
     for v in 0..V {
         let ch = j.ch0 + c0 + v * LANES;
         // SAFETY: the bias holds every channel (asserted in run_rows).
         let bias = if j.bias.is_null() { _mm256_setzero_ps() } else { unsafe { _mm256_loadu_ps(j.bias.add(ch)) } };
-        let col = |n: usize| if n < N { _mm256_add_ps(acc[n][v], bias) } else { _mm256_setzero_ps() };
-        let (t0, t1) = (_mm256_unpacklo_ps(col(0), col(1)), _mm256_unpackhi_ps(col(0), col(1)));
-        let (t2, t3) = (_mm256_unpacklo_ps(col(2), col(3)), _mm256_unpackhi_ps(col(2), col(3)));
-        let pairs = [_mm256_shuffle_ps::<0x44>(t0, t2), _mm256_shuffle_ps::<0xEE>(t0, t2), _mm256_shuffle_ps::<0x44>(t1, t3), _mm256_shuffle_ps::<0xEE>(t1, t3)];
-        for (r, &pair) in pairs.iter().enumerate() {
-            let lo = (ch + r) * j.plane + j.oy0 * j.ow + q;
-            let hi = lo + 4 * j.plane;
-            // SAFETY: channels ch + r and ch + r + 4 at the band's outputs
-            // q..q + N, in Y and the residual (the caller's contract).
-            unsafe {
-                let mut t = pair;
-                if !j.residual.is_null() {
-                    let load = |at: usize| if N == COLUMNS { _mm_loadu_ps(j.residual.add(at)) } else { _mm_maskload_ps(j.residual.add(at), mask) };
-                    t = _mm256_add_ps(t, _mm256_set_m128(load(hi), load(lo)));
-                }
-                t = crate::packed::act_avx2(t, j.act);
-                let (low, high) = (_mm256_castps256_ps128(t), _mm256_extractf128_ps::<1>(t));
-                if N == COLUMNS {
-                    _mm_storeu_ps(j.out.add(lo), low);
-                    _mm_storeu_ps(j.out.add(hi), high);
-                } else {
-                    _mm_maskstore_ps(j.out.add(lo), mask, low);
-                    _mm_maskstore_ps(j.out.add(hi), mask, high);
-                }
+        for first in (0..N).step_by(4) {
+            let n = (N - first).min(4);
+            let col = |i: usize| if i < n { _mm256_add_ps(acc[first + i][v], bias) } else { _mm256_setzero_ps() };
+            // SAFETY: the caller's contract, for outputs q + first.. (n of them).
+            unsafe { store_quad(j, [col(0), col(1), col(2), col(3)], ch, q + first, n) };
+        }
+    }
+}
+
+/// Stores the first `n` (1 to 4) of 4 columns of 8 channels from `ch`
+/// (bias added) at the band's output `q`: transposed, then residual and
+/// activation.
+///
+/// # Safety
+/// As [`band_avx2`]; outputs `q..q + n` of channels `ch..ch + 8` lie in the band.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn store_quad(j: &Band, cols: [std::arch::x86_64::__m256; 4], ch: usize, q: usize, n: usize) {
+    use std::arch::x86_64::*;
+    let mask = _mm_cmpgt_epi32(_mm_set1_epi32(n as i32), _mm_setr_epi32(0, 1, 2, 3));
+    let (t0, t1) = (_mm256_unpacklo_ps(cols[0], cols[1]), _mm256_unpackhi_ps(cols[0], cols[1]));
+    let (t2, t3) = (_mm256_unpacklo_ps(cols[2], cols[3]), _mm256_unpackhi_ps(cols[2], cols[3]));
+    let pairs = [_mm256_shuffle_ps::<0x44>(t0, t2), _mm256_shuffle_ps::<0xEE>(t0, t2), _mm256_shuffle_ps::<0x44>(t1, t3), _mm256_shuffle_ps::<0xEE>(t1, t3)];
+    for (r, &pair) in pairs.iter().enumerate() {
+        let lo = (ch + r) * j.plane + j.oy0 * j.ow + q;
+        let hi = lo + 4 * j.plane;
+        // SAFETY: channels ch + r and ch + r + 4 at the band's outputs
+        // q..q + n, in Y and the residual (the caller's contract).
+        unsafe {
+            let mut t = pair;
+            if !j.residual.is_null() {
+                let load = |at: usize| if n == 4 { _mm_loadu_ps(j.residual.add(at)) } else { _mm_maskload_ps(j.residual.add(at), mask) };
+                t = _mm256_add_ps(t, _mm256_set_m128(load(hi), load(lo)));
+            }
+            t = crate::packed::act_avx2(t, j.act);
+            let (low, high) = (_mm256_castps256_ps128(t), _mm256_extractf128_ps::<1>(t));
+            if n == 4 {
+                _mm_storeu_ps(j.out.add(lo), low);
+                _mm_storeu_ps(j.out.add(hi), high);
+            } else {
+                _mm_maskstore_ps(j.out.add(lo), mask, low);
+                _mm_maskstore_ps(j.out.add(hi), mask, high);
             }
         }
     }
@@ -627,6 +700,22 @@ mod tests {
     }
 
     #[test]
+    fn every_chunk_width_and_every_last_tile() {
+        // 8, 16 and 40 channels a group (tiles of 8, 4 and 4 + 8 columns),
+        // bands of 1 to 17 outputs: every narrower last tile.
+        let mut rng = Rng(79);
+        for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+            for mg in [8u64, 16, 40] {
+                for ow in 1..=17u64 {
+                    let epilogue = Epilogue { bias: ow % 2 == 0, residual: ow % 3 == 0, activation: crate::Activation::Relu };
+                    let k = ConvGrouped { batch: 1, in_channels: 6, out_channels: 2 * mg, group: 2, input: [3, ow + 2], kernel: [3, 3], strides: [1, 1], dilations: [1, 1], pad_begin: [1, 0], output: [3, ow], epilogue, isa };
+                    compare(&k, &mut rng, 1 + ow % 2);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn packs_chunks_tap_by_tap_and_refuses_what_it_cannot_compute() {
         // 2 groups of 32 outputs (chunks of 24 and 8), 1 input each, 1 tap.
         let w: Vec<f32> = (0..64).map(|i| i as f32).collect();
@@ -650,20 +739,22 @@ mod tests {
         let isa = Isa::ALL.into_iter().rev().find(|i| i.available()).unwrap_or(Isa::Generic);
         let mut rng = Rng(6);
         // KANN_GROUPED_SHAPES=C,M,GROUP,HW,S;... times these 3×3 convolutions instead.
-        let shapes: Vec<[u64; 5]> = std::env::var("KANN_GROUPED_SHAPES").map_or(
-            [(72u64, 56u64, 1u64), (168, 56, 2), (168, 28, 1), (408, 28, 2), (408, 14, 1), (912, 14, 2), (912, 7, 1)].map(|(c, hw, s)| [c, c, c / 24, hw, s]).to_vec(),
-            |v| v.split(';').map(|t| std::array::from_fn(|i| t.split(',').nth(i).and_then(|x| x.parse().ok()).expect("KANN_GROUPED_SHAPES: C,M,GROUP,HW,S;..."))).collect(),
+        // A sixth number, the kernel's side (3 unless given; padded to keep the map).
+        let shapes: Vec<[u64; 6]> = std::env::var("KANN_GROUPED_SHAPES").map_or(
+            [(72u64, 56u64, 1u64), (168, 56, 2), (168, 28, 1), (408, 28, 2), (408, 14, 1), (912, 14, 2), (912, 7, 1)].map(|(c, hw, s)| [c, c, c / 24, hw, s, 3]).to_vec(),
+            |v| v.split(';').map(|t| std::array::from_fn(|i| t.split(',').nth(i).and_then(|x| x.parse().ok()).or((i == 5).then_some(3)).expect("KANN_GROUPED_SHAPES: C,M,GROUP,HW,S[,K];..."))).collect(),
         );
-        for [c, m, group, hw, s] in shapes {
-            let out = (hw + 2 - 3) / s + 1;
+        for [c, m, group, hw, s, kk] in shapes {
+            let pad = kk / 2;
+            let out = (hw + 2 * pad - kk) / s + 1;
             let epilogue = Epilogue { bias: true, residual: false, activation: crate::Activation::Relu };
-            let k = ConvGrouped { batch: 1, in_channels: c, out_channels: m, group, input: [hw, hw], kernel: [3, 3], strides: [s, s], dilations: [1, 1], pad_begin: [1, 1], output: [out, out], epilogue, isa };
-            let d = ConvDirect { batch: 1, in_channels: c, out_channels: m, group, input: [hw, hw], kernel: [3, 3], strides: [s, s], dilations: [1, 1], pad_begin: [1, 1], output: [out, out], epilogue, isa };
-            let w = rng.vec((m * c / group * 9) as usize);
+            let k = ConvGrouped { batch: 1, in_channels: c, out_channels: m, group, input: [hw, hw], kernel: [kk, kk], strides: [s, s], dilations: [1, 1], pad_begin: [pad, pad], output: [out, out], epilogue, isa };
+            let d = ConvDirect { batch: 1, in_channels: c, out_channels: m, group, input: [hw, hw], kernel: [kk, kk], strides: [s, s], dilations: [1, 1], pad_begin: [pad, pad], output: [out, out], epilogue, isa };
+            let w = rng.vec((m * c / group * kk * kk) as usize);
             let x = rng.vec((c * hw * hw) as usize);
             let bias = rng.vec(m as usize);
             let n_out = (m * out * out) as usize;
-            let flops = 2.0 * (m * c / group * 9 * out * out) as f64;
+            let flops = 2.0 * (m * c / group * kk * kk * out * out) as f64;
             let mut gi = vec![x.clone(), pack_grouped_weights(&w, m as usize, group as usize), bias.clone()];
             let mut di = vec![x, pack_conv_gemm_weights(&w, m as usize, group as usize, isa, d.k_block()), bias];
             // Alternated, so that both see the same machine.
@@ -681,8 +772,23 @@ mod tests {
             td.sort_by(f64::total_cmp);
             let (tg, td) = (tg[tg.len() / 2], td[td.len() / 2]);
             println!("grouped {c}->{m} /{group} {hw}x{hw}/{s} {}: grouped {tg:.0} us ({:.0} GFLOP/s), direct {td:.0} us ({:.0} GFLOP/s), speed-up {:.2}", isa.name(), flops / tg / 1e3, flops / td / 1e3, td / tg);
+            if group == 1 && s == 1 && kk == 3 {
+                use crate::winograd::{pack_winograd_weights, WinogradAxis, WinogradConv, WinogradTile};
+                for tile in [WinogradTile::F4x4, WinogradTile::F2x2] {
+                    let wk = WinogradConv { batch: 1, in_channels: c, out_channels: m, input: [hw, hw], pad_begin: [1, 1], output: [hw, hw], epilogue, isa, axis: WinogradAxis::Tiles, tile };
+                    let mut wi = vec![di[0].clone(), pack_winograd_weights(&w, m as usize, isa, tile, wk.k_block()), di[2].clone()];
+                    let (mut tg, mut tw) = (Vec::new(), Vec::new());
+                    for _ in 0..7 {
+                        tg.push(time_kernel(&k, &mut gi, n_out));
+                        tw.push(time_kernel(&wk, &mut wi, n_out));
+                    }
+                    tg.sort_by(f64::total_cmp);
+                    tw.sort_by(f64::total_cmp);
+                    println!("    grouped {:.0} us, winograd {tile:?} {:.0} us", tg[3], tw[3]);
+                }
+            }
             // The grouped GEMM (what AVX-512 builds take), alternated with the grouped kernel again.
-            let gemm = crate::conv_gemm::ConvGemm { batch: 1, in_channels: c, out_channels: m, group, input: [hw, hw], kernel: [3, 3], strides: [s, s], dilations: [1, 1], pad_begin: [1, 1], output: [out, out], epilogue, isa, axis: crate::conv_gemm::GemmAxis::Columns, input_scale: false };
+            let gemm = crate::conv_gemm::ConvGemm { batch: 1, in_channels: c, out_channels: m, group, input: [hw, hw], kernel: [kk, kk], strides: [s, s], dilations: [1, 1], pad_begin: [pad, pad], output: [out, out], epilogue, isa, axis: crate::conv_gemm::GemmAxis::Columns, input_scale: false };
             let mut mi = vec![di[0].clone(), pack_conv_gemm_weights(&w, m as usize, group as usize, isa, gemm.k_block()), di[2].clone()];
             let (mut tg, mut tm) = (Vec::new(), Vec::new());
             for _ in 0..7 {
