@@ -48,6 +48,9 @@ pub struct CostModel {
     /// kernels with SIMD variants (generic, AVX2, AVX-512).
     pub simd_other_flops: [f64; 3],
     /// Compute throughput of the depthwise kernel (generic, AVX2, AVX-512).
+    /// AVX2 15e9 → 21e9 when MobileNetV2's, EfficientNet-B0's and Lite0's
+    /// depthwise steps ran at 1/1.7-1/2.4 of their estimate where their
+    /// GEMM steps ran at 1/1.3-1/1.6 (Zen 3, one cluster, a fast phase).
     pub depthwise_flops: [f64; 3],
     /// Window operations per second of the 2-D pooling kernel (generic,
     /// AVX2, AVX-512): short rows and per-row set-up keep it below the
@@ -78,7 +81,7 @@ impl CostModel {
             packed_flops: [24e9, 75e9, 182e9],
             other_flops: 14e9,
             simd_other_flops: [5e9, 13e9, 20e9],
-            depthwise_flops: [7e9, 15e9, 35e9],
+            depthwise_flops: [7e9, 21e9, 35e9],
             pool_flops: [3e9, 6e9, 16e9],
             bytes_per_s: 40e9,
             weight_bytes_per_s: 12e9,
@@ -160,12 +163,13 @@ impl CostModel {
             // The GEMM's tile over B read in place: no gather, short K, and
             // tiles of one output row each (see `direct_tile_use`).
             Kernel::ConvDirect(c) => self.packed_flops[isa_index(c.isa)] * short_depth((c.in_channels / c.group.max(1)) * c.kernel[0] * c.kernel[1]) * direct_tile_use(c),
-            // Every lane used (see `grouped_tile_use`); a horizontal stride
-            // spaces the broadcasts over more lines: RegNet-X's 3×3/2 layers
-            // ran at 74-85 % of the stride-1 ones' rate (Zen 3).
+            // Every lane used and at least 8 sums in flight in any tile; a
+            // horizontal stride spaces the broadcasts over more lines:
+            // RegNet-X's 3×3/2 layers ran at 74-85 % of the stride-1 ones'
+            // rate (Zen 3).
             Kernel::ConvGrouped(c) => {
                 let strided = if c.strides[1] > 1 { 0.8 } else { 1.0 };
-                self.packed_flops[isa_index(c.isa)] * short_depth((c.in_channels / c.group.max(1)) * c.kernel[0] * c.kernel[1]) * grouped_tile_use(c) * strided
+                self.packed_flops[isa_index(c.isa)] * short_depth((c.in_channels / c.group.max(1)) * c.kernel[0] * c.kernel[1]) * strided
             }
             // Stride-1 rows of 9 or more outputs on the register-row path:
             // measured 2.2-2.6x the other paths' rate (MobileNetV2's
@@ -216,17 +220,6 @@ fn direct_tile_use(c: &kann_kernels::conv_direct::ConvDirect) -> f64 {
     let (rows, cols) = (c.out_channels / c.group.max(1), c.output[1]);
     let used = |n: u64, tile: u64| n as f64 / (n.div_ceil(tile).max(1) * tile) as f64;
     used(rows, mr) * used(cols, nr)
-}
-
-/// The share of the multiply-add rate a grouped convolution's tiles keep:
-/// a tile of 24 output channels by 4 columns has 12 sums in flight, enough
-/// to cover the latency; a group's last 8 channels, 4 sums, half of it.
-fn grouped_tile_use(c: &kann_kernels::conv_grouped::ConvGrouped) -> f64 {
-    let mg = c.out_channels / c.group.max(1);
-    let (whole, rest) = (mg / 24 * 24, mg % 24);
-    let rate = |channels: u64| if channels == 8 { 0.5 } else { 1.0 };
-    let seconds = whole as f64 + if rest > 0 { rest as f64 / rate(rest) } else { 0.0 };
-    mg as f64 / seconds.max(1.0)
 }
 
 /// The share of the tile's rate a GEMM of depth `k` keeps: each tile pays
