@@ -350,11 +350,13 @@ fn takes_grouped(group: usize, xd: &[usize], wd: &[usize], plan: &ir::WindowPlan
 
 /// A stem or grouped convolution as [`ConvDirect`] (see [`takes_direct`]),
 /// or as [`ConvGrouped`]: a grouped one [`takes_grouped`] picks, and with
-/// AVX2 a stem not fused with a pool whose output channels are a multiple
-/// of 8. RGB stems on 224×224, alternated on one Zen 3 core
+/// AVX2 a strided stem not fused with a pool whose output channels are a
+/// multiple of 8. RGB stems on 224×224, alternated on one Zen 3 core
 /// (`grouped_vs_direct_timing`): 3 → 32 and 3 → 24 3×3/2, 3 → 32 5×5/2,
 /// 3 → 64 and 3 → 96 7×7/2 ran 1.05-1.17× as fast as the direct kernel
-/// (its 16-column tiles over a stride-2 phase copy). With AVX-512 (an Intel
+/// (its 16-column tiles over a stride-2 phase copy); VGG's 3 → 64 3×3/1
+/// at 0.86-0.88×, so stride-1 stems keep the direct kernel. (AlexNet's
+/// grouped 5×5 over 27×27, 48 channels a group: 1.35×.) With AVX-512 (an Intel
 /// Xeon core) the direct kernel's wider tiles won on stems (3 → 32 3×3/2
 /// 471 µs against 580, 3 → 64 7×7/2 2754 against 3890): they stay there.
 fn lower_conv_direct(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, plan: &ir::WindowPlan, w: &[f32]) -> LowerResult {
@@ -387,7 +389,7 @@ fn lower_conv_direct(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, pl
     let y = output(node, 0)?;
     let fused = fused_with_pool(cx, y, &kernel, inputs.len() + 1);
     let simd_grouped = isa != kann_kernels::packed::Isa::Generic && group > 1;
-    let stem = isa == kann_kernels::packed::Isa::Avx2 && group == 1 && fused.is_none();
+    let stem = isa == kann_kernels::packed::Isa::Avx2 && group == 1 && fused.is_none() && kernel.strides[1] >= 2;
     if (simd_grouped || stem) && ConvGrouped::supports(kernel.out_channels, kernel.group, kernel.strides, kernel.dilations) {
         inputs.insert(1, cx.weights_f32(&pack_grouped_weights(w, wd[0], group)));
         let k = ConvGrouped {
