@@ -517,15 +517,23 @@ impl KernelImpl for ConvDirect {
         let (pre, scratch, _) = unsafe { scratch.align_to_mut::<f32>() };
         assert!(pre.is_empty(), "conv direct scratch is not 4-byte aligned");
         let (oh, groups, band) = (self.output[0] as usize, self.group.max(1) as usize, self.band_rows());
-        let (mut item, end) = (part.start as usize, part.end as usize);
-        while item < end {
-            // Item (b, gi, oy): row oy of group gi of image b.
-            let (b, gi, oy) = (item / (oh * groups), item / oh % groups, item % oh);
-            let oys = (oh - oy).min(end - item).min(band);
+        for_each_band(part, oh, groups, band, |b, gi, oy, oys| {
             // SAFETY: the caller's contract; this part owns rows oy.. of group gi of image b.
-            unsafe { self.run_rows(io, b, gi..gi + 1, oy, oys, scratch) };
-            item += oys;
-        }
+            unsafe { self.run_rows(io, b, gi..gi + 1, oy, oys, scratch) }
+        });
+    }
+}
+
+/// Walks a part of `[N][groups][oh]` output-row items as bands:
+/// `f(b, gi, oy, oys)` for rows `oy..oy + oys` of group `gi` of image `b`,
+/// at most `band` rows and never past a group's last row.
+pub(crate) fn for_each_band(part: Range<u64>, oh: usize, groups: usize, band: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+    let (mut item, end) = (part.start as usize, part.end as usize);
+    while item < end {
+        let (b, gi, oy) = (item / (oh * groups), item / oh % groups, item % oh);
+        let oys = (oh - oy).min(end - item).min(band.max(1));
+        f(b, gi, oy, oys);
+        item += oys;
     }
 }
 

@@ -25,7 +25,7 @@
 //! `epilogue.residual`. Output: Y `[N, M, oh, ow]`. Work items are each
 //! group's output rows (`[N][group][oh]`), as the direct convolution's.
 
-use crate::conv_direct::{ConvDirect, Geom};
+use crate::conv_direct::{for_each_band, ConvDirect, Geom};
 use crate::kernel::{expect_io, KernelImpl};
 use crate::packed::{Isa, PwAct};
 use crate::{Epilogue, Io};
@@ -566,14 +566,30 @@ impl KernelImpl for ConvGrouped {
         let view = self.view();
         let g = Geom::of(&view);
         let (oh, groups, band) = (g.oh, g.g, view.band_rows());
-        let (mut item, end) = (part.start as usize, part.end as usize);
-        while item < end {
-            // Item (b, gi, oy): row oy of group gi of image b.
-            let (b, gi, oy) = (item / (oh * groups), item / oh % groups, item % oh);
-            let oys = (oh - oy).min(end - item).min(band);
+        for_each_band(part, oh, groups, band, |b, gi, oy, oys| {
             // SAFETY: the caller's contract; this part owns rows oy.. of group gi of image b.
-            unsafe { self.run_rows(io, &view, &g, b, gi, oy, oys, scratch) };
-            item += oys;
+            unsafe { self.run_rows(io, &view, &g, b, gi, oy, oys, scratch) }
+        });
+    }
+}
+
+impl From<&ConvDirect> for ConvGrouped {
+    /// The same convolution by the grouped kernel (weights packed by
+    /// [`pack_grouped_weights`] instead).
+    fn from(k: &ConvDirect) -> ConvGrouped {
+        ConvGrouped {
+            batch: k.batch,
+            in_channels: k.in_channels,
+            out_channels: k.out_channels,
+            group: k.group,
+            input: k.input,
+            kernel: k.kernel,
+            strides: k.strides,
+            dilations: k.dilations,
+            pad_begin: k.pad_begin,
+            output: k.output,
+            epilogue: k.epilogue,
+            isa: k.isa,
         }
     }
 }

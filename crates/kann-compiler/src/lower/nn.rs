@@ -392,20 +392,7 @@ fn lower_conv_direct(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, pl
     let stem = isa == kann_kernels::packed::Isa::Avx2 && group == 1 && fused.is_none() && kernel.strides[1] >= 2;
     if (simd_grouped || stem) && ConvGrouped::supports(kernel.out_channels, kernel.group, kernel.strides, kernel.dilations) {
         inputs.insert(1, cx.weights_f32(&pack_grouped_weights(w, wd[0], group)));
-        let k = ConvGrouped {
-            batch: kernel.batch,
-            in_channels: kernel.in_channels,
-            out_channels: kernel.out_channels,
-            group: kernel.group,
-            input: kernel.input,
-            kernel: kernel.kernel,
-            strides: kernel.strides,
-            dilations: kernel.dilations,
-            pad_begin: kernel.pad_begin,
-            output: kernel.output,
-            epilogue: kernel.epilogue,
-            isa,
-        };
+        let k = ConvGrouped::from(&kernel);
         cx.push(id, Kernel::ConvGrouped(k), inputs, vec![Operand::Value(y)], flops(cx, node));
         return Ok(());
     }
