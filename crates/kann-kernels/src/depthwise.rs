@@ -646,6 +646,29 @@ mod tests {
         assert!(!blocked8::Blocked8::fits(&DepthwiseConv { in_channels: 8, out_channels: 8, isa: Isa::Generic, ..k }));
     }
 
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn eight_lane_path_reuses_inputs_across_taps() {
+        // The 3- and 5-wide stride-1 kernel rows (inputs loaded once for
+        // every tap reading them): row blocks of 7 and 8 positions, short
+        // last blocks, any padding, every epilogue, whole and partial groups.
+        let mut rng = Rng(29);
+        for (i, (kw, ow)) in [3u64, 5].into_iter().flat_map(|kw| [1u64, 6, 7, 8, 9, 14, 15, 17, 21, 28, 30].map(|ow| (kw, ow))).enumerate() {
+            let mut k = random_geometry(&mut rng, Isa::Avx2, ACTIVATIONS[i % ACTIVATIONS.len()]);
+            let c = 8 + rng.below(13);
+            (k.in_channels, k.out_channels) = (c, c);
+            let (pb, pe) = (rng.below(kw), rng.below(kw));
+            let iw = (ow + kw - 1).saturating_sub(pb + pe).max(1);
+            let ow = iw + pb + pe - (kw - 1);
+            (k.input[1], k.kernel[1], k.strides[1], k.dilations[1], k.pad_begin[1], k.output[1]) = (iw, kw, 1, 1, pb, ow);
+            if k.output[0] * ow > 56 * 56 {
+                continue;
+            }
+            assert_eq!(blocked8::Blocked8::fits(&k), Isa::Avx2.available(), "{k:?}");
+            check_against_conv(&k, 400 + i as u64);
+        }
+    }
+
     #[test]
     fn narrow_path_on_random_narrow_planes() {
         // Rows up to 32 outputs (stride 1) or 16 (stride 2), kernels 1, 3,
