@@ -124,9 +124,23 @@ impl CostModel {
                 let s = (4 * c.gathered_floats()) as f64 / self.im2col_bytes_per_s + c.gathered_runs() as f64 * self.im2col_run_s;
                 (s, if c.axis == kann_kernels::conv_gemm::GemmAxis::Channels { 1.0 } else { share })
             }
+            // An im2col packing step copies the same pieces as the
+            // convolution's own gather would (each with its set-up), beyond
+            // its bytes: Inception v2's ten ran 5.8x their estimate at 2
+            // clusters without them (Zen 3).
+            Kernel::Im2colPack(p) => {
+                let own = kann_kernels::conv_gemm::ConvGemm { axis: kann_kernels::conv_gemm::GemmAxis::Columns, ..p.conv.clone() };
+                (own.gathered_runs() as f64 * self.im2col_run_s, share)
+            }
             _ => (0.0, share),
         };
-        let work = share * (step.flops as f64 / flops_rate + arena as f64 / bytes_per_s + activations) + gather_share * gather_s;
+        // A part's activation traffic shrinks slower than its share: the
+        // parts contend for the shared cache and read lines the other
+        // cores wrote. DenseNet-121's 62 batch-norm steps and 29 concats
+        // (memory-bound) ran 1.8x and 3x their estimate at 2 clusters
+        // with the traffic split evenly, 1.07x and 1.16x at 1 (Zen 3).
+        let traffic_share = share.sqrt();
+        let work = share * (step.flops as f64 / flops_rate + activations) + traffic_share * arena as f64 / bytes_per_s + gather_share * gather_s;
         self.launch_s + work + weight_share * weights as f64 / self.weight_bytes_per_s
     }
 
@@ -151,11 +165,15 @@ impl CostModel {
             // fit on ResNet-50, Inception v2 and GoogLeNet at 1 cluster
             // (1.7 left them at 0.67-0.79 of the estimate). F(4x4) 2.8 -> 3.0
             // after GoogLeNet's 28x28 layers ran at 0.79 of the estimate
-            // (medians of 5 runs at 1 cluster).
+            // (medians of 5 runs at 1 cluster). On Zen 3 (AVX2) both ran
+            // 1.03-1.47x their estimate where the GEMM steps of the same run
+            // read 0.89-1.04 (ResNet-50, Inception v2, GoogLeNet, SqueezeNet,
+            // DenseNet-121 at 1 cluster): 3.0 -> 2.7, 2.1 -> 1.95, and the
+            // output factor's 26 -> 36 (DenseNet's 32-output layers worst).
             Kernel::Winograd(w) => {
                 let gain = match w.tile {
-                    kann_kernels::winograd::WinogradTile::F4x4 => 3.0,
-                    kann_kernels::winograd::WinogradTile::F2x2 => 2.1,
+                    kann_kernels::winograd::WinogradTile::F4x4 => 2.7,
+                    kann_kernels::winograd::WinogradTile::F2x2 => 1.95,
                 };
                 gain * self.packed_flops[isa_index(w.isa)] * short_depth(w.in_channels) * few_outputs(w.out_channels)
             }
@@ -232,10 +250,10 @@ fn short_depth(k: u64) -> f64 {
 
 /// The share of Winograd's rate a layer of `m` output channels keeps: its
 /// input transform (per input channel) is shared by the output channels,
-/// worth about 26 of them (fit on DenseNet-121, Inception v2, ResNet-50
+/// worth about 36 of them (fit on DenseNet-121, Inception v2, ResNet-50
 /// and SqueezeNet at 1 cluster).
 fn few_outputs(m: u64) -> f64 {
-    m as f64 / (m as f64 + 26.0)
+    m as f64 / (m as f64 + 36.0)
 }
 
 /// Elements a convolution's epilogue passes through an exponential
