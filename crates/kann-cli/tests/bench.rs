@@ -16,11 +16,8 @@ fn kann(data: &Path, args: &[&str]) -> (i32, String, String) {
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kann-bench-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn temp_dir(tag: &str) -> ScratchDir {
+    ScratchDir::new(&format!("kann-bench-{tag}-{}", std::process::id()))
 }
 
 fn s(p: &Path) -> &str {
@@ -115,6 +112,9 @@ fn bench_prints_the_table_and_writes_json() {
     let all = format!("{out}{err}");
     assert!(all.contains("estimated latency (cost model): ") && all.contains("measured device / estimated: "), "{all}");
     assert!(all.contains("estimated busy µs per cluster (cost model): "), "{all}");
+    // Its random inputs' folder is the user's to keep; the test's to remove.
+    let io = out.lines().find_map(|l| l.strip_prefix("random inputs (2 frame(s)) in ")).expect("infer names its inputs' folder");
+    std::fs::remove_dir_all(io).unwrap();
 }
 
 #[test]

@@ -30,22 +30,9 @@ fn kann_in(cwd: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// A fresh folder for one test, removed by [`TempDir`]'s drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("kann-demo-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A fresh folder for one test, removed when dropped.
+fn temp_dir(tag: &str) -> ScratchDir {
+    ScratchDir::new(&format!("kann-demo-{tag}-{}", std::process::id()))
 }
 
 fn s(p: &Path) -> &str {
@@ -171,9 +158,9 @@ fn differing_pixels(a: &image::RgbImage, b: &image::RgbImage) -> usize {
 
 #[test]
 fn classification_prints_times_and_classes() {
-    let d = TempDir::new("class");
-    let gen = classifier(&d.0);
-    let red = d.0.join("red.png");
+    let d = temp_dir("class");
+    let gen = classifier(d.path());
+    let red = d.path().join("red.png");
     photo(&red, 120, 90, [230, 10, 20]);
     let (code, out, err) = kann(&["demo", s(&gen), s(&red), "--no-display"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -205,9 +192,9 @@ fn classification_prints_times_and_classes() {
 
 #[test]
 fn reference_device_predicts_the_same() {
-    let d = TempDir::new("ref");
-    let gen = classifier(&d.0);
-    let img = d.0.join("green.png");
+    let d = temp_dir("ref");
+    let gen = classifier(d.path());
+    let img = d.path().join("green.png");
     photo(&img, 64, 48, [40, 200, 30]);
     let (code, kann_out, err) = kann(&["demo", s(&gen), s(&img), "--no-display"]);
     assert_eq!(code, 0, "{kann_out}{err}");
@@ -233,11 +220,11 @@ fn reference_device_predicts_the_same() {
 
 #[test]
 fn save_img_draws_the_labels() {
-    let d = TempDir::new("save");
-    let gen = classifier(&d.0);
-    let src = d.0.join("blue.png");
+    let d = temp_dir("save");
+    let gen = classifier(d.path());
+    let src = d.path().join("blue.png");
     photo(&src, 160, 100, [20, 30, 220]);
-    let saved = d.0.join("saved");
+    let saved = d.path().join("saved");
     let arg = format!("--save-img={}", s(&saved));
     let (code, out, err) = kann(&["demo", s(&gen), s(&src), "--no-display", &arg]);
     assert_eq!(code, 0, "{out}{err}");
@@ -255,11 +242,11 @@ fn save_img_draws_the_labels() {
     assert!(ms > 0.0, "{out}");
     // A bare --save-img writes into ./demo-out.
     let (code, out, err) = kann_in(
-        &d.0,
+        d.path(),
         &["demo", "gen", "blue.png", "--no-display", "--save-img"],
     );
     assert_eq!(code, 0, "{out}{err}");
-    let drawn_again = image::open(d.0.join("demo-out/blue.png"))
+    let drawn_again = image::open(d.path().join("demo-out/blue.png"))
         .unwrap()
         .to_rgb8();
     assert_eq!(drawn_again, drawn);
@@ -267,9 +254,9 @@ fn save_img_draws_the_labels() {
 
 #[test]
 fn a_folder_gives_one_frame_per_image_and_a_mean() {
-    let d = TempDir::new("folder");
-    let gen = classifier(&d.0);
-    let imgs = d.0.join("imgs");
+    let d = temp_dir("folder");
+    let gen = classifier(d.path());
+    let imgs = d.path().join("imgs");
     std::fs::create_dir_all(&imgs).unwrap();
     photo(&imgs.join("a_red.png"), 50, 40, [240, 30, 10]);
     photo(&imgs.join("b_blue.png"), 40, 50, [5, 20, 250]);
@@ -329,10 +316,10 @@ fn segmenter(d: &Path) -> PathBuf {
 
 #[test]
 fn segmentation_prints_mask_shares_and_blends_the_mask() {
-    let d = TempDir::new("seg");
-    let gen = segmenter(&d.0);
+    let d = temp_dir("seg");
+    let gen = segmenter(d.path());
     // Left half red, right half blue.
-    let src = d.0.join("halves.png");
+    let src = d.path().join("halves.png");
     image::RgbImage::from_fn(64, 48, |x, _| {
         if x < 32 {
             image::Rgb([250, 0, 0])
@@ -342,7 +329,7 @@ fn segmentation_prints_mask_shares_and_blends_the_mask() {
     })
     .save(&src)
     .unwrap();
-    let saved = d.0.join("out");
+    let saved = d.path().join("out");
     let arg = format!("--save-img={}", s(&saved));
     let (code, out, err) = kann(&["demo", s(&gen), s(&src), "--no-display", &arg]);
     assert_eq!(code, 0, "{out}{err}");
@@ -430,11 +417,11 @@ fn detector(d: &Path) -> PathBuf {
 
 #[test]
 fn detection_boxes_are_mapped_to_the_source_and_drawn() {
-    let d = TempDir::new("det");
-    let gen = detector(&d.0);
-    let src = d.0.join("wide.png");
+    let d = temp_dir("det");
+    let gen = detector(d.path());
+    let src = d.path().join("wide.png");
     photo(&src, 80, 40, [90, 90, 90]);
-    let saved = d.0.join("boxes");
+    let saved = d.path().join("boxes");
     let arg = format!("--save-img={}", s(&saved));
     for device in ["kann", "reference"] {
         let (code, out, err) =
@@ -461,36 +448,36 @@ fn detection_boxes_are_mapped_to_the_source_and_drawn() {
 
 #[test]
 fn bad_inputs_are_one_error_line() {
-    let d = TempDir::new("bad");
-    let gen = classifier(&d.0);
-    let garbage = d.0.join("garbage.png");
+    let d = temp_dir("bad");
+    let gen = classifier(d.path());
+    let garbage = d.path().join("garbage.png");
     std::fs::write(&garbage, b"this is not a PNG \x00\xff\x13 at all").unwrap();
     let (code, _, err) = kann(&["demo", s(&gen), s(&garbage), "--no-display"]);
     assert_one_error_line(code, &err, &["garbage.png"]);
 
-    let empty = d.0.join("empty");
+    let empty = d.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let (code, _, err) = kann(&["demo", s(&gen), s(&empty), "--no-display"]);
     assert_one_error_line(code, &err, &["empty"]);
 
-    let video = d.0.join("clip.mp4");
+    let video = d.path().join("clip.mp4");
     std::fs::write(&video, [0u8; 64]).unwrap();
     let (code, _, err) = kann(&["demo", s(&gen), s(&video), "--no-display"]);
     assert_one_error_line(code, &err, &["clip.mp4", "video"]);
     // Named but absent, the same refusal.
-    let (code, _, err) = kann(&["demo", s(&gen), s(&d.0.join("x.mp4")), "--no-display"]);
+    let (code, _, err) = kann(&["demo", s(&gen), s(&d.path().join("x.mp4")), "--no-display"]);
     assert_one_error_line(code, &err, &["x.mp4", "video"]);
 
-    let img = d.0.join("ok.png");
+    let img = d.path().join("ok.png");
     photo(&img, 16, 16, [10, 10, 10]);
-    let (code, _, err) = kann(&["demo", s(&d.0.join("no-such-gen")), s(&img), "--no-display"]);
+    let (code, _, err) = kann(&["demo", s(&d.path().join("no-such-gen")), s(&img), "--no-display"]);
     assert_one_error_line(code, &err, &["no-such-gen"]);
     // A folder, but not one `kann generate` wrote (it holds the YAML only).
-    let (code, _, err) = kann(&["demo", s(&d.0), s(&img), "--no-display"]);
+    let (code, _, err) = kann(&["demo", s(d.path()), s(&img), "--no-display"]);
     assert_one_error_line(code, &err, &["not a generated folder"]);
 
     // A prepared-looking array with 4 channels for the 3-channel input.
-    let four = d.0.join("four.npy");
+    let four = d.path().join("four.npy");
     npy::write(
         &four,
         &Tensor::from_f32(Shape::from([1, 4, 8, 8]), vec![0.5; 256]).unwrap(),
@@ -502,6 +489,6 @@ fn bad_inputs_are_one_error_line() {
     }
 
     // A missing image.
-    let (code, _, err) = kann(&["demo", s(&gen), s(&d.0.join("absent.png")), "--no-display"]);
+    let (code, _, err) = kann(&["demo", s(&gen), s(&d.path().join("absent.png")), "--no-display"]);
     assert_one_error_line(code, &err, &["absent.png"]);
 }

@@ -12,11 +12,8 @@ fn kann(args: &[&str]) -> (i32, String, String) {
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kann-gen-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn temp_dir(tag: &str) -> ScratchDir {
+    ScratchDir::new(&format!("kann-gen-{tag}-{}", std::process::id()))
 }
 
 /// `y = relu(relu(x))` with x: f32[batch, 8, 4, 4] (batch symbolic when `dyn_batch`).

@@ -20,11 +20,8 @@ fn kann(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kann-prep-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn temp_dir(tag: &str) -> ScratchDir {
+    ScratchDir::new(&format!("kann-prep-{tag}-{}", std::process::id()))
 }
 
 fn s(p: &Path) -> &str {

@@ -10,6 +10,7 @@
 //! and the command that fetches it.
 
 use kann_io::stream::{Manifest, Role};
+use kann_testkit::ScratchDir;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,22 +34,9 @@ fn kann_ok(args: &[&str]) -> String {
     out
 }
 
-/// A fresh folder for one test, removed by [`TempDir`]'s drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("kann-zoo-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A fresh folder for one test, removed when dropped.
+fn temp_dir(tag: &str) -> ScratchDir {
+    ScratchDir::new(&format!("kann-zoo-{tag}-{}", std::process::id()))
 }
 
 fn s(p: &Path) -> &str {
@@ -200,9 +188,9 @@ fn efficientnet_lite0_classifies_the_samples() {
     if !fetched("efficientnet-lite0", &samples) {
         return;
     }
-    let d = TempDir::new("lite0");
-    let gen = generate(&d.0, "efficientnet-lite0");
-    let io = run_both(&d.0, &gen, &samples);
+    let d = temp_dir("lite0");
+    let gen = generate(d.path(), "efficientnet-lite0");
+    let io = run_both(d.path(), &gen, &samples);
     let (got, want) = assert_matches_reference(&io, samples.len());
     assert_eq!(got.len(), 1);
     let classes = std::fs::read_to_string(zoo().join("efficientnet-lite0/classes.txt")).unwrap();
@@ -256,11 +244,11 @@ fn ppocr_det_finds_text_on_the_page() {
     if !fetched("ppocr-det", &["page"]) {
         return;
     }
-    let d = TempDir::new("ppocr");
-    let gen = generate(&d.0, "ppocr-det");
-    let io = run_both(&d.0, &gen, &["page"]);
+    let d = temp_dir("ppocr");
+    let gen = generate(d.path(), "ppocr-det");
+    let io = run_both(d.path(), &gen, &["page"]);
     assert_matches_reference(&io, 1);
-    let texts = demo_on_page(&d.0, &gen, "text");
+    let texts = demo_on_page(d.path(), &gen, "text");
     println!("ppocr-det on page.png: {} text boxes", texts.len());
     assert!(texts.len() >= 3, "text boxes: {texts:?}");
 }
@@ -270,12 +258,12 @@ fn picodet_layout_finds_regions_on_the_page() {
     if !fetched("picodet-layout", &["page"]) {
         return;
     }
-    let d = TempDir::new("picodet");
-    let gen = generate(&d.0, "picodet-layout");
-    let io = run_both(&d.0, &gen, &["page"]);
+    let d = temp_dir("picodet");
+    let gen = generate(d.path(), "picodet-layout");
+    let io = run_both(d.path(), &gen, &["page"]);
     let (got, _) = assert_matches_reference(&io, 1);
     assert_eq!(got.len(), 8, "scores and boxes of 4 levels");
-    let boxes = demo_on_page(&d.0, &gen, "box");
+    let boxes = demo_on_page(d.path(), &gen, "box");
     println!("picodet-layout on page.png: {boxes:#?}");
     assert!(!boxes.is_empty(), "no layout region found");
 }

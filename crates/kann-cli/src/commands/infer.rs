@@ -84,10 +84,14 @@ mod tests {
 
     #[test]
     fn infers_on_random_inputs() {
-        let gen = std::env::temp_dir().join(format!("kann-cli-infer-{}", std::process::id()));
-        std::fs::create_dir_all(&gen).unwrap();
+        let gen = kann_testkit::ScratchDir::new(&format!("kann-cli-infer-{}", std::process::id()));
         std::fs::write(gen.join("n.kann"), artifact_bytes(&relu_chain(2, 5, 1), &[0; 4], "{}").unwrap()).unwrap();
         assert_eq!(run(&gen, Some(3), true).unwrap(), 0);
+        // The inputs' folder run() made (the only one of this process).
+        let base = std::env::temp_dir();
+        for k in 0..1000 {
+            let _ = std::fs::remove_dir_all(base.join(format!("kann-infer-{}-{k}", std::process::id())));
+        }
     }
 
     #[test]

@@ -327,11 +327,8 @@ mod tests {
     use super::*;
     use kann_runtime::testing::{artifact_bytes, bytes_f32, f32_bytes, relu_chain};
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("kann-cli-run-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    fn temp_dir(name: &str) -> kann_testkit::ScratchDir {
+        kann_testkit::ScratchDir::new(&format!("kann-cli-run-{}-{name}", std::process::id()))
     }
 
     #[test]
