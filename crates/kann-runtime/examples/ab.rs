@@ -5,6 +5,10 @@
 //! timed; the report gives each artifact's median frame and the steps whose
 //! medians differ most.
 //!
+//! With `AB_TOGGLE=VAR`, B's turns run with `VAR=1` set and A's without:
+//! a kernel experiment gated on an environment variable compares against
+//! itself with one artifact given twice.
+//!
 //! `cargo run --release -p kann-runtime --example ab -- A.kann B.kann [FRAMES]`
 
 use kann_runtime::{Device, Service};
@@ -27,6 +31,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..frames {
         for (i, s) in services.iter_mut().enumerate() {
             std::thread::sleep(Duration::from_millis(100));
+            if let Some(var) = std::env::var_os("AB_TOGGLE") {
+                // SAFETY: no other thread reads the environment meanwhile (the workers are parked).
+                unsafe {
+                    if i == 1 { std::env::set_var(&var, "1") } else { std::env::remove_var(&var) }
+                }
+            }
             let ins: Vec<&[u8]> = inputs[i].iter().map(|v| v.as_slice()).collect();
             let mut outs: Vec<&mut [u8]> = outputs[i].iter_mut().map(|v| v.as_mut_slice()).collect();
             s.process_frame(&ins, &mut outs)?;
