@@ -429,6 +429,35 @@ pub(crate) fn finish(acc: &mut [f32], residual: Option<&[f32]>, e: Epilogue) {
 pub(crate) mod testutil {
     use crate::{Io, KernelImpl, RawBuf};
 
+    /// The same 2-D convolution as the portable kernel's geometry (the
+    /// reference the SIMD convolutions are checked against).
+    pub trait Portable {
+        fn portable(&self) -> super::Conv;
+    }
+
+    macro_rules! portable_2d {
+        ($($t:ty),*) => {$(
+            impl Portable for $t {
+                fn portable(&self) -> super::Conv {
+                    super::Conv {
+                        batch: self.batch,
+                        in_channels: self.in_channels,
+                        out_channels: self.out_channels,
+                        group: self.group,
+                        input: self.input.to_vec(),
+                        kernel: self.kernel.to_vec(),
+                        strides: self.strides.to_vec(),
+                        dilations: self.dilations.to_vec(),
+                        pad_begin: self.pad_begin.to_vec(),
+                        output: self.output.to_vec(),
+                        epilogue: self.epilogue,
+                    }
+                }
+            }
+        )*};
+    }
+    portable_2d!(crate::conv_gemm::ConvGemm, crate::conv_direct::ConvDirect, crate::conv_grouped::ConvGrouped);
+
     /// A small deterministic generator of values in [-1, 1).
     pub struct Rng(pub u64);
 

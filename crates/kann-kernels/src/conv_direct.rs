@@ -541,26 +541,9 @@ pub(crate) fn for_each_band(part: Range<u64>, oh: usize, groups: usize, band: us
 mod tests {
     use super::*;
     use crate::conv::testutil::*;
-    use crate::conv::Conv;
     use crate::conv_gemm::pack_conv_gemm_weights;
     use crate::packed::tests::all_activations;
 
-    /// The same convolution by the portable direct kernel.
-    fn reference(k: &ConvDirect) -> Conv {
-        Conv {
-            batch: k.batch,
-            in_channels: k.in_channels,
-            out_channels: k.out_channels,
-            group: k.group,
-            input: k.input.to_vec(),
-            kernel: k.kernel.to_vec(),
-            strides: k.strides.to_vec(),
-            dilations: k.dilations.to_vec(),
-            pad_begin: k.pad_begin.to_vec(),
-            output: k.output.to_vec(),
-            epilogue: k.epilogue,
-        }
-    }
 
     fn random(rng: &mut Rng, isa: Isa, epilogue: Epilogue) -> ConvDirect {
         let (kh, kw) = (1 + rng.below(7), 1 + rng.below(7));
@@ -609,7 +592,7 @@ mod tests {
             inputs.push(r.clone());
             ref_inputs.push(r);
         }
-        let want = run_parts(&reference(k), &ref_inputs, &[out], 1);
+        let want = run_parts(&k.portable(), &ref_inputs, &[out], 1);
         let got = run_parts(k, &inputs, &[out], parts);
         assert_close(&got[0], &want[0], 1e-4);
     }

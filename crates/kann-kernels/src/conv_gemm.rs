@@ -734,30 +734,14 @@ impl KernelImpl for ConvGemm {
 mod tests {
     use super::*;
     use crate::conv::testutil::*;
-    use crate::conv::{pack_conv_weights, Conv};
+    use crate::conv::pack_conv_weights;
     use crate::packed::tests::all_activations;
 
-    /// The portable direct kernel's geometry for the same convolution.
-    fn direct(k: &ConvGemm) -> Conv {
-        Conv {
-            batch: k.batch,
-            in_channels: k.in_channels,
-            out_channels: k.out_channels,
-            group: k.group,
-            input: k.input.to_vec(),
-            kernel: k.kernel.to_vec(),
-            strides: k.strides.to_vec(),
-            dilations: k.dilations.to_vec(),
-            pad_begin: k.pad_begin.to_vec(),
-            output: k.output.to_vec(),
-            epilogue: k.epilogue,
-        }
-    }
 
     /// Compares every available ISA and both axes with the direct kernel, run
     /// as 1, 2 and 3 parts.
     fn compare(base: &ConvGemm, rng: &mut Rng) {
-        let d = direct(base);
+        let d = base.portable();
         let (c, m) = (base.in_channels as usize, base.out_channels as usize);
         let x = rng.vec(base.batch as usize * c * (base.input[0] * base.input[1]) as usize);
         let w = rng.vec(m * base.depth());
@@ -915,7 +899,7 @@ mod tests {
                 tail.push(rng.vec(out_len));
             }
             let direct_ins: Vec<Vec<f32>> = [vec![scaled, pack_conv_weights(&wt)], tail.clone()].concat();
-            let want = run_parts(&direct(&k), &direct_ins, &[out_len], 1).remove(0);
+            let want = run_parts(&k.portable(), &direct_ins, &[out_len], 1).remove(0);
             for isa in crate::packed::tests::isas() {
                 for axis in [GemmAxis::Columns, GemmAxis::Channels] {
                     let ks = ConvGemm { isa, axis, input_scale: true, ..k.clone() };

@@ -598,24 +598,8 @@ impl From<&ConvDirect> for ConvGrouped {
 mod tests {
     use super::*;
     use crate::conv::testutil::*;
-    use crate::conv::Conv;
     use crate::packed::tests::all_activations;
 
-    fn reference(k: &ConvGrouped) -> Conv {
-        Conv {
-            batch: k.batch,
-            in_channels: k.in_channels,
-            out_channels: k.out_channels,
-            group: k.group,
-            input: k.input.to_vec(),
-            kernel: k.kernel.to_vec(),
-            strides: k.strides.to_vec(),
-            dilations: k.dilations.to_vec(),
-            pad_begin: k.pad_begin.to_vec(),
-            output: k.output.to_vec(),
-            epilogue: k.epilogue,
-        }
-    }
 
     /// Random geometry: 1 to 3 groups of 1 to 6 inputs and 8, 16, 24, 32,
     /// 40 or 48 outputs (one to three chunks), kernels 1 to 5, strides 1
@@ -666,7 +650,7 @@ mod tests {
             ref_inputs.push(r);
         }
         assert!(k.check(inputs.len(), 1).is_ok(), "{k:?}");
-        let want = run_parts(&reference(k), &ref_inputs, &[out], 1);
+        let want = run_parts(&k.portable(), &ref_inputs, &[out], 1);
         let got = run_parts(k, &inputs, &[out], parts);
         assert_close(&got[0], &want[0], 1e-4);
     }
