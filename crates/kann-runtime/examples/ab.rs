@@ -53,10 +53,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!("median frame: A {:.3} ms, B {:.3} ms (B/A {:.3})", median(&totals[0]), median(&totals[1]), median(&totals[1]) / median(&totals[0]));
+    // Each turn's B against the A just before it: the machine's slow and fast
+    // phases (seconds long) move both frames of a turn together.
+    let paired: Vec<f64> = totals[0].iter().zip(&totals[1]).map(|(a, b)| b / a).collect();
+    println!("median of the turns' B/A: {:.3}", median(&paired));
     let mut names: Vec<&String> = steps[0].keys().chain(steps[1].keys()).collect();
     names.sort();
     names.dedup();
     let mut rows: Vec<(String, f64, f64)> = names.into_iter().map(|n| (n.clone(), steps[0].get(n).map_or(0.0, |v| median(v)), steps[1].get(n).map_or(0.0, |v| median(v)))).collect();
+    let (sum_a, sum_b) = rows.iter().fold((0.0, 0.0), |(a, b), r| (a + r.1, b + r.2));
+    println!("sum of the step medians: A {:.3} ms, B {:.3} ms (B/A {:.3})", sum_a / 1e3, sum_b / 1e3, sum_b / sum_a);
     rows.sort_by(|x, y| (y.2 - y.1).abs().total_cmp(&(x.2 - x.1).abs()));
     println!("{:32} {:>10} {:>10} {:>9}", "step", "A µs", "B µs", "B - A");
     for (n, x, y) in rows.iter().take(25) {

@@ -470,14 +470,16 @@ fn conv_pool_band_rows(conv: &ConvDirect, pool: &Pool2d) -> u64 {
 /// from memory. ResNet-50's five 256-channel 14×14 layers at 2 clusters
 /// (split by tiles): 3.58 → 2.64 ms a frame; Inception v2 16.1 → 14.5 ms,
 /// DenseNet-121 26.3 → 24.9, GoogLeNet 10.5 → 10.0. On 7×7 maps F(2×2)
-/// (16 tiles, weights 16/9 of the direct ones) ran no faster than the GEMM
-/// on ResNet-50's 512-channel layers.
+/// (16 tiles, weights 16/9 of the direct ones) ran no faster than the
+/// AVX-512 GEMM on ResNet-50's 512-channel layers; the AVX2 GEMM runs such
+/// maps (49 columns: three 16-wide tiles and a column) at ~70 GFLOP/s of
+/// the core's ~104, and there F(2×2) takes maps from 7×7 ([`f2x2_from`]).
 fn winograd_choice(group: usize, xd: &[usize], wd: &[usize], plan: &ir::WindowPlan, isa: kann_kernels::Isa, clusters: usize) -> Option<(WinogradAxis, WinogradTile)> {
     let shape = group == 1 && plan.kernel == [3, 3] && plan.strides == [1, 1] && plan.dilations == [1, 1];
     let pads_ok = plan.pad_begin.iter().chain(&plan.pad_end).all(|&p| p >= 0);
     let per_image = |side: usize| plan.out.iter().map(|&o| o.div_ceil(side)).product::<usize>();
     let (min_channels, min_tiles) = if isa == kann_kernels::Isa::Generic { (32, 36) } else { (16, 16) };
-    let small = per_image(4) < F2X2_BELOW && per_image(2) >= F2X2_FROM;
+    let small = per_image(4) < F2X2_BELOW && per_image(2) >= f2x2_from(isa);
     let tile = if isa != kann_kernels::Isa::Generic && small { WinogradTile::F2x2 } else { WinogradTile::F4x4 };
     let tiles = xd[0] * per_image(tile.side());
     if !(shape && pads_ok && xd[1] >= min_channels && wd[0] >= min_channels && tiles >= min_tiles) {
@@ -496,8 +498,22 @@ fn winograd_choice(group: usize, xd: &[usize], wd: &[usize], plan: &ir::WindowPl
 
 /// F(4×4) tiles an image below which the SIMD build takes F(2×2, 3×3)...
 const F2X2_BELOW: usize = 32;
-/// ... when it has at least this many F(2×2) tiles.
-const F2X2_FROM: usize = 36;
+
+/// ... when it has at least this many F(2×2) tiles: 36 (11×11 maps) with
+/// AVX-512, 16 (7×7) with AVX2. On one Zen 3 core, F(2×2) against the AVX2
+/// GEMM (`winograd_vs_gemm_timing`, twice): 512 → 512 on 7×7 1.43-1.61×,
+/// 256 → 256 1.37-1.57×, 160 → 320 and 192 → 384 1.13-1.53×, 128 → 32
+/// 1.11-1.28×, 32 → 32 1.07×; 256 → 256 on 8×8 1.65-1.73×, on 10×10
+/// 1.56-1.63×. ResNet-50's two 7×7 stride-1 layers 3.6 → 2.6 ms each in a
+/// frame, the frame 0.97× (1 cluster) and 0.96-0.98× (2), the two
+/// artifacts in turns in one process.
+fn f2x2_from(isa: kann_kernels::Isa) -> usize {
+    if isa == kann_kernels::Isa::Avx2 {
+        16
+    } else {
+        36
+    }
+}
 
 /// A 3×3 stride-1 convolution with constant weights by Winograd F(4×4, 3×3) or F(2×2, 3×3)
 /// on the packed GEMM of the target's ISA (see [`takes_winograd`]).
@@ -1422,7 +1438,7 @@ mod tests {
     fn winograd_only_where_it_pays_and_when_allowed() {
         use kann_kernels::Kernel;
         let mut rng = Rng::new(67);
-        use kann_artifact::Arch::{Generic, X86_64V3};
+        use kann_artifact::Arch::{Generic, X86_64V3, X86_64V4};
         // (arch, channels, extent, pads, winograd allowed, clusters, expected)
         use kann_kernels::winograd::WinogradTile::{F2x2, F4x4};
         let cases = [
@@ -1436,11 +1452,18 @@ mod tests {
             (X86_64V3, 32, 21, 1, true, 1, Some(F4x4)),
             (X86_64V3, 16, 16, 1, true, 1, Some(F2x2)),
             (X86_64V3, 12, 28, 1, true, 1, None),
-            (X86_64V3, 256, 7, 1, true, 1, None),
-            (X86_64V3, 256, 10, 1, true, 1, None),
+            // AVX2 from 7x7 (16 F(2x2) tiles), AVX-512 from 11x11 (36).
+            (X86_64V3, 256, 7, 1, true, 1, Some(F2x2)),
+            (X86_64V3, 256, 10, 1, true, 1, Some(F2x2)),
+            (X86_64V3, 256, 6, 1, true, 1, None),
+            (X86_64V4, 256, 7, 1, true, 1, None),
+            (X86_64V4, 256, 10, 1, true, 1, None),
+            (X86_64V4, 256, 11, 1, true, 1, Some(F2x2)),
+            (X86_64V4, 256, 28, 1, true, 1, Some(F4x4)),
             // 49 F(2x2) tiles of 14x14, like 49 F(4x4) tiles of 28x28, are
             // enough to split across 2 clusters.
             (X86_64V3, 256, 14, 1, true, 2, Some(F2x2)),
+            (X86_64V3, 256, 7, 1, true, 2, Some(F2x2)),
             (X86_64V3, 16, 14, 1, true, 2, Some(F2x2)),
             (X86_64V3, 128, 28, 1, true, 2, Some(F4x4)),
             (X86_64V3, 256, 26, 0, true, 1, Some(F4x4)),
