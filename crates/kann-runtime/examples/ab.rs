@@ -5,9 +5,9 @@
 //! timed; the report gives each artifact's median frame and the steps whose
 //! medians differ most.
 //!
-//! With `AB_TOGGLE=VAR`, B's turns run with `VAR=1` set and A's without:
-//! a kernel experiment gated on an environment variable compares against
-//! itself with one artifact given twice.
+//! With `AB_TOGGLE=VAR`, B's set-up (`init_device`) and turns run with
+//! `VAR=1` set and A's without: a kernel or runtime experiment gated on an
+//! environment variable compares against itself with one artifact given twice.
 //!
 //! `cargo run --release -p kann-runtime --example ab -- A.kann B.kann [FRAMES]`
 
@@ -20,7 +20,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let [a, b] = [0, 1].map(|i| args.get(i).cloned().ok_or("usage: ab A.kann B.kann [FRAMES]"));
     let frames: usize = args.get(2).map_or(Ok(20), |f| f.parse())?;
     let mut services = [Service::load(a?)?, Service::load(b?)?];
-    for s in &mut services {
+    for (i, s) in services.iter_mut().enumerate() {
+        // B's set-up sees the toggle too (a choice made at init_device).
+        toggle(i);
         s.init_device(&Device::all())?;
     }
     // Inputs: a fixed pseudo-random pattern of floats in [0, 1).
@@ -31,12 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..frames {
         for (i, s) in services.iter_mut().enumerate() {
             std::thread::sleep(Duration::from_millis(100));
-            if let Some(var) = std::env::var_os("AB_TOGGLE") {
-                // SAFETY: no other thread reads the environment meanwhile (the workers are parked).
-                unsafe {
-                    if i == 1 { std::env::set_var(&var, "1") } else { std::env::remove_var(&var) }
-                }
-            }
+            toggle(i);
             let ins: Vec<&[u8]> = inputs[i].iter().map(|v| v.as_slice()).collect();
             let mut outs: Vec<&mut [u8]> = outputs[i].iter_mut().map(|v| v.as_mut_slice()).collect();
             s.process_frame(&ins, &mut outs)?;
@@ -69,6 +66,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{n:32} {x:10.1} {y:10.1} {:+9.1}", y - x);
     }
     Ok(())
+}
+
+/// With `AB_TOGGLE=VAR`: `VAR=1` for B (`i == 1`), unset for A.
+fn toggle(i: usize) {
+    if let Some(var) = std::env::var_os("AB_TOGGLE") {
+        // SAFETY: no other thread reads the environment meanwhile (the workers are parked).
+        unsafe {
+            if i == 1 {
+                std::env::set_var(&var, "1")
+            } else {
+                std::env::remove_var(&var)
+            }
+        }
+    }
 }
 
 fn median(v: &[f64]) -> f64 {
