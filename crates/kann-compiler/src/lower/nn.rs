@@ -463,7 +463,7 @@ fn conv_pool_band_rows(conv: &ConvDirect, pool: &Pool2d) -> u64 {
 /// 32 channels on 16×16, 0.8× with 3 input channels, 0.6× on 7×7. The
 /// portable build wins 2× from 32 channels on 28×28 and larger.
 ///
-/// With the SIMD GEMM, maps of fewer than [`F2X2_BELOW`] F(4×4) tiles and
+/// With the SIMD GEMM, maps of fewer than [`f2x2_below`] F(4×4) tiles and
 /// at least [`F2X2_FROM`] F(2×2) tiles an image (11×11 to 20×20: ResNet's
 /// and Inception's 14×14, SqueezeNet's 13×13) take F(2×2, 3×3): 49 tiles
 /// against 4/9 of F(4×4)'s transformed weights, which every block streams
@@ -479,7 +479,7 @@ fn winograd_choice(group: usize, xd: &[usize], wd: &[usize], plan: &ir::WindowPl
     let pads_ok = plan.pad_begin.iter().chain(&plan.pad_end).all(|&p| p >= 0);
     let per_image = |side: usize| plan.out.iter().map(|&o| o.div_ceil(side)).product::<usize>();
     let (min_channels, min_tiles) = if isa == kann_kernels::Isa::Generic { (32, 36) } else { (16, 16) };
-    let small = per_image(4) < F2X2_BELOW && per_image(2) >= f2x2_from(isa);
+    let small = per_image(4) < f2x2_below(isa, xd[1] * wd[0]) && per_image(2) >= f2x2_from(isa);
     let tile = if isa != kann_kernels::Isa::Generic && small { WinogradTile::F2x2 } else { WinogradTile::F4x4 };
     let tiles = xd[0] * per_image(tile.side());
     if !(shape && pads_ok && xd[1] >= min_channels && wd[0] >= min_channels && tiles >= min_tiles) {
@@ -496,8 +496,24 @@ fn winograd_choice(group: usize, xd: &[usize], wd: &[usize], plan: &ir::WindowPl
     Some((axis, tile))
 }
 
-/// F(4×4) tiles an image below which the SIMD build takes F(2×2, 3×3)...
-const F2X2_BELOW: usize = 32;
+/// F(4×4) tiles an image below which the SIMD build takes F(2×2, 3×3)
+/// for a layer of `products` input × output channels: 32 (maps up to
+/// 20×20), or with AVX2 16 (up to 12×12) from 2^15 products. On 13×13 and
+/// 14×14 maps F(2×2)'s GEMMs have 49 columns, which the AVX2 tile covers
+/// as three 16-wide tiles and a column, F(4×4)'s 16: one Zen 3 core
+/// (`winograd_vs_gemm_timing`, twice) ran F(4×4) 7-12 % faster from
+/// 144 → 288 and 256 → 256 channels, as fast at 64 → 256 and 96 → 208, 3-5
+/// % slower at 48 → 192 and 128 → 32 (F(2×2)'s transforms are cheaper).
+/// ResNet-50's five 256-channel 14×14 layers in a frame: 2.2-2.4 → 1.8-1.9
+/// ms each at 1 cluster, 3 % faster at 2 (split by output channels, against
+/// F(2×2) split by tiles), the artifacts in turns in one process.
+fn f2x2_below(isa: kann_kernels::Isa, products: usize) -> usize {
+    if isa == kann_kernels::Isa::Avx2 && products >= 1 << 15 {
+        16
+    } else {
+        32
+    }
+}
 
 /// ... when it has at least this many F(2×2) tiles: 36 (11×11 maps) with
 /// AVX-512, 16 (7×7) with AVX2. On one Zen 3 core, F(2×2) against the AVX2
@@ -1445,8 +1461,11 @@ mod tests {
             (X86_64V3, 256, 28, 1, true, 1, Some(F4x4)),
             (X86_64V3, 256, 28, 1, false, 1, None),
             (X86_64V3, 128, 28, 1, true, 1, Some(F4x4)),
-            // 14x14 and 13x13: F(2x2)'s 49 tiles against 4/9 of the weights.
-            (X86_64V3, 256, 14, 1, true, 1, Some(F2x2)),
+            // 14x14 and 13x13: F(2x2)'s 49 tiles against 4/9 of the weights,
+            // but with AVX2 and many channels F(4x4)'s 16.
+            (X86_64V3, 128, 14, 1, true, 1, Some(F2x2)),
+            (X86_64V3, 256, 14, 1, true, 1, Some(F4x4)),
+            (X86_64V4, 256, 14, 1, true, 1, Some(F2x2)),
             (X86_64V3, 64, 13, 1, true, 1, Some(F2x2)),
             (X86_64V3, 32, 20, 1, true, 1, Some(F2x2)),
             (X86_64V3, 32, 21, 1, true, 1, Some(F4x4)),
@@ -1462,7 +1481,8 @@ mod tests {
             (X86_64V4, 256, 28, 1, true, 1, Some(F4x4)),
             // 49 F(2x2) tiles of 14x14, like 49 F(4x4) tiles of 28x28, are
             // enough to split across 2 clusters.
-            (X86_64V3, 256, 14, 1, true, 2, Some(F2x2)),
+            (X86_64V3, 256, 14, 1, true, 2, Some(F4x4)),
+            (X86_64V3, 128, 14, 1, true, 2, Some(F2x2)),
             (X86_64V3, 256, 7, 1, true, 2, Some(F2x2)),
             (X86_64V3, 16, 14, 1, true, 2, Some(F2x2)),
             (X86_64V3, 128, 28, 1, true, 2, Some(F4x4)),
