@@ -464,8 +464,9 @@ fn conv_pool_band_rows(conv: &ConvDirect, pool: &Pool2d) -> u64 {
 /// portable build wins 2× from 32 channels on 28×28 and larger.
 ///
 /// With the SIMD GEMM, maps of fewer than [`f2x2_below`] F(4×4) tiles and
-/// at least [`F2X2_FROM`] F(2×2) tiles an image (11×11 to 20×20: ResNet's
-/// and Inception's 14×14, SqueezeNet's 13×13) take F(2×2, 3×3): 49 tiles
+/// at least [`f2x2_from`] F(2×2) tiles an image (11×11 to 20×20 with
+/// AVX-512; with AVX2 7×7 to 12×12, and up to 20×20 for few channels:
+/// ResNet's and Inception's 14×14, SqueezeNet's 13×13) take F(2×2, 3×3): 49 tiles
 /// against 4/9 of F(4×4)'s transformed weights, which every block streams
 /// from memory. ResNet-50's five 256-channel 14×14 layers at 2 clusters
 /// (split by tiles): 3.58 → 2.64 ms a frame; Inception v2 16.1 → 14.5 ms,
