@@ -1092,6 +1092,32 @@ mod tests {
         }
     }
 
+    /// Microseconds of strided pointwise convolutions (the downsampling
+    /// projections: RegNet-X's 32 → 72 from 112×112, ResNet-50's) split by
+    /// columns, and of their im2col packing alone; not a test of correctness:
+    /// `cargo test --release -p kann-kernels --lib conv_gemm::tests::strided_pointwise_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn strided_pointwise_timing() {
+        let isa = Isa::ALL.into_iter().rev().find(|i| i.available()).unwrap_or(Isa::Generic);
+        // (in channels, out channels, input extent); KANN_SPW_SHAPES=C,M,HW;... others.
+        let shapes: Vec<[u64; 3]> = std::env::var("KANN_SPW_SHAPES").map_or(
+            vec![[32, 72, 112], [72, 168, 56], [168, 408, 28], [408, 912, 14], [256, 512, 56], [512, 1024, 28]],
+            |v| v.split(';').map(|t| std::array::from_fn(|i| t.split(',').nth(i).and_then(|x| x.parse().ok()).expect("KANN_SPW_SHAPES: C,M,HW;..."))).collect(),
+        );
+        let mut rng = Rng(7);
+        for [c, m, hw] in shapes {
+            let out = hw.div_ceil(2);
+            let conv = ConvGemm { batch: 1, in_channels: c, out_channels: m, group: 1, input: [hw, hw], kernel: [1, 1], strides: [2, 2], dilations: [1, 1], pad_begin: [0, 0], output: [out, out], epilogue: Epilogue { bias: true, residual: false, activation: crate::Activation::None }, isa, axis: GemmAxis::Columns, input_scale: false };
+            let mut ins = vec![rng.vec((c * hw * hw) as usize), pack_conv_gemm_weights(&rng.vec((m * c) as usize), m as usize, 1, isa, conv.k_block()), rng.vec(m as usize)];
+            let us = time_kernel(&conv, &mut ins, (m * out * out) as usize);
+            let pack = Im2colPack { conv: conv.clone() };
+            let pack_us = time_kernel(&pack, &mut ins[..1].to_vec(), pack.output_floats());
+            let flops = 2.0 * (c * m * out * out) as f64;
+            println!("pointwise/2 {c}->{m} from {hw}x{hw}: {us:.0} us ({:.0} GFLOP/s), packing alone {pack_us:.0} us", flops / us / 1e3);
+        }
+    }
+
     /// Floats per nanosecond of the im2col packing on ResNet-50's shapes;
     /// not a test of correctness:
     /// `cargo test --release -p kann-kernels --lib conv_gemm::tests::pack_speed -- --ignored --nocapture`.

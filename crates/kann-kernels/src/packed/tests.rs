@@ -31,16 +31,16 @@ struct Case {
 }
 
 /// Runs one case through `isa` with C embedded in a wider matrix (ldc > n),
-/// B too (its whole panels packed by their first tile, and all in a pass of
-/// its own), and checks it against the naive product; the columns outside
-/// C stay NaN.
+/// B too (its whole panels packed by their first tile, all in a pass of
+/// its own from B's rows, or from `fill` runs), and checks it against the
+/// naive product; the columns outside C stay NaN.
 fn check(isa: Isa, cs: &Case, rng: &mut Rng) {
-    for strided in [true, false] {
-        check_with(isa, cs, rng, strided);
+    for (strided, rows) in [(true, true), (false, true), (false, false)] {
+        check_with(isa, cs, rng, strided, rows);
     }
 }
 
-fn check_with(isa: Isa, cs: &Case, rng: &mut Rng, strided: bool) {
+fn check_with(isa: Isa, cs: &Case, rng: &mut Rng, strided: bool, rows: bool) {
     let (m, k, n, ldc, ldb) = (cs.m, cs.k, cs.n, cs.n + 3, cs.n + 5);
     let (a, b, bias, res) = (rng.vec(m * k), rng.vec(k * ldb), rng.vec(m), rng.vec(m * ldc));
     let packed = pack_a(&a, m, k, isa, k_block(isa, n));
@@ -58,7 +58,7 @@ fn check_with(isa: Isa, cs: &Case, rng: &mut Rng, strided: bool) {
         act: cs.act,
     };
     // SAFETY: the buffers have the sizes the call states; the ISA is present.
-    unsafe { gemm(isa, &call, &Matrix { data: &b, ld: ldb, strided }, &mut scratch) };
+    unsafe { gemm(isa, &call, &Matrix { data: &b, ld: ldb, strided, rows }, &mut scratch) };
     let tol = 1e-6 * (k as f64).max(16.0) * 4.0;
     for i in 0..m {
         for j in 0..ldc {
@@ -76,7 +76,7 @@ fn check_with(isa: Isa, cs: &Case, rng: &mut Rng, strided: bool) {
             }
             let want = f64::from(cs.act.apply(acc as f32));
             let err = (f64::from(got) - want).abs();
-            assert!(err <= tol * (1.0 + want.abs()), "{isa:?} m{m} k{k} n{n} strided {strided} {:?} bias {} res {}: ({i},{j}) got {got}, want {want}", cs.act, cs.bias, cs.residual);
+            assert!(err <= tol * (1.0 + want.abs()), "{isa:?} m{m} k{k} n{n} strided {strided} rows {rows} {:?} bias {} res {}: ({i},{j}) got {got}, want {want}", cs.act, cs.bias, cs.residual);
         }
     }
 }
@@ -185,7 +185,7 @@ fn simd_tiles_agree_with_the_portable_one() {
         let mut scratch = vec![0.0f32; scratch_floats(isa, k, n)];
         let call = GemmCall { m, k, n, a: PackedA::new(&packed, m, k, isa, k_block(isa, n)), c: c.as_mut_ptr(), ldc: n, bias: None, residual: std::ptr::null(), act: Activation::HardSwish };
         // SAFETY: sizes as stated; the ISA is present.
-        unsafe { gemm(isa, &call, &Matrix { data: &b, ld: n, strided: true }, &mut scratch) };
+        unsafe { gemm(isa, &call, &Matrix { data: &b, ld: n, strided: true, rows: true }, &mut scratch) };
         c
     };
     let want = run(Isa::Generic);
@@ -250,7 +250,7 @@ fn speed() {
             for _ in 0..21 {
                 let t = cpu_seconds();
                 // SAFETY: sizes as stated; the ISA is present.
-                unsafe { gemm(isa, &call, &Matrix { data: &b, ld: n, strided: true }, &mut scratch) };
+                unsafe { gemm(isa, &call, &Matrix { data: &b, ld: n, strided: true, rows: true }, &mut scratch) };
                 times.push(cpu_seconds() - t);
             }
             times.sort_by(f64::total_cmp);
@@ -323,7 +323,7 @@ fn gemm_speed() {
             let scratch = &mut scratch0[lead..];
             let bias = rng.vec(m);
             let call = GemmCall { m, k, n, a: PackedA::new(&packed, m, k, isa, k_block(isa, n)), c: c.as_mut_ptr(), ldc: n, bias: Some(&bias), residual: std::ptr::null(), act: Activation::Relu };
-            let src = Matrix { data: &b, ld: n, strided: true };
+            let src = Matrix { data: &b, ld: n, strided: true, rows: true };
             let reps = (2e9 / (2.0 * (m * k * n) as f64)).ceil() as usize;
             let mut best = f64::INFINITY;
             for _ in 0..7 {
