@@ -781,12 +781,18 @@ pub enum Func {
     /// A fused activation, as `Activation::apply` (the piecewise-linear
     /// ones bit for bit).
     Act(Activation),
+    /// `act(x · k + shift)`, the product and the sum each rounded (an
+    /// inference BatchNorm and its activation in one pass).
+    AffineAct {
+        k: f32,
+        shift: f32,
+        act: Activation,
+    },
 }
 
 /// `f(x)` on one vector.
 #[inline(always)]
 fn eval<V: Lanes>(f: Func, x: V) -> V {
-    use Activation as A;
     let zero = V::splat(0.0);
     let one = V::splat(1.0);
     match f {
@@ -796,16 +802,33 @@ fn eval<V: Lanes>(f: Func, x: V) -> V {
         Func::Sqrt => x.sqrt(),
         Func::Reciprocal => one.div(x),
         Func::Exp => exp_v(x),
-        Func::Sigmoid | Func::Act(A::Sigmoid) => sigmoid_v(x),
-        Func::Silu | Func::Act(A::Silu) => silu_v(x),
-        Func::Tanh | Func::Act(A::Tanh) => tanh_v(x),
+        Func::Sigmoid => sigmoid_v(x),
+        Func::Silu => silu_v(x),
+        Func::Tanh => tanh_v(x),
         Func::Clip { min, max } => clamp_keep_nan(x, V::splat(min), V::splat(max)),
-        Func::Act(A::None) => x,
-        Func::Act(A::Relu) => x.max(zero),
-        Func::Act(A::Clip { min, max }) => clamp_nan_low(x, V::splat(min), V::splat(max)),
-        Func::Act(A::LeakyRelu { alpha }) => V::select(x.lt(zero), x.mul(V::splat(alpha)), x),
-        Func::Act(A::HardSigmoid { alpha, beta }) => clamp_keep_nan(V::splat(alpha).mul(x).add(V::splat(beta)), zero, one),
-        Func::Act(A::HardSwish) => x.mul(clamp_keep_nan(x.div(V::splat(6.0)).add(V::splat(0.5)), zero, one)),
+        Func::Act(a) => act_v(a, x),
+        // (Not `eval` again: a recursive function is not inlined, and its
+        // calls lose the caller's target features: 2.3x slower.)
+        Func::AffineAct { k, shift, act } => act_v(act, x.mul(V::splat(k)).add(V::splat(shift))),
+    }
+}
+
+/// The fused activation `a` on one vector.
+#[inline(always)]
+fn act_v<V: Lanes>(a: Activation, x: V) -> V {
+    use Activation as A;
+    let zero = V::splat(0.0);
+    let one = V::splat(1.0);
+    match a {
+        A::Sigmoid => sigmoid_v(x),
+        A::Silu => silu_v(x),
+        A::Tanh => tanh_v(x),
+        A::None => x,
+        A::Relu => x.max(zero),
+        A::Clip { min, max } => clamp_nan_low(x, V::splat(min), V::splat(max)),
+        A::LeakyRelu { alpha } => V::select(x.lt(zero), x.mul(V::splat(alpha)), x),
+        A::HardSigmoid { alpha, beta } => clamp_keep_nan(V::splat(alpha).mul(x).add(V::splat(beta)), zero, one),
+        A::HardSwish => x.mul(clamp_keep_nan(x.div(V::splat(6.0)).add(V::splat(0.5)), zero, one)),
     }
 }
 

@@ -62,7 +62,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("sum of the step medians: A {:.3} ms, B {:.3} ms (B/A {:.3})", sum_a / 1e3, sum_b / 1e3, sum_b / sum_a);
     rows.sort_by(|x, y| (y.2 - y.1).abs().total_cmp(&(x.2 - x.1).abs()));
     println!("{:32} {:>10} {:>10} {:>9}", "step", "A µs", "B µs", "B - A");
-    for (n, x, y) in rows.iter().take(25) {
+    // AB_ROWS=N prints N rows (25 by default).
+    let shown = std::env::var("AB_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(25);
+    for (n, x, y) in rows.iter().take(shown) {
         println!("{n:32} {x:10.1} {y:10.1} {:+9.1}", y - x);
     }
     Ok(())

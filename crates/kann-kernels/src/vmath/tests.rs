@@ -174,6 +174,14 @@ fn exact_functions_and_piecewise_activations_match_scalar_bit_for_bit() {
                 for (&v, &g) in x.iter().zip(&y) {
                     assert!(same(g, act.apply(v)), "{isa:?} {act:?}({v}) = {g}, want {}", act.apply(v));
                 }
+                // A batch norm's scaling and the activation: the product and
+                // the sum each rounded, as the scalar form.
+                let (k, shift) = (-1.75f32, 0.375f32);
+                map_row(isa, Func::AffineAct { k, shift, act }, &x, &mut y);
+                for (&v, &g) in x.iter().zip(&y) {
+                    let want = act.apply(v * k + shift);
+                    assert!(same(g, want), "{isa:?} affine {act:?}({v}) = {g}, want {want}");
+                }
             }
         }
     }
