@@ -745,6 +745,8 @@ fn pack_b<M: Micro>(b: &impl BSource, k0: usize, kc: usize, n0: usize, nc: usize
         // GEMM's block is wider than NC, and filling it panel by panel paid
         // the source's set-up per 16 floats (RegNet-X's 32 → 72 1×1/2 from
         // 112×112: 3136 columns in 196 fills a row).
+        // Each run starts a panel (NC is a whole number of every ISA's panels).
+        const { assert!(NC % M::NR == 0) };
         for c0 in (0..nc).step_by(NC) {
             let len = NC.min(nc - c0);
             let row = match b.row(k0 + kk, n0 + c0, len) {
