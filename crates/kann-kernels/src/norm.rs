@@ -6,10 +6,14 @@
 //! by the `N * C` planes; LayerNorm splits by rows (`prod(dims[..axis])`).
 
 use crate::kernel::{expect_io, KernelImpl};
+use crate::packed::Isa;
 use crate::Activation;
 use crate::Io;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
+
+#[cfg(target_arch = "x86_64")]
+mod lrn_avx2;
 
 /// `LRN`: `y = x / (bias + alpha / size * sum of x² over the channel window)^beta`,
 /// the window spanning channels `c - (size-1)/2 ..= c + size/2`.
@@ -24,11 +28,29 @@ pub struct Lrn {
     pub alpha: f32,
     pub beta: f32,
     pub bias: f32,
+    /// AVX2 (also what an AVX-512 target runs: the square roots, not the
+    /// width, bound it) or portable; portable where the CPU lacks AVX2
+    /// (program format v14).
+    pub isa: Isa,
+}
+
+/// The widest LRN window the AVX2 planes take (wider ones, rare, run portable).
+#[cfg(target_arch = "x86_64")]
+const MAX_SIMD_WINDOW: usize = 16;
+
+impl Lrn {
+    /// Whether the planes run on AVX2 (asked for and present).
+    fn simd(&self) -> bool {
+        self.isa != Isa::Generic && Isa::Avx2.available()
+    }
 }
 
 impl KernelImpl for Lrn {
     fn name(&self) -> String {
-        "f32_lrn_direct_generic".into()
+        match self.isa {
+            Isa::Generic => "f32_lrn_direct_generic".into(),
+            isa => format!("f32_lrn_simd_{}", isa.name()),
+        }
     }
 
     fn work_items(&self) -> u64 {
@@ -62,8 +84,21 @@ impl KernelImpl for Lrn {
         let sq = &mut scratch[..plane];
         for (item, yp) in (p0..p1).zip(y.chunks_mut(plane.max(1))) {
             let (b, ch) = (item / c, item % c);
+            let window = ch.saturating_sub(before)..=(ch + after).min(c - 1);
+            #[cfg(target_arch = "x86_64")]
+            if self.simd() && window.clone().count() <= MAX_SIMD_WINDOW {
+                // The window's planes on the stack: a frame allocates nothing.
+                let mut planes = [&x[..0]; MAX_SIMD_WINDOW];
+                for (p, k) in planes.iter_mut().zip(window.clone()) {
+                    *p = &x[(b * c + k) * plane..][..plane];
+                }
+                let taken = window.count();
+                // SAFETY: the CPU has AVX2 and FMA (simd()); every plane holds `plane` floats.
+                unsafe { lrn_avx2::plane(&planes[..taken], &x[item * plane..][..plane], yp, self.bias, scale, self.beta) };
+                continue;
+            }
             sq.fill(0.0);
-            for k in ch.saturating_sub(before)..=(ch + after).min(c - 1) {
+            for k in window {
                 let xk = &x[(b * c + k) * plane..][..plane];
                 sq.iter_mut().zip(xk).for_each(|(s, &v)| *s += v * v);
             }
@@ -374,20 +409,57 @@ mod tests {
     #[test]
     fn lrn_matches_formula() {
         let mut rng = Rng(9);
-        for (size, beta) in (1..6u64).flat_map(|s| [(s, 0.75f32), (s, 0.5), (s, 1.0), (s, 0.6)]) {
-            let k = Lrn { batch: 2, channels: 5, plane: 3, size, alpha: 1e-2, beta, bias: 1.5 };
-            let x = rng.vec(30);
-            let mut want = vec![0.0; 30];
+        // Windows of 1 to 6 channels and one wider than the SIMD planes
+        // take (19, portable), planes with and without a vector tail.
+        let sizes = (1..7u64).chain([19]);
+        for (size, beta, plane) in sizes.flat_map(|s| [(s, 0.75f32, 3u64), (s, 0.5, 8), (s, 1.0, 13), (s, 0.6, 21), (s, 0.75, 40)]) {
+            let channels = 5 + size / 4;
+            let len = (2 * channels * plane) as usize;
+            let x = rng.vec(len);
+            let mut want = vec![0.0; len];
+            let (c, pl) = (channels as usize, plane as usize);
             for (i, w) in want.iter_mut().enumerate() {
-                let (b, ch, p) = (i / 15, (i / 3) % 5, i % 3);
+                let (b, ch, p) = (i / (c * pl), (i / pl) % c, i % pl);
                 let lo = ch.saturating_sub(((size - 1) / 2) as usize);
-                let hi = (ch + (size / 2) as usize).min(4);
-                let s: f32 = (lo..=hi).map(|c| x[b * 15 + c * 3 + p].powi(2)).sum();
+                let hi = (ch + (size / 2) as usize).min(c - 1);
+                let s: f32 = (lo..=hi).map(|k| x[(b * c + k) * pl + p].powi(2)).sum();
                 *w = x[i] / (1.5 + 1e-2 / size as f32 * s).powf(beta);
             }
-            for parts in [1, 3] {
-                assert_close(&run_parts(&k, std::slice::from_ref(&x), &[30], parts)[0], &want, 1e-5);
+            for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+                let k = Lrn { batch: 2, channels, plane, size, alpha: 1e-2, beta, bias: 1.5, isa };
+                for parts in [1, 3] {
+                    assert_close(&run_parts(&k, std::slice::from_ref(&x), &[len], parts)[0], &want, 1e-5);
+                }
             }
+        }
+    }
+
+    #[test]
+    fn lrn_names_its_isa() {
+        let k = Lrn { batch: 1, channels: 4, plane: 9, size: 5, alpha: 1e-4, beta: 0.75, bias: 1.0, isa: Isa::Generic };
+        assert_eq!(k.name(), "f32_lrn_direct_generic");
+        assert_eq!(Lrn { isa: Isa::Avx2, ..k }.name(), "f32_lrn_simd_avx2");
+    }
+
+    /// Microseconds of GoogLeNet's and ZFNet's LRN layers, portable and
+    /// AVX2 alternated; not a test of correctness:
+    /// `cargo test --release -p kann-kernels --lib norm::tests::lrn_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn lrn_timing() {
+        let mut rng = Rng(3);
+        for (c, hw) in [(64u64, 56u64), (192, 56), (96, 55), (256, 13)] {
+            let plane = hw * hw;
+            let mut x = vec![rng.vec((c * plane) as usize)];
+            let kernels: Vec<Lrn> = Isa::ALL.into_iter().filter(|i| i.available() && *i != Isa::Avx512).map(|isa| Lrn { batch: 1, channels: c, plane, size: 5, alpha: 1e-4, beta: 0.75, bias: 1.0, isa }).collect();
+            let mut best = vec![f64::INFINITY; kernels.len()];
+            for _ in 0..5 {
+                for (k, b) in kernels.iter().zip(&mut best) {
+                    *b = b.min(time_kernel(k, &mut x, (c * plane) as usize));
+                }
+            }
+            let line: Vec<String> = kernels.iter().zip(&best).map(|(k, b)| format!("{} {b:.0} us", k.isa.name())).collect();
+            println!("lrn {c}x{hw}x{hw}: {}", line.join(", "));
         }
     }
 

@@ -919,7 +919,12 @@ fn lower_lrn(cx: &mut LowerCx, id: NodeId, node: &Node, l: &ir::Lrn) -> LowerRes
     let x = cx.input(node, 0)?;
     require_f32(cx, x, "X")?;
     let (batch, channels, plane) = channel_planes(cx, x)?;
-    let kernel = Lrn { batch, channels, plane, size: l.size as u64, alpha: l.alpha as f32, beta: l.beta as f32, bias: l.bias as f32 };
+    // AVX2 planes on any x86-64-v3 or v4 target (see `Lrn::isa`).
+    let isa = match crate::lower::kernel_isa(cx.arch) {
+        kann_kernels::Isa::Generic => kann_kernels::Isa::Generic,
+        _ => kann_kernels::Isa::Avx2,
+    };
+    let kernel = Lrn { batch, channels, plane, size: l.size as u64, alpha: l.alpha as f32, beta: l.beta as f32, bias: l.bias as f32, isa };
     let y = output(node, 0)?;
     cx.push(id, Kernel::Lrn(kernel), vec![Operand::Value(x)], vec![Operand::Value(y)], flops(cx, node));
     Ok(())

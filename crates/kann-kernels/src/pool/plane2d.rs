@@ -1044,7 +1044,12 @@ mod tests {
     #[ignore]
     fn pool_timing() {
         let mut rng = Rng(5);
-        for (c, hw, k, s, p) in [(64u64, 112u64, 3u64, 2u64, 1u64), (192, 56, 3, 2, 1), (256, 28, 3, 1, 1), (64, 111, 3, 2, 0), (128, 55, 3, 2, 0), (256, 27, 3, 2, 0), (480, 14, 3, 1, 1), (832, 14, 2, 2, 0), (8, 111, 3, 2, 0), (32, 55, 3, 2, 0), (16, 112, 2, 2, 0), (64, 111, 2, 2, 0)] {
+        // KANN_POOL_SHAPES=C,HW,K,S,P;... measures others.
+        let shapes: Vec<[u64; 5]> = std::env::var("KANN_POOL_SHAPES").map_or(
+            vec![[64, 112, 3, 2, 1], [192, 56, 3, 2, 1], [256, 28, 3, 1, 1], [64, 111, 3, 2, 0], [128, 55, 3, 2, 0], [256, 27, 3, 2, 0], [480, 14, 3, 1, 1], [832, 14, 2, 2, 0], [8, 111, 3, 2, 0], [32, 55, 3, 2, 0], [16, 112, 2, 2, 0], [64, 111, 2, 2, 0]],
+            |v| v.split(';').map(|t| std::array::from_fn(|i| t.split(',').nth(i).and_then(|x| x.parse().ok()).expect("KANN_POOL_SHAPES: C,HW,K,S,P;..."))).collect(),
+        );
+        for [c, hw, k, s, p] in shapes {
             let out = (hw + 2 * p - k) / s + 1;
             let g = Pool { kind: PoolKind::Max, planes: c, input: vec![hw, hw], kernel: vec![k, k], strides: vec![s, s], dilations: vec![1, 1], pad_begin: vec![p, p], pad_end: vec![p, p], output: vec![out, out], indices: None };
             let pool = Pool2d::from_pool(&g, Isa::ALL.into_iter().rev().find(|i| i.available()).unwrap_or(Isa::Generic)).unwrap();
