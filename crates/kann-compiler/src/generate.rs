@@ -260,6 +260,38 @@ mod tests {
         }
     }
 
+    /// A DenseNet-like chain: each concat takes the previous concat whole
+    /// and one new branch computed from it. All of them are zero-copy, the
+    /// chain living in the last concat's buffer; a step reading an early
+    /// concat after later branches were written still reads its own channels.
+    #[test]
+    fn chained_concats_share_one_buffer() {
+        use kann_ir::ops::movement::MovementOp;
+        let unary = |k| Op::Elementwise(ElementwiseOp::Unary(Unary { kind: k }));
+        let concat = Op::Movement(MovementOp::Concat { axis: 1 });
+        let mut b = GraphBuilder::new("dense", None);
+        let x = b.add_input("x", TensorInfo::new(DType::F32, Shape::from([1, 2, 40, 40]))).unwrap();
+        let mut y = b.add_node("stem", unary(UnaryKind::Relu), vec![Some(x)], &["c0".into()]).unwrap()[0];
+        let mut first = None;
+        for i in 0..4 {
+            let (kind, name) = if i % 2 == 0 { (UnaryKind::Sigmoid, "sig") } else { (UnaryKind::Tanh, "tanh") };
+            let n = b.add_node(&format!("{name}{i}"), unary(kind), vec![Some(y)], &[format!("n{i}")]).unwrap()[0];
+            y = b.add_node(&format!("cat{i}"), concat.clone(), vec![Some(y), Some(n)], &[format!("c{}", i + 1)]).unwrap()[0];
+            first.get_or_insert(y);
+        }
+        let z = b.add_node("neg", unary(UnaryKind::Neg), vec![Some(y)], &["z".into()]).unwrap()[0];
+        // The first concat read once more at the end.
+        let w = b.add_node("abs", unary(UnaryKind::Abs), vec![first], &["w".into()]).unwrap()[0];
+        b.add_output(z);
+        b.add_output(w);
+        let g = b.finish().unwrap();
+        for clusters in [1, 2, 3] {
+            let c = check_against_reference(g.clone(), clusters).unwrap();
+            assert_eq!(c.stats.zero_copy_concats, 4, "{clusters} clusters");
+            assert!(!c.program.steps.iter().any(|s| s.kernel.name().contains("concat")));
+        }
+    }
+
     #[test]
     fn small_steps_stay_on_one_cluster_without_barriers() {
         let c = check_against_reference(relu_chain(3, 64), 2).unwrap();

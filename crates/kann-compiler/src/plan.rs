@@ -15,8 +15,12 @@
 //! producers write straight into their slab of the output buffer and the
 //! step is dropped. A slab's storage is its concat output's (lifetimes
 //! merge); an input qualifies when only arena steps write it (not a graph
-//! input or output, not a constant, not another concat's slab or output
-//! with slabs, listed once) and it takes no part in an in-place step.
+//! input or output, not a constant, not another concat's slab, listed
+//! once) and it takes no part in an in-place step. An input that is itself
+//! a zero-copy concat's output becomes a slab with its own slabs inside:
+//! DenseNet's dense blocks, where each layer's concat takes the previous
+//! concat whole, then live in one buffer, every layer writing its new
+//! channels after the ones before.
 
 use crate::lower::{Lowered, Operand};
 use kann_ir::{Graph, ValueId};
@@ -133,8 +137,17 @@ pub fn plan_memory(g: &Graph, lowered: &mut Lowered) -> Result<MemoryPlan, Strin
         !dropped.contains(&(step_no - 1))
     });
     let n_steps = lowered.steps.len() as i64;
-    // The storage a key lives in: a slab's is its concat output's.
-    let home = |k: Key| slabs.get(&k).map_or(k, |&(p, _)| p);
+    // The storage a key lives in, and its byte offset there: a slab's is
+    // its concat output's, which may itself be a slab of a later concat
+    // (DenseNet's chains: each layer's concat takes the previous one whole).
+    let place = |k: Key| {
+        let (mut at, mut within) = (k, 0);
+        while let Some(&(p, off)) = slabs.get(&at) {
+            (at, within) = (p, within + off);
+        }
+        (at, within)
+    };
+    let home = |k: Key| place(k).0;
 
     // Lifetimes of arena storages.
     let mut storage_of: HashMap<Key, usize> = HashMap::new();
@@ -220,7 +233,7 @@ pub fn plan_memory(g: &Graph, lowered: &mut Lowered) -> Result<MemoryPlan, Strin
     plan.buffers = storages.len();
 
     let arena_ref = |k: Key| -> BufRef {
-        let (at, within) = slabs.get(&k).copied().unwrap_or((k, 0));
+        let (at, within) = place(k);
         let s = &storages[storage_of[&at]];
         BufRef::Arena { offset: s.offset + within, len: size_of(k) }
     };
@@ -241,7 +254,6 @@ pub fn plan_memory(g: &Graph, lowered: &mut Lowered) -> Result<MemoryPlan, Strin
 #[allow(clippy::type_complexity)]
 fn zero_copy_slabs(lowered: &Lowered, key_of: &dyn Fn(&Operand) -> Option<Key>, excluded: &dyn Fn(Key) -> bool, bytes_of: &dyn Fn(ValueId) -> u64) -> (HashMap<Key, (Key, u64)>, Vec<usize>) {
     let mut slabs: HashMap<Key, (Key, u64)> = HashMap::new();
-    let mut parents: Vec<Key> = Vec::new();
     let mut dropped = Vec::new();
     // Keys written by steps (the only ones a producer can write into a slab).
     let written: std::collections::HashSet<Key> = lowered.steps.iter().flat_map(|s| s.outputs.iter().filter_map(key_of)).collect();
@@ -259,7 +271,6 @@ fn zero_copy_slabs(lowered: &Lowered, key_of: &dyn Fn(&Operand) -> Option<Key>, 
                 written.contains(&k)
                     && !excluded(k)
                     && !slabs.contains_key(&k)
-                    && !parents.contains(&k)
                     && k != ky
                     && keys.iter().filter(|&&o| o == Some(k)).count() == 1
                     && bytes_of(v) == c.chunks[j] * es
@@ -276,7 +287,6 @@ fn zero_copy_slabs(lowered: &Lowered, key_of: &dyn Fn(&Operand) -> Option<Key>, 
             slabs.insert(*k, (ky, at));
             at += chunk * es;
         }
-        parents.push(ky);
         dropped.push(i);
     }
     (slabs, dropped)
