@@ -31,6 +31,11 @@ pub struct CostModel {
     /// Throughput of one core on activations (mostly cache-resident).
     pub bytes_per_s: f64,
     /// Throughput of one core on weights (streamed from memory each frame).
+    /// 12e9 → 18e9 when the fully connected layers, which at batch 1 only
+    /// stream their weights, ran at 0.59-0.73 of their estimate on seven
+    /// networks (VGG-19's 554 MB in 29.8 ms, AlexNet's 234 MB in 13.6; Zen 3,
+    /// one cluster), and VGG-19's Winograd layers (37 MB of transformed
+    /// weights each) at 0.85.
     pub weight_bytes_per_s: f64,
     /// Bytes per second an im2col packing step moves (gathered runs of a
     /// few floats, slower than a stream).
@@ -84,7 +89,7 @@ impl CostModel {
             depthwise_flops: [7e9, 21e9, 35e9],
             pool_flops: [3e9, 6e9, 16e9],
             bytes_per_s: 40e9,
-            weight_bytes_per_s: 12e9,
+            weight_bytes_per_s: 18e9,
             gather_bytes_per_s: 6e9,
             im2col_bytes_per_s: 20e9,
             im2col_run_s: 1.2e-9,
