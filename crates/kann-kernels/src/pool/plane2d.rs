@@ -25,7 +25,8 @@
 //! bands of output rows straight from X ([`rows`]); the flat
 //! path's per-row set-up cost more than the reduction on small planes,
 //! and its strided outputs were picked one by one. With AVX2 the strided
-//! MaxPools take [`strided_avx2`], the same scheme 8 lanes wide, and the
+//! MaxPools take [`strided_avx2`], the same scheme 8 lanes wide (output rows
+//! of at most 32 all in registers: [`small_strided_avx2`]), and the
 //! "same" 3×3/1 max and average pools on planes at most 32 wide
 //! [`small_avx2`] (rows in registers).
 
@@ -46,6 +47,8 @@ mod strided;
 mod strided_avx2;
 #[cfg(target_arch = "x86_64")]
 mod small_avx2;
+#[cfg(target_arch = "x86_64")]
+mod small_strided_avx2;
 
 /// A path computing one output plane from one input plane (`unsafe`: it
 /// needs its ISA).
@@ -461,7 +464,7 @@ impl Pool2d {
             return self.small_floats();
         }
         #[cfg(target_arch = "x86_64")]
-        if self.takes_strided() || self.takes_strided_avx2() || self.takes_small_avx2() {
+        if self.takes_strided() || self.takes_strided_avx2() || self.takes_small_avx2() || self.takes_small_strided_avx2() {
             return 0;
         }
         #[cfg(target_arch = "x86_64")]
@@ -710,6 +713,8 @@ impl Pool2d {
             Some(strided::plane)
         } else if self.takes_small_avx2() {
             Some(small_avx2::plane)
+        } else if self.takes_small_strided_avx2() {
+            Some(small_strided_avx2::plane)
         } else if self.takes_strided_avx2() {
             Some(strided_avx2::plane)
         } else {
@@ -912,6 +917,36 @@ mod tests {
     #[test]
     fn strided_path_matches_generic() {
         check_geometries(25, 120, true, random_strided);
+    }
+
+    /// A MaxPool AVX2's small strided path takes: 2×2 or 3×3 at stride 2,
+    /// padding before of 0 or 1, after up to a window less one, `ceil_mode`
+    /// windows while they start inside, output rows of 1 to 33 (33: past
+    /// the path, the general one).
+    fn random_small_strided(rng: &mut Rng, _kind: PoolKind) -> Pool {
+        let mut k = random_pool(rng, PoolKind::Max);
+        let kk = 2 + rng.below(2);
+        let (ih, iw) = (kk + rng.below(30), kk + rng.below(66));
+        let mut axis = |size: u64| {
+            let (pb, pe) = (rng.below(2), rng.below(kk));
+            let span = size + pb + pe - kk;
+            let ceil = span / 2 + 1 + u64::from(span % 2 != 0);
+            let out = if rng.below(2) == 1 && 2 * (ceil - 1) < size + pb { ceil } else { span / 2 + 1 };
+            (pb, pe, out)
+        };
+        let ((hb, he, oh), (wb, we, ow)) = (axis(ih), axis(iw));
+        (k.input, k.kernel, k.strides, k.dilations) = (vec![ih, iw], vec![kk, kk], vec![2, 2], vec![1, 1]);
+        (k.pad_begin, k.pad_end, k.output) = (vec![hb, wb], vec![he, we], vec![oh, ow]);
+        k
+    }
+
+    #[test]
+    fn small_strided_path_matches_generic() {
+        check_geometries(29, 200, true, random_small_strided);
+        // The generator reaches the path where the CPU has AVX2.
+        let mut rng = Rng(29);
+        let taken = (0..200).filter(|_| Pool2d::from_pool(&random_small_strided(&mut rng, PoolKind::Max), Isa::Avx2).is_some_and(|k| k.takes_small_strided_avx2())).count();
+        assert!(!Isa::Avx2.available() || taken > 150, "the small strided path took {taken} of 200");
     }
 
     #[test]

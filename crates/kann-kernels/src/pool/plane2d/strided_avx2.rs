@@ -181,7 +181,7 @@ fn fold_rows<const AVG: bool>(n: usize, f: impl Fn(usize) -> __m256) -> __m256 {
 /// The even lanes of `lo` then those of `hi` (`ODD`: the odd lanes).
 #[target_feature(enable = "avx2")]
 #[inline]
-fn deal<const ODD: bool>(lo: __m256, hi: __m256) -> __m256 {
+pub(super) fn deal<const ODD: bool>(lo: __m256, hi: __m256) -> __m256 {
     // [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6], then its 64-bit lanes 0 2 1 3.
     let s = if ODD { _mm256_shuffle_ps::<0xDD>(lo, hi) } else { _mm256_shuffle_ps::<0x88>(lo, hi) };
     _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(s)))
