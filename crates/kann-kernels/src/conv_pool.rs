@@ -82,10 +82,14 @@ impl ConvPool {
             }
             _ => 0,
         };
-        if kept < inputs.len() {
-            // SAFETY: the band buffer holds m planes of conv_rows rows; the conv
-            // scratch holds its scratch for that many rows.
-            unsafe { self.conv.rows_into(io, b, 0..self.conv.group.max(1) as usize, inputs.start + kept, inputs.len() - kept, band.as_mut_ptr(), [plane, inputs.start], conv_scratch) };
+        // The convolution copies at most its own band of rows at a time (its
+        // scratch is sized for that many): a taller pool band runs it in turns.
+        let per_call = self.conv.band_rows().max(1);
+        for oy in (inputs.start + kept..inputs.end).step_by(per_call) {
+            let rows = per_call.min(inputs.end - oy);
+            // SAFETY: the band buffer holds m planes of conv_rows rows, these
+            // among them; the conv scratch holds its scratch for `rows` rows.
+            unsafe { self.conv.rows_into(io, b, 0..self.conv.group.max(1) as usize, oy, rows, band.as_mut_ptr(), [plane, inputs.start], conv_scratch) };
         }
         let y = &io.outputs[0];
         let at = b * m * self.plane() + rows.start * pw;
@@ -238,6 +242,29 @@ mod tests {
             }
         }
         assert!(fused_cases >= 30, "only {fused_cases} cases could fuse");
+    }
+
+    #[test]
+    fn bands_taller_than_the_convolution_runs_at_once() {
+        // Pool bands whose convolution rows outnumber the rows the
+        // convolution copies at a time (`ConvDirect::band_rows`: its copy of
+        // 2000-wide rows fills its 256 KiB in a few rows). ShuffleNet's stem
+        // on AVX-512 (32-column tiles widen the copy) met this.
+        let mut rng = Rng(47);
+        for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+            let conv = ConvDirect { batch: 1, in_channels: 4, out_channels: 5, group: 1, input: [40, 2000], kernel: [3, 3], strides: [1, 1], dilations: [1, 1], pad_begin: [1, 1], output: [40, 2000], epilogue: Epilogue { bias: true, residual: false, activation: crate::Activation::Relu }, isa };
+            let pool = Pool { kind: PoolKind::Max, planes: 5, input: vec![40, 2000], kernel: vec![3, 3], strides: vec![2, 2], dilations: vec![1, 1], pad_begin: vec![1, 1], pad_end: vec![1, 1], output: vec![20, 1000], indices: None };
+            let fused = ConvPool { conv: conv.clone(), pool: Pool2d::from_pool(&pool, isa).unwrap(), band_rows: 12 };
+            assert!(fused.conv_rows() > conv.band_rows(), "{} conv rows, {} a copy", fused.conv_rows(), conv.band_rows());
+            let x = rng.vec(4 * 40 * 2000);
+            let w = pack_conv_gemm_weights(&rng.vec(5 * 4 * 9), 5, 1, isa, conv.k_block());
+            let ins = vec![x, w, rng.vec(5)];
+            let y_conv = run_parts(&conv, &ins, &[5 * 40 * 2000], 1).remove(0);
+            let want = run_parts(&pool, &[y_conv], &[5 * 20 * 1000], 1).remove(0);
+            for parts in [1, 2] {
+                assert_eq!(run_parts(&fused, &ins, &[5 * 20 * 1000], parts).remove(0), want, "{isa:?} in {parts} parts");
+            }
+        }
     }
 
     /// Microseconds of the stems and their pools, apart and fused with
