@@ -117,7 +117,7 @@ pub enum Command {
     Diff {
         a: PathBuf,
         b: PathBuf,
-        /// Absolute tolerance.
+        /// Absolute tolerance, in units of the reference tensor's largest magnitude where that exceeds 1 (logits up to 100 get 100 × atol).
         #[arg(long, default_value_t = 1e-5)]
         atol: f64,
         /// Relative tolerance (to B).

@@ -64,14 +64,14 @@ pub fn run(a: &Path, b: &Path, tol: Tolerance, top_k: usize) -> anyhow::Result<i
         println!("{:<28} {:>10} {:>11.3e} {:>11.3e} {:>11.3e} {:>10.7} {:>9.1} {:>9}", name, d.elements, d.max_abs, d.mean_abs, d.max_rel, d.cosine, d.snr_db, topk);
         if !d.passes() {
             ok = false;
-            println!("  {} of {} elements outside atol {} + rtol {}·|ref|", d.outside, d.elements, tol.atol, tol.rtol);
+            println!("  {} of {} elements outside atol {}·max(1, max|ref| = {:.3e}) + rtol {}·|ref|", d.outside, d.elements, tol.atol, d.ref_max_abs, tol.rtol);
         }
     }
     if ok {
-        println!("verdict: PASS (atol {}, rtol {})", tol.atol, tol.rtol);
+        println!("verdict: PASS (atol {}·max(1, max|ref|), rtol {})", tol.atol, tol.rtol);
         Ok(0)
     } else {
-        println!("verdict: FAIL (atol {}, rtol {})", tol.atol, tol.rtol);
+        println!("verdict: FAIL (atol {}·max(1, max|ref|), rtol {})", tol.atol, tol.rtol);
         Ok(1)
     }
 }
