@@ -144,7 +144,7 @@ fn graph(layer: &Layer) -> Graph {
 /// The layer compiled for this CPU and loaded on one cluster (the first
 /// core this process may use); returns the service and the layer's FLOPs.
 fn service(layer: &Layer, dir: &std::path::Path, name: &str) -> (Service, u64) {
-    let opts = kann_compiler::CompileOptions { n_clusters: 1, arch: Arch::best_for(&CpuFeatures::detect()), winograd: true };
+    let opts = kann_compiler::CompileOptions { n_clusters: 1, arch: Arch::best_for(&CpuFeatures::detect()), winograd: true, blocked: true };
     let compiled = kann_compiler::compile(graph(layer), &opts, Some(&kann_reference::Reference)).expect("the layer compiles");
     let flops = compiled.program.steps.iter().map(|s| s.flops).sum();
     let path = dir.join(format!("{}.kann", name.replace('/', "_")));

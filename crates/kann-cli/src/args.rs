@@ -232,6 +232,9 @@ pub struct GenerateArgs {
     /// Run every convolution by the packed GEMM, never by Winograd F(4x4, 3x3) or F(2x2, 3x3) (results closer to a direct convolution).
     #[arg(long = "no-winograd")]
     pub no_winograd: bool,
+    /// Keep every activation in NCHW: no channel-blocked (NCHW8c) chains of 1x1 and depthwise convolutions.
+    #[arg(long = "no-blocked-layout")]
+    pub no_blocked_layout: bool,
     /// Do not print the log (log.txt is still written).
     #[arg(short, long)]
     pub quiet: bool,

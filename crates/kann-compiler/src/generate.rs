@@ -7,7 +7,7 @@
 //! memory plan → schedule).
 
 use crate::cost::CostModel;
-use crate::lower::{lower_graph_with, Lowered, Operand, Unlowered};
+use crate::lower::{Lowered, Operand, Unlowered};
 use crate::plan::{plan_memory, MemoryPlan};
 use crate::schedule::{schedule, Schedule};
 use crate::{CompileError, PassCx, PassLog, Pipeline};
@@ -26,6 +26,9 @@ pub struct CompileOptions {
     /// ~1e-5 relative error instead of the GEMM's ~1e-6); off for results
     /// bitwise closer to a direct convolution.
     pub winograd: bool,
+    /// Lets chains of 1×1 and depthwise convolutions keep their activations
+    /// channel-blocked (NCHW8c) between them, on x86-64 arches.
+    pub blocked: bool,
 }
 
 /// Why generation failed.
@@ -66,7 +69,7 @@ pub fn optimize(g: &mut Graph, const_eval: Option<&dyn ConstEval>) -> Result<Pas
 
 /// Lowers, plans and schedules an optimised graph.
 pub fn build_program(g: &Graph, opts: &CompileOptions) -> Result<(Program, Vec<u8>, BuildInfo), GenerateError> {
-    let mut lowered = lower_graph_with(g, opts.arch, opts.winograd, opts.n_clusters).map_err(GenerateError::Unlowered)?;
+    let mut lowered = crate::lower::lower_graph_opts(g, opts.arch, &crate::lower::LowerOptions { winograd: opts.winograd, clusters: opts.n_clusters, blocked: opts.blocked }).map_err(GenerateError::Unlowered)?;
     let plan = plan_memory(g, &mut lowered).map_err(GenerateError::Internal)?;
     let steps = place_steps(g, &lowered, &plan)?;
     let cost = CostModel::portable();

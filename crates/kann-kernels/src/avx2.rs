@@ -60,3 +60,40 @@ mod tests {
         }
     }
 }
+
+/// `t[j][i] = r[i][j]` for 8 rows of 8.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+    let t = [
+        _mm256_unpacklo_ps(r[0], r[1]),
+        _mm256_unpackhi_ps(r[0], r[1]),
+        _mm256_unpacklo_ps(r[2], r[3]),
+        _mm256_unpackhi_ps(r[2], r[3]),
+        _mm256_unpacklo_ps(r[4], r[5]),
+        _mm256_unpackhi_ps(r[4], r[5]),
+        _mm256_unpacklo_ps(r[6], r[7]),
+        _mm256_unpackhi_ps(r[6], r[7]),
+    ];
+    // s[q] (rows 0..4) and s[4 + q] (rows 4..8): element q of each row, columns q | q + 4.
+    let s = [
+        _mm256_shuffle_ps::<0b01_00_01_00>(t[0], t[2]),
+        _mm256_shuffle_ps::<0b11_10_11_10>(t[0], t[2]),
+        _mm256_shuffle_ps::<0b01_00_01_00>(t[1], t[3]),
+        _mm256_shuffle_ps::<0b11_10_11_10>(t[1], t[3]),
+        _mm256_shuffle_ps::<0b01_00_01_00>(t[4], t[6]),
+        _mm256_shuffle_ps::<0b11_10_11_10>(t[4], t[6]),
+        _mm256_shuffle_ps::<0b01_00_01_00>(t[5], t[7]),
+        _mm256_shuffle_ps::<0b11_10_11_10>(t[5], t[7]),
+    ];
+    [
+        _mm256_permute2f128_ps::<0x20>(s[0], s[4]),
+        _mm256_permute2f128_ps::<0x20>(s[1], s[5]),
+        _mm256_permute2f128_ps::<0x20>(s[2], s[6]),
+        _mm256_permute2f128_ps::<0x20>(s[3], s[7]),
+        _mm256_permute2f128_ps::<0x31>(s[0], s[4]),
+        _mm256_permute2f128_ps::<0x31>(s[1], s[5]),
+        _mm256_permute2f128_ps::<0x31>(s[2], s[6]),
+        _mm256_permute2f128_ps::<0x31>(s[3], s[7]),
+    ]
+}

@@ -52,7 +52,7 @@ pub enum Kernel {
     Cast(crate::cast::Cast),
     // --- end of element-wise kernels ---
 
-    // --- nn kernels (conv.rs, conv_gemm.rs, conv_direct.rs, conv_grouped.rs, conv_pool.rs, winograd.rs, depthwise.rs, pw_dw.rs, gemm.rs, pool.rs, norm.rs, softmax.rs) ---
+    // --- nn kernels (conv.rs, conv_gemm.rs, conv_direct.rs, conv_grouped.rs, conv_pool.rs, winograd.rs, depthwise.rs, pw_dw.rs, gemm.rs, pool.rs, norm.rs, softmax.rs, blocked/) ---
     Conv(crate::conv::Conv),
     ConvGemm(crate::conv_gemm::ConvGemm),
     Im2colPack(crate::conv_gemm::Im2colPack),
@@ -75,6 +75,10 @@ pub enum Kernel {
     GroupNorm(crate::norm::GroupNorm),
     LpNorm(crate::norm::LpNorm),
     Softmax(crate::softmax::Softmax),
+    // channel-blocked (NCHW8c) kernels (blocked/)
+    BlockedPointwise(crate::blocked::pointwise::BlockedPointwise),
+    BlockedDepthwise(crate::blocked::depthwise::BlockedDepthwise),
+    Reorder(crate::blocked::reorder::Reorder),
     // --- end of nn kernels ---
 
     // --- movement, reduce and resample kernels (movement.rs, reduce.rs, resample.rs) ---
@@ -127,6 +131,9 @@ macro_rules! dispatch {
             Kernel::GroupNorm($k) => $e,
             Kernel::LpNorm($k) => $e,
             Kernel::Softmax($k) => $e,
+            Kernel::BlockedPointwise($k) => $e,
+            Kernel::BlockedDepthwise($k) => $e,
+            Kernel::Reorder($k) => $e,
             // --- end of nn kernels ---
 
             // --- movement, reduce and resample kernels ---

@@ -60,6 +60,7 @@ pub mod pool;
 pub mod softmax;
 pub mod pw_dw;
 pub mod winograd;
+pub mod blocked;
 
 // Data movement, reductions, resampling.
 pub mod movement;

@@ -204,6 +204,7 @@ fn resolve(model: &Path, args: &BenchArgs, tmp: &mut Option<TempDir>) -> anyhow:
             draw_graph_pdf: false,
             input_shapes: args.input_shapes.clone(),
             no_winograd: false,
+            no_blocked_layout: false,
             quiet: true,
         };
         super::generate::run(&gen).with_context(|| format!("cannot generate {}", model.display()))?;

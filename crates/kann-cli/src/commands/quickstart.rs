@@ -81,6 +81,7 @@ pub fn run(images: &[PathBuf], n_clusters: Option<u32>) -> anyhow::Result<i32> {
         draw_graph_pdf: false,
         input_shapes: Vec::new(),
         no_winograd: false,
+        no_blocked_layout: false,
         quiet: true,
     };
     if super::generate::run(&args)? != 0 {

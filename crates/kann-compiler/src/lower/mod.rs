@@ -14,7 +14,7 @@
 
 mod elementwise;
 mod movement;
-mod nn;
+pub(crate) mod nn;
 mod reduce;
 mod resample;
 
@@ -95,7 +95,22 @@ pub struct LowerCx<'g> {
     /// Stem convolutions lowered together with the MaxPool that alone
     /// reads them (by their output).
     pending_direct: HashMap<ValueId, nn::PendingDirect>,
+    /// The convolutions lowered on channel-blocked activations, and which
+    /// values are kept blocked ([`nn::blocked`]).
+    pub(crate) blocked: nn::blocked::Regions,
     out: Lowered,
+}
+
+/// What [`lower_graph_opts`] may choose.
+#[derive(Clone, Debug)]
+pub struct LowerOptions {
+    /// Whether qualifying 3×3 convolutions may run by Winograd.
+    pub winograd: bool,
+    /// Clusters the program will be scheduled on.
+    pub clusters: usize,
+    /// Whether chains of 1×1 and depthwise convolutions may keep their
+    /// activations channel-blocked (NCHW8c).
+    pub blocked: bool,
 }
 
 /// The SIMD variant of kernels for the target arch (the runtime refuses an
@@ -122,7 +137,7 @@ impl<'g> LowerCx<'g> {
         for v in &graph.outputs {
             readers.entry(*v).or_default().push(None);
         }
-        LowerCx { graph, arch, winograd, clusters, readers, pending_pointwise: HashMap::new(), pending_direct: HashMap::new(), out: Lowered::default() }
+        LowerCx { graph, arch, winograd, clusters, readers, pending_pointwise: HashMap::new(), pending_direct: HashMap::new(), blocked: nn::blocked::Regions::default(), out: Lowered::default() }
     }
 
     /// The one node reading `v`, when exactly one node (and no graph output) does.
@@ -239,7 +254,15 @@ pub fn lower_graph(g: &Graph, arch: Arch) -> Result<Lowered, Vec<Unlowered>> {
 /// [`lower_graph`], with Winograd convolutions allowed or not, for a
 /// program scheduled on `clusters` clusters.
 pub fn lower_graph_with(g: &Graph, arch: Arch, winograd: bool, clusters: usize) -> Result<Lowered, Vec<Unlowered>> {
-    let mut cx = LowerCx::new(g, arch, winograd, clusters);
+    lower_graph_opts(g, arch, &LowerOptions { winograd, clusters, blocked: false })
+}
+
+/// [`lower_graph`] with every choice spelled out.
+pub fn lower_graph_opts(g: &Graph, arch: Arch, opts: &LowerOptions) -> Result<Lowered, Vec<Unlowered>> {
+    let mut cx = LowerCx::new(g, arch, opts.winograd, opts.clusters);
+    if opts.blocked {
+        cx.blocked = nn::blocked::Regions::choose(g, arch);
+    }
     let mut missing = Vec::new();
     for i in 0..g.nodes.len() {
         let id = NodeId(i as u32);

@@ -10,6 +10,7 @@
 //! helpers resolve auto_pad, defaults and legacy axis forms), so the kernels
 //! get fully resolved geometry.
 
+pub(crate) mod blocked;
 mod pw_dw;
 
 pub(super) use pw_dw::PendingPointwise;
@@ -164,6 +165,9 @@ fn lower_conv(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAttrs, 
         };
     }
     if let Some(wv) = constant_f32(cx, w)? {
+        if cx.blocked.has_node(id) {
+            return blocked::lower(cx, id, node, extra, &plan, wv);
+        }
         if pw_dw::lower_fused_depthwise(cx, id, node, extra, &plan, wv)? || pw_dw::defer_pointwise(cx, id, node, attrs, extra, &plan, wv)? {
             return Ok(());
         }
@@ -1958,7 +1962,7 @@ mod tests {
             }
             let read = |f: &str| kann_onnx::tensor::read_tensor_file(&dir.join(name).join("test_data_set_0").join(f)).unwrap().1;
             let (input, want) = (read("input_0.pb"), read("output_0.pb"));
-            let opts = crate::CompileOptions { n_clusters: 4, arch: kann_artifact::Arch::Generic, winograd: true };
+            let opts = crate::CompileOptions { n_clusters: 4, arch: kann_artifact::Arch::Generic, winograd: true, blocked: true };
             let c = crate::compile(g, &opts, Some(&kann_reference::Reference)).unwrap();
             let t1 = std::time::Instant::now();
             let got = crate::testing::run_compiled(&c, &[input]).unwrap();
@@ -1989,7 +1993,7 @@ mod tests {
                     (0..).map(|i| data.join(format!("{prefix}_{i}.pb"))).take_while(|p| p.exists()).map(|p| kann_onnx::tensor::read_tensor_file(&p).unwrap().1).collect()
                 };
                 let (inputs, want) = (read("input"), read("output"));
-                let opts = crate::CompileOptions { n_clusters: 2, arch: kann_artifact::Arch::Generic, winograd: true };
+                let opts = crate::CompileOptions { n_clusters: 2, arch: kann_artifact::Arch::Generic, winograd: true, blocked: true };
                 let c = crate::compile(model.graph, &opts, Some(&kann_reference::Reference)).map_err(|e| e.to_string())?;
                 let got = crate::testing::run_compiled(&c, &inputs)?;
                 crate::testing::compare(&got, &want, 1e-4, 1e-3)

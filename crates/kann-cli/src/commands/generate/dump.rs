@@ -173,7 +173,7 @@ mod tests {
         std::fs::write(&model, b"x").unwrap();
         let mut net = NetworkConfig::from_onnx(&model, vec![]).unwrap();
         net.preprocessing = Some(Preprocessing { mean: vec![0.5, 0.25, 0.125], scale: 1.0 / 255.0, layout: Some(Layout::Nchw), ..Preprocessing::default() });
-        let opts = Options { arch_requested: "native".into(), arch: kann_artifact::Arch::X86_64V3, n_clusters: 3, precision: "fp32".into(), forced_batch: Some(2), winograd: true };
+        let opts = Options { arch_requested: "native".into(), arch: kann_artifact::Arch::X86_64V3, n_clusters: 3, precision: "fp32".into(), forced_batch: Some(2), winograd: true, blocked: true };
         let io = |name: &str, shape: Vec<usize>| Io { name: name.into(), dtype: DType::F32, shape, layout: "nchw".into() };
         let inputs = [io("in:0", vec![2, 3, 8, 8])];
         let outputs = [io("out", vec![2, 10])];

@@ -65,6 +65,7 @@ pub struct Options {
     pub forced_batch: Option<usize>,
     /// Qualifying 3×3 convolutions may run by Winograd (not `--no-winograd`).
     pub winograd: bool,
+    pub blocked: bool,
 }
 
 /// Resolves arch, clusters, precision and batch: the command line first,
@@ -102,7 +103,7 @@ pub fn resolve_options(args: &GenerateArgs, net: &NetworkConfig, warnings: &mut 
         other => bail!("--precision: unknown precision \"{other}\" (expected fp32, fp16, bf16 or int8)"),
     }
     let forced_batch = args.forced_batch_size.map(|b| b as usize).or(gen.forced_batch_size);
-    Ok(Options { arch_requested: requested.name().to_string(), arch, n_clusters, precision, forced_batch, winograd: !args.no_winograd })
+    Ok(Options { arch_requested: requested.name().to_string(), arch, n_clusters, precision, forced_batch, winograd: !args.no_winograd, blocked: !args.no_blocked_layout })
 }
 
 /// One network input or output as generation decided it.

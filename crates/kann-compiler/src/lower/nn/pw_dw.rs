@@ -46,7 +46,12 @@ pub(in crate::lower) struct PendingPointwise {
 /// qualifies: a 2-D depthwise convolution of multiplier 1 with constant
 /// weights and no residual. Returns its attributes and weights' dims.
 fn depthwise_reader<'g>(cx: &LowerCx<'g>, y: ValueId, yd: &[usize]) -> Option<(&'g ir::ConvAttrs, Vec<usize>, bool)> {
-    let reader = cx.graph.node(cx.sole_reader(y)?);
+    let reader_id = cx.sole_reader(y)?;
+    if cx.blocked.has_node(reader_id) {
+        // It reads y channel-blocked, on its own.
+        return None;
+    }
+    let reader = cx.graph.node(reader_id);
     let attrs = match &reader.op {
         Op::Nn(NnOp::Conv(c)) => &c.attrs,
         Op::Fused(f) if !f.residual => match f.base.as_ref() {

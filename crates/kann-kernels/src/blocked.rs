@@ -1,0 +1,39 @@
+//! Channel-blocked activations: NCHW8c, `[N][C/8][H][W][8]`.
+//!
+//! ONNX Runtime keeps this layout between the convolutions of a network,
+//! and it is what its 1×1 and depthwise kernels gain on ours in NCHW: a
+//! 1×1 convolution reads X in place (the 8 channels of a pixel are one
+//! vector, the pixels of a tile 8 floats apart) with no packing, a
+//! depthwise one has a block's channels in the lanes with no transposes,
+//! and both store whole vectors. Tensors in this layout have a multiple of
+//! 8 channels (the compiler only chooses it then), so they hold as many
+//! floats as in NCHW and the memory plan is unchanged.
+
+pub mod depthwise;
+pub mod pointwise;
+pub mod reorder;
+
+/// Channels of a block: the lanes of an AVX2 vector.
+pub const BLOCK: usize = 8;
+
+/// NCHW → NCHW8c of one image (`c` a multiple of [`BLOCK`]), portably.
+pub fn to_blocked(x: &[f32], c: usize, hw: usize) -> Vec<f32> {
+    let mut y = vec![0.0; c * hw];
+    for ch in 0..c {
+        for p in 0..hw {
+            y[(ch / BLOCK) * hw * BLOCK + p * BLOCK + ch % BLOCK] = x[ch * hw + p];
+        }
+    }
+    y
+}
+
+/// NCHW8c → NCHW of one image, portably.
+pub fn to_planar(x: &[f32], c: usize, hw: usize) -> Vec<f32> {
+    let mut y = vec![0.0; c * hw];
+    for ch in 0..c {
+        for p in 0..hw {
+            y[ch * hw + p] = x[(ch / BLOCK) * hw * BLOCK + p * BLOCK + ch % BLOCK];
+        }
+    }
+    y
+}
