@@ -4,7 +4,7 @@
 //! A block's 8 channels are already the 8 lanes of a vector, pixel by
 //! pixel: what `depthwise/blocked8.rs` gets by transposing NCHW planes into
 //! a padded channel-minor scratch plane and back, this kernel reads and
-//! writes in place (see `depthwise/avx2.rs`), with no scratch at all.
+//! writes in place (see `blocked/depthwise/avx2.rs`), with no scratch at all.
 //!
 //! Work items are the channel blocks of every image (`N · C/8`); item `i`
 //! reads X's block `i`, writes Y's block `i` (so a part's output is
