@@ -10,6 +10,7 @@
 //! floats as in NCHW and the memory plan is unchanged.
 
 pub mod depthwise;
+pub mod global_pool;
 pub mod pointwise;
 pub mod reorder;
 

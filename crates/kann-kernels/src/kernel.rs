@@ -79,6 +79,7 @@ pub enum Kernel {
     BlockedPointwise(crate::blocked::pointwise::BlockedPointwise),
     BlockedDepthwise(crate::blocked::depthwise::BlockedDepthwise),
     Reorder(crate::blocked::reorder::Reorder),
+    BlockedGlobalPool(crate::blocked::global_pool::BlockedGlobalPool),
     // --- end of nn kernels ---
 
     // --- movement, reduce and resample kernels (movement.rs, reduce.rs, resample.rs) ---
@@ -134,6 +135,7 @@ macro_rules! dispatch {
             Kernel::BlockedPointwise($k) => $e,
             Kernel::BlockedDepthwise($k) => $e,
             Kernel::Reorder($k) => $e,
+            Kernel::BlockedGlobalPool($k) => $e,
             // --- end of nn kernels ---
 
             // --- movement, reduce and resample kernels ---

@@ -22,6 +22,7 @@ use kann_ir::{Node, NodeId, Op, TensorInfo, ValueId};
 use kann_kernels::conv::{pack_conv_weights, Conv, ConvTranspose};
 use kann_kernels::conv_direct::ConvDirect;
 use kann_kernels::conv_grouped::{pack_grouped_weights, ConvGrouped};
+use kann_kernels::blocked::global_pool::BlockedGlobalPool;
 use kann_kernels::conv_pool::ConvPool;
 use kann_kernels::KernelImpl as _;
 use kann_kernels::depthwise::{pack_dwconv_weights, DepthwiseConv};
@@ -156,6 +157,11 @@ fn lower_conv(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAttrs, 
     require_f32(cx, w, "W")?;
     let (xd, wd) = (cx.info(x).shape.dims(), cx.info(w).shape.dims());
     let plan = attrs.plan(xd, wd)?;
+    if extra.scale.is_some() && cx.blocked.has_node(id) {
+        if let Some(wv) = constant_f32(cx, w)? {
+            return blocked::lower(cx, id, node, extra, &plan, wv);
+        }
+    }
     if extra.scale.is_some() {
         // Only the packed GEMM's pointwise path scales B's rows as it builds them.
         let pointwise = crate::passes::fuse_channel_scale::is_pointwise(attrs.group, &plan, xd);
@@ -899,6 +905,12 @@ fn lower_global_pool(cx: &mut LowerCx, id: NodeId, node: &Node, p: &ir::GlobalPo
     let xd = cx.info(x).shape.dims();
     if xd.len() < 3 {
         return Err(format!("X must have rank >= 3, found {xd:?}"));
+    }
+    if cx.blocked.has_value(x) {
+        let kernel = BlockedGlobalPool { batch: xd[0] as u64, channels: xd[1] as u64, pixels: (xd[2] * xd[3]) as u64, isa: crate::lower::kernel_isa(cx.arch) };
+        let y = output(node, 0)?;
+        cx.push(id, Kernel::BlockedGlobalPool(kernel), vec![Operand::Value(x)], vec![Operand::Value(y)], flops(cx, node));
+        return Ok(());
     }
     let (kind, planes, spatial) = (pool_kind(p.kind), (xd[0] * xd[1]) as u64, dims_u64(&xd[2..]));
     let kernel = match GlobalPool::new(kind, planes, spatial.iter().product(), crate::lower::kernel_isa(cx.arch)) {

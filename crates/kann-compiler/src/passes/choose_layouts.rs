@@ -1,9 +1,11 @@
-//! `choose_layouts`: records the data layout of the convolutions. The
-//! portable kernels read and write NCHW (the ONNX layout), so every
-//! convolution keeps NCHW and no transposes are inserted; the pass only
-//! counts the convolutions and says so (`layout: NCHW for 57 convolutions,
-//! 0 transposes`). Faster kernels with blocked layouts will make the choice
-//! here and insert the transposes at the layout boundaries.
+//! `choose_layouts`: records the data layout of the convolutions at the
+//! graph level, where every value is NCHW (the ONNX layout) and no
+//! transposes are inserted: the pass counts the convolutions and says so
+//! (`layout: NCHW for 57 convolutions, 0 transposes`). The channel-blocked
+//! (NCHW8c) chains of 1×1 and depthwise convolutions are chosen at lowering,
+//! where the target's kernels are known (`lower/nn/blocked.rs`); the
+//! generation log counts their kernels (`f32_conv1x1_nchw8c_avx2`…) and the
+//! reorders at their edges (`f32_reorder_to_nchw8c_avx2`…).
 
 use super::{Pass, PassCx, PassReport};
 use crate::CompileError;

@@ -1,12 +1,12 @@
 //! Channel-blocked regions: chains of 1×1 and depthwise convolutions whose
 //! activations stay in NCHW8c between them (`kann_kernels::blocked`).
 //!
-//! A convolution qualifies when its weights are constant, it has no input
-//! scale, its channels in and out are multiples of 8, and it is either
-//! pointwise (1×1, stride 1, unpadded, one group) or depthwise (a channel
-//! multiplier of 1). A value is kept blocked when a chosen convolution
-//! writes it and only chosen convolutions read it (as X or as the fused
-//! residual). A qualifying convolution is chosen unless none of its
+//! A convolution qualifies when its weights are constant, its channels in
+//! and out are multiples of 8, and it is either pointwise (1×1, stride 1,
+//! unpadded, one group; an input scale allowed) or depthwise (a channel
+//! multiplier of 1, no input scale). A value is kept blocked when a chosen
+//! convolution writes it and only chosen convolutions (as X or as the
+//! fused residual) and global average pools read it. A qualifying convolution is chosen unless none of its
 //! activations would be blocked: alone, it would pay a layout change on
 //! each side. Where a chosen convolution reads a value kept in NCHW, a
 //! reorder step makes a blocked copy (once a value); where it writes one,
@@ -43,10 +43,10 @@ fn activation_slots(node: &Node) -> Vec<usize> {
 
 /// Whether `node` can run on blocked activations (see the module notes).
 fn qualifies(g: &Graph, node: &Node) -> bool {
-    let attrs = match &node.op {
-        Op::Nn(NnOp::Conv(c)) => &c.attrs,
-        Op::Fused(f) if f.scale_slot().is_none() => match f.base.as_ref() {
-            Op::Nn(NnOp::Conv(c)) => &c.attrs,
+    let (attrs, scaled) = match &node.op {
+        Op::Nn(NnOp::Conv(c)) => (&c.attrs, false),
+        Op::Fused(f) => match f.base.as_ref() {
+            Op::Nn(NnOp::Conv(c)) => (&c.attrs, f.scale_slot().is_some()),
             _ => return false,
         },
         _ => return false,
@@ -65,15 +65,29 @@ fn qualifies(g: &Graph, node: &Node) -> bool {
     };
     let unpadded = plan.pad_begin.iter().chain(&plan.pad_end).all(|&p| p == 0);
     let pointwise = attrs.group == 1 && plan.kernel == [1, 1] && plan.strides == [1, 1] && unpadded;
-    let depthwise = attrs.group == xd[1] && wd[0] == xd[1] && plan.pad_begin.iter().all(|&p| p >= 0);
+    let depthwise = attrs.group == xd[1] && wd[0] == xd[1] && plan.pad_begin.iter().all(|&p| p >= 0) && !scaled;
     pointwise || depthwise
 }
 
+/// Whether `node` reads its input `slot` blocked as well as in NCHW: a
+/// global average pool of a 4-D f32 X (its `[N, C, 1, 1]` output is the
+/// same bytes in both layouts).
+fn pools_blocked(g: &Graph, node: &Node, slot: usize) -> bool {
+    let Op::Nn(NnOp::GlobalPool(p)) = &node.op else {
+        return false;
+    };
+    let x = node.inputs.first().copied().flatten().map(|v| &g.value(v).info);
+    slot == 0 && matches!(p.kind, kann_ir::ops::nn::PoolKind::Average { .. }) && x.is_some_and(|i| i.dtype == kann_tensor::DType::F32 && i.shape.dims().len() == 4)
+}
+
 impl Regions {
-    /// The regions of `g` for `arch` (none off x86-64: the blocked kernels
-    /// gain by their AVX2 tiles).
+    /// The regions of `g` for `arch`: AVX2 only. The blocked kernels'
+    /// tiles are AVX2 (8 lanes); where AVX-512 has 512-bit FMA units its
+    /// packed GEMM does twice their work a cycle, so x86-64-v4 keeps NCHW
+    /// until the tiles have a 16-lane form; the portable twins only serve
+    /// artifacts run where AVX2 is missing.
     pub(crate) fn choose(g: &Graph, arch: Arch) -> Regions {
-        if crate::lower::kernel_isa(arch) == Isa::Generic {
+        if crate::lower::kernel_isa(arch) != Isa::Avx2 {
             return Regions::default();
         }
         let mut readers: HashMap<ValueId, Vec<(NodeId, usize)>> = HashMap::new();
@@ -112,8 +126,13 @@ impl Regions {
             .iter()
             .map(|&id| g.node(id).outputs[0])
             .filter(|v| !outputs.contains(v))
-            .filter(|v| readers.get(v).is_some_and(|rs| rs.iter().all(|&(r, slot)| nodes.contains(&r) && activation_slots(g.node(r)).contains(&slot))))
+            .filter(|v| readers.get(v).is_some_and(|rs| rs.iter().all(|&(r, slot)| (nodes.contains(&r) && activation_slots(g.node(r)).contains(&slot)) || pools_blocked(g, g.node(r), slot))))
             .collect()
+    }
+
+    /// Whether `v` is kept blocked.
+    pub(crate) fn has_value(&self, v: ValueId) -> bool {
+        self.values.contains(&v)
     }
 
     /// Whether `id` is lowered on blocked activations.
@@ -156,7 +175,7 @@ pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, pla
             require_f32(cx, b, "B")?;
             inputs.push(Operand::Value(b));
         }
-        Kernel::BlockedPointwise(BlockedPointwise { batch: xd[0] as u64, in_channels: c as u64, out_channels: m as u64, pixels: (xd[2] * xd[3]) as u64, epilogue: e, isa })
+        Kernel::BlockedPointwise(BlockedPointwise { batch: xd[0] as u64, in_channels: c as u64, out_channels: m as u64, pixels: (xd[2] * xd[3]) as u64, epilogue: e, input_scale: extra.scale.is_some(), isa })
     } else {
         let taps = plan.kernel.iter().product::<usize>();
         inputs.push(cx.weights_f32(&pack_blocked_depthwise_weights(wv, c, taps)));
@@ -180,6 +199,7 @@ pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, pla
         })
     };
     inputs.extend(residual);
+    inputs.extend(extra.scale.map(Operand::Value));
     let y = output(node, 0)?;
     let fl = flops(cx, node);
     if cx.blocked.values.contains(&y) {

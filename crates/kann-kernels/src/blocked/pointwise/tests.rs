@@ -28,8 +28,11 @@ fn check(k: &BlockedPointwise, hw2: [u64; 2], rng: &mut Rng) {
     let w = rng.vec(m * c);
     let bias = rng.vec(m);
     let residual = rng.vec(n * m * hw);
+    let scale = rng.vec(n * c);
+    // The reference convolves the scaled X.
+    let scaled: Vec<f32> = x.iter().enumerate().map(|(i, v)| if k.input_scale { v * scale[i / hw] } else { *v }).collect();
     let conv = Conv { batch: k.batch, in_channels: k.in_channels, out_channels: k.out_channels, group: 1, input: hw2.to_vec(), kernel: vec![1, 1], strides: vec![1, 1], dilations: vec![1, 1], pad_begin: vec![0, 0], output: hw2.to_vec(), epilogue: k.epilogue };
-    let mut conv_ins = vec![x.clone(), pack_conv_weights(&w)];
+    let mut conv_ins = vec![scaled, pack_conv_weights(&w)];
     let mut ins = vec![per_image(&x, c, hw, to_blocked), pack_blocked_pointwise_weights(&w, m, c)];
     if k.epilogue.bias {
         conv_ins.push(bias.clone());
@@ -38,6 +41,9 @@ fn check(k: &BlockedPointwise, hw2: [u64; 2], rng: &mut Rng) {
     if k.epilogue.residual {
         conv_ins.push(residual.clone());
         ins.push(per_image(&residual, m, hw, to_blocked));
+    }
+    if k.input_scale {
+        ins.push(scale);
     }
     let want = run_parts(&conv, &conv_ins, &[n * m * hw], 1);
     for parts in [1, 2, 3] {
@@ -57,6 +63,7 @@ fn matches_the_portable_conv_on_random_shapes_every_isa() {
             out_channels: 8 * (1 + rng.below(9)),
             pixels: hw2[0] * hw2[1],
             epilogue: Epilogue { bias: rng.below(2) == 0, residual: rng.below(2) == 0, activation: ACTIVATIONS[case % ACTIVATIONS.len()] },
+            input_scale: case % 3 == 0,
             isa: Isa::Generic,
         };
         for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
@@ -74,7 +81,7 @@ fn every_tile_remainder_and_group_shape() {
         for pixels in 1..=14u64 {
             for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
                 let e = Epilogue { bias: true, residual: pixels % 2 == 0, activation: Activation::Relu };
-                let k = BlockedPointwise { batch: 1, in_channels: 16, out_channels: 8 * blocks, pixels, epilogue: e, isa };
+                let k = BlockedPointwise { batch: 1, in_channels: 16, out_channels: 8 * blocks, pixels, epilogue: e, input_scale: false, isa };
                 check(&k, [1, pixels], &mut rng);
             }
         }
@@ -93,7 +100,7 @@ fn groups_cover_the_blocks_in_pairs_and_one_three() {
 
 #[test]
 fn names_and_check() {
-    let k = BlockedPointwise { batch: 1, in_channels: 16, out_channels: 24, pixels: 49, epilogue: Epilogue::default(), isa: Isa::Avx2 };
+    let k = BlockedPointwise { batch: 1, in_channels: 16, out_channels: 24, pixels: 49, epilogue: Epilogue::default(), input_scale: false, isa: Isa::Avx2 };
     assert_eq!(k.name(), "f32_conv1x1_nchw8c_avx2");
     assert_eq!(k.work_items(), 13);
     assert!(k.check(2, 1).is_ok());
@@ -119,8 +126,10 @@ fn blocked_pointwise_timing() {
         let hw = side * side;
         let mut rng = Rng(3);
         let (x, w, mut bias) = (rng.vec(c * hw), rng.vec(m * c), rng.vec(m));
-        let e = Epilogue { bias: true, residual: false, activation: Activation::Relu };
-        let blocked = BlockedPointwise { batch: 1, in_channels: c as u64, out_channels: m as u64, pixels: hw as u64, epilogue: e, isa };
+        // KANN_PW_SILU: SiLU instead of Relu (the activation the tiles leave to a pass).
+        let act = if std::env::var("KANN_PW_SILU").is_ok() { Activation::Silu } else { Activation::Relu };
+        let e = Epilogue { bias: true, residual: false, activation: act };
+        let blocked = BlockedPointwise { batch: 1, in_channels: c as u64, out_channels: m as u64, pixels: hw as u64, epilogue: e, input_scale: false, isa };
         let gemm = ConvGemm { batch: 1, in_channels: c as u64, out_channels: m as u64, group: 1, input: [side as u64; 2], kernel: [1, 1], strides: [1, 1], dilations: [1, 1], pad_begin: [0, 0], output: [side as u64; 2], epilogue: e, isa, axis: GemmAxis::Columns, input_scale: false };
         let (mut xb, mut wb) = (to_blocked(&x, c, hw), pack_blocked_pointwise_weights(&w, m, c));
         let (mut xg, mut wg) = (x.clone(), pack_conv_gemm_weights(&w, m, 1, isa, gemm.k_block()));
