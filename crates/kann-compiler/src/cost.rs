@@ -117,7 +117,7 @@ impl CostModel {
             Kernel::ConvGemm(c) if c.axis == kann_kernels::conv_gemm::GemmAxis::Columns => 1.0,
             Kernel::Winograd(w) if w.axis == kann_kernels::winograd::WinogradAxis::Tiles => 1.0,
             // Split by pixels: every part streams all its weights.
-            Kernel::BlockedPointwise(_) => 1.0,
+            Kernel::BlockedPointwise(b) if !b.by_channels => 1.0,
             _ => share,
         };
         let bytes_per_s = if matches!(step.kernel, Kernel::Im2colPack(_)) { self.gather_bytes_per_s } else { self.bytes_per_s };
@@ -219,6 +219,12 @@ impl CostModel {
             // depthwise one has no transposes.
             Kernel::BlockedPointwise(b) => BLOCKED_POINTWISE_GAIN * self.packed_flops[isa_index(b.isa)] * short_depth(b.in_channels),
             Kernel::BlockedDepthwise(d) => BLOCKED_DEPTHWISE_GAIN * self.depthwise_flops[isa_index(d.isa)],
+            // As the NCHW grouped kernel (the same tile with channels in the
+            // lanes), without its transposes.
+            Kernel::BlockedConv(c) => {
+                let strided = if c.strides[1] > 1 { 0.8 } else { 1.0 };
+                self.packed_flops[isa_index(c.isa)] * short_depth((c.in_channels / c.group.max(1)) * c.kernel[0] * c.kernel[1]) * strided
+            }
             Kernel::Pool2d(_) => simd_isa(k).map_or(self.pool_flops[0], |isa| self.pool_flops[isa_index(isa)]),
             // The stem at the direct kernel's rate, its rows repeated at band
             // edges; the pool at the pool's rate.
@@ -294,6 +300,7 @@ fn exp_activations(k: &Kernel) -> u64 {
         Kernel::DepthwiseConv(d) => depthwise(d),
         Kernel::BlockedPointwise(b) if exp(&b.epilogue) => b.batch * b.out_channels * b.pixels,
         Kernel::BlockedDepthwise(d) if exp(&d.epilogue) => d.batch * d.channels * d.output[0] * d.output[1],
+        Kernel::BlockedConv(c) if exp(&c.epilogue) => c.batch * c.out_channels * c.output[0] * c.output[1],
         Kernel::PointwiseDepthwise(f) => {
             let d = &f.depthwise;
             let expanded = if exp(&f.pointwise) { d.batch * d.in_channels * d.input[0] * d.input[1] } else { 0 };

@@ -42,25 +42,6 @@ pub(crate) unsafe fn store_first(p: *mut f32, v: __m256, n: usize) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stores_exactly_the_first_lanes() {
-        if !is_x86_feature_detected!("avx2") || !is_x86_feature_detected!("fma") {
-            return;
-        }
-        for n in 0..=8 {
-            let mut buf = [-1.0f32; 10];
-            // SAFETY: AVX2 checked; buf holds 1 + n ≤ 9 floats from index 1.
-            unsafe { store_first(buf.as_mut_ptr().add(1), _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0), n) };
-            let want: Vec<f32> = (0..10).map(|i| if (1..=n).contains(&i) { (i - 1) as f32 } else { -1.0 }).collect();
-            assert_eq!(buf.to_vec(), want, "{n} lanes");
-        }
-    }
-}
-
 /// `t[j][i] = r[i][j]` for 8 rows of 8.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
@@ -96,4 +77,23 @@ pub(crate) fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
         _mm256_permute2f128_ps::<0x31>(s[2], s[6]),
         _mm256_permute2f128_ps::<0x31>(s[3], s[7]),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_exactly_the_first_lanes() {
+        if !is_x86_feature_detected!("avx2") || !is_x86_feature_detected!("fma") {
+            return;
+        }
+        for n in 0..=8 {
+            let mut buf = [-1.0f32; 10];
+            // SAFETY: AVX2 checked; buf holds 1 + n ≤ 9 floats from index 1.
+            unsafe { store_first(buf.as_mut_ptr().add(1), _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0), n) };
+            let want: Vec<f32> = (0..10).map(|i| if (1..=n).contains(&i) { (i - 1) as f32 } else { -1.0 }).collect();
+            assert_eq!(buf.to_vec(), want, "{n} lanes");
+        }
+    }
 }

@@ -78,6 +78,7 @@ pub enum Kernel {
     // channel-blocked (NCHW8c) kernels (blocked/)
     BlockedPointwise(crate::blocked::pointwise::BlockedPointwise),
     BlockedDepthwise(crate::blocked::depthwise::BlockedDepthwise),
+    BlockedConv(crate::blocked::conv::BlockedConv),
     Reorder(crate::blocked::reorder::Reorder),
     BlockedGlobalPool(crate::blocked::global_pool::BlockedGlobalPool),
     // --- end of nn kernels ---
@@ -134,6 +135,7 @@ macro_rules! dispatch {
             Kernel::Softmax($k) => $e,
             Kernel::BlockedPointwise($k) => $e,
             Kernel::BlockedDepthwise($k) => $e,
+            Kernel::BlockedConv($k) => $e,
             Kernel::Reorder($k) => $e,
             Kernel::BlockedGlobalPool($k) => $e,
             // --- end of nn kernels ---

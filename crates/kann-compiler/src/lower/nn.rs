@@ -1719,15 +1719,20 @@ mod tests {
         let g = b.finish().unwrap();
         for arch in runnable_arches() {
             let isa = crate::lower::kernel_isa(arch);
-            // SIMD builds take the grouped kernel (24 channels a group),
-            // the portable build the direct one.
-            let (grouped, direct) = (format!("f32_conv2d_grouped_{}", isa.name()), format!("f32_conv2d_direct_{}", isa.name()));
-            let want = if isa == kann_kernels::packed::Isa::Generic { (0, 2) } else { (2, 0) };
+            // AVX-512 builds take the grouped kernel (24 channels a group),
+            // AVX2 ones the channel-blocked one (the pair a blocked region,
+            // with a reorder at each end), the portable build the direct one.
+            let (grouped, direct, blocked) = (format!("f32_conv2d_grouped_{}", isa.name()), format!("f32_conv2d_direct_{}", isa.name()), format!("f32_conv2d_nchw8c_{}", isa.name()));
+            let want = match isa {
+                kann_kernels::packed::Isa::Generic => (0, 2, 0),
+                kann_kernels::packed::Isa::Avx2 => (0, 0, 2),
+                kann_kernels::packed::Isa::Avx512 => (2, 0, 0),
+            };
             for clusters in [1, 2] {
                 let c = crate::testing::check_against_reference_on(g.clone(), clusters, arch).unwrap_or_else(|e| panic!("{arch}: {e}"));
                 let names: Vec<String> = c.program.steps.iter().map(|s| s.kernel.name()).collect();
                 let count = |name: &String| names.iter().filter(|n| *n == name).count();
-                assert_eq!((count(&grouped), count(&direct)), want, "{arch}, {clusters} clusters: {names:?}");
+                assert_eq!((count(&grouped), count(&direct), count(&blocked)), want, "{arch}, {clusters} clusters: {names:?}");
             }
         }
     }

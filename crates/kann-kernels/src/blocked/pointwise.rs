@@ -20,7 +20,7 @@
 //! squeeze-and-excitation: `W · (s ⊙ X)`, run as `(W ⊙ s) · X` with each
 //! group's weights scaled into the scratch, once a chunk of pixels).
 //! Output: Y `[N][M/8][pixels][8]`. Work items are each image's pixels in
-//! fours.
+//! fours, or its groups of output blocks (`by_channels`).
 
 use super::BLOCK;
 use crate::kernel::{expect_io, KernelImpl};
@@ -41,6 +41,9 @@ pub struct BlockedPointwise {
     pub epilogue: Epilogue,
     /// Scale X's channels per image by an extra input first.
     pub input_scale: bool,
+    /// Work items are each image's output groups (small maps split across
+    /// clusters: each reads only its groups' weights) instead of its pixels.
+    pub by_channels: bool,
     pub isa: Isa,
 }
 
@@ -97,7 +100,8 @@ impl KernelImpl for BlockedPointwise {
     }
 
     fn work_items(&self) -> u64 {
-        self.batch * self.pixels.div_ceil(QUAD as u64)
+        let per_image = if self.by_channels { groups(self.out_channels as usize / BLOCK).count() as u64 } else { self.pixels.div_ceil(QUAD as u64) };
+        self.batch * per_image
     }
 
     fn scratch_bytes(&self, _items: u64) -> usize {
@@ -137,65 +141,96 @@ impl KernelImpl for BlockedPointwise {
         assert!(scale.is_none() || scaled.len() >= 3 * BLOCK * k, "blocked 1x1 convolution scratch is too small");
         let y = &io.outputs[0];
         assert!(y.len_bytes() / 4 >= self.batch as usize * m * hw && residual.is_none_or(|r| r.len() >= self.batch as usize * m * hw), "blocked 1x1 convolution outputs are too short");
-        let quads = hw.div_ceil(QUAD);
-        let simd = self.simd();
-        let pw = PwAct::of(self.epilogue.activation);
-        // The part's pixels, image by image.
-        let mut i = part.start as usize;
-        while i < part.end as usize {
-            let (b, q) = (i / quads, i % quads);
-            let q_end = quads.min(q + part.end as usize - i);
-            let pixels = q * QUAD..(q_end * QUAD).min(hw);
-            let (xb, yb) = (b * k * hw, b * m * hw);
-            for c0 in pixels.clone().step_by(CHUNK) {
-                let c1 = (c0 + CHUNK).min(pixels.end);
-                for (g, v) in groups(m / BLOCK) {
-                    let at = yb + g * BLOCK * hw;
-                    let mut wg = &w[g * BLOCK * k..][..v * BLOCK * k];
-                    if let Some(s) = scale {
-                        let lanes = v * BLOCK;
-                        for (kk, (dst, src)) in scaled.chunks_exact_mut(lanes).zip(wg.chunks_exact(lanes)).enumerate() {
-                            let f = s[b * k + kk];
-                            dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x * f);
-                        }
-                        wg = &scaled[..lanes * k];
-                    }
-                    let mut p = c0;
-                    while p < c1 {
-                        let t = Tile {
-                            // SAFETY (all three): in bounds of the buffers checked above.
-                            x: unsafe { x.as_ptr().add(xb + p * BLOCK) },
-                            xs: hw * BLOCK,
-                            w: wg.as_ptr(),
-                            kb: k / BLOCK,
-                            bias: bias.map_or(std::ptr::null(), |bv| unsafe { bv.as_ptr().add(g * BLOCK) }),
-                            residual: residual.map_or(std::ptr::null(), |r| unsafe { r.as_ptr().add(at + p * BLOCK) }),
-                            y: unsafe { (y.as_ptr() as *mut f32).add(at + p * BLOCK) },
-                            ys: hw * BLOCK,
-                        };
-                        // SAFETY: this part owns pixels `pixels` of every output
-                        // block of image `b`; the tile stays inside them.
-                        p += unsafe { self.tile(simd, pw, t, v, c1 - p) };
-                    }
-                    if pw.is_none() || !simd {
-                        // The activations the tiles leave: once a block of the
-                        // chunk, while its lines are in cache (a call a tile
-                        // cost EfficientNet-B0's SiLU expansions 1.3-1.5×).
-                        for blk in 0..v {
-                            let first = at + blk * hw * BLOCK + c0 * BLOCK;
-                            // SAFETY: pixels c0..c1 of this output block, this part's.
-                            let ys = unsafe { std::slice::from_raw_parts_mut((y.as_ptr() as *mut f32).add(first), (c1 - c0) * BLOCK) };
-                            crate::epilogue::activate_in_place(self.epilogue.activation, ys);
-                        }
-                    }
-                }
+        let cx = Span { x, w, bias, residual, scale, y: y.as_ptr() as *mut f32, simd: self.simd(), pw: PwAct::of(self.epilogue.activation) };
+        let all: Vec<(usize, usize)> = groups(m / BLOCK).collect();
+        let (p0, p1) = (part.start as usize, part.end as usize);
+        if self.by_channels {
+            // Items are each image's groups: the part's groups, image by image.
+            let n = all.len();
+            for b in p0 / n..p1.div_ceil(n) {
+                let gs = p0.max(b * n) - b * n..p1.min((b + 1) * n) - b * n;
+                // SAFETY: this part owns these groups' blocks of image b.
+                unsafe { self.span(&cx, b, 0..hw, &all[gs], scaled) };
             }
-            i += q_end - q;
+            return;
+        }
+        // Items are each image's pixels in fours: the part's pixels, image by image.
+        let quads = hw.div_ceil(QUAD);
+        for b in p0 / quads..p1.div_ceil(quads) {
+            let (q0, q1) = (p0.max(b * quads) - b * quads, p1.min((b + 1) * quads) - b * quads);
+            // SAFETY: this part owns these pixels of every block of image b.
+            unsafe { self.span(&cx, b, q0 * QUAD..(q1 * QUAD).min(hw), &all, scaled) };
         }
     }
 }
 
+/// What every span of a run reads and writes.
+struct Span<'a> {
+    x: &'a [f32],
+    w: &'a [f32],
+    bias: Option<&'a [f32]>,
+    residual: Option<&'a [f32]>,
+    scale: Option<&'a [f32]>,
+    y: *mut f32,
+    /// The AVX2 tiles run, with this activation in registers.
+    simd: bool,
+    pw: Option<PwAct>,
+}
+
 impl BlockedPointwise {
+    /// Output groups `groups` over `pixels` of image `b`: chunk by chunk of
+    /// pixels, each group's tiles over the chunk.
+    ///
+    /// # Safety
+    /// The run contract (buffers checked in `run`); the caller owns these
+    /// pixels of these groups' blocks.
+    unsafe fn span(&self, cx: &Span, b: usize, pixels: Range<usize>, groups: &[(usize, usize)], scaled: &mut [f32]) {
+        let (k, m, hw) = (self.in_channels as usize, self.out_channels as usize, self.pixels as usize);
+        let (xb, yb) = (b * k * hw, b * m * hw);
+        for c0 in pixels.clone().step_by(CHUNK) {
+            let c1 = (c0 + CHUNK).min(pixels.end);
+            for &(g, v) in groups {
+                let at = yb + g * BLOCK * hw;
+                let mut wg = &cx.w[g * BLOCK * k..][..v * BLOCK * k];
+                if let Some(s) = cx.scale {
+                    let lanes = v * BLOCK;
+                    for (kk, (dst, src)) in scaled.chunks_exact_mut(lanes).zip(wg.chunks_exact(lanes)).enumerate() {
+                        let f = s[b * k + kk];
+                        dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x * f);
+                    }
+                    wg = &scaled[..lanes * k];
+                }
+                let mut p = c0;
+                while p < c1 {
+                    // In bounds of the buffers `run` checked.
+                    let t = Tile {
+                        x: cx.x.as_ptr().wrapping_add(xb + p * BLOCK),
+                        xs: hw * BLOCK,
+                        w: wg.as_ptr(),
+                        kb: k / BLOCK,
+                        bias: cx.bias.map_or(std::ptr::null(), |bv| bv.as_ptr().wrapping_add(g * BLOCK)),
+                        residual: cx.residual.map_or(std::ptr::null(), |r| r.as_ptr().wrapping_add(at + p * BLOCK)),
+                        y: cx.y.wrapping_add(at + p * BLOCK),
+                        ys: hw * BLOCK,
+                    };
+                    // SAFETY: the caller owns these pixels of the group's
+                    // blocks; the tile stays inside them.
+                    p += unsafe { self.tile(cx.simd, cx.pw, t, v, c1 - p) };
+                }
+                if cx.pw.is_none() || !cx.simd {
+                    // The activations the tiles leave: once a block of the
+                    // chunk, while its lines are in cache (a call a tile
+                    // cost EfficientNet-B0's SiLU expansions 1.3-1.5×).
+                    for blk in 0..v {
+                        // SAFETY: pixels c0..c1 of this output block, the caller's.
+                        let ys = unsafe { std::slice::from_raw_parts_mut(cx.y.add(at + blk * hw * BLOCK + c0 * BLOCK), (c1 - c0) * BLOCK) };
+                        crate::epilogue::activate_in_place(self.epilogue.activation, ys);
+                    }
+                }
+            }
+        }
+    }
+
     /// Whether the AVX2 tiles run (an AVX-512 artifact runs them too).
     fn simd(&self) -> bool {
         self.isa != Isa::Generic && Isa::Avx2.available()
@@ -257,12 +292,15 @@ unsafe fn simd_tile(t: Tile, v: usize, n: usize, act: Option<PwAct>) -> usize {
     macro_rules! pick {
         ($v:literal: $($p:literal)+) => {
             match n {
-                $( n if n >= $p => { unsafe { avx2::tile::<$p, $v>(t, act) }; $p } )+
+                $( n if n >= $p => {
+                    // SAFETY: the caller's contract, for a tile of at most n pixels.
+                    unsafe { avx2::tile::<$p, $v>(t, act) };
+                    $p
+                } )+
                 _ => 0,
             }
         };
     }
-    // SAFETY: the caller's contract, for the tile chosen.
     match v {
         1 => pick!(1: 8 4 2 1),
         2 => pick!(2: 6 4 2 1),

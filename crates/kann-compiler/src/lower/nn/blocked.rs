@@ -2,9 +2,10 @@
 //! activations stay in NCHW8c between them (`kann_kernels::blocked`).
 //!
 //! A convolution qualifies when its weights are constant, its channels in
-//! and out are multiples of 8, and it is either pointwise (1×1, stride 1,
-//! unpadded, one group; an input scale allowed) or depthwise (a channel
-//! multiplier of 1, no input scale). A value is kept blocked when a chosen
+//! and out are multiples of 8, and it is pointwise (1×1, stride 1,
+//! unpadded, one group; an input scale allowed), depthwise (a channel
+//! multiplier of 1), grouped with groups of whole blocks, or a strided 1×1
+//! (no input scale for those three). A value is kept blocked when a chosen
 //! convolution writes it and only chosen convolutions (as X or as the
 //! fused residual) and global average pools read it. A qualifying convolution is chosen unless none of its
 //! activations would be blocked: alone, it would pay a layout change on
@@ -17,6 +18,7 @@ use crate::lower::{require_f32, LowerCx, LowerResult, Operand};
 use kann_artifact::Arch;
 use kann_ir::ops::nn::NnOp;
 use kann_ir::{Graph, Node, NodeId, Op, ValueId};
+use kann_kernels::blocked::conv::{pack_blocked_conv_weights, BlockedConv};
 use kann_kernels::blocked::depthwise::{pack_blocked_depthwise_weights, BlockedDepthwise};
 use kann_kernels::blocked::pointwise::{pack_blocked_pointwise_weights, BlockedPointwise};
 use kann_kernels::blocked::reorder::{Direction, Reorder};
@@ -65,8 +67,14 @@ fn qualifies(g: &Graph, node: &Node) -> bool {
     };
     let unpadded = plan.pad_begin.iter().chain(&plan.pad_end).all(|&p| p == 0);
     let pointwise = attrs.group == 1 && plan.kernel == [1, 1] && plan.strides == [1, 1] && unpadded;
-    let depthwise = attrs.group == xd[1] && wd[0] == xd[1] && plan.pad_begin.iter().all(|&p| p >= 0) && !scaled;
-    pointwise || depthwise
+    let forward = plan.pad_begin.iter().all(|&p| p >= 0) && !scaled;
+    let depthwise = attrs.group == xd[1] && wd[0] == xd[1] && forward;
+    // The general kernel: grouped convolutions whose groups are whole
+    // blocks (RegNet-X's 3×3 of 24 channels) and strided 1×1 ones (its
+    // projections). Dense k×k ones keep their Winograd and GEMM kernels.
+    let whole_blocks = attrs.group > 1 && (xd[1] / attrs.group) % BLOCK == 0 && (wd[0] / attrs.group) % BLOCK == 0;
+    let strided_pointwise = attrs.group == 1 && plan.kernel == [1, 1] && unpadded;
+    pointwise || depthwise || (forward && (whole_blocks || strided_pointwise))
 }
 
 /// Whether `node` reads its input `slot` blocked as well as in NCHW: a
@@ -141,6 +149,15 @@ impl Regions {
     }
 }
 
+/// Whether a blocked 1×1 convolution over X `xd` to `m` channels splits
+/// its output channels across clusters rather than its pixels: on maps
+/// of up to 16×16, where pixel quads divide unevenly (7×7: 13 quads, 7 and
+/// 6) and every cluster would stream all the weights, with enough blocks
+/// (two groups a cluster).
+fn by_channels(clusters: usize, xd: &[usize], m: usize) -> bool {
+    clusters > 1 && xd[2] * xd[3] <= 256 && xd[0] * m / BLOCK >= 4 * clusters
+}
+
 /// `v` as a blocked operand: itself, or its blocked copy (made once).
 fn blocked_input(cx: &mut LowerCx, id: NodeId, v: ValueId) -> Operand {
     if cx.blocked.values.contains(&v) {
@@ -150,6 +167,10 @@ fn blocked_input(cx: &mut LowerCx, id: NodeId, v: ValueId) -> Operand {
         return *op;
     }
     let d = cx.info(v).shape.dims().to_vec();
+    if d[2] * d[3] == 1 {
+        // One pixel a plane: the same bytes in both layouts.
+        return Operand::Value(v);
+    }
     let temp = cx.temp((d.iter().product::<usize>() * 4) as u64);
     let kernel = Reorder { batch: d[0] as u64, channels: d[1] as u64, pixels: (d[2] * d[3]) as u64, direction: Direction::ToBlocked, isa: crate::lower::kernel_isa(cx.arch) };
     cx.push(id, Kernel::Reorder(kernel), vec![Operand::Value(v)], vec![temp], 0);
@@ -167,7 +188,8 @@ pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, pla
     let mut inputs = vec![x_op];
     let (c, m) = (xd[1], wd[0]);
     // W is [M, C / group, kh, kw]: C (≥ 8) for a pointwise one, 1 for a depthwise one.
-    let pointwise = wd[1] == c;
+    let pointwise = wd[1] == c && plan.kernel == [1, 1] && plan.strides == [1, 1];
+    let depthwise = wd[1] == 1 && m == c;
     let e = Epilogue { bias: b.is_some(), residual: extra.residual.is_some(), activation: extra.activation };
     let kernel = if pointwise {
         inputs.push(cx.weights_f32(&pack_blocked_pointwise_weights(wv, m, c)));
@@ -175,7 +197,30 @@ pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, pla
             require_f32(cx, b, "B")?;
             inputs.push(Operand::Value(b));
         }
-        Kernel::BlockedPointwise(BlockedPointwise { batch: xd[0] as u64, in_channels: c as u64, out_channels: m as u64, pixels: (xd[2] * xd[3]) as u64, epilogue: e, input_scale: extra.scale.is_some(), isa })
+        Kernel::BlockedPointwise(BlockedPointwise { batch: xd[0] as u64, in_channels: c as u64, out_channels: m as u64, pixels: (xd[2] * xd[3]) as u64, epilogue: e, input_scale: extra.scale.is_some(), by_channels: by_channels(cx.clusters, &xd, m), isa })
+    } else if !depthwise {
+        let (taps, group) = (plan.kernel.iter().product::<usize>(), c / wd[1]);
+        inputs.push(cx.weights_f32(&pack_blocked_conv_weights(wv, m, group, taps)));
+        if let Some(b) = b {
+            require_f32(cx, b, "B")?;
+            inputs.push(Operand::Value(b));
+        }
+        let two = |v: &[usize]| [v[0] as u64, v[1] as u64];
+        let pads = pads_u64(&plan.pad_begin)?;
+        Kernel::BlockedConv(BlockedConv {
+            batch: xd[0] as u64,
+            in_channels: c as u64,
+            out_channels: m as u64,
+            group: group as u64,
+            input: two(&xd[2..]),
+            output: two(&plan.out),
+            kernel: two(&plan.kernel),
+            strides: two(&plan.strides),
+            dilations: two(&plan.dilations),
+            pad_begin: [pads[0], pads[1]],
+            epilogue: e,
+            isa,
+        })
     } else {
         let taps = plan.kernel.iter().product::<usize>();
         inputs.push(cx.weights_f32(&pack_blocked_depthwise_weights(wv, c, taps)));
@@ -202,14 +247,113 @@ pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, pla
     inputs.extend(extra.scale.map(Operand::Value));
     let y = output(node, 0)?;
     let fl = flops(cx, node);
-    if cx.blocked.values.contains(&y) {
+    let yd = cx.info(y).shape.dims().to_vec();
+    if cx.blocked.values.contains(&y) || yd[2] * yd[3] == 1 {
+        // Blocked, or one pixel a plane (the same bytes in both layouts).
         cx.push(id, kernel, inputs, vec![Operand::Value(y)], fl);
         return Ok(());
     }
-    let yd = cx.info(y).shape.dims().to_vec();
     let temp = cx.temp((yd.iter().product::<usize>() * 4) as u64);
     cx.push(id, kernel, inputs, vec![temp], fl);
     let back = Reorder { batch: yd[0] as u64, channels: yd[1] as u64, pixels: (yd[2] * yd[3]) as u64, direction: Direction::ToPlanar, isa };
     cx.push(id, Kernel::Reorder(back), vec![temp], vec![Operand::Value(y)], 0);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{check_against_reference_on, Rng};
+    use kann_artifact::{Arch, CpuFeatures};
+    use kann_ir::ops::elementwise::{Binary, BinaryKind, ElementwiseOp, Unary, UnaryKind};
+    use kann_ir::ops::nn::{self as ir, NnOp};
+    use kann_ir::{Graph, GraphBuilder, Op, TensorInfo, ValueId};
+    use kann_tensor::{DType, Shape, Tensor};
+
+    /// An NCHW stem, then MobileNet/EfficientNet-like blocks: expand 1×1
+    /// (Relu6), depthwise 3×3 (stride `s`), a squeeze-excitation gate
+    /// (global pool, two 1×1 on the pooled vector, sigmoid, Mul) when
+    /// `gate`, projection 1×1 and a residual Add; a grouped 3×3 of two
+    /// 8-channel groups and a strided 1×1; the global pool as the output.
+    fn network(rng: &mut Rng, gate: bool) -> Graph {
+        let mut b = GraphBuilder::new("blocked", None);
+        let mut constant = |b: &mut GraphBuilder, name: &str, d: Vec<usize>| {
+            let n: usize = d.iter().product();
+            let v: Vec<f32> = (0..n).map(|_| rng.uniform(-0.4, 0.4) as f32).collect();
+            b.add_constant(name, Tensor::from_f32(Shape::new(d), v).unwrap())
+        };
+        let conv = |k: usize, s: usize, group: usize| {
+            let mut w = ir::Window::new(ir::AutoPad::NotSet);
+            w.kernel_shape = vec![k, k];
+            w.pads = vec![k / 2; 4];
+            w.strides = vec![s; 2];
+            Op::Nn(NnOp::Conv(ir::Conv { attrs: ir::ConvAttrs { window: w, group } }))
+        };
+        let unary = |kind| Op::Elementwise(ElementwiseOp::Unary(Unary { kind }));
+        let binary = |kind| Op::Elementwise(ElementwiseOp::Binary(Binary { kind }));
+        let gap = || Op::Nn(NnOp::GlobalPool(ir::GlobalPool { kind: ir::PoolKind::Average { count_include_pad: false } }));
+        let mut n = 0;
+        let mut node = |b: &mut GraphBuilder, op: Op, ins: Vec<ValueId>| {
+            n += 1;
+            b.add_node(&format!("n{n}"), op, ins.into_iter().map(Some).collect(), &[format!("v{n}")]).unwrap()[0]
+        };
+        let x = b.add_input("x", TensorInfo::new(DType::F32, Shape::from([1, 3, 18, 18]))).unwrap();
+        let (w, bias) = (constant(&mut b, "ws", vec![16, 3, 3, 3]), constant(&mut b, "bs", vec![16]));
+        let mut h = node(&mut b, conv(3, 1, 1), vec![x, w, bias]);
+        for (i, s) in [1, 2, 1].into_iter().enumerate() {
+            let (c, e) = (16, 48);
+            let w1 = constant(&mut b, &format!("we{i}"), vec![e, c, 1, 1]);
+            let ex = node(&mut b, conv(1, 1, 1), vec![h, w1]);
+            let ex = node(&mut b, unary(UnaryKind::Relu), vec![ex]);
+            let w2 = constant(&mut b, &format!("wd{i}"), vec![e, 1, 3, 3]);
+            let mut dw = node(&mut b, conv(3, s, e), vec![ex, w2]);
+            if gate {
+                let (wa, wb) = (constant(&mut b, &format!("wa{i}"), vec![8, e, 1, 1]), constant(&mut b, &format!("wb{i}"), vec![e, 8, 1, 1]));
+                let pooled = node(&mut b, gap(), vec![dw]);
+                let squeezed = node(&mut b, conv(1, 1, 1), vec![pooled, wa]);
+                let squeezed = node(&mut b, unary(UnaryKind::Relu), vec![squeezed]);
+                let gate = node(&mut b, conv(1, 1, 1), vec![squeezed, wb]);
+                let gate = node(&mut b, unary(UnaryKind::Sigmoid), vec![gate]);
+                dw = node(&mut b, binary(BinaryKind::Mul), vec![dw, gate]);
+            }
+            let (w3, b3) = (constant(&mut b, &format!("wp{i}"), vec![c, e, 1, 1]), constant(&mut b, &format!("bp{i}"), vec![c]));
+            let proj = node(&mut b, conv(1, 1, 1), vec![dw, w3, b3]);
+            h = if s == 1 { node(&mut b, binary(BinaryKind::Add), vec![proj, h]) } else { proj };
+        }
+        let wg = constant(&mut b, "wg", vec![16, 8, 3, 3]);
+        let grouped = node(&mut b, conv(3, 1, 2), vec![h, wg]);
+        let grouped = node(&mut b, unary(UnaryKind::Relu), vec![grouped]);
+        let mut strided = ir::Window::new(ir::AutoPad::NotSet);
+        strided.kernel_shape = vec![1, 1];
+        strided.strides = vec![2, 2];
+        let wt = constant(&mut b, "wt", vec![24, 16, 1, 1]);
+        let down = node(&mut b, Op::Nn(NnOp::Conv(ir::Conv { attrs: ir::ConvAttrs { window: strided, group: 1 } })), vec![grouped, wt]);
+        let y = node(&mut b, gap(), vec![down]);
+        b.add_output(y);
+        b.finish().unwrap()
+    }
+
+    #[test]
+    fn blocked_regions_match_the_reference_with_reorders_only_at_their_edges() {
+        let cpu = CpuFeatures::detect();
+        if !Arch::X86_64V3.required_features().difference(cpu.features).is_empty() || Arch::X86_64V3.family().is_some_and(|f| f != cpu.family) {
+            return; // x86-64-v3 kernels cannot run here.
+        }
+        let mut rng = Rng::new(97);
+        for gate in [false, true] {
+            let g = network(&mut rng, gate);
+            for clusters in [1, 2] {
+                let c = check_against_reference_on(g.clone(), clusters, Arch::X86_64V3).unwrap_or_else(|e| panic!("gate {gate}, {clusters} clusters: {e}"));
+                let names: Vec<String> = c.program.steps.iter().map(|s| s.kernel.name()).collect();
+                let count = |prefix: &str| names.iter().filter(|n| n.starts_with(prefix)).count();
+                // Every convolution but the RGB stem blocked (the gates' too).
+                assert_eq!(count("f32_conv1x1_nchw8c"), 6 + usize::from(gate) * 6, "{names:?}");
+                assert_eq!(count("f32_dwconv2d_nchw8c"), 3, "{names:?}");
+                assert_eq!(count("f32_conv2d_nchw8c"), 2, "{names:?}");
+                assert_eq!(count("f32_globalavgpool_nchw8c"), 1 + usize::from(gate) * 3, "{names:?}");
+                // One reorder into the region, after the stem: one-pixel
+                // planes (the pools', the gates') are both layouts at once.
+                assert_eq!((count("f32_reorder_to_nchw8c"), count("f32_reorder_to_nchw_")), (1, 0), "{names:?}");
+            }
+        }
+    }
 }

@@ -64,6 +64,7 @@ fn matches_the_portable_conv_on_random_shapes_every_isa() {
             pixels: hw2[0] * hw2[1],
             epilogue: Epilogue { bias: rng.below(2) == 0, residual: rng.below(2) == 0, activation: ACTIVATIONS[case % ACTIVATIONS.len()] },
             input_scale: case % 3 == 0,
+            by_channels: case % 2 == 1,
             isa: Isa::Generic,
         };
         for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
@@ -81,7 +82,7 @@ fn every_tile_remainder_and_group_shape() {
         for pixels in 1..=14u64 {
             for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
                 let e = Epilogue { bias: true, residual: pixels % 2 == 0, activation: Activation::Relu };
-                let k = BlockedPointwise { batch: 1, in_channels: 16, out_channels: 8 * blocks, pixels, epilogue: e, input_scale: false, isa };
+                let k = BlockedPointwise { batch: 1, in_channels: 16, out_channels: 8 * blocks, pixels, epilogue: e, input_scale: false, by_channels: pixels % 3 == 0, isa };
                 check(&k, [1, pixels], &mut rng);
             }
         }
@@ -100,7 +101,7 @@ fn groups_cover_the_blocks_in_pairs_and_one_three() {
 
 #[test]
 fn names_and_check() {
-    let k = BlockedPointwise { batch: 1, in_channels: 16, out_channels: 24, pixels: 49, epilogue: Epilogue::default(), input_scale: false, isa: Isa::Avx2 };
+    let k = BlockedPointwise { batch: 1, in_channels: 16, out_channels: 24, pixels: 49, epilogue: Epilogue::default(), input_scale: false, by_channels: false, isa: Isa::Avx2 };
     assert_eq!(k.name(), "f32_conv1x1_nchw8c_avx2");
     assert_eq!(k.work_items(), 13);
     assert!(k.check(2, 1).is_ok());
@@ -129,7 +130,7 @@ fn blocked_pointwise_timing() {
         // KANN_PW_SILU: SiLU instead of Relu (the activation the tiles leave to a pass).
         let act = if std::env::var("KANN_PW_SILU").is_ok() { Activation::Silu } else { Activation::Relu };
         let e = Epilogue { bias: true, residual: false, activation: act };
-        let blocked = BlockedPointwise { batch: 1, in_channels: c as u64, out_channels: m as u64, pixels: hw as u64, epilogue: e, input_scale: false, isa };
+        let blocked = BlockedPointwise { batch: 1, in_channels: c as u64, out_channels: m as u64, pixels: hw as u64, epilogue: e, input_scale: false, by_channels: false, isa };
         let gemm = ConvGemm { batch: 1, in_channels: c as u64, out_channels: m as u64, group: 1, input: [side as u64; 2], kernel: [1, 1], strides: [1, 1], dilations: [1, 1], pad_begin: [0, 0], output: [side as u64; 2], epilogue: e, isa, axis: GemmAxis::Columns, input_scale: false };
         let (mut xb, mut wb) = (to_blocked(&x, c, hw), pack_blocked_pointwise_weights(&w, m, c));
         let (mut xg, mut wg) = (x.clone(), pack_conv_gemm_weights(&w, m, 1, isa, gemm.k_block()));
