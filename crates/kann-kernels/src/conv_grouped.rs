@@ -48,6 +48,11 @@ pub struct ConvGrouped {
     pub output: [u64; 2],
     pub epilogue: Epilogue,
     pub isa: Isa,
+    /// Write Y channel-blocked (NCHW8c, `crate::blocked`): an RGB stem
+    /// feeding a blocked region stores its vectors as they are, no
+    /// transposes (no residual then).
+    #[serde(default)]
+    pub blocked_output: bool,
 }
 
 /// Output channels a vector of the tile.
@@ -117,6 +122,20 @@ struct Band {
     bias: *const f32,
     residual: *const f32,
     act: PwAct,
+    /// Y is channel-blocked: channel `c` of output `q` at `((c / 8) · plane + q) · 8 + c % 8`.
+    blocked: bool,
+}
+
+impl Band {
+    /// Where channel `ch` of the band's output `q` (from its first row) lies in Y.
+    fn at(&self, ch: usize, q: usize) -> usize {
+        let pixel = self.oy0 * self.ow + q;
+        if self.blocked {
+            ((ch / LANES) * self.plane + pixel) * LANES + ch % LANES
+        } else {
+            ch * self.plane + pixel
+        }
+    }
 }
 
 impl ConvGrouped {
@@ -202,6 +221,7 @@ impl ConvGrouped {
             bias: bias.map_or(std::ptr::null(), |v| v.as_ptr()),
             residual: residual.map_or(std::ptr::null(), |v| v[b * g.m * plane..].as_ptr()),
             act,
+            blocked: self.blocked_output,
         };
         #[cfg(target_arch = "x86_64")]
         if self.isa != Isa::Generic && Isa::Avx2.available() {
@@ -217,6 +237,15 @@ impl ConvGrouped {
     /// The band's activation when it has no in-register form.
     fn finish(&self, band: &Band, after: Option<crate::Activation>) {
         let Some(act) = after else { return };
+        if band.blocked {
+            for blk in band.ch0 / LANES..(band.ch0 + band.mg) / LANES {
+                // SAFETY: block blk's rows oy0..oy0 + oys, one run inside Y,
+                // written by this part (asserted in run_rows).
+                let run = unsafe { std::slice::from_raw_parts_mut(band.out.add(band.at(blk * LANES, 0)), band.oys * band.ow * LANES) };
+                crate::epilogue::activate_in_place(act, run);
+            }
+            return;
+        }
         for ch in band.ch0..band.ch0 + band.mg {
             // SAFETY: channel ch's rows oy0..oy0 + oys, one run inside Y,
             // written by this part (asserted in run_rows).
@@ -251,7 +280,7 @@ unsafe fn band_portable(j: &Band) {
                 }
                 for (c, &s) in acc.iter().enumerate() {
                     let ch = j.ch0 + c0 + c;
-                    let at = ch * j.plane + oy * j.ow + ox;
+                    let at = j.at(ch, (oy - j.oy0) * j.ow + ox);
                     // SAFETY: channel ch's output (and residual) at row oy, column ox.
                     unsafe {
                         let mut v = s;
@@ -484,6 +513,15 @@ unsafe fn store_avx2<const V: usize, const N: usize>(j: &Band, acc: &[[std::arch
         let ch = j.ch0 + c0 + v * LANES;
         // SAFETY: the bias holds every channel (asserted in run_rows).
         let bias = if j.bias.is_null() { _mm256_setzero_ps() } else { unsafe { _mm256_loadu_ps(j.bias.add(ch)) } };
+        if j.blocked {
+            for (n, sums) in acc.iter().enumerate() {
+                let at = j.at(ch, q + n);
+                // SAFETY: output q + n's 8 channels from ch, one vector of Y's
+                // block (the caller's contract); no residual with a blocked Y.
+                unsafe { _mm256_storeu_ps(j.out.add(at), crate::packed::act_avx2(_mm256_add_ps(sums[v], bias), j.act)) };
+            }
+            continue;
+        }
         for first in (0..N).step_by(4) {
             let n = (N - first).min(4);
             let col = |i: usize| if i < n { _mm256_add_ps(acc[first + i][v], bias) } else { _mm256_setzero_ps() };
@@ -552,6 +590,9 @@ impl KernelImpl for ConvGrouped {
         if !ConvGrouped::supports(self.out_channels, self.group, self.strides, self.dilations) {
             return Err(format!("grouped conv needs groups of a multiple of 8 output channels and nonzero strides and dilations: {self:?}"));
         }
+        if self.blocked_output && self.epilogue.residual {
+            return Err(format!("a grouped conv writing blocked output takes no residual: {self:?}"));
+        }
         if self.in_channels == 0 || self.kernel.contains(&0) || self.in_channels % self.group != 0 {
             return Err(format!("grouped conv's {} groups do not divide its {} input channels, or its window is empty: {self:?}", self.group, self.in_channels));
         }
@@ -590,6 +631,7 @@ impl From<&ConvDirect> for ConvGrouped {
             output: k.output,
             epilogue: k.epilogue,
             isa: k.isa,
+            blocked_output: false,
         }
     }
 }
@@ -628,6 +670,7 @@ mod tests {
             output: [oh, ow],
             epilogue,
             isa,
+            blocked_output: false,
         }
     }
 
@@ -651,8 +694,28 @@ mod tests {
         }
         assert!(k.check(inputs.len(), 1).is_ok(), "{k:?}");
         let want = run_parts(&k.portable(), &ref_inputs, &[out], 1);
-        let got = run_parts(k, &inputs, &[out], parts);
-        assert_close(&got[0], &want[0], 1e-4);
+        let mut got = run_parts(k, &inputs, &[out], parts).remove(0);
+        if k.blocked_output {
+            let plane = (k.output[0] * k.output[1]) as usize;
+            got = got.chunks(m * plane).flat_map(|img| crate::blocked::to_planar(img, m, plane)).collect();
+        }
+        assert_close(&got, &want[0], 1e-4);
+    }
+
+    #[test]
+    fn blocked_output_matches_the_planar_one_reordered() {
+        let mut rng = Rng(77);
+        for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+            for (case, act) in all_activations().into_iter().enumerate() {
+                let epilogue = Epilogue { bias: case % 2 == 0, residual: false, activation: act };
+                let k = ConvGrouped { blocked_output: true, ..random(&mut rng, isa, epilogue) };
+                compare(&k, &mut rng, 1 + case as u64 % 3);
+            }
+            // An RGB stem: 3 → 32, 3×3/2, rows of 112.
+            let e = Epilogue { bias: true, residual: false, activation: crate::Activation::Clip { min: 0.0, max: 6.0 } };
+            let k = ConvGrouped { batch: 1, in_channels: 3, out_channels: 32, group: 1, input: [9, 224], kernel: [3, 3], strides: [2, 2], dilations: [1, 1], pad_begin: [1, 1], output: [5, 112], epilogue: e, isa, blocked_output: true };
+            compare(&k, &mut rng, 2);
+        }
     }
 
     #[test]
@@ -692,6 +755,7 @@ mod tests {
                     output: [out, out],
                     epilogue: Epilogue { bias: true, residual: s == 1, activation: crate::Activation::Relu },
                     isa,
+                    blocked_output: false,
                 };
                 assert_eq!(k.work_items(), group * out);
                 compare(&k, &mut rng, 3);
@@ -708,7 +772,7 @@ mod tests {
             for mg in [8u64, 16, 40] {
                 for ow in 1..=17u64 {
                     let epilogue = Epilogue { bias: ow % 2 == 0, residual: ow % 3 == 0, activation: crate::Activation::Relu };
-                    let k = ConvGrouped { batch: 1, in_channels: 6, out_channels: 2 * mg, group: 2, input: [3, ow + 2], kernel: [3, 3], strides: [1, 1], dilations: [1, 1], pad_begin: [1, 0], output: [3, ow], epilogue, isa };
+                    let k = ConvGrouped { batch: 1, in_channels: 6, out_channels: 2 * mg, group: 2, input: [3, ow + 2], kernel: [3, 3], strides: [1, 1], dilations: [1, 1], pad_begin: [1, 0], output: [3, ow], epilogue, isa, blocked_output: false };
                     compare(&k, &mut rng, 1 + ow % 2);
                 }
             }
@@ -724,7 +788,7 @@ mod tests {
         // 1 group of 8 outputs, 2 taps: [k][8].
         let w: Vec<f32> = (0..16).map(|i| i as f32).collect();
         assert_eq!(pack_grouped_weights(&w, 8, 1), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 1.0, 3.0, 5.0, 7.0, 9.0, 11.0, 13.0, 15.0]);
-        let k = ConvGrouped { batch: 1, in_channels: 4, out_channels: 12, group: 2, input: [5, 5], kernel: [3, 3], strides: [1, 1], dilations: [1, 1], pad_begin: [1, 1], output: [5, 5], epilogue: Epilogue { bias: false, residual: false, activation: crate::Activation::None }, isa: Isa::Generic };
+        let k = ConvGrouped { batch: 1, in_channels: 4, out_channels: 12, group: 2, input: [5, 5], kernel: [3, 3], strides: [1, 1], dilations: [1, 1], pad_begin: [1, 1], output: [5, 5], epilogue: Epilogue { bias: false, residual: false, activation: crate::Activation::None }, isa: Isa::Generic, blocked_output: false };
         assert!(k.check(2, 1).unwrap_err().contains("multiple of 8"));
         assert_eq!(k.name(), "f32_conv2d_grouped_generic");
     }
@@ -748,7 +812,7 @@ mod tests {
             let pad = kk / 2;
             let out = (hw + 2 * pad - kk) / s + 1;
             let epilogue = Epilogue { bias: true, residual: false, activation: crate::Activation::Relu };
-            let k = ConvGrouped { batch: 1, in_channels: c, out_channels: m, group, input: [hw, hw], kernel: [kk, kk], strides: [s, s], dilations: [1, 1], pad_begin: [pad, pad], output: [out, out], epilogue, isa };
+            let k = ConvGrouped { batch: 1, in_channels: c, out_channels: m, group, input: [hw, hw], kernel: [kk, kk], strides: [s, s], dilations: [1, 1], pad_begin: [pad, pad], output: [out, out], epilogue, isa, blocked_output: false };
             let d = ConvDirect { batch: 1, in_channels: c, out_channels: m, group, input: [hw, hw], kernel: [kk, kk], strides: [s, s], dilations: [1, 1], pad_begin: [pad, pad], output: [out, out], epilogue, isa };
             let w = rng.vec((m * c / group * kk * kk) as usize);
             let x = rng.vec((c * hw * hw) as usize);

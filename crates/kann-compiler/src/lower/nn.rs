@@ -174,6 +174,10 @@ fn lower_conv(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAttrs, 
         if cx.blocked.has_node(id) {
             return blocked::lower(cx, id, node, extra, &plan, wv);
         }
+        if cx.blocked.has_value(output(node, 0)?) {
+            // A stem writing a blocked region's input: ConvGrouped's path.
+            return lower_conv_direct(cx, id, node, extra, &plan, wv);
+        }
         if pw_dw::lower_fused_depthwise(cx, id, node, extra, &plan, wv)? || pw_dw::defer_pointwise(cx, id, node, attrs, extra, &plan, wv)? {
             return Ok(());
         }
@@ -402,9 +406,13 @@ fn lower_conv_direct(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, pl
     let stem = isa == kann_kernels::packed::Isa::Avx2 && group == 1 && fused.is_none() && kernel.strides[1] >= 2;
     if (simd_grouped || stem) && ConvGrouped::supports(kernel.out_channels, kernel.group, kernel.strides, kernel.dilations) {
         inputs.insert(1, cx.weights_f32(&pack_grouped_weights(w, wd[0], group)));
-        let k = ConvGrouped::from(&kernel);
+        // A stem feeding a channel-blocked region writes its output blocked.
+        let k = ConvGrouped { blocked_output: cx.blocked.has_value(y), ..ConvGrouped::from(&kernel) };
         cx.push(id, Kernel::ConvGrouped(k), inputs, vec![Operand::Value(y)], flops(cx, node));
         return Ok(());
+    }
+    if cx.blocked.has_value(y) {
+        return Err(format!("internal: {} was to write its output channel-blocked, but it lowers to {}", node.name, kernel.name()));
     }
     inputs.insert(1, cx.weights_f32(&pack_conv_gemm_weights(w, wd[0], group, isa, kernel.k_block())));
     if let Some(fused) = fused {

@@ -223,7 +223,7 @@ fn blocked_conv_timing() {
     for (c, group, hw, s) in [(72u64, 3u64, 56u64, 1u64), (168, 7, 28, 1), (168, 7, 56, 2), (408, 17, 14, 1), (408, 17, 28, 2), (912, 38, 7, 1), (912, 38, 14, 2)] {
         let out = out_len(hw, 3, s, 1, 1, 1);
         let k = BlockedConv { batch: 1, in_channels: c, out_channels: c, group, input: [hw, hw], output: [out, out], kernel: [3, 3], strides: [s, s], dilations: [1, 1], pad_begin: [1, 1], epilogue: e, isa };
-        let r = ConvGrouped { batch: 1, in_channels: c, out_channels: c, group, input: [hw, hw], kernel: [3, 3], strides: [s, s], dilations: [1, 1], pad_begin: [1, 1], output: [out, out], epilogue: e, isa };
+        let r = ConvGrouped { batch: 1, in_channels: c, out_channels: c, group, input: [hw, hw], kernel: [3, 3], strides: [s, s], dilations: [1, 1], pad_begin: [1, 1], output: [out, out], epilogue: e, isa , blocked_output: false };
         let (x, w, bias) = (rng.vec((c * hw * hw) as usize), rng.vec((c * c / group * 9) as usize), rng.vec(c as usize));
         let mut bi = vec![to_blocked(&x, c as usize, (hw * hw) as usize), pack_blocked_conv_weights(&w, c as usize, group as usize, 9), bias.clone()];
         let mut gi = vec![x, pack_grouped_weights(&w, c as usize, group as usize), bias];
