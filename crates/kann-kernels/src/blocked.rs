@@ -39,3 +39,18 @@ pub fn to_planar(x: &[f32], c: usize, hw: usize) -> Vec<f32> {
     }
     y
 }
+
+/// Test helpers the blocked kernels' tests share.
+#[cfg(test)]
+pub(crate) mod testutil {
+    /// The `i`-th (cyclically) of every activation the kernels take.
+    pub fn activation(i: usize) -> crate::Activation {
+        let all = crate::packed::tests::all_activations();
+        all[i % all.len()]
+    }
+
+    /// Each image of `x` (`c` channels of `hw`) through `f` ([`super::to_blocked`] or [`super::to_planar`]).
+    pub fn per_image(x: &[f32], c: usize, hw: usize, f: fn(&[f32], usize, usize) -> Vec<f32>) -> Vec<f32> {
+        x.chunks(c * hw).flat_map(|img| f(img, c, hw)).collect()
+    }
+}

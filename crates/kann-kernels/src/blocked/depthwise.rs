@@ -177,23 +177,13 @@ impl KernelImpl for BlockedDepthwise {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blocked::testutil::per_image;
     use crate::blocked::{to_blocked, to_planar};
     use crate::conv::testutil::*;
     use crate::conv::{pack_conv_weights, Conv};
     use crate::depthwise::DepthwiseConv;
     use crate::Activation;
 
-    const ACTIVATIONS: [Activation; 9] = [
-        Activation::None,
-        Activation::Relu,
-        Activation::Clip { min: -0.2, max: 0.3 },
-        Activation::LeakyRelu { alpha: 0.1 },
-        Activation::Sigmoid,
-        Activation::HardSigmoid { alpha: 0.2, beta: 0.5 },
-        Activation::HardSwish,
-        Activation::Silu,
-        Activation::Tanh,
-    ];
 
     /// The portable grouped convolution with the same geometry (NCHW).
     fn as_conv(k: &BlockedDepthwise) -> Conv {
@@ -238,11 +228,6 @@ mod tests {
         }
     }
 
-    /// Each image of `v` (`n` images of `c` channels of `hw`) NCHW → NCHW8c, or back.
-    fn per_image(v: &[f32], n: usize, c: usize, hw: usize, f: fn(&[f32], usize, usize) -> Vec<f32>) -> Vec<f32> {
-        (0..n).flat_map(|b| f(&v[b * c * hw..][..c * hw], c, hw)).collect()
-    }
-
     /// NCHW inputs of `k` (X, W `[C,1,kh,kw]`, bias, residual) and Y's length.
     fn planar_inputs(rng: &mut Rng, k: &BlockedDepthwise) -> (Vec<Vec<f32>>, usize) {
         let c = k.channels as usize;
@@ -260,13 +245,13 @@ mod tests {
     /// The same inputs for the blocked kernel: X and the residual blocked, W packed.
     fn blocked_inputs(k: &BlockedDepthwise, planar: &[Vec<f32>]) -> Vec<Vec<f32>> {
         let c = k.channels as usize;
-        let (n, ihw, ohw, taps) = (k.batch as usize, (k.input[0] * k.input[1]) as usize, (k.output[0] * k.output[1]) as usize, (k.kernel[0] * k.kernel[1]) as usize);
+        let (ihw, ohw, taps) = ((k.input[0] * k.input[1]) as usize, (k.output[0] * k.output[1]) as usize, (k.kernel[0] * k.kernel[1]) as usize);
         let mut v = planar.to_vec();
-        v[0] = per_image(&planar[0], n, c, ihw, to_blocked);
+        v[0] = per_image(&planar[0], c, ihw, to_blocked);
         v[1] = pack_blocked_depthwise_weights(&planar[1], c, taps);
         if k.epilogue.residual {
             let last = v.len() - 1;
-            v[last] = per_image(&planar[last], n, c, ohw, to_blocked);
+            v[last] = per_image(&planar[last], c, ohw, to_blocked);
         }
         v
     }
@@ -280,12 +265,12 @@ mod tests {
         conv_ins[1] = pack_conv_weights(&ins[1]);
         let want = run_parts(&as_conv(k), &conv_ins, &[out_len], 1);
         let blocked = blocked_inputs(k, &ins);
-        let (n, c, ohw) = (k.batch as usize, k.channels as usize, (k.output[0] * k.output[1]) as usize);
+        let (c, ohw) = (k.channels as usize, (k.output[0] * k.output[1]) as usize);
         for isa in Isa::ALL {
             let k = BlockedDepthwise { isa, ..k.clone() };
             for parts in [1, 2, 3] {
                 let got = run_parts(&k, &blocked, &[out_len], parts);
-                assert_close(&per_image(&got[0], n, c, ohw, to_planar), &want[0], 1e-5);
+                assert_close(&per_image(&got[0], c, ohw, to_planar), &want[0], 1e-5);
             }
         }
     }
@@ -296,7 +281,7 @@ mod tests {
         // activation, with and without bias and residual.
         let mut rng = Rng(31);
         for _ in 0..25 {
-            for act in ACTIVATIONS {
+            for act in crate::packed::tests::all_activations() {
                 let c = [8, 16, 24, 40][rng.below(4) as usize];
                 let (h, w) = (random_axis(&mut rng, 20), random_axis(&mut rng, 36));
                 let e = Epilogue { bias: rng.below(2) == 1, residual: rng.below(2) == 1, activation: act };
@@ -317,7 +302,7 @@ mod tests {
                 let iw = ((ow - 1) * sw + kw).saturating_sub(pb + pe).max(1);
                 let w = [iw, kw, sw, 1, pb, (iw + pb + pe - kw) / sw + 1];
                 let h = random_axis(&mut rng, 6);
-                let e = Epilogue { bias: ow % 2 == 0, residual: ow % 3 == 0, activation: ACTIVATIONS[(ow as usize + i) % ACTIVATIONS.len()] };
+                let e = Epilogue { bias: ow % 2 == 0, residual: ow % 3 == 0, activation: crate::blocked::testutil::activation(ow as usize + i) };
                 check_against_conv(&geometry(1, 8 * (1 + rng.below(2)), h, w, e), &mut rng);
             }
         }

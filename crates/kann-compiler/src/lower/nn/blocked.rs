@@ -43,23 +43,38 @@ fn activation_slots(node: &Node) -> Vec<usize> {
     }
 }
 
-/// Whether `node` can run on blocked activations (see the module notes).
-fn qualifies(g: &Graph, node: &Node) -> bool {
-    let (attrs, scaled) = match &node.op {
-        Op::Nn(NnOp::Conv(c)) => (&c.attrs, false),
+/// What the region rules look at in a convolution node.
+struct ConvNode<'g> {
+    attrs: &'g kann_ir::ops::nn::ConvAttrs,
+    /// A fused residual, a fused input scale.
+    residual: bool,
+    scaled: bool,
+    xd: &'g [usize],
+    wd: &'g [usize],
+}
+
+/// `node` as a (fused) 2-D f32 convolution with constant f32 weights.
+fn conv_node<'g>(g: &'g Graph, node: &'g Node) -> Option<ConvNode<'g>> {
+    let (attrs, residual, scaled) = match &node.op {
+        Op::Nn(NnOp::Conv(c)) => (&c.attrs, false, false),
         Op::Fused(f) => match f.base.as_ref() {
-            Op::Nn(NnOp::Conv(c)) => (&c.attrs, f.scale_slot().is_some()),
-            _ => return false,
+            Op::Nn(NnOp::Conv(c)) => (&c.attrs, f.residual, f.scale_slot().is_some()),
+            _ => return None,
         },
-        _ => return false,
+        _ => return None,
     };
-    let (Some(Some(x)), Some(Some(w))) = (node.inputs.first(), node.inputs.get(1)) else {
-        return false;
-    };
-    let (xi, wv) = (&g.value(*x).info, g.value(*w));
+    let (xi, wv) = (&g.value((*node.inputs.first()?)?).info, g.value((*node.inputs.get(1)?)?));
     let (xd, wd) = (xi.shape.dims(), wv.info.shape.dims());
     let f32s = xi.dtype == kann_tensor::DType::F32 && wv.constant.as_ref().is_some_and(|t| t.as_f32().is_ok());
-    if !f32s || xd.len() != 4 || wd.len() != 4 || xd[1] % BLOCK != 0 || wd[0] % BLOCK != 0 || xd[1] == 0 {
+    (f32s && xd.len() == 4 && wd.len() == 4).then_some(ConvNode { attrs, residual, scaled, xd, wd })
+}
+
+/// Whether `node` can run on blocked activations (see the module notes).
+fn qualifies(g: &Graph, node: &Node) -> bool {
+    let Some(ConvNode { attrs, scaled, xd, wd, .. }) = conv_node(g, node) else {
+        return false;
+    };
+    if xd[1] % BLOCK != 0 || wd[0] % BLOCK != 0 || xd[1] == 0 {
         return false;
     }
     let Ok(plan) = attrs.plan(xd, wd) else {
@@ -82,21 +97,10 @@ fn qualifies(g: &Graph, node: &Node) -> bool {
 /// blocks, to a multiple of 8 channels, no residual or input scale), which
 /// can write its output blocked: RGB stems feeding a region need no reorder.
 fn blocked_stem(g: &Graph, node: &Node) -> bool {
-    let attrs = match &node.op {
-        Op::Nn(NnOp::Conv(c)) => &c.attrs,
-        Op::Fused(f) if !f.residual && f.scale_slot().is_none() => match f.base.as_ref() {
-            Op::Nn(NnOp::Conv(c)) => &c.attrs,
-            _ => return false,
-        },
-        _ => return false,
-    };
-    let (Some(Some(x)), Some(Some(w))) = (node.inputs.first(), node.inputs.get(1)) else {
+    let Some(ConvNode { attrs, residual, scaled, xd, wd }) = conv_node(g, node) else {
         return false;
     };
-    let (xi, wv) = (&g.value(*x).info, g.value(*w));
-    let (xd, wd) = (xi.shape.dims(), wv.info.shape.dims());
-    let f32s = xi.dtype == kann_tensor::DType::F32 && wv.constant.as_ref().is_some_and(|t| t.as_f32().is_ok());
-    if !f32s || xd.len() != 4 || wd.len() != 4 || attrs.group != 1 || xd[1] % BLOCK == 0 || wd[0] % BLOCK != 0 {
+    if residual || scaled || attrs.group != 1 || xd[1] % BLOCK == 0 || wd[0] % BLOCK != 0 {
         return false;
     }
     attrs.plan(xd, wd).is_ok_and(|p| p.strides[1] >= 2 && p.pad_begin.iter().all(|&v| v >= 0))

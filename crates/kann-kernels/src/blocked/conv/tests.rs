@@ -4,21 +4,7 @@ use crate::conv::testutil::*;
 use crate::conv::{pack_conv_weights, Conv};
 use crate::Activation;
 
-const ACTIVATIONS: [Activation; 8] = [
-    Activation::None,
-    Activation::Relu,
-    Activation::Clip { min: 0.0, max: 6.0 },
-    Activation::LeakyRelu { alpha: 0.1 },
-    Activation::Sigmoid,
-    Activation::HardSwish,
-    Activation::Silu,
-    Activation::Tanh,
-];
-
-/// Each image of `x` (`c` channels of `hw`) through `f`.
-fn per_image(x: &[f32], c: usize, hw: usize, f: fn(&[f32], usize, usize) -> Vec<f32>) -> Vec<f32> {
-    x.chunks(c * hw).flat_map(|img| f(img, c, hw)).collect()
-}
+use crate::blocked::testutil::{activation, per_image};
 
 /// The portable NCHW convolution with the same geometry.
 fn as_conv(k: &BlockedConv) -> Conv {
@@ -111,7 +97,7 @@ fn random(rng: &mut Rng, epilogue: Epilogue) -> BlockedConv {
 fn matches_the_portable_conv_on_random_geometries() {
     let mut rng = Rng(31);
     for case in 0..120 {
-        let e = Epilogue { bias: rng.below(2) == 0, residual: rng.below(2) == 0, activation: ACTIVATIONS[case % ACTIVATIONS.len()] };
+        let e = Epilogue { bias: rng.below(2) == 0, residual: rng.below(2) == 0, activation: activation(case) };
         let k = random(&mut rng, e);
         assert!(k.check(2 + usize::from(e.bias) + usize::from(e.residual), 1).is_ok(), "{k:?}");
         check(&k, &mut rng);
@@ -147,7 +133,7 @@ fn every_chunk_and_every_last_tile() {
     let mut rng = Rng(41);
     for blocks in 1..=7u64 {
         for ow in [1u64, 2, 3, 5, 7, 9, 13, 17] {
-            let e = Epilogue { bias: ow % 2 == 1, residual: blocks % 2 == 0, activation: ACTIVATIONS[(blocks + ow) as usize % ACTIVATIONS.len()] };
+            let e = Epilogue { bias: ow % 2 == 1, residual: blocks % 2 == 0, activation: activation((blocks + ow) as usize) };
             let oh = 1 + blocks % 2;
             let k = BlockedConv { batch: 1, in_channels: 16, out_channels: 8 * blocks, group: 1, input: [oh, ow], output: [oh, ow], kernel: [3, 3], strides: [1, 1], dilations: [1, 1], pad_begin: [1, 1], epilogue: e, isa: Isa::Generic };
             check(&k, &mut rng);

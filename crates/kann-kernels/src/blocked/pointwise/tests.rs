@@ -4,21 +4,7 @@ use crate::conv::testutil::*;
 use crate::conv::{pack_conv_weights, Conv};
 use crate::Activation;
 
-const ACTIVATIONS: [Activation; 8] = [
-    Activation::None,
-    Activation::Relu,
-    Activation::Clip { min: 0.0, max: 6.0 },
-    Activation::LeakyRelu { alpha: 0.1 },
-    Activation::Sigmoid,
-    Activation::HardSwish,
-    Activation::Silu,
-    Activation::Tanh,
-];
-
-/// Each image of `x` (`c` channels of `hw`) through `f`.
-fn per_image(x: &[f32], c: usize, hw: usize, f: fn(&[f32], usize, usize) -> Vec<f32>) -> Vec<f32> {
-    x.chunks(c * hw).flat_map(|img| f(img, c, hw)).collect()
-}
+use crate::blocked::testutil::{activation, per_image};
 
 /// Checks `k` in 1, 2 and 3 parts against the portable convolution on
 /// random values, `[h, w]` a split of its pixels.
@@ -62,7 +48,7 @@ fn matches_the_portable_conv_on_random_shapes_every_isa() {
             in_channels: 8 * (1 + rng.below(12)),
             out_channels: 8 * (1 + rng.below(9)),
             pixels: hw2[0] * hw2[1],
-            epilogue: Epilogue { bias: rng.below(2) == 0, residual: rng.below(2) == 0, activation: ACTIVATIONS[case % ACTIVATIONS.len()] },
+            epilogue: Epilogue { bias: rng.below(2) == 0, residual: rng.below(2) == 0, activation: activation(case) },
             input_scale: case % 3 == 0,
             by_channels: case % 2 == 1,
             isa: Isa::Generic,
