@@ -142,15 +142,15 @@ impl KernelImpl for BlockedPointwise {
         let y = &io.outputs[0];
         assert!(y.len_bytes() / 4 >= self.batch as usize * m * hw && residual.is_none_or(|r| r.len() >= self.batch as usize * m * hw), "blocked 1x1 convolution outputs are too short");
         let cx = Span { x, w, bias, residual, scale, y: y.as_ptr() as *mut f32, simd: self.simd(), pw: PwAct::of(self.epilogue.activation) };
-        let all: Vec<(usize, usize)> = groups(m / BLOCK).collect();
+        // No allocation while a frame runs: groups are counted and skipped to, not collected.
+        let n = groups(m / BLOCK).count();
         let (p0, p1) = (part.start as usize, part.end as usize);
         if self.by_channels {
             // Items are each image's groups: the part's groups, image by image.
-            let n = all.len();
             for b in p0 / n..p1.div_ceil(n) {
                 let gs = p0.max(b * n) - b * n..p1.min((b + 1) * n) - b * n;
                 // SAFETY: this part owns these groups' blocks of image b.
-                unsafe { self.span(&cx, b, 0..hw, &all[gs], scaled) };
+                unsafe { self.span(&cx, b, 0..hw, gs, scaled) };
             }
             return;
         }
@@ -159,7 +159,7 @@ impl KernelImpl for BlockedPointwise {
         for b in p0 / quads..p1.div_ceil(quads) {
             let (q0, q1) = (p0.max(b * quads) - b * quads, p1.min((b + 1) * quads) - b * quads);
             // SAFETY: this part owns these pixels of every block of image b.
-            unsafe { self.span(&cx, b, q0 * QUAD..(q1 * QUAD).min(hw), &all, scaled) };
+            unsafe { self.span(&cx, b, q0 * QUAD..(q1 * QUAD).min(hw), 0..n, scaled) };
         }
     }
 }
@@ -178,18 +178,18 @@ struct Span<'a> {
 }
 
 impl BlockedPointwise {
-    /// Output groups `groups` over `pixels` of image `b`: chunk by chunk of
+    /// Output groups `which` (their indices in [`groups`]) over `pixels` of image `b`: chunk by chunk of
     /// pixels, each group's tiles over the chunk.
     ///
     /// # Safety
     /// The run contract (buffers checked in `run`); the caller owns these
     /// pixels of these groups' blocks.
-    unsafe fn span(&self, cx: &Span, b: usize, pixels: Range<usize>, groups: &[(usize, usize)], scaled: &mut [f32]) {
+    unsafe fn span(&self, cx: &Span, b: usize, pixels: Range<usize>, which: Range<usize>, scaled: &mut [f32]) {
         let (k, m, hw) = (self.in_channels as usize, self.out_channels as usize, self.pixels as usize);
         let (xb, yb) = (b * k * hw, b * m * hw);
         for c0 in pixels.clone().step_by(CHUNK) {
             let c1 = (c0 + CHUNK).min(pixels.end);
-            for &(g, v) in groups {
+            for (g, v) in groups(m / BLOCK).skip(which.start).take(which.len()) {
                 let at = yb + g * BLOCK * hw;
                 let mut wg = &cx.w[g * BLOCK * k..][..v * BLOCK * k];
                 if let Some(s) = cx.scale {
