@@ -33,12 +33,19 @@
 //! time (62-87 GFLOP/s; the 7×7 and stride-2 layers gain most), its
 //! strided 1×1 projections 0.60-0.94× the column GEMM's.
 //!
-//! Work items are `[N][group][chunk][oh]`: each chunk's output rows
+//! Work items are `[N][group][oh][chunk]`: each output row's chunks
 //! (RegNet's 24-channel groups are one chunk, so `N · group · oh` as
 //! [`crate::conv_grouped::ConvGrouped`]). A part owns whole output rows of
 //! whole blocks, written through Y's raw pointer; a dense layer splits by
 //! its chunks as well as its rows (912 channels over 7×7: 266 items), so
-//! two clusters get even halves whatever the map's height.
+//! two clusters get even halves whatever the map's height. A band's
+//! padded copy serves all the chunks of its rows: copied once a chunk,
+//! it cost ResNet-50's strided 3×3 layers (one output row a band) a
+//! third of their time.
+//!
+//! A chunk whose weights outgrow L1 (a dense 3×3 of 128 channels in:
+//! 110 KB for 24 outputs) takes its steps in passes, its partial sums
+//! parked in Y between them ([`pass_steps`]).
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -77,6 +84,10 @@ pub struct BlockedConv {
 /// Bytes a band's padded copy at most, unless one output row needs more:
 /// it stays in L2 while the tiles sweep it.
 const COPY_BYTES: usize = 128 << 10;
+
+/// A group's weights past which bands may copy up to [`BIG_COPY_BYTES`].
+const BIG_WEIGHTS: usize = 256 << 10;
+const BIG_COPY_BYTES: usize = 512 << 10;
 
 /// A group's output blocks in the chunks a tile computes together,
 /// `(first block, blocks)`: threes (4 pixels × 3 vectors), then a two
@@ -120,6 +131,17 @@ pub fn pack_blocked_conv_weights(w: &[f32], m: usize, group: usize, taps: usize)
         }
     }
     out
+}
+
+/// Steps (input block, tap) a pass of the tiles over a band takes for a
+/// chunk of `v` blocks: its weights, `256 · v` bytes a step, stay in L1
+/// while the band's tiles reuse them. A layer with more steps (dense
+/// 3×3 convolutions of 128 channels and up: 110 KB a chunk and more)
+/// makes several passes, the partial sums parked in Y between them; a
+/// chunk streaming all its weights from L2 for each tile ran at 41-64
+/// GFLOP/s on Zen 3 (ResNet-50's strided 3×3 layers).
+fn pass_steps(v: usize) -> usize {
+    ((16 << 10) / (4 * BLOCK * BLOCK * v)).max(1)
 }
 
 /// The geometry as usize.
@@ -169,12 +191,19 @@ impl Geom {
         self.cg * self.rows_for(n) * self.cols()
     }
 
-    /// Output rows a band: as many as keep the copy within [`COPY_BYTES`].
+    /// Output rows a band: as many as keep the copy within [`COPY_BYTES`]
+    /// (or [`BIG_COPY_BYTES`]).
     fn band_rows(&self) -> usize {
         if self.in_place() {
             return self.oh;
         }
-        (1..=self.oh).rev().find(|&r| 4 * self.copy_floats(r) <= COPY_BYTES).unwrap_or(1)
+        // Weights that outgrow L2 stream from L3 once a band: fewer,
+        // taller bands then (ResNet-50's 512-channel strided 3×3, 9.4 MB of
+        // weights over 7 output rows: 1.42 → 0.91 of the GEMM's time with
+        // one band instead of seven).
+        let weights = 4 * self.mg * self.cg * self.taps();
+        let most = if weights > BIG_WEIGHTS { BIG_COPY_BYTES } else { COPY_BYTES };
+        (1..=self.oh).rev().find(|&r| 4 * self.copy_floats(r) <= most).unwrap_or(1)
     }
 }
 
@@ -186,6 +215,17 @@ struct Rows {
     gi: usize,
     first: usize,
     v: usize,
+    oy0: usize,
+    oys: usize,
+}
+
+/// Output rows `oy0..oy0 + oys` of image `b`, group `gi`, each for the
+/// group's chunks `chunks` (indices into [`chunks`]).
+#[derive(Clone)]
+struct Span {
+    b: usize,
+    gi: usize,
+    chunks: Range<usize>,
     oy0: usize,
     oys: usize,
 }
@@ -265,13 +305,15 @@ impl BlockedConv {
         }
     }
 
-    /// Output rows `r` of one chunk with the AVX2 tiles, band by band.
+    /// A span's output rows with the AVX2 tiles, band by band: each band's
+    /// padded copy serves all the span's chunks, each chunk's steps in
+    /// passes of [`pass_steps`].
     ///
     /// # Safety
-    /// As [`Self::rows_portable`]; the CPU has AVX2 and FMA; the scratch
-    /// holds [`KernelImpl::scratch_bytes`].
+    /// As [`Self::rows_portable`] for each chunk; the CPU has AVX2 and
+    /// FMA; the scratch holds [`KernelImpl::scratch_bytes`].
     #[cfg(target_arch = "x86_64")]
-    unsafe fn rows_simd(&self, g: &Geom, bufs: &Bufs, r: Rows, scratch: &mut [u8]) {
+    unsafe fn span_simd(&self, g: &Geom, bufs: &Bufs, r: &Span, scratch: &mut [u8]) {
         let (taps, cgb) = (g.taps(), g.cg / BLOCK);
         let steps = cgb * taps;
         // SAFETY: any bit pattern is a valid usize; the slice is only reinterpreted.
@@ -282,8 +324,6 @@ impl BlockedConv {
         // pattern is valid, the alignment is stricter).
         let copy = unsafe { std::slice::from_raw_parts_mut(rest.as_mut_ptr() as *mut f32, rest.len() * 2) };
         let x = &bufs.x[(r.b * g.c + r.gi * g.cg) * g.ih * g.iw..][..g.cg * g.ih * g.iw];
-        let o0 = r.gi * g.mg + r.first * BLOCK;
-        let w = &bufs.w[o0 * g.cg * taps..][..r.v * BLOCK * g.cg * taps];
         let (act, after) = match PwAct::of(self.epilogue.activation) {
             Some(pw) => (pw, None),
             None => (PwAct::Identity, Some(self.epilogue.activation)),
@@ -309,35 +349,67 @@ impl BlockedConv {
             // The last pixel's last tap's last lane lies in the source.
             let reach = offs.iter().max().map_or(0, |&o| o) + (n - 1) * g.sh * rs + (g.ow - 1) * g.sw * BLOCK + BLOCK;
             assert!(reach <= if in_place { x.len() - oy0 * g.sh * g.iw * BLOCK } else { g.copy_floats(n) }, "blocked conv source reach");
-            let at = (r.b * g.m + o0) * g.oh * g.ow + oy0 * g.ow * BLOCK;
-            let band_of = avx2::Band {
-                src,
-                row_step: g.sh * rs,
-                col_step: g.sw * BLOCK,
-                offs: offs.as_ptr(),
-                steps,
-                w: w.as_ptr(),
-                bias: bufs.bias.map_or(std::ptr::null(), |b| b[o0..].as_ptr()),
-                residual: bufs.residual.map_or(std::ptr::null(), |v| v[at..].as_ptr()),
-                // SAFETY: inside Y (checked in run).
-                y: unsafe { bufs.y.add(at) },
-                ys: out_plane,
-                ow: g.ow,
-                total: n * g.ow,
-                act,
-            };
-            // SAFETY: the CPU has AVX2 and FMA; the band's pointers cover
-            // its reads (reach asserted) and this part's outputs.
-            unsafe { avx2::band(&band_of, r.v) };
-            if let Some(a) = after {
-                for blk in 0..r.v {
-                    // SAFETY: the band's rows of this block, this part's.
-                    let ys = unsafe { std::slice::from_raw_parts_mut(bufs.y.add(at + blk * out_plane), n * g.ow * BLOCK) };
-                    crate::epilogue::activate_in_place(a, ys);
+            for (first, v) in chunks(g.mg / BLOCK).skip(r.chunks.start).take(r.chunks.len()) {
+                let o0 = r.gi * g.mg + first * BLOCK;
+                let w = &bufs.w[o0 * g.cg * taps..][..v * BLOCK * g.cg * taps];
+                let at = (r.b * g.m + o0) * g.oh * g.ow + oy0 * g.ow * BLOCK;
+                let pass = pass_steps(v);
+                for s0 in (0..steps).step_by(pass) {
+                    let s1 = (s0 + pass).min(steps);
+                    let band_of = avx2::Band {
+                        src,
+                        row_step: g.sh * rs,
+                        col_step: g.sw * BLOCK,
+                        offs: offs[s0..].as_ptr(),
+                        steps: s1 - s0,
+                        w: w[s0 * BLOCK * BLOCK * v..].as_ptr(),
+                        bias: bufs.bias.map_or(std::ptr::null(), |b| b[o0..].as_ptr()),
+                        residual: bufs.residual.map_or(std::ptr::null(), |res| res[at..].as_ptr()),
+                        // SAFETY: inside Y (checked in run).
+                        y: unsafe { bufs.y.add(at) },
+                        ys: out_plane,
+                        ow: g.ow,
+                        total: n * g.ow,
+                        act,
+                        accumulate: s0 > 0,
+                        finish: s1 == steps,
+                    };
+                    // SAFETY: the CPU has AVX2 and FMA; the band's pointers
+                    // cover its reads (reach asserted) and this part's outputs.
+                    unsafe { avx2::band(&band_of, v) };
+                }
+                if let Some(a) = after {
+                    for blk in 0..v {
+                        // SAFETY: the band's rows of this block, this part's.
+                        let ys = unsafe { std::slice::from_raw_parts_mut(bufs.y.add(at + blk * out_plane), n * g.ow * BLOCK) };
+                        crate::epilogue::activate_in_place(a, ys);
+                    }
                 }
             }
         }
     }
+}
+
+/// Items `part` of `[N][group][oh][chunk]` as spans of rows that share
+/// their chunks: a partial first row, the whole rows, a partial last row
+/// (split where the image or group changes).
+fn spans(part: Range<u64>, n_chunks: usize, oh: usize, groups: usize) -> impl Iterator<Item = Span> {
+    let mut i = part.start as usize;
+    std::iter::from_fn(move || {
+        let left = (part.end as usize).checked_sub(i).filter(|&l| l > 0)?;
+        let (row_of, ch) = (i / n_chunks, i % n_chunks);
+        let (oy, rest) = (row_of % oh, row_of / oh);
+        let (gi, b) = (rest % groups, rest / groups);
+        let span = if ch > 0 || left < n_chunks {
+            // A partial row: its chunks from `ch` to the row's or part's end.
+            Span { b, gi, chunks: ch..n_chunks.min(ch + left), oy0: oy, oys: 1 }
+        } else {
+            // Whole rows, to the part's or the group's end.
+            Span { b, gi, chunks: 0..n_chunks, oy0: oy, oys: (left / n_chunks).min(oh - oy) }
+        };
+        i += span.chunks.len() * span.oys;
+        Some(span)
+    })
 }
 
 /// Copies the input rows that output rows `oy0..oy0 + n` read, of a
@@ -367,7 +439,7 @@ impl KernelImpl for BlockedConv {
         format!("f32_conv2d_nchw8c_{}", self.isa.name())
     }
 
-    /// Each chunk's output rows, `[N][group][chunk][oh]`.
+    /// Each output row's chunks, `[N][group][oh][chunk]`.
     fn work_items(&self) -> u64 {
         self.batch * self.group.max(1) * self.n_chunks() as u64 * self.output[0]
     }
@@ -411,30 +483,22 @@ impl KernelImpl for BlockedConv {
         assert!(io.outputs[0].len_bytes() / 4 >= out_len, "blocked conv output is too short");
         let bufs = Bufs { x, w, bias, residual, y: io.outputs[0].as_ptr() as *mut f32 };
         let simd = self.simd();
-        let (oh, groups) = (g.oh, self.group.max(1) as usize);
-        let n_chunks = self.n_chunks();
-        // The part's items in runs of one chunk's rows.
-        let mut i = part.start as usize;
-        while i < part.end as usize {
-            let (row_of, oy0) = (i / oh, i % oh);
-            let oys = (oh - oy0).min(part.end as usize - i);
-            let (ch, rest) = (row_of % n_chunks, row_of / n_chunks);
-            let (gi, b) = (rest % groups, rest / groups);
-            let (first, v) = chunks(g.mg / BLOCK).nth(ch).expect("a chunk of the group");
-            let r = Rows { b, gi, first, v, oy0, oys };
+        let (oh, groups, n_chunks) = (g.oh, self.group.max(1) as usize, self.n_chunks());
+        for span in spans(part, n_chunks, oh, groups) {
             #[cfg(target_arch = "x86_64")]
             if simd {
                 // SAFETY: the CPU has AVX2 and FMA (simd); this part owns
-                // the rows of item range `part`; the run contract's scratch.
-                unsafe { self.rows_simd(&g, &bufs, r, scratch) };
-                i += oys;
+                // the span's rows of its chunks; the run contract's scratch.
+                unsafe { self.span_simd(&g, &bufs, &span, scratch) };
                 continue;
             }
             // (Off x86-64 only the portable rows run.)
             let _ = (simd, &scratch);
-            // SAFETY: this part owns these rows (the run contract).
-            unsafe { self.rows_portable(&g, &bufs, r) };
-            i += oys;
+            for (first, v) in chunks(g.mg / BLOCK).skip(span.chunks.start).take(span.chunks.len()) {
+                let r = Rows { b: span.b, gi: span.gi, first, v, oy0: span.oy0, oys: span.oys };
+                // SAFETY: this part owns these rows (the run contract).
+                unsafe { self.rows_portable(&g, &bufs, r) };
+            }
         }
     }
 }

@@ -33,6 +33,11 @@ pub(super) struct Band {
     pub ow: usize,
     pub total: usize,
     pub act: PwAct,
+    /// Whether the tiles start from the partial sums in Y (a later pass
+    /// over the steps), and whether they finish them (bias, residual,
+    /// activation) or store them raw for the next pass.
+    pub accumulate: bool,
+    pub finish: bool,
 }
 
 /// The band's next output: its index, row (from the band's first) and column.
@@ -115,25 +120,30 @@ unsafe fn tile<const V: usize, const P: usize>(j: &Band, at: &mut Cursor) {
     at.q += P;
     // SAFETY: the caller's contract.
     unsafe {
-        let acc = if V == 3 && P == 4 {
-            let mut acc = [[_mm256_setzero_ps(); 3]; 4];
-            sums_3x4(j, [x[0], x[1], x[2], x[3]], &mut acc);
-            *(acc.as_ptr() as *const [[__m256; V]; P])
+        let mut acc = [[_mm256_setzero_ps(); V]; P];
+        if j.accumulate {
+            for (p, row) in acc.iter_mut().enumerate() {
+                for (v, a) in row.iter_mut().enumerate() {
+                    *a = _mm256_loadu_ps(j.y.add(v * j.ys + (q + p) * BLOCK));
+                }
+            }
+        }
+        if V == 3 && P == 4 {
+            sums_3x4(j, [x[0], x[1], x[2], x[3]], &mut *(acc.as_mut_ptr() as *mut [[__m256; 3]; 4]));
         } else {
-            sums::<V, P>(j, x)
-        };
+            sums::<V, P>(j, x, &mut acc);
+        }
         store::<V, P>(j, &acc, q);
     }
 }
 
-/// `acc[p][v]`: block `v` of pixel `p`, summed over every step and lane.
+/// Adds to `acc[p][v]` (block `v` of pixel `p`) every step and lane.
 ///
 /// # Safety
 /// As [`band`]; `x` are the tile's pixels' sources.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn sums<const V: usize, const P: usize>(j: &Band, x: [*const f32; P]) -> [[__m256; V]; P] {
-    let mut acc = [[_mm256_setzero_ps(); V]; P];
+unsafe fn sums<const V: usize, const P: usize>(j: &Band, x: [*const f32; P], acc: &mut [[__m256; V]; P]) {
     for s in 0..j.steps {
         // SAFETY: step s's offset and weights; each pixel's 8 lanes there.
         unsafe {
@@ -150,7 +160,6 @@ unsafe fn sums<const V: usize, const P: usize>(j: &Band, x: [*const f32; P]) -> 
             }
         }
     }
-    acc
 }
 
 /// One lane of a 3 × 4 step: the three weight vectors at byte `$w` of the
@@ -237,13 +246,23 @@ unsafe fn sums_3x4(j: &Band, x: [*const f32; 4], acc: &mut [[__m256; 3]; 4]) {
 }
 
 /// Stores the tile at the band's output `q`: bias, residual, activation,
-/// one whole vector an output pixel of a block.
+/// one whole vector an output pixel of a block (the sums alone before the
+/// last pass).
 ///
 /// # Safety
 /// As [`band`]; outputs `q..q + P` lie in the band.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn store<const V: usize, const P: usize>(j: &Band, acc: &[[__m256; V]; P], q: usize) {
+    if !j.finish {
+        for v in 0..V {
+            for (p, row) in acc.iter().enumerate() {
+                // SAFETY: outputs q..q + P of block v.
+                unsafe { _mm256_storeu_ps(j.y.add(v * j.ys + (q + p) * BLOCK), row[v]) };
+            }
+        }
+        return;
+    }
     for v in 0..V {
         // SAFETY: the chunk's biases; outputs q..q + P of block v.
         unsafe {

@@ -127,6 +127,43 @@ fn regnet_grouped_and_projection_shapes() {
 }
 
 #[test]
+fn dense_layers_take_their_steps_in_passes() {
+    // 64 and 136 channels in: 576 and 1224 steps, several passes for each
+    // chunk (21 steps a pass for three blocks); 1, 2 and 3 parts cut rows.
+    let mut rng = Rng(43);
+    for (c, m, hw, s, act) in [(64u64, 40u64, 9u64, 2u64, Activation::Relu), (136, 24, 6, 1, Activation::Sigmoid), (64, 72, 5, 1, Activation::None)] {
+        assert!(c as usize / BLOCK * 9 > 3 * pass_steps(3));
+        let out = out_len(hw, 3, s, 1, 1, 1);
+        let e = Epilogue { bias: true, residual: s == 1, activation: act };
+        let k = BlockedConv { batch: 2, in_channels: c, out_channels: m, group: 1, input: [hw, hw], output: [out, out], kernel: [3, 3], strides: [s, s], dilations: [1, 1], pad_begin: [1, 1], epilogue: e, isa: Isa::Generic };
+        check(&k, &mut rng);
+    }
+}
+
+#[test]
+fn spans_cover_each_item_once() {
+    // [N][group][oh][chunk]: every part of 2 images × 3 groups × 5 rows ×
+    // 4 chunks, cut anywhere, is its items exactly.
+    let (n_chunks, oh, groups) = (4usize, 5usize, 3usize);
+    let total = 2 * groups * oh * n_chunks;
+    for start in 0..total {
+        for end in start..=total {
+            let mut seen = Vec::new();
+            for sp in spans(start as u64..end as u64, n_chunks, oh, groups) {
+                assert!(sp.oys >= 1 && sp.oy0 + sp.oys <= oh && sp.chunks.end <= n_chunks && !sp.chunks.is_empty());
+                for oy in sp.oy0..sp.oy0 + sp.oys {
+                    for ch in sp.chunks.clone() {
+                        seen.push(((sp.b * groups + sp.gi) * oh + oy) * n_chunks + ch);
+                    }
+                }
+            }
+            seen.sort_unstable();
+            assert_eq!(seen, (start..end).collect::<Vec<_>>(), "part {start}..{end}");
+        }
+    }
+}
+
+#[test]
 fn every_chunk_and_every_last_tile() {
     // 1 to 7 blocks a group (every chunking), bands of 1 to 17 outputs
     // (every narrower last tile), one 3×3 pad 1 row or two.
@@ -228,5 +265,20 @@ fn blocked_conv_timing() {
         let (tb, tg) = alternate(&k, &mut bi, &r, &mut gi, (m * out * out) as usize);
         let gf = |us: f64| 2.0 * (c * m * out * out) as f64 / us / 1e3;
         println!("1x1/2 {c}->{m} from {hw}x{hw}: blocked {tb:.0} us ({:.0} GFLOP/s), gemm {tg:.0} us ({:.0}): {:.2}", gf(tb), gf(tg), tb / tg);
+    }
+    // Dense 3×3 layers (ResNet-50's strided ones, SqueezeNet's expands)
+    // against the column GEMM.
+    for (c, m, hw, s) in [(128u64, 128u64, 56u64, 2u64), (256, 256, 28, 2), (512, 512, 14, 2), (16, 64, 55, 1), (32, 128, 27, 1), (64, 256, 13, 1), (64, 64, 56, 1)] {
+        let pad = std::env::var("KANN_PAD").map_or(1, |v| v.parse().unwrap());
+        let out = out_len(hw, 3, s, 1, pad, pad);
+        let e = Epilogue { bias: true, residual: false, activation: Activation::Relu };
+        let k = BlockedConv { batch: 1, in_channels: c, out_channels: m, group: 1, input: [hw, hw], output: [out, out], kernel: [3, 3], strides: [s, s], dilations: [1, 1], pad_begin: [pad, pad], epilogue: e, isa };
+        let r = ConvGemm { batch: 1, in_channels: c, out_channels: m, group: 1, input: [hw, hw], kernel: [3, 3], strides: [s, s], dilations: [1, 1], pad_begin: [pad, pad], output: [out, out], epilogue: e, isa, axis: GemmAxis::Columns, input_scale: false };
+        let (x, w, bias) = (rng.vec((c * hw * hw) as usize), rng.vec((m * c * 9) as usize), rng.vec(m as usize));
+        let mut bi = vec![to_blocked(&x, c as usize, (hw * hw) as usize), pack_blocked_conv_weights(&w, m as usize, 1, 9), bias.clone()];
+        let mut gi = vec![x, pack_conv_gemm_weights(&w, m as usize, 1, isa, r.k_block()), bias];
+        let (tb, tg) = alternate(&k, &mut bi, &r, &mut gi, (m * out * out) as usize);
+        let gf = |us: f64| 2.0 * (c * m * 9 * out * out) as f64 / us / 1e3;
+        println!("3x3/{s} {c}->{m} from {hw}x{hw}: blocked {tb:.0} us ({:.0} GFLOP/s), gemm {tg:.0} us ({:.0}): {:.2}", gf(tb), gf(tg), tb / tg);
     }
 }
