@@ -261,7 +261,7 @@ pub fn lower_graph_with(g: &Graph, arch: Arch, winograd: bool, clusters: usize) 
 pub fn lower_graph_opts(g: &Graph, arch: Arch, opts: &LowerOptions) -> Result<Lowered, Vec<Unlowered>> {
     let mut cx = LowerCx::new(g, arch, opts.winograd, opts.clusters);
     if opts.blocked {
-        cx.blocked = nn::blocked::Regions::choose(g, arch);
+        cx.blocked = nn::blocked::Regions::choose(g, arch, opts.winograd, opts.clusters);
     }
     let mut missing = Vec::new();
     for i in 0..g.nodes.len() {

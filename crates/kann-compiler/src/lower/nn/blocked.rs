@@ -4,8 +4,8 @@
 //! A convolution qualifies when its weights are constant, its channels in
 //! and out are multiples of 8, and it is pointwise (1×1, stride 1,
 //! unpadded, one group; an input scale allowed), depthwise (a channel
-//! multiplier of 1), grouped with groups of whole blocks, or a strided 1×1
-//! (no input scale for those three). A value is kept blocked when a chosen
+//! multiplier of 1), grouped with groups of whole blocks, or dense and not
+//! taken by Winograd (no input scale for those three). A value is kept blocked when a chosen
 //! convolution writes it and only chosen convolutions (as X or as the
 //! fused residual) and global average pools read it. A qualifying convolution is chosen unless none of its
 //! activations would be blocked: alone, it would pay a layout change on
@@ -69,8 +69,9 @@ fn conv_node<'g>(g: &'g Graph, node: &'g Node) -> Option<ConvNode<'g>> {
     (f32s && xd.len() == 4 && wd.len() == 4).then_some(ConvNode { attrs, residual, scaled, xd, wd })
 }
 
-/// Whether `node` can run on blocked activations (see the module notes).
-fn qualifies(g: &Graph, node: &Node) -> bool {
+/// Whether `node` can run on blocked activations (see the module notes);
+/// `winograd`: whether the lowering would give a dense 3×3 Winograd.
+fn qualifies(g: &Graph, node: &Node, winograd: &dyn Fn(&kann_ir::ops::nn::WindowPlan, &[usize], &[usize]) -> bool) -> bool {
     let Some(ConvNode { attrs, scaled, xd, wd, .. }) = conv_node(g, node) else {
         return false;
     };
@@ -85,11 +86,13 @@ fn qualifies(g: &Graph, node: &Node) -> bool {
     let forward = plan.pad_begin.iter().all(|&p| p >= 0) && !scaled;
     let depthwise = attrs.group == xd[1] && wd[0] == xd[1] && forward;
     // The general kernel: grouped convolutions whose groups are whole
-    // blocks (RegNet-X's 3×3 of 24 channels) and strided 1×1 ones (its
-    // projections). Dense k×k ones keep their Winograd and GEMM kernels.
+    // blocks (RegNet-X's 3×3 of 24 channels), and dense ones: strided 1×1
+    // projections, strided 3×3 (ResNet-50's, 0.81-0.99 of the column
+    // GEMM's time alone), 5×5. Dense 3×3 ones Winograd takes keep it
+    // (ResNet-50's at ~115 effective GFLOP/s against the direct tile's ~90).
     let whole_blocks = attrs.group > 1 && (xd[1] / attrs.group) % BLOCK == 0 && (wd[0] / attrs.group) % BLOCK == 0;
-    let strided_pointwise = attrs.group == 1 && plan.kernel == [1, 1] && unpadded;
-    pointwise || depthwise || (forward && (whole_blocks || strided_pointwise))
+    let dense = attrs.group == 1 && !winograd(&plan, xd, wd);
+    pointwise || depthwise || (forward && (whole_blocks || dense))
 }
 
 /// Whether `node` is a stem the AVX2 lowering runs as `ConvGrouped` (a
@@ -123,10 +126,12 @@ impl Regions {
     /// packed GEMM does twice their work a cycle, so x86-64-v4 keeps NCHW
     /// until the tiles have a 16-lane form; the portable twins only serve
     /// artifacts run where AVX2 is missing.
-    pub(crate) fn choose(g: &Graph, arch: Arch) -> Regions {
-        if crate::lower::kernel_isa(arch) != Isa::Avx2 {
+    pub(crate) fn choose(g: &Graph, arch: Arch, winograd: bool, clusters: usize) -> Regions {
+        let isa = crate::lower::kernel_isa(arch);
+        if isa != Isa::Avx2 {
             return Regions::default();
         }
+        let takes_winograd = |plan: &kann_ir::ops::nn::WindowPlan, xd: &[usize], wd: &[usize]| winograd && super::winograd_choice(1, xd, wd, plan, isa, clusters).is_some();
         let stems: HashSet<NodeId> = (0..g.nodes.len()).map(|i| NodeId(i as u32)).filter(|&id| blocked_stem(g, g.node(id))).collect();
         let mut readers: HashMap<ValueId, Vec<(NodeId, usize)>> = HashMap::new();
         for (i, n) in g.nodes.iter().enumerate() {
@@ -137,7 +142,7 @@ impl Regions {
             }
         }
         let outputs: HashSet<ValueId> = g.outputs.iter().copied().collect();
-        let mut nodes: HashSet<NodeId> = (0..g.nodes.len()).map(|i| NodeId(i as u32)).filter(|&id| qualifies(g, g.node(id))).collect();
+        let mut nodes: HashSet<NodeId> = (0..g.nodes.len()).map(|i| NodeId(i as u32)).filter(|&id| qualifies(g, g.node(id), &takes_winograd)).collect();
         loop {
             let values = Self::blocked_values(g, &nodes, &stems, &readers, &outputs);
             let alone: Vec<NodeId> = nodes
@@ -304,7 +309,8 @@ mod tests {
     /// (Relu6), depthwise 3×3 (stride `s`), a squeeze-excitation gate
     /// (global pool, two 1×1 on the pooled vector, sigmoid, Mul) when
     /// `gate`, projection 1×1 and a residual Add; a grouped 3×3 of two
-    /// 8-channel groups and a strided 1×1; the global pool as the output.
+    /// 8-channel groups, a dense strided 3×3, a dense 5×5 and a strided
+    /// 1×1; the global pool as the output.
     fn network(rng: &mut Rng, gate: bool) -> Graph {
         let mut b = GraphBuilder::new("blocked", None);
         let mut constant = |b: &mut GraphBuilder, name: &str, d: Vec<usize>| {
@@ -356,8 +362,14 @@ mod tests {
         let mut strided = ir::Window::new(ir::AutoPad::NotSet);
         strided.kernel_shape = vec![1, 1];
         strided.strides = vec![2, 2];
+        // Dense ones on the general kernel: a strided 3×3, a 5×5.
+        let (w33, b33) = (constant(&mut b, "w33", vec![24, 16, 3, 3]), constant(&mut b, "b33", vec![24]));
+        let dense = node(&mut b, conv(3, 2, 1), vec![grouped, w33, b33]);
+        let dense = node(&mut b, unary(UnaryKind::Relu), vec![dense]);
+        let w55 = constant(&mut b, "w55", vec![16, 24, 5, 5]);
+        let dense = node(&mut b, conv(5, 1, 1), vec![dense, w55]);
         let wt = constant(&mut b, "wt", vec![24, 16, 1, 1]);
-        let down = node(&mut b, Op::Nn(NnOp::Conv(ir::Conv { attrs: ir::ConvAttrs { window: strided, group: 1 } })), vec![grouped, wt]);
+        let down = node(&mut b, Op::Nn(NnOp::Conv(ir::Conv { attrs: ir::ConvAttrs { window: strided, group: 1 } })), vec![dense, wt]);
         let y = node(&mut b, gap(), vec![down]);
         b.add_output(y);
         b.finish().unwrap()
@@ -379,7 +391,7 @@ mod tests {
                 // Every convolution but the RGB stem blocked (the gates' too).
                 assert_eq!(count("f32_conv1x1_nchw8c"), 6 + usize::from(gate) * 6, "{names:?}");
                 assert_eq!(count("f32_dwconv2d_nchw8c"), 3, "{names:?}");
-                assert_eq!(count("f32_conv2d_nchw8c"), 2, "{names:?}");
+                assert_eq!(count("f32_conv2d_nchw8c"), 4, "{names:?}");
                 assert_eq!(count("f32_globalavgpool_nchw8c"), 1 + usize::from(gate) * 3, "{names:?}");
                 // No reorder: the stem writes blocked (a strided one, as
                 // ConvGrouped), and one-pixel planes (the pools', the
