@@ -228,6 +228,7 @@ impl CostModel {
                 self.packed_flops[isa_index(c.isa)] * short_depth((c.in_channels / c.group.max(1)) * c.kernel[0] * c.kernel[1]) * strided
             }
             Kernel::Pool2d(_) => simd_isa(k).map_or(self.pool_flops[0], |isa| self.pool_flops[isa_index(isa)]),
+            Kernel::BlockedPool(p) => self.pool_flops[isa_index(p.isa)],
             // The stem at the direct kernel's rate, its rows repeated at band
             // edges; the pool at the pool's rate.
             Kernel::ConvPool(f) => {

@@ -13,6 +13,7 @@ pub mod conv;
 pub mod depthwise;
 pub mod global_pool;
 pub mod pointwise;
+pub mod pool;
 pub mod reorder;
 
 /// Channels of a block: the lanes of an AVX2 vector.

@@ -81,6 +81,7 @@ pub enum Kernel {
     BlockedConv(crate::blocked::conv::BlockedConv),
     Reorder(crate::blocked::reorder::Reorder),
     BlockedGlobalPool(crate::blocked::global_pool::BlockedGlobalPool),
+    BlockedPool(crate::blocked::pool::BlockedPool),
     // --- end of nn kernels ---
 
     // --- movement, reduce and resample kernels (movement.rs, reduce.rs, resample.rs) ---
@@ -138,6 +139,7 @@ macro_rules! dispatch {
             Kernel::BlockedConv($k) => $e,
             Kernel::Reorder($k) => $e,
             Kernel::BlockedGlobalPool($k) => $e,
+            Kernel::BlockedPool($k) => $e,
             // --- end of nn kernels ---
 
             // --- movement, reduce and resample kernels ---

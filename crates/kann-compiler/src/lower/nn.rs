@@ -174,7 +174,7 @@ fn lower_conv(cx: &mut LowerCx, id: NodeId, node: &Node, attrs: &ir::ConvAttrs, 
         if cx.blocked.has_node(id) {
             return blocked::lower(cx, id, node, extra, &plan, wv);
         }
-        if cx.blocked.has_value(output(node, 0)?) {
+        if cx.blocked.has_stem(id) {
             // A stem writing a blocked region's input: ConvGrouped's path.
             return lower_conv_direct(cx, id, node, extra, &plan, wv);
         }
@@ -401,7 +401,8 @@ fn lower_conv_direct(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, pl
         isa,
     };
     let y = output(node, 0)?;
-    let fused = fused_with_pool(cx, y, &kernel, inputs.len() + 1);
+    // A stem writing a blocked region's input leaves its pool to the region.
+    let fused = if cx.blocked.has_value(y) { None } else { fused_with_pool(cx, y, &kernel, inputs.len() + 1) };
     let simd_grouped = isa != kann_kernels::packed::Isa::Generic && group > 1;
     let stem = isa == kann_kernels::packed::Isa::Avx2 && group == 1 && fused.is_none() && kernel.strides[1] >= 2;
     if (simd_grouped || stem) && ConvGrouped::supports(kernel.out_channels, kernel.group, kernel.strides, kernel.dilations) {
@@ -578,7 +579,10 @@ fn lower_winograd(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, plan:
     };
     inputs.insert(1, cx.weights_f32(&pack_winograd_weights(w, out_channels, isa, tile, kernel.k_block())));
     let y = output(node, 0)?;
-    cx.push(id, Kernel::Winograd(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));
+    // Into a blocked region's value through a reorder (an Inception
+    // branch's 3×3 writing its slab of a blocked concat).
+    let fl = flops(cx, node);
+    blocked::push_planar(cx, id, Kernel::Winograd(kernel), inputs, vec![Operand::Value(y)], fl)?;
     Ok(())
 }
 
@@ -855,8 +859,10 @@ fn lower_pool(cx: &mut LowerCx, id: NodeId, node: &Node, p: &ir::Pool) -> LowerR
     if let Some(conv) = cx.pending_direct.remove(&x) {
         // Checked when the convolution was deferred.
         let fl = conv.flops + flops(cx, node);
-        cx.push(id, Kernel::ConvPool(conv.fused), conv.inputs, outputs, fl);
-        return Ok(());
+        return blocked::push_planar(cx, id, Kernel::ConvPool(conv.fused), conv.inputs, outputs, fl);
+    }
+    if cx.blocked.has_node(id) {
+        return blocked::lower_pool(cx, id, node, kernel);
     }
     let isa = crate::lower::kernel_isa(cx.arch);
     let kernel = match (whole_plane_pool(&kernel, isa), Pool2d::from_pool(&kernel, isa)) {

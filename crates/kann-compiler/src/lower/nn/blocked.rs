@@ -20,6 +20,7 @@ use kann_ir::ops::nn::NnOp;
 use kann_ir::{Graph, Node, NodeId, Op, ValueId};
 use kann_kernels::blocked::conv::{pack_blocked_conv_weights, BlockedConv};
 use kann_kernels::blocked::depthwise::{pack_blocked_depthwise_weights, BlockedDepthwise};
+use kann_kernels::blocked::pool::BlockedPool;
 use kann_kernels::blocked::pointwise::{pack_blocked_pointwise_weights, BlockedPointwise};
 use kann_kernels::blocked::reorder::{Direction, Reorder};
 use kann_kernels::blocked::BLOCK;
@@ -30,6 +31,8 @@ use std::collections::{HashMap, HashSet};
 #[derive(Debug, Default)]
 pub(crate) struct Regions {
     nodes: HashSet<NodeId>,
+    /// RGB stems writing a region's input blocked (`ConvGrouped`).
+    stems: HashSet<NodeId>,
     values: HashSet<ValueId>,
     /// NCHW values already copied blocked for a reader, and where.
     copies: HashMap<ValueId, Operand>,
@@ -109,6 +112,57 @@ fn blocked_stem(g: &Graph, node: &Node) -> bool {
     attrs.plan(xd, wd).is_ok_and(|p| p.strides[1] >= 2 && p.pad_begin.iter().all(|&v| v >= 0))
 }
 
+/// Whether `node` is a 2-D max or average pool of an f32 X whose channels
+/// are whole blocks, with no Indices output: it runs blocked.
+fn pool_qualifies(g: &Graph, node: &Node) -> bool {
+    let Op::Nn(NnOp::Pool(p)) = &node.op else {
+        return false;
+    };
+    let x = node.inputs.first().copied().flatten().map(|v| &g.value(v).info);
+    let kind = matches!(p.kind, kann_ir::ops::nn::PoolKind::Max | kann_ir::ops::nn::PoolKind::Average { .. });
+    kind && !p.with_indices && x.is_some_and(|i| i.dtype == kann_tensor::DType::F32 && i.shape.dims().len() == 4 && i.shape.dims()[1] % BLOCK == 0 && i.shape.dims()[1] > 0)
+}
+
+/// Whether `node` concatenates 4-D f32 values along channels that are
+/// whole blocks each: the same bytes place each input's blocks as its
+/// planes (`[N][C/8][H][W][8]` puts channel block `b` where NCHW puts
+/// channel `8b`), so the concat (zero-copy or a copy) serves both layouts.
+fn channel_concat(g: &Graph, node: &Node) -> bool {
+    let Op::Movement(kann_ir::ops::movement::MovementOp::Concat { axis }) = &node.op else {
+        return false;
+    };
+    let info = |v: Option<ValueId>| v.map(|v| &g.value(v).info);
+    let four = |i: &kann_ir::TensorInfo| i.dtype == kann_tensor::DType::F32 && i.shape.dims().len() == 4;
+    let y = &g.value(node.outputs[0]).info;
+    four(y) && kann_ir::ops::norm_axis(*axis, 4) == Ok(1) && node.inputs.iter().all(|&v| info(v).is_some_and(|i| four(i) && i.shape.dims()[1] % BLOCK == 0))
+}
+
+/// Whether a dense 3×3 convolution Winograd would take (X `xd`, W `wd`)
+/// keeps it in a blocked network rather than run on `BlockedConv`: not
+/// when one side has at most 32 channels, or 64 for F(2×2) (small maps):
+/// there the transforms outweigh the products they save and the direct
+/// tile runs near its peak. SqueezeNet's expand layers (16-64 → 64-256)
+/// then keep its fire modules blocked: the frame 0.82× at 2 clusters;
+/// DenseNet-121's 128 → 32 layers 0.84×; GoogLeNet's 64 → 192 over 56×56
+/// ran 4.7 ms by F(4×4), 8.0 on the direct tile (one Zen 3 core).
+fn keeps_winograd(xd: &[usize], wd: &[usize], plan: &kann_ir::ops::nn::WindowPlan, isa: Isa, clusters: usize) -> bool {
+    let Some((_, tile)) = super::winograd_choice(1, xd, wd, plan, isa, clusters) else {
+        return false;
+    };
+    let narrow = xd[1].min(wd[0]);
+    narrow > 32 && (tile != kann_kernels::winograd::WinogradTile::F2x2 || narrow > 64)
+}
+
+/// Whether `node` is a convolution the lowering gives Winograd, to whole
+/// blocks of output channels: NCHW in, it may write a blocked value
+/// through a reorder step (as a stem writes one directly).
+fn winograd_converter(g: &Graph, node: &Node, winograd: &dyn Fn(&kann_ir::ops::nn::WindowPlan, &[usize], &[usize]) -> bool) -> bool {
+    let Some(ConvNode { attrs, scaled, xd, wd, .. }) = conv_node(g, node) else {
+        return false;
+    };
+    !scaled && attrs.group == 1 && wd[0] % BLOCK == 0 && attrs.plan(xd, wd).is_ok_and(|plan| winograd(&plan, xd, wd))
+}
+
 /// Whether `node` reads its input `slot` blocked as well as in NCHW: a
 /// global average pool of a 4-D f32 X (its `[N, C, 1, 1]` output is the
 /// same bytes in both layouts).
@@ -131,7 +185,7 @@ impl Regions {
         if isa != Isa::Avx2 {
             return Regions::default();
         }
-        let takes_winograd = |plan: &kann_ir::ops::nn::WindowPlan, xd: &[usize], wd: &[usize]| winograd && super::winograd_choice(1, xd, wd, plan, isa, clusters).is_some();
+        let takes_winograd = |plan: &kann_ir::ops::nn::WindowPlan, xd: &[usize], wd: &[usize]| winograd && keeps_winograd(xd, wd, plan, isa, clusters);
         let stems: HashSet<NodeId> = (0..g.nodes.len()).map(|i| NodeId(i as u32)).filter(|&id| blocked_stem(g, g.node(id))).collect();
         let mut readers: HashMap<ValueId, Vec<(NodeId, usize)>> = HashMap::new();
         for (i, n) in g.nodes.iter().enumerate() {
@@ -142,9 +196,14 @@ impl Regions {
             }
         }
         let outputs: HashSet<ValueId> = g.outputs.iter().copied().collect();
-        let mut nodes: HashSet<NodeId> = (0..g.nodes.len()).map(|i| NodeId(i as u32)).filter(|&id| qualifies(g, g.node(id), &takes_winograd)).collect();
+        let all = || (0..g.nodes.len()).map(|i| NodeId(i as u32));
+        let mut nodes: HashSet<NodeId> = all().filter(|&id| qualifies(g, g.node(id), &takes_winograd) || pool_qualifies(g, g.node(id))).collect();
+        let concats: HashSet<NodeId> = all().filter(|&id| channel_concat(g, g.node(id))).collect();
+        // Winograd convolutions may write a blocked value through a reorder.
+        let converters: HashSet<NodeId> = all().filter(|&id| winograd_converter(g, g.node(id), &takes_winograd)).collect();
+        let writers: HashSet<NodeId> = stems.union(&converters).copied().collect();
         loop {
-            let values = Self::blocked_values(g, &nodes, &stems, &readers, &outputs);
+            let values = Self::blocked_values(g, &nodes, &writers, &concats, &readers, &outputs);
             let alone: Vec<NodeId> = nodes
                 .iter()
                 .copied()
@@ -155,7 +214,8 @@ impl Regions {
                 })
                 .collect();
             if alone.is_empty() {
-                return Regions { nodes, values, copies: HashMap::new() };
+                let stems = stems.into_iter().filter(|&id| values.contains(&g.node(id).outputs[0])).collect();
+                return Regions { nodes, stems, values, copies: HashMap::new() };
             }
             alone.iter().for_each(|id| {
                 nodes.remove(id);
@@ -163,15 +223,36 @@ impl Regions {
         }
     }
 
-    /// The values the chosen `nodes` (or `stems`) write and only blocked readers read.
-    fn blocked_values(g: &Graph, nodes: &HashSet<NodeId>, stems: &HashSet<NodeId>, readers: &HashMap<ValueId, Vec<(NodeId, usize)>>, outputs: &HashSet<ValueId>) -> HashSet<ValueId> {
-        nodes
-            .iter()
-            .chain(stems)
-            .map(|&id| g.node(id).outputs[0])
-            .filter(|v| !outputs.contains(v))
-            .filter(|v| readers.get(v).is_some_and(|rs| rs.iter().all(|&(r, slot)| (nodes.contains(&r) && activation_slots(g.node(r)).contains(&slot)) || pools_blocked(g, g.node(r), slot))))
-            .collect()
+    /// The values the chosen `nodes` (or `stems`) write and only blocked
+    /// readers read, and the outputs of the `concats` whose inputs and
+    /// output are all such values (a concat passes its inputs' layout on:
+    /// from all of them, dropping those that would mix layouts until none
+    /// does).
+    fn blocked_values(g: &Graph, nodes: &HashSet<NodeId>, stems: &HashSet<NodeId>, concats: &HashSet<NodeId>, readers: &HashMap<ValueId, Vec<(NodeId, usize)>>, outputs: &HashSet<ValueId>) -> HashSet<ValueId> {
+        let mut through = concats.clone();
+        loop {
+            let reads_blocked = |r: NodeId, slot: usize| (nodes.contains(&r) && activation_slots(g.node(r)).contains(&slot)) || pools_blocked(g, g.node(r), slot) || through.contains(&r);
+            let values: HashSet<ValueId> = nodes
+                .iter()
+                .chain(stems)
+                .chain(&through)
+                .map(|&id| g.node(id).outputs[0])
+                .filter(|v| !outputs.contains(v))
+                .filter(|v| readers.get(v).is_some_and(|rs| rs.iter().all(|&(r, slot)| reads_blocked(r, slot))))
+                .collect();
+            let kept: HashSet<NodeId> = through
+                .iter()
+                .copied()
+                .filter(|&id| {
+                    let n = g.node(id);
+                    values.contains(&n.outputs[0]) && n.inputs.iter().all(|v| v.is_some_and(|v| values.contains(&v)))
+                })
+                .collect();
+            if kept.len() == through.len() {
+                return values;
+            }
+            through = kept;
+        }
     }
 
     /// Whether `v` is kept blocked.
@@ -182,6 +263,11 @@ impl Regions {
     /// Whether `id` is lowered on blocked activations.
     pub(crate) fn has_node(&self, id: NodeId) -> bool {
         self.nodes.contains(&id)
+    }
+
+    /// Whether `id` is a stem writing its output blocked.
+    pub(crate) fn has_stem(&self, id: NodeId) -> bool {
+        self.stems.contains(&id)
     }
 }
 
@@ -281,17 +367,64 @@ pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, pla
     };
     inputs.extend(residual);
     inputs.extend(extra.scale.map(Operand::Value));
-    let y = output(node, 0)?;
     let fl = flops(cx, node);
+    push_blocked(cx, id, node, kernel, inputs, fl)
+}
+
+/// Pushes a step whose kernel writes its output `outputs[0]` in NCHW: as
+/// it is, or into a temp that a reorder copies blocked where that value
+/// is kept blocked (a stem fused with its pool ahead of a region).
+pub(super) fn push_planar(cx: &mut LowerCx, id: NodeId, kernel: Kernel, inputs: Vec<Operand>, mut outputs: Vec<Operand>, fl: u64) -> LowerResult {
+    let Some(Operand::Value(y)) = outputs.first().copied().filter(|o| matches!(o, Operand::Value(v) if cx.blocked.values.contains(v))) else {
+        cx.push(id, kernel, inputs, outputs, fl);
+        return Ok(());
+    };
+    let yd = cx.info(y).shape.dims().to_vec();
+    let temp = cx.temp((yd.iter().product::<usize>() * 4) as u64);
+    outputs[0] = temp;
+    cx.push(id, kernel, inputs, outputs, fl);
+    let to = Reorder { batch: yd[0] as u64, channels: yd[1] as u64, pixels: (yd[2] * yd[3]) as u64, direction: Direction::ToBlocked, isa: crate::lower::kernel_isa(cx.arch) };
+    cx.push(id, Kernel::Reorder(to), vec![temp], vec![Operand::Value(y)], 0);
+    Ok(())
+}
+
+/// Lowers a chosen 2-D pool (`p` its geometry).
+pub(super) fn lower_pool(cx: &mut LowerCx, id: NodeId, node: &Node, p: kann_kernels::pool::Pool) -> LowerResult {
+    let x = cx.input(node, 0)?;
+    let xd = cx.info(x).shape.dims().to_vec();
+    let isa = crate::lower::kernel_isa(cx.arch);
+    let x_op = blocked_input(cx, id, x);
+    let two = |v: &[u64]| [v[0], v[1]];
+    let kernel = Kernel::BlockedPool(BlockedPool {
+        kind: p.kind,
+        batch: xd[0] as u64,
+        channels: xd[1] as u64,
+        input: two(&p.input),
+        kernel: two(&p.kernel),
+        strides: two(&p.strides),
+        dilations: two(&p.dilations),
+        pad_begin: two(&p.pad_begin),
+        pad_end: two(&p.pad_end),
+        output: two(&p.output),
+        isa,
+    });
+    let fl = flops(cx, node);
+    push_blocked(cx, id, node, kernel, vec![x_op], fl)
+}
+
+/// Pushes a blocked step writing `node`'s output: in place where the
+/// value is kept blocked (or has one pixel a plane: both layouts), else
+/// into a temp that a reorder copies to NCHW.
+fn push_blocked(cx: &mut LowerCx, id: NodeId, node: &Node, kernel: Kernel, inputs: Vec<Operand>, fl: u64) -> LowerResult {
+    let y = output(node, 0)?;
     let yd = cx.info(y).shape.dims().to_vec();
     if cx.blocked.values.contains(&y) || yd[2] * yd[3] == 1 {
-        // Blocked, or one pixel a plane (the same bytes in both layouts).
         cx.push(id, kernel, inputs, vec![Operand::Value(y)], fl);
         return Ok(());
     }
     let temp = cx.temp((yd.iter().product::<usize>() * 4) as u64);
     cx.push(id, kernel, inputs, vec![temp], fl);
-    let back = Reorder { batch: yd[0] as u64, channels: yd[1] as u64, pixels: (yd[2] * yd[3]) as u64, direction: Direction::ToPlanar, isa };
+    let back = Reorder { batch: yd[0] as u64, channels: yd[1] as u64, pixels: (yd[2] * yd[3]) as u64, direction: Direction::ToPlanar, isa: crate::lower::kernel_isa(cx.arch) };
     cx.push(id, Kernel::Reorder(back), vec![temp], vec![Operand::Value(y)], 0);
     Ok(())
 }
@@ -373,6 +506,91 @@ mod tests {
         let y = node(&mut b, gap(), vec![down]);
         b.add_output(y);
         b.finish().unwrap()
+    }
+
+    /// An RGB stem, a max pool, then two GoogLeNet-like modules over 24×24
+    /// and 12×12: four branches (1×1; 1×1 then 3×3; 1×1 then 5×5; a 3×3/1
+    /// max pool then 1×1) concatenated, an average pool (3×3/2, ceil mode)
+    /// between them, the global pool as the output.
+    fn inception(rng: &mut Rng) -> Graph {
+        let mut b = GraphBuilder::new("inception", None);
+        let mut constant = |b: &mut GraphBuilder, name: &str, d: Vec<usize>| {
+            let n: usize = d.iter().product();
+            let v: Vec<f32> = (0..n).map(|_| rng.uniform(-0.4, 0.4) as f32).collect();
+            b.add_constant(name, Tensor::from_f32(Shape::new(d), v).unwrap())
+        };
+        let conv = |k: usize, s: usize| {
+            let mut w = ir::Window::new(ir::AutoPad::NotSet);
+            w.kernel_shape = vec![k, k];
+            w.pads = vec![k / 2; 4];
+            w.strides = vec![s; 2];
+            Op::Nn(NnOp::Conv(ir::Conv { attrs: ir::ConvAttrs { window: w, group: 1 } }))
+        };
+        let pool = |kind, k: usize, s: usize, pad: usize, ceil: bool| {
+            let mut w = ir::Window::new(ir::AutoPad::NotSet);
+            w.kernel_shape = vec![k, k];
+            w.pads = vec![pad; 4];
+            w.strides = vec![s; 2];
+            w.ceil_mode = ceil;
+            Op::Nn(NnOp::Pool(ir::Pool { kind, window: w, column_major_indices: false, with_indices: false }))
+        };
+        let relu = || Op::Elementwise(ElementwiseOp::Unary(Unary { kind: UnaryKind::Relu }));
+        let mut n = 0;
+        let mut node = |b: &mut GraphBuilder, op: Op, ins: Vec<ValueId>| {
+            n += 1;
+            b.add_node(&format!("n{n}"), op, ins.into_iter().map(Some).collect(), &[format!("v{n}")]).unwrap()[0]
+        };
+        let x = b.add_input("x", TensorInfo::new(DType::F32, Shape::from([1, 3, 98, 98]))).unwrap();
+        let w = constant(&mut b, "ws", vec![16, 3, 3, 3]);
+        let h = node(&mut b, conv(3, 2), vec![x, w]);
+        let h = node(&mut b, relu(), vec![h]);
+        let mut h = node(&mut b, pool(ir::PoolKind::Max, 3, 2, 0, true), vec![h]);
+        let mut c = 16;
+        for i in 0..2 {
+            let p = node(&mut b, pool(ir::PoolKind::Max, 3, 1, 1, false), vec![h]);
+            let mut conv_relu = |b: &mut GraphBuilder, x: ValueId, name: &str, cin: usize, cout: usize, k: usize| {
+                let (w, bias) = (constant(b, &format!("w{name}{i}"), vec![cout, cin, k, k]), constant(b, &format!("b{name}{i}"), vec![cout]));
+                let y = node(b, conv(k, 1), vec![x, w, bias]);
+                node(b, relu(), vec![y])
+            };
+            let a = conv_relu(&mut b, h, "a", c, 8, 1);
+            // 40 → 40 over 24×24 takes Winograd F(4×4) in the first module
+            // (a reorder on each side), over 12×12 the direct tile.
+            let r3 = conv_relu(&mut b, h, "r3", c, 40, 1);
+            let b3 = conv_relu(&mut b, r3, "b3", 40, 40, 3);
+            let r5 = conv_relu(&mut b, h, "r5", c, 8, 1);
+            let b5 = conv_relu(&mut b, r5, "b5", 8, 8, 5);
+            let bp = conv_relu(&mut b, p, "p", c, 8, 1);
+            h = node(&mut b, Op::Movement(kann_ir::ops::movement::MovementOp::Concat { axis: 1 }), vec![a, b3, b5, bp]);
+            c = 64;
+            if i == 0 {
+                h = node(&mut b, pool(ir::PoolKind::Average { count_include_pad: false }, 3, 2, 0, true), vec![h]);
+            }
+        }
+        let y = node(&mut b, Op::Nn(NnOp::GlobalPool(ir::GlobalPool { kind: ir::PoolKind::Average { count_include_pad: false } })), vec![h]);
+        b.add_output(y);
+        b.finish().unwrap()
+    }
+
+    #[test]
+    fn concats_and_pools_stay_blocked() {
+        let cpu = CpuFeatures::detect();
+        if !Arch::X86_64V3.required_features().difference(cpu.features).is_empty() || Arch::X86_64V3.family().is_some_and(|f| f != cpu.family) {
+            return; // x86-64-v3 kernels cannot run here.
+        }
+        let mut rng = Rng::new(101);
+        let g = inception(&mut rng);
+        for clusters in [1, 2] {
+            let c = check_against_reference_on(g.clone(), clusters, Arch::X86_64V3).unwrap_or_else(|e| panic!("{clusters} clusters: {e}"));
+            let names: Vec<String> = c.program.steps.iter().map(|s| s.kernel.name()).collect();
+            let count = |part: &str| names.iter().filter(|n| n.contains(part)).count();
+            // Every pool and convolution blocked but the stem (which writes
+            // blocked) and the Winograd 3×3 (which reads NCHW and writes its
+            // slab of the concat through a reorder); the concats zero-copy.
+            assert_eq!((count("pool2d_nchw8c"), count("conv1x1_nchw8c"), count("conv2d_nchw8c"), count("winograd")), (4, 8, 3, 1), "{names:?}");
+            assert_eq!((count("reorder_to_nchw8c"), count("reorder_to_nchw_")), (1, 1), "{names:?}");
+            assert_eq!(count("concat"), 0, "{names:?}");
+        }
     }
 
     #[test]
