@@ -228,7 +228,7 @@ impl CostModel {
                 self.packed_flops[isa_index(c.isa)] * short_depth((c.in_channels / c.group.max(1)) * c.kernel[0] * c.kernel[1]) * strided
             }
             Kernel::Pool2d(_) => simd_isa(k).map_or(self.pool_flops[0], |isa| self.pool_flops[isa_index(isa)]),
-            Kernel::BlockedPool(p) => self.pool_flops[isa_index(p.isa)],
+            Kernel::BlockedPool(p) => BLOCKED_POOL_GAIN * self.pool_flops[isa_index(p.isa)],
             // The stem at the direct kernel's rate, its rows repeated at band
             // edges; the pool at the pool's rate.
             Kernel::ConvPool(f) => {
@@ -254,6 +254,11 @@ impl CostModel {
 /// steps' worth. Fit on MobileNetV2 and EfficientNet-Lite0 at one cluster
 /// (their 66 blocked 1×1 steps ran at 0.71-0.76 of the GEMM's estimate; Zen 3).
 const BLOCKED_POINTWISE_GAIN: f64 = 1.35;
+
+/// The channel-blocked pool's rate over the NCHW pools': 1.5-2.8× alone
+/// (`blocked_pool_timing`); SqueezeNet's three 3×3/2 max pools ran at
+/// 0.39 of the pool rate's estimate in a frame (Zen 3, one cluster).
+const BLOCKED_POOL_GAIN: f64 = 2.0;
 
 /// The channel-blocked depthwise kernel's rate over the NCHW one's paths:
 /// 1.3-2.3× in isolation on MobileNetV2's and EfficientNet's layers; in

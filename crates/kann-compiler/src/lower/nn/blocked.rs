@@ -72,9 +72,12 @@ fn conv_node<'g>(g: &'g Graph, node: &'g Node) -> Option<ConvNode<'g>> {
     (f32s && xd.len() == 4 && wd.len() == 4).then_some(ConvNode { attrs, residual, scaled, xd, wd })
 }
 
+/// Whether a dense 3×3 convolution (its plan, X's and W's dims) keeps Winograd.
+type TakesWinograd = dyn Fn(&kann_ir::ops::nn::WindowPlan, &[usize], &[usize]) -> bool;
+
 /// Whether `node` can run on blocked activations (see the module notes);
 /// `winograd`: whether the lowering would give a dense 3×3 Winograd.
-fn qualifies(g: &Graph, node: &Node, winograd: &dyn Fn(&kann_ir::ops::nn::WindowPlan, &[usize], &[usize]) -> bool) -> bool {
+fn qualifies(g: &Graph, node: &Node, winograd: &TakesWinograd) -> bool {
     let Some(ConvNode { attrs, scaled, xd, wd, .. }) = conv_node(g, node) else {
         return false;
     };
@@ -156,7 +159,7 @@ fn keeps_winograd(xd: &[usize], wd: &[usize], plan: &kann_ir::ops::nn::WindowPla
 /// Whether `node` is a convolution the lowering gives Winograd, to whole
 /// blocks of output channels: NCHW in, it may write a blocked value
 /// through a reorder step (as a stem writes one directly).
-fn winograd_converter(g: &Graph, node: &Node, winograd: &dyn Fn(&kann_ir::ops::nn::WindowPlan, &[usize], &[usize]) -> bool) -> bool {
+fn winograd_converter(g: &Graph, node: &Node, winograd: &TakesWinograd) -> bool {
     let Some(ConvNode { attrs, scaled, xd, wd, .. }) = conv_node(g, node) else {
         return false;
     };
@@ -185,7 +188,7 @@ impl Regions {
         if isa != Isa::Avx2 {
             return Regions::default();
         }
-        let takes_winograd = |plan: &kann_ir::ops::nn::WindowPlan, xd: &[usize], wd: &[usize]| winograd && keeps_winograd(xd, wd, plan, isa, clusters);
+        let takes_winograd = move |plan: &kann_ir::ops::nn::WindowPlan, xd: &[usize], wd: &[usize]| winograd && keeps_winograd(xd, wd, plan, isa, clusters);
         let stems: HashSet<NodeId> = (0..g.nodes.len()).map(|i| NodeId(i as u32)).filter(|&id| blocked_stem(g, g.node(id))).collect();
         let mut readers: HashMap<ValueId, Vec<(NodeId, usize)>> = HashMap::new();
         for (i, n) in g.nodes.iter().enumerate() {
