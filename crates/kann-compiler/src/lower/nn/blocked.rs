@@ -377,16 +377,25 @@ pub(super) fn lower(cx: &mut LowerCx, id: NodeId, node: &Node, extra: Extra, pla
 /// Pushes a step whose kernel writes its output `outputs[0]` in NCHW: as
 /// it is, or into a temp that a reorder copies blocked where that value
 /// is kept blocked (a stem fused with its pool ahead of a region).
-pub(super) fn push_planar(cx: &mut LowerCx, id: NodeId, kernel: Kernel, inputs: Vec<Operand>, mut outputs: Vec<Operand>, fl: u64) -> LowerResult {
-    let Some(Operand::Value(y)) = outputs.first().copied().filter(|o| matches!(o, Operand::Value(v) if cx.blocked.values.contains(v))) else {
+pub(super) fn push_planar(cx: &mut LowerCx, id: NodeId, kernel: Kernel, inputs: Vec<Operand>, outputs: Vec<Operand>, fl: u64) -> LowerResult {
+    if !outputs.first().is_some_and(|o| matches!(o, Operand::Value(v) if cx.blocked.values.contains(v))) {
         cx.push(id, kernel, inputs, outputs, fl);
         return Ok(());
+    }
+    through_reorder(cx, id, kernel, inputs, outputs, fl, Direction::ToBlocked)
+}
+
+/// Pushes `kernel` writing its first output `y` into a temp instead, and
+/// a reorder step (`direction`) from the temp to `y`.
+fn through_reorder(cx: &mut LowerCx, id: NodeId, kernel: Kernel, inputs: Vec<Operand>, mut outputs: Vec<Operand>, fl: u64, direction: Direction) -> LowerResult {
+    let Operand::Value(y) = outputs[0] else {
+        return Err("internal: a reordered output must be a value".into());
     };
     let yd = cx.info(y).shape.dims().to_vec();
     let temp = cx.temp((yd.iter().product::<usize>() * 4) as u64);
     outputs[0] = temp;
     cx.push(id, kernel, inputs, outputs, fl);
-    let to = Reorder { batch: yd[0] as u64, channels: yd[1] as u64, pixels: (yd[2] * yd[3]) as u64, direction: Direction::ToBlocked, isa: crate::lower::kernel_isa(cx.arch) };
+    let to = Reorder { batch: yd[0] as u64, channels: yd[1] as u64, pixels: (yd[2] * yd[3]) as u64, direction, isa: crate::lower::kernel_isa(cx.arch) };
     cx.push(id, Kernel::Reorder(to), vec![temp], vec![Operand::Value(y)], 0);
     Ok(())
 }
@@ -425,11 +434,7 @@ fn push_blocked(cx: &mut LowerCx, id: NodeId, node: &Node, kernel: Kernel, input
         cx.push(id, kernel, inputs, vec![Operand::Value(y)], fl);
         return Ok(());
     }
-    let temp = cx.temp((yd.iter().product::<usize>() * 4) as u64);
-    cx.push(id, kernel, inputs, vec![temp], fl);
-    let back = Reorder { batch: yd[0] as u64, channels: yd[1] as u64, pixels: (yd[2] * yd[3]) as u64, direction: Direction::ToPlanar, isa: crate::lower::kernel_isa(cx.arch) };
-    cx.push(id, Kernel::Reorder(back), vec![temp], vec![Operand::Value(y)], 0);
-    Ok(())
+    through_reorder(cx, id, kernel, inputs, vec![Operand::Value(y)], fl, Direction::ToPlanar)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use crate::conv::testutil::*;
 use crate::conv::{pack_conv_weights, Conv};
 use crate::Activation;
 
-use crate::blocked::testutil::{activation, per_image};
+use crate::blocked::testutil::{activation, alternate, per_image};
 
 /// The portable NCHW convolution with the same geometry.
 fn as_conv(k: &BlockedConv) -> Conv {
@@ -205,31 +205,6 @@ fn packs_chunks_and_names_and_checks() {
     assert!(odd.check(2, 1).unwrap_err().contains("multiples of 8"));
 }
 
-/// The median of 41 alternated runs of two kernels, in µs.
-fn alternate(a: &impl KernelImpl, ai: &mut [Vec<f32>], b: &impl KernelImpl, bi: &mut [Vec<f32>], out: usize) -> (f64, f64) {
-    use crate::RawBuf;
-    let (mut ya, mut yb) = (vec![0.0f32; out], vec![0.0f32; out]);
-    let (mut sa, mut sb) = (vec![0u8; a.scratch_bytes(a.work_items()) + 64], vec![0u8; b.scratch_bytes(b.work_items()) + 64]);
-    let (la, lb) = (sa.as_ptr().align_offset(64), sb.as_ptr().align_offset(64));
-    let (mut ta, mut tb) = (Vec::new(), Vec::new());
-    let ia: Vec<RawBuf> = ai.iter_mut().map(|v| RawBuf::from_f32(v)).collect();
-    let ib: Vec<RawBuf> = bi.iter_mut().map(|v| RawBuf::from_f32(v)).collect();
-    let (oa, ob) = ([RawBuf::from_f32(&mut ya)], [RawBuf::from_f32(&mut yb)]);
-    for _ in 0..41 {
-        let t = std::time::Instant::now();
-        // SAFETY: the buffers outlive the call; one part.
-        unsafe { a.run(&Io { inputs: &ia, outputs: &oa }, 0..a.work_items(), &mut sa[la..]) };
-        ta.push(t.elapsed().as_secs_f64() * 1e6);
-        let t = std::time::Instant::now();
-        // SAFETY: as above.
-        unsafe { b.run(&Io { inputs: &ib, outputs: &ob }, 0..b.work_items(), &mut sb[lb..]) };
-        tb.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    ta.sort_by(f64::total_cmp);
-    tb.sort_by(f64::total_cmp);
-    (ta[20], tb[20])
-}
-
 /// Microseconds of the blocked convolution against the NCHW grouped
 /// kernel on RegNet-X-1.6GF's grouped 3×3 layers, and against the GEMM on
 /// its strided 1×1 projections (median of 41, alternated); not a test of
@@ -269,7 +244,7 @@ fn blocked_conv_timing() {
     // Dense 3×3 layers (ResNet-50's strided ones, SqueezeNet's expands)
     // against the column GEMM.
     for (c, m, hw, s) in [(128u64, 128u64, 56u64, 2u64), (256, 256, 28, 2), (512, 512, 14, 2), (16, 64, 55, 1), (32, 128, 27, 1), (64, 256, 13, 1), (64, 64, 56, 1)] {
-        let pad = std::env::var("KANN_PAD").map_or(1, |v| v.parse().unwrap());
+        let pad = 1;
         let out = out_len(hw, 3, s, 1, pad, pad);
         let e = Epilogue { bias: true, residual: false, activation: Activation::Relu };
         let k = BlockedConv { batch: 1, in_channels: c, out_channels: m, group: 1, input: [hw, hw], output: [out, out], kernel: [3, 3], strides: [s, s], dilations: [1, 1], pad_begin: [pad, pad], epilogue: e, isa };

@@ -1,5 +1,5 @@
 use super::*;
-use crate::blocked::testutil::per_image;
+use crate::blocked::testutil::{alternate, per_image};
 use crate::blocked::{to_blocked, to_planar};
 use crate::conv::testutil::*;
 use crate::pool::plane2d::Pool2d;
@@ -235,31 +235,6 @@ fn names_work_items_and_check() {
     assert!(BlockedPool { kernel: [3, 0], ..k.clone() }.check(1, 1).is_err());
     assert!(BlockedPool { strides: [0, 2], ..k.clone() }.check(1, 1).is_err());
     assert!(BlockedPool { dilations: [1, 0], ..k }.check(1, 1).is_err());
-}
-
-/// The median of 41 alternated runs of two kernels (one part each), in µs.
-fn alternate(a: &impl KernelImpl, ai: &mut [Vec<f32>], b: &impl KernelImpl, bi: &mut [Vec<f32>], out: usize) -> (f64, f64) {
-    use crate::RawBuf;
-    let (mut ya, mut yb) = (vec![0.0f32; out], vec![0.0f32; out]);
-    let (mut sa, mut sb) = (vec![0u8; a.scratch_bytes(a.work_items()) + 64], vec![0u8; b.scratch_bytes(b.work_items()) + 64]);
-    let (la, lb) = (sa.as_ptr().align_offset(64), sb.as_ptr().align_offset(64));
-    let (mut ta, mut tb) = (Vec::new(), Vec::new());
-    let ia: Vec<RawBuf> = ai.iter_mut().map(|v| RawBuf::from_f32(v)).collect();
-    let ib: Vec<RawBuf> = bi.iter_mut().map(|v| RawBuf::from_f32(v)).collect();
-    let (oa, ob) = ([RawBuf::from_f32(&mut ya)], [RawBuf::from_f32(&mut yb)]);
-    for _ in 0..41 {
-        let t = std::time::Instant::now();
-        // SAFETY: the buffers outlive the call; one part.
-        unsafe { a.run(&Io { inputs: &ia, outputs: &oa }, 0..a.work_items(), &mut sa[la..]) };
-        ta.push(t.elapsed().as_secs_f64() * 1e6);
-        let t = std::time::Instant::now();
-        // SAFETY: as above.
-        unsafe { b.run(&Io { inputs: &ib, outputs: &ob }, 0..b.work_items(), &mut sb[lb..]) };
-        tb.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    ta.sort_by(f64::total_cmp);
-    tb.sort_by(f64::total_cmp);
-    (ta[20], tb[20])
 }
 
 /// Microseconds of the blocked pool against the NCHW [`Pool2d`] on
