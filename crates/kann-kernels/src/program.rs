@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped when the serialised program changes incompatibly; the runtime
 /// refuses another version with a message.
-pub const PROGRAM_VERSION: u32 = 16;
+pub const PROGRAM_VERSION: u32 = 17;
 
 /// Where a buffer lives. Offsets and lengths are in bytes; every buffer
 /// starts 64-byte aligned.

@@ -82,7 +82,15 @@ fn groups_cover_the_blocks_in_pairs_and_one_three() {
     assert_eq!(all(2), [(0, 2)]);
     assert_eq!(all(3), [(0, 3)]);
     assert_eq!(all(4), [(0, 2), (2, 2)]);
-    assert_eq!(all(9), [(0, 2), (2, 2), (4, 2), (6, 3)]);
+    assert_eq!(all(9), [(0, 3), (3, 2), (5, 2), (7, 2)]);
+    assert_eq!(all(0), []);
+    // Two even shares of groups differ by at most one block (one pair
+    // when all are pairs).
+    for blocks in 4..200 {
+        let g = all(blocks);
+        let half: usize = g[..g.len() / 2].iter().map(|&(_, v)| v).sum();
+        assert!(half.abs_diff(blocks - half) <= 2 - blocks % 2, "{blocks} blocks: {half} and {}", blocks - half);
+    }
 }
 
 #[test]
