@@ -11,20 +11,9 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kann_artifact::{Arch, CpuFeatures};
-use kann_ir::ops::elementwise::{BinaryKind, ElementwiseOp, UnaryKind};
-use kann_ir::ops::nn::{AutoPad, Conv, ConvAttrs, NnOp, Pool, PoolKind, Window};
-use kann_ir::{Graph, GraphBuilder, Op, TensorInfo, ValueId};
+use kann_compiler::layers::{random, Act, Chain};
+use kann_ir::Graph;
 use kann_runtime::{Device, Service};
-use kann_tensor::{DType, Shape, Tensor};
-
-/// What follows the layer's main op (fused by the compiler).
-#[derive(Clone, Copy)]
-enum Act {
-    None,
-    Relu,
-    Relu6,
-    Silu,
-}
 
 /// One benchmarked layer.
 enum Layer {
@@ -74,77 +63,19 @@ fn layers() -> Vec<(&'static str, Layer)> {
     ]
 }
 
-/// Deterministic values in [-1, 1).
-fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s >> 12;
-            s ^= s << 25;
-            s ^= s >> 27;
-            ((s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-fn window(k: usize, stride: usize, pad: usize) -> Window {
-    let mut w = Window::new(AutoPad::NotSet);
-    w.kernel_shape = vec![k, k];
-    w.strides = vec![stride, stride];
-    w.pads = vec![pad; 4];
-    w
-}
-
-/// Appends the activation after `y`.
-fn activate(b: &mut GraphBuilder, y: ValueId, act: Act) -> ValueId {
-    let unary = |kind| Op::Elementwise(ElementwiseOp::Unary(kann_ir::ops::elementwise::Unary { kind }));
-    let node = |b: &mut GraphBuilder, name: &str, op: Op, ins: Vec<Option<ValueId>>| b.add_node(name, op, ins, &[format!("{name}_y")]).expect("valid node")[0];
-    match act {
-        Act::None => y,
-        Act::Relu => node(b, "relu", unary(UnaryKind::Relu), vec![Some(y)]),
-        Act::Relu6 => {
-            let lo = b.add_constant("lo", Tensor::from_f32(Shape::from([]), vec![0.0]).expect("scalar"));
-            let hi = b.add_constant("hi", Tensor::from_f32(Shape::from([]), vec![6.0]).expect("scalar"));
-            node(b, "clip", Op::Elementwise(ElementwiseOp::Clip), vec![Some(y), Some(lo), Some(hi)])
-        }
-        Act::Silu => {
-            let s = node(b, "sigmoid", unary(UnaryKind::Sigmoid), vec![Some(y)]);
-            let mul = Op::Elementwise(ElementwiseOp::Binary(kann_ir::ops::elementwise::Binary { kind: BinaryKind::Mul }));
-            node(b, "mul", mul, vec![Some(y), Some(s)])
-        }
-    }
-}
-
 /// The one-layer graph.
 fn graph(layer: &Layer) -> Graph {
-    let mut b = GraphBuilder::new("layer", None);
-    let (c_in, hw) = match *layer {
-        Layer::Conv { c_in, hw, .. } => (c_in, hw),
-        Layer::MaxPool { c, hw, .. } => (c, hw),
-    };
-    let x = b.add_input("x", TensorInfo::new(DType::F32, Shape::new(vec![1, c_in, hw, hw]))).expect("input");
-    let y = match *layer {
-        Layer::Conv { c_in, c_out, k, stride, group, act, .. } => {
-            let w = Tensor::from_f32(Shape::new(vec![c_out, c_in / group, k, k]), random(c_out * c_in / group * k * k, 1)).expect("weights");
-            let bias = Tensor::from_f32(Shape::from([c_out]), random(c_out, 2)).expect("bias");
-            let (w, bias) = (b.add_constant("w", w), b.add_constant("b", bias));
-            let op = Op::Nn(NnOp::Conv(Conv { attrs: ConvAttrs { window: window(k, stride, k / 2), group } }));
-            let y = b.add_node("conv", op, vec![Some(x), Some(w), Some(bias)], &["conv_y".into()]).expect("conv")[0];
-            activate(&mut b, y, act)
-        }
-        Layer::MaxPool { k, stride, pad, .. } => {
-            let op = Op::Nn(NnOp::Pool(Pool { kind: PoolKind::Max, window: window(k, stride, pad), column_major_indices: false, with_indices: false }));
-            b.add_node("pool", op, vec![Some(x)], &["pool_y".into()]).expect("pool")[0]
-        }
-    };
-    b.add_output(y);
-    b.finish().expect("a valid graph")
+    match *layer {
+        Layer::Conv { c_in, c_out, hw, k, stride, group, act } => Chain::image(c_in, hw).conv(c_out, k, stride, group, act),
+        Layer::MaxPool { c, hw, k, stride, pad } => Chain::image(c, hw).max_pool(k, stride, pad),
+    }
+    .finish()
 }
 
 /// The layer compiled for this CPU and loaded on one cluster (the first
 /// core this process may use); returns the service and the layer's FLOPs.
 fn service(layer: &Layer, dir: &std::path::Path, name: &str) -> (Service, u64) {
-    let opts = kann_compiler::CompileOptions { n_clusters: 1, arch: Arch::best_for(&CpuFeatures::detect()), winograd: true, blocked: true };
+    let opts = kann_compiler::CompileOptions { n_clusters: 1, arch: Arch::best_for(&CpuFeatures::detect()), winograd: true, blocked: true, calibration: Default::default() };
     let compiled = kann_compiler::compile(graph(layer), &opts, Some(&kann_reference::Reference)).expect("the layer compiles");
     let flops = compiled.program.steps.iter().map(|s| s.flops).sum();
     let path = dir.join(format!("{}.kann", name.replace('/', "_")));

@@ -55,16 +55,32 @@ fn devices_json_has_positive_peaks_and_a_cache() {
         assert!(one > 0.0 && one.is_finite() && all > 0.0, "{p}");
     }
     assert_eq!(v["cached"], false);
+    // The cost model's calibration: a positive factor per kernel family.
+    let factors = &v["calibration"]["factors"];
+    for family in ["gemm", "pointwise", "winograd4x4", "winograd2x2", "depthwise", "weights"] {
+        let f = factors[family].as_f64().unwrap_or(0.0);
+        assert!(f > 0.0 && f.is_finite(), "{family}: {v}");
+    }
     let cache = PathBuf::from(v["cache_file"].as_str().unwrap());
     assert!(cache.starts_with(data.join("devices")) && cache.is_file(), "{cache:?}");
     // The second call reads the cache; the text form names it.
     let (code, out, _) = kann(&data, &["devices"]);
     assert_eq!(code, 0);
-    for want in ["CPU:", "ISA:", "cores:", "fp32-portable", "peaks read from", s(&cache)] {
+    for want in ["CPU:", "ISA:", "cores:", "fp32-portable", "cost model calibration", "peaks read from", s(&cache)] {
         assert!(out.contains(want), "{want} missing from\n{out}");
     }
     let (_, out, _) = kann(&data, &["devices", "--refresh"]);
     assert!(out.contains("peaks saved to"), "{out}");
+    // `kann generate` for this CPU uses the calibration, unless told not to.
+    let yaml = write_network(&data);
+    let (code, out, err) = kann(&data, &["generate", s(&yaml), "-d", s(&data.join("gen")), "-q"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let log = std::fs::read_to_string(data.join("gen/log.txt")).unwrap();
+    assert!(log.contains("cost model: calibrated on this machine"), "{log}");
+    let out = Command::new(env!("CARGO_BIN_EXE_kann")).env("KANN_DATA", &*data).env("KANN_NO_CALIBRATION", "1").args(["generate", s(&yaml), "-d", s(&data.join("gen2")), "-q"]).output().unwrap();
+    assert!(out.status.success());
+    let log = std::fs::read_to_string(data.join("gen2/log.txt")).unwrap();
+    assert!(log.contains("cost model: not calibrated"), "{log}");
 }
 
 #[test]

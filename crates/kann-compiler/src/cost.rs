@@ -76,6 +76,107 @@ pub struct CostModel {
     /// Seconds per element of an exponential activation (sigmoid, SiLU,
     /// tanh) fused into a convolution's epilogue (~0.36 ns measured).
     pub exp_activation_s: f64,
+    /// This machine's corrections of the rates above (identity unless
+    /// `kann devices` measured them here).
+    pub calibration: Calibration,
+}
+
+/// The kernel families a [`Calibration`] corrects one by one: those whose
+/// speed moves most from one CPU to the next against the others (L2 size
+/// for Winograd's blocks, memory bandwidth for the weights).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// The packed GEMM and the direct, grouped and blocked convolutions on its tiles.
+    Gemm,
+    /// The channel-blocked 1×1 convolution.
+    Pointwise,
+    /// Winograd F(4×4, 3×3).
+    Winograd4,
+    /// Winograd F(2×2, 3×3).
+    Winograd2,
+    /// The depthwise convolutions.
+    Depthwise,
+}
+
+impl Family {
+    pub const ALL: [Family; 5] = [Family::Gemm, Family::Pointwise, Family::Winograd4, Family::Winograd2, Family::Depthwise];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Gemm => "gemm",
+            Family::Pointwise => "pointwise",
+            Family::Winograd4 => "winograd4x4",
+            Family::Winograd2 => "winograd2x2",
+            Family::Depthwise => "depthwise",
+        }
+    }
+
+    /// The family of a kernel, if it is one the calibration corrects.
+    pub fn of(k: &Kernel) -> Option<Family> {
+        use kann_kernels::winograd::WinogradTile;
+        Some(match k {
+            Kernel::ConvGemm(_) | Kernel::FcGemm(_) | Kernel::ConvDirect(_) | Kernel::ConvGrouped(_) | Kernel::BlockedConv(_) | Kernel::ConvPool(_) | Kernel::PointwiseDepthwise(_) => Family::Gemm,
+            Kernel::BlockedPointwise(_) => Family::Pointwise,
+            Kernel::Winograd(w) if w.tile == WinogradTile::F4x4 => Family::Winograd4,
+            Kernel::Winograd(_) => Family::Winograd2,
+            Kernel::DepthwiseConv(_) | Kernel::BlockedDepthwise(_) => Family::Depthwise,
+            _ => return None,
+        })
+    }
+}
+
+/// Measured over modelled time on this machine: of each [`Family`]'s
+/// compute (its FLOPs and activation traffic) and of the weights' stream.
+/// The model's rates were fit on two or three machines; another CPU of the
+/// same ISA runs some families at 0.6-0.7 of their estimate and others at
+/// 1.0 (Zen 4 against the Zen 3 fit: Winograd F(4×4) with blocks that fit
+/// its 1 MB L2, the fully connected layers' weights on faster memory).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Calibration {
+    /// Per [`Family::ALL`] entry.
+    pub compute: [f64; 5],
+    pub weights: f64,
+    /// How many cores' worth of weight stream all the clusters get at once
+    /// (the memory's bandwidth over one core's), if measured: the parts of
+    /// a step that divide its weights stream them no faster together.
+    /// AlexNet's fully connected layers, split in two, streamed 36 GB/s
+    /// where one core alone streamed 27-33 (Zen 4).
+    pub bandwidth_cores: Option<f64>,
+}
+
+impl Default for Calibration {
+    fn default() -> Calibration {
+        Calibration { compute: [1.0; 5], weights: 1.0, bandwidth_cores: None }
+    }
+}
+
+impl Calibration {
+    /// The factor of `family`'s compute time.
+    pub fn compute_factor(&self, family: Family) -> f64 {
+        self.compute[Family::ALL.iter().position(|&f| f == family).unwrap_or(0)]
+    }
+
+    /// The factor of a kernel's compute time (1 outside the families).
+    pub fn of_kernel(&self, k: &Kernel) -> f64 {
+        Family::of(k).map_or(1.0, |f| self.compute_factor(f))
+    }
+
+    /// Whether every factor is 1.
+    pub fn is_identity(&self) -> bool {
+        *self == Calibration::default()
+    }
+}
+
+/// One step's modelled time in parts (seconds on one core).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepCost {
+    pub launch: f64,
+    /// FLOPs, activation traffic and gathers: the kernel's own speed.
+    pub compute: f64,
+    /// Streaming the weights from memory (the part's).
+    pub weights: f64,
+    /// Streaming all the step's weights on one core.
+    pub all_weights: f64,
 }
 
 impl CostModel {
@@ -97,11 +198,30 @@ impl CostModel {
             barrier_s: 5e-6,
             remote_s_per_byte: 1e-10,
             exp_activation_s: 0.36e-9,
+            calibration: Calibration::default(),
         }
+    }
+
+    /// This model with `calibration`'s corrections.
+    pub fn calibrated(self, calibration: Calibration) -> CostModel {
+        CostModel { calibration, ..self }
     }
 
     /// Estimated seconds to run the fraction `share` (0..=1) of `step` on one core.
     pub fn step_seconds(&self, step: &Step, share: f64) -> f64 {
+        let c = self.step_cost(step, share);
+        let mut weights = c.weights;
+        if let Some(cores) = self.calibration.bandwidth_cores {
+            if c.weights < c.all_weights {
+                // The other parts stream the rest of the weights meanwhile.
+                weights = weights.max(c.all_weights / cores);
+            }
+        }
+        c.launch + c.compute * self.calibration.of_kernel(&step.kernel) + weights * self.calibration.weights
+    }
+
+    /// [`Self::step_seconds`] in its uncalibrated parts.
+    pub fn step_cost(&self, step: &Step, share: f64) -> StepCost {
         let (mut arena, mut weights) = (0u64, 0u64);
         for b in step.inputs.iter().chain(&step.outputs) {
             match b {
@@ -148,7 +268,8 @@ impl CostModel {
         // with the traffic split evenly, 1.07x and 1.16x at 1 (Zen 3).
         let traffic_share = share.sqrt();
         let work = share * (step.flops as f64 / flops_rate + activations) + traffic_share * arena as f64 / bytes_per_s + gather_share * gather_s;
-        self.launch_s + work + weight_share * weights as f64 / self.weight_bytes_per_s
+        let all_weights = weights as f64 / self.weight_bytes_per_s;
+        StepCost { launch: self.launch_s, compute: work, weights: weight_share * all_weights, all_weights }
     }
 
     /// The compute throughput of a kernel: its ISA's for the packed GEMM,

@@ -28,7 +28,10 @@ pub struct CompileOptions {
     pub winograd: bool,
     /// Lets chains of 1×1 and depthwise convolutions keep their activations
     /// channel-blocked (NCHW8c) between them, on x86-64 arches.
-    pub blocked: bool,
+    pub blocked: bool,    /// The cost model's corrections for the machine the artifact will run
+    /// on (the schedule's balance and the estimates; `kann devices`
+    /// measures them), identity for another machine.
+    pub calibration: crate::cost::Calibration,
 }
 
 /// Why generation failed.
@@ -72,7 +75,7 @@ pub fn build_program(g: &Graph, opts: &CompileOptions) -> Result<(Program, Vec<u
     let mut lowered = crate::lower::lower_graph_opts(g, opts.arch, &crate::lower::LowerOptions { winograd: opts.winograd, clusters: opts.n_clusters, blocked: opts.blocked }).map_err(GenerateError::Unlowered)?;
     let plan = plan_memory(g, &mut lowered).map_err(GenerateError::Internal)?;
     let steps = place_steps(g, &lowered, &plan)?;
-    let cost = CostModel::portable();
+    let cost = CostModel::portable().calibrated(opts.calibration);
     let sched = schedule(&steps, opts.n_clusters, &cost);
     let io = |ids: &[kann_ir::ValueId]| -> Result<Vec<IoTensor>, GenerateError> {
         ids.iter()

@@ -28,6 +28,8 @@ mod error;
 pub mod lower;
 pub mod plan;
 pub mod cost;
+pub mod calibrate;
+pub mod layers;
 pub mod schedule;
 pub mod generate;
 pub mod report;

@@ -107,7 +107,7 @@ pub fn check_against_reference(g: Graph, n_clusters: usize) -> Result<crate::Com
 pub fn check_against_reference_on(g: Graph, n_clusters: usize, arch: kann_artifact::Arch) -> Result<crate::Compiled, String> {
     let inputs = random_inputs(&g, 7);
     let want = kann_reference::run(&g, &inputs).map_err(|e| format!("reference: {e}"))?;
-    let opts = crate::CompileOptions { n_clusters, arch, winograd: true, blocked: true };
+    let opts = crate::CompileOptions { n_clusters, arch, winograd: true, blocked: true, calibration: Default::default() };
     let compiled = crate::compile(g, &opts, Some(&kann_reference::Reference)).map_err(|e| e.to_string())?;
     let got = run_compiled(&compiled, &inputs)?;
     compare(&got, &want, 1e-4, 1e-4)?;

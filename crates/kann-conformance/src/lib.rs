@@ -125,7 +125,7 @@ pub fn target_arch() -> kann_artifact::Arch {
 
 /// Compiles `g` for `n` clusters and runs it once on `inputs` (by name).
 fn run_compiled(g: &kann_ir::Graph, inputs: &HashMap<String, Tensor>, n: usize) -> Result<Vec<Tensor>, Outcome> {
-    let opts = kann_compiler::CompileOptions { n_clusters: n, arch: target_arch(), winograd: true, blocked: true };
+    let opts = kann_compiler::CompileOptions { n_clusters: n, arch: target_arch(), winograd: true, blocked: true, calibration: Default::default() };
     let compiled = match kann_compiler::compile(g.clone(), &opts, Some(&kann_reference::Reference)) {
         Ok(c) => c,
         Err(kann_compiler::GenerateError::Unlowered(u)) => {

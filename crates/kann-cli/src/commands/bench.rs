@@ -146,12 +146,19 @@ struct Peak {
 /// `kann bench`. Returns the exit code.
 pub fn run(args: &BenchArgs) -> anyhow::Result<i32> {
     let python = if args.vs_onnxruntime { Some(ort_python()?) } else { None };
+    // Models to generate need the cost model's calibration first (measured
+    // once per machine with the peaks) for their estimates; otherwise the
+    // peaks come after the models, so that a bad one fails before any
+    // measurement.
+    let measured = if args.models.iter().any(|m| to_generate(m)) { Some(devices::load_or_measure(false, true)?) } else { None };
     let mut rows = Vec::new();
     for model in &args.models {
         rows.push(bench_one(model, args, python.as_deref())?);
     }
-    // After the models, so that a bad one fails before any measurement.
-    let (info, cache, _) = devices::load_or_measure(false, true)?;
+    let (info, cache, _) = match measured {
+        Some(m) => m,
+        None => devices::load_or_measure(false, true)?,
+    };
     let best = info.best_fp32().context("kann devices measured no fp32 peak")?;
     let what = format!("{} on {}; kann devices, cached in {}", best.name, info.model, cache.display());
     let peak = Peak { per_core: best.per_core, all: best.all_cores, all_cores: info.cores.len(), what };
@@ -186,11 +193,17 @@ impl Drop for TempDir {
     }
 }
 
+/// Whether `model` is a network YAML or an ONNX model (generated first).
+fn to_generate(model: &Path) -> bool {
+    let ext = model.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
+    model.is_file() && matches!(ext.as_str(), "yaml" | "yml" | "onnx")
+}
+
 /// The artifact to run and the ONNX model behind it (from the generated
 /// folder's network.dump.yaml), generating YAML/ONNX inputs first.
 fn resolve(model: &Path, args: &BenchArgs, tmp: &mut Option<TempDir>) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
     let ext = model.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
-    if model.is_file() && matches!(ext.as_str(), "yaml" | "yml" | "onnx") {
+    if to_generate(model) {
         let dir = TempDir::new()?;
         let gen = GenerateArgs {
             config: model.to_path_buf(),

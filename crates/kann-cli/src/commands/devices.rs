@@ -8,6 +8,14 @@
 //! cached per machine in `<data dir>/devices/<key>.json`, the key hashing
 //! the CPU model, the features and the cores; `--refresh` measures again.
 //! `KANN_PEAK_MS` sets the window of each measurement (default 150 ms).
+//!
+//! The cache also holds the cost model's calibration for this machine
+//! ([`calibrate`]): `kann generate` for this CPU reads it (never measures
+//! it), so that the schedule's balance and the estimated latency are this
+//! machine's. It is measured with the peaks, and again when the probes or
+//! the program format change.
+
+mod calibrate;
 
 use super::zoo::data_dir;
 use anyhow::Context;
@@ -55,6 +63,8 @@ pub struct DeviceInfo {
     pub caches: Vec<Cache>,
     pub peaks: Vec<PeakRow>,
     pub window_ms: u64,
+    /// The cost model's corrections here (absent from older caches).
+    pub calibration: Option<calibrate::Record>,
 }
 
 impl DeviceInfo {
@@ -73,6 +83,7 @@ impl DeviceInfo {
             "caches": self.caches.iter().map(|c| json!({"level": c.level, "type": c.kind, "bytes": c.bytes, "shared_with": c.shared_with})).collect::<Vec<_>>(),
             "window_ms": self.window_ms,
             "peaks": self.peaks.iter().map(|p| json!({"name": p.name, "kind": p.kind, "unit": p.unit, "instruction": p.instruction, "per_core": p.per_core, "all_cores": p.all_cores})).collect::<Vec<_>>(),
+            "calibration": self.calibration.as_ref().map(calibrate::Record::to_json),
         })
     }
 
@@ -102,6 +113,7 @@ impl DeviceInfo {
             caches,
             peaks: peaks.collect::<Option<_>>()?,
             window_ms: v.get("window_ms")?.as_u64()?,
+            calibration: v.get("calibration").and_then(calibrate::Record::from_json),
         })
     }
 }
@@ -125,22 +137,55 @@ pub fn run(refresh: bool, as_json: bool) -> anyhow::Result<i32> {
 /// This machine's description: the cached one unless `refresh` (or none
 /// is cached, or it does not read back), else measured and cached.
 /// Returns it, the cache file, and whether it came from the cache.
+/// This machine's description from the cache, measured first if the cache
+/// lacks it (or its calibration is stale) or `refresh`; the flag says
+/// whether the peaks came from the cache.
 pub fn load_or_measure(refresh: bool, say_measuring: bool) -> anyhow::Result<(DeviceInfo, PathBuf, bool)> {
-    let (model, arch, features, cores) = (cpu_model(), std::env::consts::ARCH.to_string(), features(), kann_runtime::Device::all().core_ids().to_vec());
-    let path = data_dir().join("devices").join(format!("{:016x}.json", cache_key(&model, &features, &cores)));
-    if !refresh {
-        if let Some(info) = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()).and_then(|v| DeviceInfo::from_json(&v)) {
-            return Ok((info, path, true));
+    let path = cache_path();
+    let cores = kann_runtime::Device::all().core_ids().to_vec();
+    let cached = if refresh { None } else { read_cached_info(&path) };
+    let (mut info, from_cache) = match cached {
+        Some(info) => (info, true),
+        None => {
+            let window = window();
+            if say_measuring {
+                eprintln!("measuring the peak throughput ({} ms per loop, one core then {} at once)…", window.as_millis(), cores.len());
+            }
+            let peaks = peak::loops().iter().map(|l| measure_row(l, &cores, window)).collect();
+            let info = DeviceInfo { model: cpu_model(), arch: std::env::consts::ARCH.to_string(), features: features(), cores: cores.clone(), caches: caches(), peaks, window_ms: window.as_millis() as u64, calibration: None };
+            (info, false)
         }
+    };
+    let host = kann_artifact::Arch::best_for(&kann_artifact::CpuFeatures::detect());
+    if !from_cache || !info.calibration.as_ref().is_some_and(|c| c.applies_to(host)) {
+        if say_measuring {
+            eprintln!("calibrating the cost model on this machine (six small networks on one core, one on all)…");
+        }
+        info.calibration = Some(calibrate::measure(&cores, window())?);
+        write_cache(&path, &info)?;
     }
-    let window = window();
-    if say_measuring {
-        eprintln!("measuring the peak throughput ({} ms per loop, one core then {} at once)…", window.as_millis(), cores.len());
+    Ok((info, path, from_cache))
+}
+
+/// This machine's cache file.
+fn cache_path() -> PathBuf {
+    let cores = kann_runtime::Device::all().core_ids().to_vec();
+    data_dir().join("devices").join(format!("{:016x}.json", cache_key(&cpu_model(), &features(), &cores)))
+}
+
+fn read_cached_info(path: &Path) -> Option<DeviceInfo> {
+    std::fs::read_to_string(path).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()).and_then(|v| DeviceInfo::from_json(&v))
+}
+
+/// The cost model's calibration for artifacts compiled for `arch` on this
+/// machine: the cached one if it was measured here for `arch` (this CPU's
+/// best) by this version of kann; never measures. `KANN_NO_CALIBRATION=1`
+/// turns it off.
+pub fn cached_calibration(arch: kann_artifact::Arch) -> Option<calibrate::Record> {
+    if std::env::var("KANN_NO_CALIBRATION").is_ok_and(|v| v == "1") || arch != kann_artifact::Arch::best_for(&kann_artifact::CpuFeatures::detect()) {
+        return None;
     }
-    let peaks = peak::loops().iter().map(|l| measure_row(l, &cores, window)).collect();
-    let info = DeviceInfo { model, arch, features, cores, caches: caches(), peaks, window_ms: window.as_millis() as u64 };
-    write_cache(&path, &info)?;
-    Ok((info, path, false))
+    read_cached_info(&cache_path())?.calibration.filter(|c| c.applies_to(arch))
 }
 
 fn write_cache(path: &Path, info: &DeviceInfo) -> anyhow::Result<()> {
@@ -315,6 +360,9 @@ fn render(info: &DeviceInfo) -> String {
         o += line.trim_end();
         o.push('\n');
     }
+    if let Some(c) = &info.calibration {
+        o += &format!("cost model calibration ({}; measured / modelled time on one core): {}\n", c.arch, c.describe());
+    }
     o
 }
 
@@ -361,8 +409,13 @@ mod tests {
                 PeakRow { name: "int8-x".into(), kind: "int8".into(), unit: "GOP/s".into(), instruction: "vpdpbusd".into(), per_core: 400.0, all_cores: 790.0 },
             ],
             window_ms: 150,
+            calibration: None,
         };
         assert_eq!(DeviceInfo::from_json(&info.to_json()), Some(info.clone()));
+        let record = calibrate::Record { calibration: kann_compiler::cost::Calibration { compute: [0.9, 1.0, 0.7, 0.8, 1.1], weights: 0.65, bandwidth_cores: Some(1.2) }, arch: "x86-64-v3".into(), version: 1, program_version: 1 };
+        let calibrated = DeviceInfo { calibration: Some(record), ..info.clone() };
+        assert_eq!(DeviceInfo::from_json(&calibrated.to_json()), Some(calibrated.clone()));
+        assert!(render(&calibrated).contains("winograd4x4 0.70"), "{}", render(&calibrated));
         assert_eq!(info.best_fp32().map(|p| p.name.as_str()), Some("fp32-avx2"));
         let text = render(&info);
         for want in ["Test CPU", "avx2 fma", "2 usable", "L1d 48 KiB", "fp32-avx2", "190.0"] {

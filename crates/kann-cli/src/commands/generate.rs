@@ -168,7 +168,13 @@ fn compile(log: &mut GenLog, mut graph: kann_ir::Graph, opts: &Options) -> anyho
     log.info(format!("graph: {before} nodes before, {} after ({})", graph.nodes.len(), ms(took)));
 
     log.section("LOWERING, MEMORY PLAN AND SCHEDULE");
-    let copts = CompileOptions { n_clusters: opts.n_clusters, arch: opts.arch, winograd: opts.winograd, blocked: opts.blocked };
+    let calibration = super::devices::cached_calibration(opts.arch);
+    match &calibration {
+        Some(c) => log.info(format!("cost model: calibrated on this machine by `kann devices` ({})", c.describe())),
+        None => log.info("cost model: not calibrated for this machine and arch (`kann devices` measures it here)"),
+    }
+    let calibration = calibration.map(|c| c.calibration).unwrap_or_default();
+    let copts = CompileOptions { n_clusters: opts.n_clusters, arch: opts.arch, winograd: opts.winograd, blocked: opts.blocked, calibration };
     let (built, took) = log.phase("lowering and scheduling", || build_program(&graph, &copts));
     let (program, weights, info) = built?;
     log.info(format!("{} steps on {} cluster(s), arena {} bytes, weights {} bytes ({})", program.steps.len(), program.n_clusters(), program.arena_bytes, weights.len(), ms(took)));

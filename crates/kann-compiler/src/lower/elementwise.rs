@@ -691,7 +691,7 @@ mod onnx_node_tests {
 
     /// Compiles and runs `g`; Ok(None) when it does not lower (the reason in Err of the inner).
     fn run(g: Graph, inputs: &[Tensor], want: &[Tensor]) -> Result<Result<(), String>, String> {
-        let opts = crate::CompileOptions { n_clusters: 2, arch: kann_artifact::Arch::Generic, winograd: true, blocked: true };
+        let opts = crate::CompileOptions { n_clusters: 2, arch: kann_artifact::Arch::Generic, winograd: true, blocked: true, calibration: Default::default() };
         let compiled = match crate::compile(g, &opts, Some(&Reference)) {
             Ok(c) => c,
             Err(e) => return Err(e.to_string()),
@@ -880,7 +880,7 @@ mod cast_tests {
     /// Compiles `g` on `clusters`, runs it on `inputs`, and checks the bytes equal the reference's.
     fn exact(g: Graph, inputs: &[Tensor], clusters: usize, what: &str) {
         let want = kann_reference::run(&g, inputs).unwrap();
-        let opts = crate::CompileOptions { n_clusters: clusters, arch: kann_artifact::Arch::Generic, winograd: true, blocked: true };
+        let opts = crate::CompileOptions { n_clusters: clusters, arch: kann_artifact::Arch::Generic, winograd: true, blocked: true, calibration: Default::default() };
         let c = crate::compile(g, &opts, Some(&kann_reference::Reference)).unwrap_or_else(|e| panic!("{what}: {e}"));
         let got = run_compiled(&c, inputs).unwrap();
         assert_eq!(got.len(), want.len(), "{what}");

@@ -1993,7 +1993,7 @@ mod tests {
             }
             let read = |f: &str| kann_onnx::tensor::read_tensor_file(&dir.join(name).join("test_data_set_0").join(f)).unwrap().1;
             let (input, want) = (read("input_0.pb"), read("output_0.pb"));
-            let opts = crate::CompileOptions { n_clusters: 4, arch: kann_artifact::Arch::Generic, winograd: true, blocked: true };
+            let opts = crate::CompileOptions { n_clusters: 4, arch: kann_artifact::Arch::Generic, winograd: true, blocked: true, calibration: Default::default() };
             let c = crate::compile(g, &opts, Some(&kann_reference::Reference)).unwrap();
             let t1 = std::time::Instant::now();
             let got = crate::testing::run_compiled(&c, &[input]).unwrap();
@@ -2024,7 +2024,7 @@ mod tests {
                     (0..).map(|i| data.join(format!("{prefix}_{i}.pb"))).take_while(|p| p.exists()).map(|p| kann_onnx::tensor::read_tensor_file(&p).unwrap().1).collect()
                 };
                 let (inputs, want) = (read("input"), read("output"));
-                let opts = crate::CompileOptions { n_clusters: 2, arch: kann_artifact::Arch::Generic, winograd: true, blocked: true };
+                let opts = crate::CompileOptions { n_clusters: 2, arch: kann_artifact::Arch::Generic, winograd: true, blocked: true, calibration: Default::default() };
                 let c = crate::compile(model.graph, &opts, Some(&kann_reference::Reference)).map_err(|e| e.to_string())?;
                 let got = crate::testing::run_compiled(&c, &inputs)?;
                 crate::testing::compare(&got, &want, 1e-4, 1e-3)

@@ -241,7 +241,7 @@ fn onnx_node_tests_of_movement_ops_run_compiled() {
         let mut last_refusal = None;
         let mut ran = false;
         for (graph, used) in candidates.into_iter().flatten().filter(|(g, _)| ours(g)) {
-            let opts = crate::CompileOptions { n_clusters: 2, arch: kann_artifact::Arch::Generic, winograd: true, blocked: true };
+            let opts = crate::CompileOptions { n_clusters: 2, arch: kann_artifact::Arch::Generic, winograd: true, blocked: true, calibration: Default::default() };
             match crate::compile(graph, &opts, Some(&kann_reference::Reference)) {
                 Ok(compiled) => {
                     match crate::testing::run_compiled(&compiled, &inputs[..used]).and_then(|got| crate::testing::compare(&got, &want, 1e-4, 1e-4)) {
