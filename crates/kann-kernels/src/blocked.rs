@@ -9,6 +9,7 @@
 //! 8 channels (the compiler only chooses it then), so they hold as many
 //! floats as in NCHW and the memory plan is unchanged.
 
+pub mod batch_norm;
 pub mod conv;
 pub mod depthwise;
 pub mod global_pool;

@@ -82,6 +82,7 @@ pub enum Kernel {
     Reorder(crate::blocked::reorder::Reorder),
     BlockedGlobalPool(crate::blocked::global_pool::BlockedGlobalPool),
     BlockedPool(crate::blocked::pool::BlockedPool),
+    BlockedBatchNorm(crate::blocked::batch_norm::BlockedBatchNorm),
     // --- end of nn kernels ---
 
     // --- movement, reduce and resample kernels (movement.rs, reduce.rs, resample.rs) ---
@@ -140,6 +141,7 @@ macro_rules! dispatch {
             Kernel::Reorder($k) => $e,
             Kernel::BlockedGlobalPool($k) => $e,
             Kernel::BlockedPool($k) => $e,
+            Kernel::BlockedBatchNorm($k) => $e,
             // --- end of nn kernels ---
 
             // --- movement, reduce and resample kernels ---

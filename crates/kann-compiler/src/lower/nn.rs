@@ -979,6 +979,9 @@ fn lower_batch_norm(cx: &mut LowerCx, id: NodeId, node: &Node, b: &ir::BatchNorm
     if node.outputs.len() != 1 {
         return Err("BatchNormalization with running statistics outputs is not supported".into());
     }
+    if cx.blocked.has_node(id) {
+        return blocked::lower_batch_norm(cx, id, node, b.epsilon as f32, activation);
+    }
     let kernel = BatchNorm { batch, channels, plane, epsilon: b.epsilon as f32, activation };
     let y = output(node, 0)?;
     cx.push(id, Kernel::BatchNorm(kernel), inputs, vec![Operand::Value(y)], flops(cx, node));

@@ -5,7 +5,9 @@
 //! and out are multiples of 8, and it is pointwise (1×1, stride 1,
 //! unpadded, one group; an input scale allowed), depthwise (a channel
 //! multiplier of 1), grouped with groups of whole blocks, or dense and not
-//! taken by Winograd (no input scale for those three). A value is kept blocked when a chosen
+//! taken by Winograd (no input scale for those three). 2-D pools and batch
+//! normalizations (with their fused activation: pre-activation networks)
+//! of whole blocks qualify too. A value is kept blocked when a chosen
 //! convolution writes it and only chosen convolutions (as X or as the
 //! fused residual) and global average pools read it. A qualifying convolution is chosen unless none of its
 //! activations would be blocked: alone, it would pay a layout change on
@@ -18,6 +20,7 @@ use crate::lower::{require_f32, LowerCx, LowerResult, Operand};
 use kann_artifact::Arch;
 use kann_ir::ops::nn::NnOp;
 use kann_ir::{Graph, Node, NodeId, Op, ValueId};
+use kann_kernels::blocked::batch_norm::BlockedBatchNorm;
 use kann_kernels::blocked::conv::{pack_blocked_conv_weights, BlockedConv};
 use kann_kernels::blocked::depthwise::{pack_blocked_depthwise_weights, BlockedDepthwise};
 use kann_kernels::blocked::pool::BlockedPool;
@@ -126,6 +129,21 @@ fn pool_qualifies(g: &Graph, node: &Node) -> bool {
     kind && !p.with_indices && x.is_some_and(|i| i.dtype == kann_tensor::DType::F32 && i.shape.dims().len() == 4 && i.shape.dims()[1] % BLOCK == 0 && i.shape.dims()[1] > 0)
 }
 
+/// Whether `node` is a batch normalization (its activation fused, no
+/// residual) of an f32 X whose channels are whole blocks, with f32
+/// parameters: it runs blocked (pre-activation networks put one before
+/// nearly every convolution).
+fn batch_norm_qualifies(g: &Graph, node: &Node) -> bool {
+    let base = match &node.op {
+        Op::Nn(NnOp::BatchNorm(_)) => true,
+        Op::Fused(f) => !f.residual && f.scale_slot().is_none() && matches!(f.base.as_ref(), Op::Nn(NnOp::BatchNorm(_))),
+        _ => false,
+    };
+    let info = |i: usize| node.inputs.get(i).copied().flatten().map(|v| &g.value(v).info);
+    let x4 = info(0).is_some_and(|i| i.shape.dims().len() == 4 && i.shape.dims()[1] % BLOCK == 0 && i.shape.dims()[1] > 0);
+    base && node.outputs.len() == 1 && x4 && (0..5).all(|i| info(i).is_some_and(|i| i.dtype == kann_tensor::DType::F32))
+}
+
 /// Whether `node` concatenates 4-D f32 values along channels that are
 /// whole blocks each: the same bytes place each input's blocks as its
 /// planes (`[N][C/8][H][W][8]` puts channel block `b` where NCHW puts
@@ -200,7 +218,7 @@ impl Regions {
         }
         let outputs: HashSet<ValueId> = g.outputs.iter().copied().collect();
         let all = || (0..g.nodes.len()).map(|i| NodeId(i as u32));
-        let mut nodes: HashSet<NodeId> = all().filter(|&id| qualifies(g, g.node(id), &takes_winograd) || pool_qualifies(g, g.node(id))).collect();
+        let mut nodes: HashSet<NodeId> = all().filter(|&id| qualifies(g, g.node(id), &takes_winograd) || pool_qualifies(g, g.node(id)) || batch_norm_qualifies(g, g.node(id))).collect();
         let concats: HashSet<NodeId> = all().filter(|&id| channel_concat(g, g.node(id))).collect();
         // Winograd convolutions may write a blocked value through a reorder.
         let converters: HashSet<NodeId> = all().filter(|&id| winograd_converter(g, g.node(id), &takes_winograd)).collect();
@@ -424,6 +442,19 @@ pub(super) fn lower_pool(cx: &mut LowerCx, id: NodeId, node: &Node, p: kann_kern
     push_blocked(cx, id, node, kernel, vec![x_op], fl)
 }
 
+/// Lowers a chosen batch normalization with its fused `activation`.
+pub(super) fn lower_batch_norm(cx: &mut LowerCx, id: NodeId, node: &Node, epsilon: f32, activation: kann_kernels::Activation) -> LowerResult {
+    let x = cx.input(node, 0)?;
+    let xd = cx.info(x).shape.dims().to_vec();
+    let mut inputs = vec![blocked_input(cx, id, x)];
+    for slot in 1..5 {
+        inputs.push(Operand::Value(cx.input(node, slot)?));
+    }
+    let kernel = Kernel::BlockedBatchNorm(BlockedBatchNorm { batch: xd[0] as u64, channels: xd[1] as u64, pixels: (xd[2] * xd[3]) as u64, epsilon, activation, isa: crate::lower::kernel_isa(cx.arch) });
+    let fl = flops(cx, node);
+    push_blocked(cx, id, node, kernel, inputs, fl)
+}
+
 /// Pushes a blocked step writing `node`'s output: in place where the
 /// value is kept blocked (or has one pixel a plane: both layouts), else
 /// into a temp that a reorder copies to NCHW.
@@ -578,6 +609,87 @@ mod tests {
         let y = node(&mut b, Op::Nn(NnOp::GlobalPool(ir::GlobalPool { kind: ir::PoolKind::Average { count_include_pad: false } })), vec![h]);
         b.add_output(y);
         b.finish().unwrap()
+    }
+
+    /// An RGB stem, then a DenseNet-like block over 16×16: three layers of
+    /// BN + ReLU (pre-activation, on the growing concat), 1×1 (its BN
+    /// folded), ReLU, 3×3 to 8 channels, concatenated; a transition (BN +
+    /// ReLU, 1×1, 2×2 average pool); a last BN + ReLU and the global pool.
+    fn dense_block(rng: &mut Rng) -> Graph {
+        let mut b = GraphBuilder::new("dense", None);
+        let mut constant = |b: &mut GraphBuilder, name: &str, d: Vec<usize>, lo: f64, hi: f64| {
+            let n: usize = d.iter().product();
+            let v: Vec<f32> = (0..n).map(|_| rng.uniform(lo, hi) as f32).collect();
+            b.add_constant(name, Tensor::from_f32(Shape::new(d), v).unwrap())
+        };
+        let conv = |k: usize, s: usize| {
+            let mut w = ir::Window::new(ir::AutoPad::NotSet);
+            w.kernel_shape = vec![k, k];
+            w.pads = vec![k / 2; 4];
+            w.strides = vec![s; 2];
+            Op::Nn(NnOp::Conv(ir::Conv { attrs: ir::ConvAttrs { window: w, group: 1 } }))
+        };
+        let relu = || Op::Elementwise(ElementwiseOp::Unary(Unary { kind: UnaryKind::Relu }));
+        let mut n = 0;
+        let mut node = |b: &mut GraphBuilder, op: Op, ins: Vec<ValueId>| {
+            n += 1;
+            b.add_node(&format!("n{n}"), op, ins.into_iter().map(Some).collect(), &[format!("v{n}")]).unwrap()[0]
+        };
+        macro_rules! bn_relu {
+            ($b:expr, $x:expr, $c:expr, $name:expr) => {{
+                let name = $name;
+                let scale = constant($b, &format!("{name}s"), vec![$c], 0.5, 1.5);
+                let bias = constant($b, &format!("{name}b"), vec![$c], -0.5, 0.5);
+                let mean = constant($b, &format!("{name}m"), vec![$c], -0.5, 0.5);
+                let var = constant($b, &format!("{name}v"), vec![$c], 0.5, 2.0);
+                let y = node($b, Op::Nn(NnOp::BatchNorm(ir::BatchNorm { epsilon: 1e-5 })), vec![$x, scale, bias, mean, var]);
+                node($b, relu(), vec![y])
+            }};
+        }
+        let x = b.add_input("x", TensorInfo::new(DType::F32, Shape::from([1, 3, 32, 32]))).unwrap();
+        let w = constant(&mut b, "ws", vec![16, 3, 3, 3], -0.4, 0.4);
+        let mut h = node(&mut b, conv(3, 2), vec![x, w]);
+        let mut c = 16;
+        for i in 0..3 {
+            let a = bn_relu!(&mut b, h, c, format!("pre{i}"));
+            let w1 = constant(&mut b, &format!("w1{i}"), vec![16, c, 1, 1], -0.3, 0.3);
+            let a = node(&mut b, conv(1, 1), vec![a, w1]);
+            let a = bn_relu!(&mut b, a, 16, format!("mid{i}"));
+            let w3 = constant(&mut b, &format!("w3{i}"), vec![8, 16, 3, 3], -0.3, 0.3);
+            let a = node(&mut b, conv(3, 1), vec![a, w3]);
+            h = node(&mut b, Op::Movement(kann_ir::ops::movement::MovementOp::Concat { axis: 1 }), vec![h, a]);
+            c += 8;
+        }
+        let t = bn_relu!(&mut b, h, c, "trans");
+        let wt = constant(&mut b, "wt", vec![16, c, 1, 1], -0.3, 0.3);
+        let t = node(&mut b, conv(1, 1), vec![t, wt]);
+        let mut avg = ir::Window::new(ir::AutoPad::NotSet);
+        avg.kernel_shape = vec![2, 2];
+        avg.strides = vec![2, 2];
+        let t = node(&mut b, Op::Nn(NnOp::Pool(ir::Pool { kind: ir::PoolKind::Average { count_include_pad: false }, window: avg, column_major_indices: false, with_indices: false })), vec![t]);
+        let t = bn_relu!(&mut b, t, 16, "last");
+        let y = node(&mut b, Op::Nn(NnOp::GlobalPool(ir::GlobalPool { kind: ir::PoolKind::Average { count_include_pad: false } })), vec![t]);
+        b.add_output(y);
+        b.finish().unwrap()
+    }
+
+    #[test]
+    fn pre_activation_batch_norms_keep_a_dense_block_blocked() {
+        let cpu = CpuFeatures::detect();
+        if !Arch::X86_64V3.required_features().difference(cpu.features).is_empty() || Arch::X86_64V3.family().is_some_and(|f| f != cpu.family) {
+            return; // x86-64-v3 kernels cannot run here.
+        }
+        let mut rng = Rng::new(103);
+        let g = dense_block(&mut rng);
+        for clusters in [1, 2] {
+            let c = check_against_reference_on(g.clone(), clusters, Arch::X86_64V3).unwrap_or_else(|e| panic!("{clusters} clusters: {e}"));
+            let names: Vec<String> = c.program.steps.iter().map(|s| s.kernel.name()).collect();
+            let count = |part: &str| names.iter().filter(|n| n.contains(part)).count();
+            // The five pre-activation batch norms blocked (the mid ones
+            // fold into their 1×1), the concats zero-copy, no reorder.
+            assert_eq!(count("f32_batchnorm_relu_nchw8c"), 5, "{names:?}");
+            assert_eq!((count("reorder_to_nchw8c"), count("reorder_to_nchw_"), count("concat")), (0, 0, 0), "{names:?}");
+        }
     }
 
     #[test]
