@@ -44,7 +44,9 @@ fn devices_json_has_positive_peaks_and_a_cache() {
     let start = std::time::Instant::now();
     let (code, out, err) = kann(&data, &["devices", "--json"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(start.elapsed().as_secs_f64() < 5.0, "took {:?}", start.elapsed());
+    // The peaks in 2 ms windows, the calibration's probes in 3 frames each
+    // (twice on an AVX-512 CPU): seconds, not the default's tens.
+    assert!(start.elapsed().as_secs_f64() < 10.0, "took {:?}", start.elapsed());
     let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
     assert!(!v["model"].as_str().unwrap().is_empty());
     assert!(!v["cores"].as_array().unwrap().is_empty());

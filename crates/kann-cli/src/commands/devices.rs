@@ -156,8 +156,7 @@ pub fn load_or_measure(refresh: bool, say_measuring: bool) -> anyhow::Result<(De
             (info, false)
         }
     };
-    let host = kann_artifact::Arch::best_for(&kann_artifact::CpuFeatures::detect());
-    if !from_cache || !info.calibration.as_ref().is_some_and(|c| c.applies_to(host)) {
+    if !from_cache || !info.calibration.as_ref().is_some_and(|c| c.is_current() && c.chosen_arch().is_some()) {
         if say_measuring {
             eprintln!("calibrating the cost model on this machine (six small networks on one core, one on all)…");
         }
@@ -177,15 +176,26 @@ fn read_cached_info(path: &Path) -> Option<DeviceInfo> {
     std::fs::read_to_string(path).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()).and_then(|v| DeviceInfo::from_json(&v))
 }
 
-/// The cost model's calibration for artifacts compiled for `arch` on this
-/// machine: the cached one if it was measured here for `arch` (this CPU's
-/// best) by this version of kann; never measures. `KANN_NO_CALIBRATION=1`
-/// turns it off.
-pub fn cached_calibration(arch: kann_artifact::Arch) -> Option<calibrate::Record> {
-    if std::env::var("KANN_NO_CALIBRATION").is_ok_and(|v| v == "1") || arch != kann_artifact::Arch::best_for(&kann_artifact::CpuFeatures::detect()) {
+/// The cached calibration, if this version of kann measured it here (never
+/// measures); `KANN_NO_CALIBRATION=1` ignores it.
+fn current_calibration() -> Option<calibrate::Record> {
+    if std::env::var("KANN_NO_CALIBRATION").is_ok_and(|v| v == "1") {
         return None;
     }
-    read_cached_info(&cache_path())?.calibration.filter(|c| c.applies_to(arch))
+    read_cached_info(&cache_path())?.calibration.filter(|c| c.is_current())
+}
+
+/// The cost model's calibration for artifacts compiled for `arch` on this
+/// machine: the cached one if it was measured here for `arch`.
+pub fn cached_calibration(arch: kann_artifact::Arch) -> Option<calibrate::Record> {
+    current_calibration().filter(|c| c.applies_to(arch))
+}
+
+/// What `--arch native` means here: the arch the calibration found
+/// fastest among those this CPU runs (x86-64-v3 or -v4 on an AVX-512 CPU),
+/// else the CPU's best.
+pub fn native_arch() -> kann_artifact::Arch {
+    current_calibration().and_then(|c| c.chosen_arch()).unwrap_or_else(|| kann_artifact::Arch::best_for(&kann_artifact::CpuFeatures::detect()))
 }
 
 fn write_cache(path: &Path, info: &DeviceInfo) -> anyhow::Result<()> {
@@ -362,6 +372,10 @@ fn render(info: &DeviceInfo) -> String {
     }
     if let Some(c) = &info.calibration {
         o += &format!("cost model calibration ({}; measured / modelled time on one core): {}\n", c.arch, c.describe());
+        if c.probe_ms.len() > 1 {
+            let times: Vec<String> = c.probe_ms.iter().map(|(a, ms)| format!("{a} {ms:.1} ms")).collect();
+            o += &format!("native arch: {} (the calibration probes on one core: {})\n", c.arch, times.join(", "));
+        }
     }
     o
 }
@@ -412,10 +426,17 @@ mod tests {
             calibration: None,
         };
         assert_eq!(DeviceInfo::from_json(&info.to_json()), Some(info.clone()));
-        let record = calibrate::Record { calibration: kann_compiler::cost::Calibration { compute: [0.9, 1.0, 0.7, 0.8, 1.1], weights: 0.65, bandwidth_cores: Some(1.2) }, arch: "x86-64-v3".into(), version: 1, program_version: 1 };
+        let record = calibrate::Record {
+            calibration: kann_compiler::cost::Calibration { compute: [0.9, 1.0, 0.7, 0.8, 1.1], weights: 0.65, bandwidth_cores: Some(1.2) },
+            arch: "x86-64-v3".into(),
+            version: 1,
+            program_version: 1,
+            probe_ms: vec![("x86-64-v4".into(), 20.0), ("x86-64-v3".into(), 18.5)],
+        };
         let calibrated = DeviceInfo { calibration: Some(record), ..info.clone() };
         assert_eq!(DeviceInfo::from_json(&calibrated.to_json()), Some(calibrated.clone()));
         assert!(render(&calibrated).contains("winograd4x4 0.70"), "{}", render(&calibrated));
+        assert!(render(&calibrated).contains("native arch: x86-64-v3 (the calibration probes on one core: x86-64-v4 20.0 ms, x86-64-v3 18.5 ms)"), "{}", render(&calibrated));
         assert_eq!(info.best_fp32().map(|p| p.name.as_str()), Some("fp32-avx2"));
         let text = render(&info);
         for want in ["Test CPU", "avx2 fma", "2 usable", "L1d 48 KiB", "fp32-avx2", "190.0"] {

@@ -5,7 +5,7 @@
 
 use crate::args::GenerateArgs;
 use anyhow::{bail, Context};
-use kann_artifact::{Arch, CpuFeatures};
+use kann_artifact::Arch;
 use kann_config::{Layout, NetworkConfig, ShapeReading, TensorShape};
 use kann_onnx::proto::{tensor_shape_proto::dimension::Value as DimV, type_proto, ModelProto, ValueInfoProto};
 use kann_onnx::ImportOptions;
@@ -77,7 +77,8 @@ pub fn resolve_options(args: &GenerateArgs, net: &NetworkConfig, warnings: &mut 
         None => gen.arch.unwrap_or(kann_config::Arch::Native),
     };
     let arch = match requested {
-        kann_config::Arch::Native => Arch::best_for(&CpuFeatures::detect()),
+        // The fastest this CPU runs, as the calibration measured (`kann devices`).
+        kann_config::Arch::Native => crate::commands::devices::native_arch(),
         kann_config::Arch::X86_64V4 => Arch::X86_64V4,
         kann_config::Arch::X86_64V3 => Arch::X86_64V3,
         kann_config::Arch::Generic => Arch::Generic,
