@@ -611,6 +611,20 @@ mod tests {
         b.finish().unwrap()
     }
 
+    /// Whether x86-64-v3 kernels run on this CPU.
+    fn v3_runs_here() -> bool {
+        let cpu = CpuFeatures::detect();
+        Arch::X86_64V3.required_features().difference(cpu.features).is_empty() && Arch::X86_64V3.family().is_none_or(|f| f == cpu.family)
+    }
+
+    /// `g` compiled for x86-64-v3 on `clusters`, checked against the
+    /// reference, and its steps' kernel names (`what` prefixes a failure).
+    fn compiled_v3(g: &Graph, clusters: usize, what: &str) -> (crate::Compiled, Vec<String>) {
+        let c = check_against_reference_on(g.clone(), clusters, Arch::X86_64V3).unwrap_or_else(|e| panic!("{what}{clusters} clusters: {e}"));
+        let names = c.program.steps.iter().map(|s| s.kernel.name()).collect();
+        (c, names)
+    }
+
     /// An RGB stem, then a DenseNet-like block over 16×16: three layers of
     /// BN + ReLU (pre-activation, on the growing concat), 1×1 (its BN
     /// folded), ReLU, 3×3 to 8 channels, concatenated; a transition (BN +
@@ -675,15 +689,13 @@ mod tests {
 
     #[test]
     fn pre_activation_batch_norms_keep_a_dense_block_blocked() {
-        let cpu = CpuFeatures::detect();
-        if !Arch::X86_64V3.required_features().difference(cpu.features).is_empty() || Arch::X86_64V3.family().is_some_and(|f| f != cpu.family) {
-            return; // x86-64-v3 kernels cannot run here.
+        if !v3_runs_here() {
+            return;
         }
         let mut rng = Rng::new(103);
         let g = dense_block(&mut rng);
         for clusters in [1, 2] {
-            let c = check_against_reference_on(g.clone(), clusters, Arch::X86_64V3).unwrap_or_else(|e| panic!("{clusters} clusters: {e}"));
-            let names: Vec<String> = c.program.steps.iter().map(|s| s.kernel.name()).collect();
+            let (_, names) = compiled_v3(&g, clusters, "");
             let count = |part: &str| names.iter().filter(|n| n.contains(part)).count();
             // The five pre-activation batch norms blocked (the mid ones
             // fold into their 1×1), the concats zero-copy, no reorder.
@@ -694,15 +706,13 @@ mod tests {
 
     #[test]
     fn concats_and_pools_stay_blocked() {
-        let cpu = CpuFeatures::detect();
-        if !Arch::X86_64V3.required_features().difference(cpu.features).is_empty() || Arch::X86_64V3.family().is_some_and(|f| f != cpu.family) {
-            return; // x86-64-v3 kernels cannot run here.
+        if !v3_runs_here() {
+            return;
         }
         let mut rng = Rng::new(101);
         let g = inception(&mut rng);
         for clusters in [1, 2] {
-            let c = check_against_reference_on(g.clone(), clusters, Arch::X86_64V3).unwrap_or_else(|e| panic!("{clusters} clusters: {e}"));
-            let names: Vec<String> = c.program.steps.iter().map(|s| s.kernel.name()).collect();
+            let (_, names) = compiled_v3(&g, clusters, "");
             let count = |part: &str| names.iter().filter(|n| n.contains(part)).count();
             // Every pool and convolution blocked but the stem (which writes
             // blocked) and the Winograd 3×3 (which reads NCHW and writes its
@@ -715,16 +725,14 @@ mod tests {
 
     #[test]
     fn blocked_regions_match_the_reference_with_no_reorders() {
-        let cpu = CpuFeatures::detect();
-        if !Arch::X86_64V3.required_features().difference(cpu.features).is_empty() || Arch::X86_64V3.family().is_some_and(|f| f != cpu.family) {
-            return; // x86-64-v3 kernels cannot run here.
+        if !v3_runs_here() {
+            return;
         }
         let mut rng = Rng::new(97);
         for gate in [false, true] {
             let g = network(&mut rng, gate);
             for clusters in [1, 2] {
-                let c = check_against_reference_on(g.clone(), clusters, Arch::X86_64V3).unwrap_or_else(|e| panic!("gate {gate}, {clusters} clusters: {e}"));
-                let names: Vec<String> = c.program.steps.iter().map(|s| s.kernel.name()).collect();
+                let (c, names) = compiled_v3(&g, clusters, &format!("gate {gate}, "));
                 let count = |prefix: &str| names.iter().filter(|n| n.starts_with(prefix)).count();
                 // Every convolution but the RGB stem blocked (the gates' too).
                 assert_eq!(count("f32_conv1x1_nchw8c"), 6 + usize::from(gate) * 6, "{names:?}");
